@@ -1,0 +1,101 @@
+import { awscdk, javascript } from 'projen';
+
+// aws-cdk-lib floor: the newest release for which @aws-cdk/integ-tests-alpha is published
+// (the alpha is not released for every aws-cdk-lib version), so integ tests pin the same version.
+const CDK_VERSION = '2.245.0';
+const INTEG_TESTS_ALPHA_VERSION = `${CDK_VERSION}-alpha.0`;
+const CONSTRUCTS_VERSION = '10.5.1';
+// jsii 6.0 is the line the design card was tried with; `~` keeps us on that minor (jsii is not semver).
+const JSII_VERSION = '~6.0.16';
+const TYPESCRIPT_VERSION = '~5.9.3';
+// Both packages are released together at one version; the models package depends on exactly it.
+const VERSION = '0.1.0';
+
+const PATTERNS_NAME = 'aws-cdk-neuronx-patterns';
+const PATTERNS_DIR = `packages/${PATTERNS_NAME}`;
+
+/** Options that must be the same in both jsii packages (pacmak fails when targets differ). */
+function commonOptions(kind: 'models' | 'patterns') {
+  const name = `aws-cdk-neuronx-${kind}`;
+  const pascal = kind === 'models' ? 'Models' : 'Patterns';
+  return {
+    name,
+    author: 'aws-cdk-neuronx contributors',
+    authorAddress: 'https://github.com/aws-cdk-neuronx',
+    repositoryUrl: 'https://github.com/aws-cdk-neuronx/aws-cdk-neuronx-models.git',
+    license: 'Apache-2.0',
+    defaultReleaseBranch: 'main',
+    cdkVersion: CDK_VERSION,
+    constructsVersion: CONSTRUCTS_VERSION,
+    jsiiVersion: JSII_VERSION,
+    typescriptVersion: TYPESCRIPT_VERSION,
+    projenrcTs: kind === 'models',
+    packageManager: javascript.NodePackageManager.NPM,
+    minNodeVersion: '20.0.0',
+    github: false,
+    release: false,
+    depsUpgrade: false,
+    pullRequestTemplate: false,
+    sampleCode: false,
+    keywords: ['aws-cdk', 'cdk', 'sagemaker', 'inferentia2', 'trainium', 'neuron', 'llm'],
+    publishToPypi: { distName: name, module: name.replace(/-/g, '_') },
+    publishToMaven: {
+      javaPackage: `io.github.awscdkneuronx.${kind}`,
+      mavenGroupId: 'io.github.aws-cdk-neuronx',
+      mavenArtifactId: name,
+    },
+    publishToNuget: { dotNetNamespace: `AwsCdkNeuronx.${pascal}`, packageId: `AwsCdkNeuronx.${pascal}` },
+    tsconfigDevFile: 'tsconfig.dev.json',
+    tsconfig: { compilerOptions: { resolveJsonModule: true } },
+    // Snapshots are assertions: CI must fail on a changed template, never rewrite it.
+    jestOptions: { updateSnapshot: javascript.UpdateSnapshot.NEVER },
+  };
+}
+
+const project = new awscdk.AwsCdkConstructLibrary({
+  ...commonOptions('models'),
+  description: 'AWS CDK constructs that put open LLMs on SageMaker real-time endpoints on AWS Inferentia2 and Trainium.',
+  peerDeps: [`${PATTERNS_NAME}@${VERSION}`],
+  devDeps: [
+    `${PATTERNS_NAME}@${VERSION}`,
+    `@aws-cdk/integ-tests-alpha@${INTEG_TESTS_ALPHA_VERSION}`,
+    'cdk-nag@2.37.55',
+    // Bundles the patterns package's Lambda handlers. Declared here, at the workspace root that installs
+    // everything: declared in the sub-project, projen cannot resolve it there (its install is a no-op) and drops it.
+    'esbuild@0.25.9',
+  ],
+  gitignore: ['/examples/**/cdk.out', '/cdk.out', '.venv', '__pycache__', '.pytest_cache'],
+});
+project.package.addVersion(VERSION);
+project.package.addField('workspaces', [PATTERNS_DIR]);
+
+const patterns = new awscdk.AwsCdkConstructLibrary({
+  ...commonOptions('patterns'),
+  parent: project,
+  outdir: PATTERNS_DIR,
+  description: 'AWS CDK patterns that compile LLMs with transformers-neuronx on AWS Batch and serve them on SageMaker.',
+  devDeps: [
+    `@aws-cdk/integ-tests-alpha@${INTEG_TESTS_ALPHA_VERSION}`,
+    'cdk-nag@2.37.55',
+    'aws-sdk-client-mock@^4.1.0',
+    '@aws-sdk/client-batch@^3.700.0',
+    '@aws-sdk/client-s3@^3.700.0',
+    '@types/aws-lambda@^8.10.145',
+  ],
+  lambdaOptions: {
+    // Node 20 is past end of life. 24 is the newest runtime aws-cdk-lib 2.245 knows, which is what
+    // cdk-nag's AwsSolutions-L1 (latest runtime) compares against.
+    runtime: awscdk.LambdaRuntime.NODEJS_24_X,
+    bundlingOptions: { externals: ['@aws-sdk/*'] },
+  },
+});
+patterns.package.addVersion(VERSION);
+// The workspace root installs everything once; a nested `npm install` here would fork node_modules.
+for (const t of ['install', 'install:ci']) {
+  patterns.tasks.tryFind(t)?.reset('echo "installed by the workspace root"');
+}
+
+// Build the patterns package (compile, test, docs, package) before the models package compiles against it.
+project.preCompileTask.exec('npx projen build', { cwd: PATTERNS_DIR });
+
+project.synth();

@@ -1,0 +1,444 @@
+"""The compile job end to end, with S3 and Secrets Manager in moto and fakes for the Hub and the compiler."""
+
+import json
+import shutil
+import subprocess
+import sys
+import types
+from collections import namedtuple
+from datetime import datetime
+from unittest import mock
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import compile_job
+import neuronx_compile
+
+REGION = "us-east-1"
+BUCKET = "artifacts"
+PREFIX = "calm3-22b-chat/0123abcd/"
+MODEL_ID = "cyberagent/calm3-22b-chat"
+REVISION = "0123abcd"
+TOKEN = "hf_TopSecretTokenValue42"
+SECRET_NAME = "hf-token"
+
+CHECKPOINT = {
+    "config.json": b'{"architectures": ["LlamaForCausalLM"]}',
+    "tokenizer.json": b'{"model": {}}',
+    "model-00001-of-00001.safetensors": b"w" * 4096,
+}
+"""What the fake Hub downloads; it also leaves huggingface_hub metadata under .cache/."""
+NOT_DOWNLOADED = {"README.md": 100, "pytorch_model.bin": 9999}
+NEFF = ("model.neff", b"n" * 512)
+
+Sibling = namedtuple("Sibling", "rfilename size")
+
+
+class FakeHub(types.ModuleType):
+    """Stands in for the huggingface_hub module: records calls, writes CHECKPOINT."""
+
+    def __init__(self, events):
+        super().__init__("huggingface_hub")
+        self.events = events
+        self.calls = []
+        self.download_error = None
+        hub = self
+
+        class HfApi:
+            def model_info(self, repo_id, **kwargs):
+                hub.calls.append(("model_info", repo_id, kwargs))
+                files = {name: len(content) for name, content in CHECKPOINT.items()} | NOT_DOWNLOADED
+                return types.SimpleNamespace(siblings=[Sibling(name, size) for name, size in files.items()])
+
+        self.HfApi = HfApi
+
+    def snapshot_download(self, repo_id, **kwargs):
+        self.calls.append(("snapshot_download", repo_id, kwargs))
+        self.events.append("download")
+        if self.download_error:
+            raise self.download_error
+        local_dir = compile_job.Path(kwargs["local_dir"])
+        for name, content in CHECKPOINT.items():
+            (local_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (local_dir / name).write_bytes(content)
+        (local_dir / ".cache/huggingface/download").mkdir(parents=True)
+        (local_dir / ".cache/huggingface/download/config.json.metadata").write_text("etag")
+
+
+class RecordingS3:
+    """The moto S3 client, recording uploads and puts in the shared event list."""
+
+    def __init__(self, client, events):
+        self._client = client
+        self._events = events
+        self.upload_error = None
+
+    def upload_file(self, filename, bucket, key, **kwargs):
+        self._events.append(("upload", key))
+        if self.upload_error:
+            raise self.upload_error
+        return self._client.upload_file(filename, bucket, key, **kwargs)
+
+    def put_object(self, **kwargs):
+        self._events.append(("put", kwargs["Key"]))
+        return self._client.put_object(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class Job:
+    """One test's world: environment, fakes, and what they saw."""
+
+    def __init__(self, contract, tmp_path, monkeypatch):
+        self.contract = contract
+        self.env_names = contract["compileJob"]["environment"]
+        self.events = []
+        self.hub = FakeHub(self.events)
+        self.compile_calls = []
+        self.compile_error = None
+        self.popen = mock.Mock()
+        self.s3 = RecordingS3(boto3.client("s3", region_name=REGION), self.events)
+        self.work_dir = tmp_path / "work"
+        self.environ = self.env(
+            modelId=MODEL_ID,
+            modelRevision=REVISION,
+            artifactS3Uri=f"s3://{BUCKET}/{PREFIX}",
+            tpDegree="2",
+            nPositions="1024",
+            quantDtype="s8",
+            optLevel="3",
+            compilerTarget="trn1",
+            imageUri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference-neuronx:2.5.1",
+            workDir=str(self.work_dir),
+            releaseEntrypoint="1",
+        )
+        real_client = boto3.client
+        monkeypatch.setattr(
+            boto3, "client", lambda service, **kw: self.s3 if service == "s3" else real_client(service, **kw)
+        )
+        monkeypatch.setitem(sys.modules, "huggingface_hub", self.hub)
+        monkeypatch.setattr(neuronx_compile, "compile_checkpoint", self.fake_compile)
+        monkeypatch.setattr(subprocess, "Popen", self.popen)
+        monkeypatch.delenv(neuronx_compile.NEURON_CC_FLAGS, raising=False)
+
+    def env(self, **values):
+        return {self.env_names[key]: value for key, value in values.items()}
+
+    def fake_compile(self, checkpoint_dir, compiled_dir, options):
+        self.events.append("compile")
+        self.compile_calls.append(
+            (checkpoint_dir, compiled_dir, dict(options), compile_job.os.environ[neuronx_compile.NEURON_CC_FLAGS])
+        )
+        if self.compile_error:
+            raise self.compile_error
+        compiled_dir.mkdir(parents=True)
+        (compiled_dir / NEFF[0]).write_bytes(NEFF[1])
+
+    def run(self):
+        return compile_job.main(self.environ)
+
+    def marker_key(self):
+        return PREFIX + self.contract["layout"]["marker"]
+
+    def marker(self):
+        body = self.s3.get_object(Bucket=BUCKET, Key=self.marker_key())["Body"].read()
+        return json.loads(body)
+
+    def has_marker(self):
+        return "Contents" in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=self.marker_key())
+
+    def objects(self):
+        listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX).get("Contents", [])
+        return {item["Key"][len(PREFIX) :]: item["Size"] for item in listed}
+
+
+@pytest.fixture
+def job(contract, tmp_path, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield Job(contract, tmp_path, monkeypatch)
+
+
+def add_token_secret(job, secret_string):
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=SECRET_NAME, SecretString=secret_string
+    )["ARN"]
+    job.environ[job.env_names["hfTokenSecretArn"]] = arn
+
+
+def test_success_uploads_checkpoint_and_neffs_then_writes_the_marker_last(job, contract):
+    assert job.run() == contract["compileJob"]["exitCodes"]["success"]
+
+    layout = contract["layout"]
+    assert job.events[:2] == ["download", "compile"]
+    uploads = [key for kind, key in job.events[2:-1]]
+    assert all(kind == "upload" for kind, _ in job.events[2:-1])
+    assert sorted(uploads) == sorted(PREFIX + layout["checkpointDir"] + name for name in CHECKPOINT) + [
+        PREFIX + layout["compiledDir"] + NEFF[0]
+    ]
+    assert job.events[-1] == ("put", job.marker_key())
+    assert not any(".cache" in key for key in job.objects())
+
+
+def test_manifest_matches_the_contract_and_the_uploaded_objects(job, contract):
+    job.run()
+    manifest = job.marker()
+
+    assert list(manifest) == contract["manifest"]["requiredKeys"]
+    assert manifest["schemaVersion"] == contract["manifest"]["schemaVersion"]
+    assert manifest["modelId"] == MODEL_ID and manifest["modelRevision"] == REVISION
+    assert manifest["compilerTarget"] == "trn1"
+    assert manifest["imageUri"] == job.environ[job.env_names["imageUri"]]
+    assert manifest["options"] == {
+        "tpDegree": 2,
+        "nPositions": 1024,
+        "batchSize": 1,
+        "amp": "bf16",
+        "quantDtype": "s8",
+        "optLevel": 3,
+    }
+    assert list(manifest["options"]) == contract["manifest"]["optionKeys"]
+    uploaded = {key: size for key, size in job.objects().items() if key != contract["layout"]["marker"]}
+    assert {entry["key"]: entry["bytes"] for entry in manifest["files"]} == uploaded
+    assert uploaded[contract["layout"]["checkpointDir"] + "model-00001-of-00001.safetensors"] == 4096
+    assert list(manifest["phases"]) == ["check-marker", "disk-check", "download", "compile", "upload"]
+    assert manifest["completedAt"].endswith("Z")
+    assert datetime.fromisoformat(manifest["completedAt"].replace("Z", "+00:00")).utcoffset().total_seconds() == 0
+
+
+def test_download_and_compile_get_the_configured_options(job, contract):
+    job.run()
+
+    (_, repo_id, info_args), (_, _, download_args) = job.hub.calls
+    assert repo_id == MODEL_ID
+    assert info_args == {"revision": REVISION, "files_metadata": True, "token": None}
+    assert download_args["revision"] == REVISION
+    assert download_args["max_workers"] > 1
+    assert download_args["local_dir"] == str(job.work_dir / contract["layout"]["checkpointDir"].rstrip("/"))
+    checkpoint_dir, compiled_dir, options, flags = job.compile_calls[0]
+    assert str(checkpoint_dir) == download_args["local_dir"]
+    assert compiled_dir == job.work_dir / contract["layout"]["compiledDir"].rstrip("/")
+    assert options["quantDtype"] == "s8" and options["tpDegree"] == 2
+    assert flags == "--target=trn1 -O3"
+
+
+def test_existing_neuron_cc_flags_are_kept(job, monkeypatch):
+    monkeypatch.setenv(neuronx_compile.NEURON_CC_FLAGS, "--verbose=info -O1")
+    job.run()
+    assert job.compile_calls[0][3] == "--verbose=info --target=trn1 -O3"
+
+
+def test_existing_marker_exits_at_once_without_download_or_compile(job, contract, capsys):
+    job.s3.put_object(Bucket=BUCKET, Key=job.marker_key(), Body=b"{}")
+    job.events.clear()
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["success"]
+
+    assert job.events == []
+    assert job.hub.calls == []
+    assert f"marker s3://{BUCKET}/{job.marker_key()} exists" in capsys.readouterr().out
+    job.popen.assert_called_once()
+
+
+def test_release_watcher_is_started_detached_after_success(job):
+    job.run()
+
+    job.popen.assert_called_once()
+    (command,), options = job.popen.call_args
+    assert command == [sys.executable, str(compile_job.RELEASE_SCRIPT)]
+    assert compile_job.RELEASE_SCRIPT.is_file()
+    assert options == {
+        "start_new_session": True,
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+    }
+
+
+def test_release_watcher_is_not_started_without_the_flag(job):
+    del job.environ[job.env_names["releaseEntrypoint"]]
+    job.run()
+    job.popen.assert_not_called()
+
+
+def fail_download(job):
+    job.hub.download_error = OSError("connection reset\nby peer")
+
+
+def fail_compile(job):
+    job.compile_error = RuntimeError("neuronx-cc returned 70")
+
+
+def fail_upload(job):
+    job.s3.upload_error = OSError("Access Denied")
+
+
+@pytest.mark.parametrize(
+    "phase, make_it_fail, reason",
+    [
+        ("download", fail_download, "OSError: connection reset by peer"),
+        ("compile", fail_compile, "RuntimeError: neuronx-cc returned 70"),
+        ("upload", fail_upload, "OSError: Access Denied"),
+    ],
+)
+def test_a_failing_phase_exits_non_zero_names_the_phase_and_writes_no_marker(
+    job, contract, capsys, phase, make_it_fail, reason
+):
+    make_it_fail(job)
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    assert f"phase {phase} failed: {reason}\n" in capsys.readouterr().out
+    assert not job.has_marker()
+    assert not any(event[0] == "put" for event in job.events if isinstance(event, tuple))
+    job.popen.assert_not_called()
+
+
+def test_disk_check_failure_names_the_numbers_and_downloads_nothing(job, contract, capsys, monkeypatch):
+    usage = shutil.disk_usage(job.work_dir.parent)
+    monkeypatch.setattr(compile_job.shutil, "disk_usage", lambda path: usage._replace(free=5 * 1024**3))
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    line = next(line for line in capsys.readouterr().out.splitlines() if "failed" in line)
+    # 4.2 KiB snapshot x 2 (quantized) + 10 GiB margin
+    assert "phase disk-check failed: OSError: not enough disk space: 5.0 GiB free in" in line
+    assert "10.0 GiB needed (snapshot 0.0 GiB x 2.0 + 10 GiB margin)" in line
+    assert "download" not in job.events
+    assert not job.has_marker()
+
+
+def test_required_disk_space_uses_the_contract_factors(contract):
+    space = contract["compileJob"]["diskSpace"]
+    gib = 1024**3
+    assert compile_job.required_disk_bytes(42 * gib, quantized=False) == int(
+        (42 * space["factorUnquantized"] + space["marginGiB"]) * gib
+    )
+    assert compile_job.required_disk_bytes(42 * gib, quantized=True) == int(
+        (42 * space["factorQuantized"] + space["marginGiB"]) * gib
+    )
+
+
+@pytest.mark.parametrize(
+    "secret_string", [TOKEN, json.dumps({"token": TOKEN}), json.dumps({"HF_TOKEN": TOKEN, "other": "x"})]
+)
+def test_token_from_secrets_manager_reaches_the_hub(job, secret_string):
+    add_token_secret(job, secret_string)
+    job.run()
+    assert [call[2]["token"] for call in job.hub.calls] == [TOKEN, TOKEN]
+
+
+def test_token_never_appears_in_the_output_even_on_failure(job, contract, capsys):
+    add_token_secret(job, json.dumps({"token": TOKEN}))
+    job.hub.download_error = PermissionError(f"401 for url with Authorization: Bearer {TOKEN}")
+    real_download = job.hub.snapshot_download
+
+    def chatty_download(repo_id, **kwargs):
+        compile_job.logging.getLogger("huggingface_hub").warning("using token %s", kwargs["token"])
+        return real_download(repo_id, **kwargs)
+
+    job.hub.snapshot_download = chatty_download
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    captured = capsys.readouterr()
+    assert "phase download failed: PermissionError: 401 for url with Authorization: Bearer ***" in captured.out
+    assert "using token ***" in captured.out
+    assert TOKEN not in captured.out + captured.err
+
+
+def test_a_secret_without_a_token_key_fails_the_read_token_phase(job, contract, capsys):
+    add_token_secret(job, json.dumps({"password": TOKEN}))
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+    out = capsys.readouterr().out
+    assert "phase read-token failed: ValueError: secret arn:aws:secretsmanager:" in out
+    assert TOKEN not in out
+
+
+def test_weights_already_in_s3_are_sized_downloaded_and_uploaded(job, contract):
+    source_prefix = "sources/calm3/"
+    for name, content in CHECKPOINT.items():
+        job.s3.put_object(Bucket=BUCKET, Key=source_prefix + name, Body=content)
+    job.s3.put_object(Bucket=BUCKET, Key=source_prefix + "pytorch_model.bin", Body=b"b" * 100)
+    job.environ[job.env_names["modelS3Uri"]] = f"s3://{BUCKET}/{source_prefix.rstrip('/')}"
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["success"]
+
+    assert job.hub.calls == []  # the model id only labels the weights
+    manifest = job.marker()
+    assert manifest["modelId"] == MODEL_ID
+    checkpoint_files = {
+        entry["key"]: entry["bytes"]
+        for entry in manifest["files"]
+        if entry["key"].startswith(contract["layout"]["checkpointDir"])
+    }
+    assert checkpoint_files == {
+        contract["layout"]["checkpointDir"] + name: len(content) for name, content in CHECKPOINT.items()
+    }
+
+
+def test_without_a_model_id_the_s3_uri_names_the_model(job):
+    job.s3.put_object(Bucket=BUCKET, Key="sources/calm3/model.safetensors", Body=b"w")
+    del job.environ[job.env_names["modelId"]]
+    job.environ[job.env_names["modelS3Uri"]] = f"s3://{BUCKET}/sources/calm3/"
+
+    job.run()
+
+    assert job.marker()["modelId"] == f"s3://{BUCKET}/sources/calm3/"
+
+
+def test_a_source_without_safetensors_fails_the_disk_check(job, contract, capsys):
+    job.s3.put_object(Bucket=BUCKET, Key="sources/old/pytorch_model.bin", Body=b"b")
+    job.s3.put_object(Bucket=BUCKET, Key="sources/old/config.json", Body=b"{}")
+    job.environ[job.env_names["modelS3Uri"]] = f"s3://{BUCKET}/sources/old/"
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+    assert (
+        f"phase disk-check failed: ValueError: s3://{BUCKET}/sources/old/ holds no *.safetensors weights"
+        in capsys.readouterr().out
+    )
+
+
+def test_configuration_problems_are_reported_together(job, contract, capsys):
+    job.environ.update(
+        job.env(
+            modelS3Uri="https://b/k",
+            tpDegree="two",
+            optLevel="4",
+            compilerTarget="inf1",
+            artifactS3Uri="s3://b/no-slash",
+        )
+    )
+    del job.environ[job.env_names["nPositions"]]
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    line = next(line for line in capsys.readouterr().out.splitlines() if "failed" in line)
+    env = job.env_names
+    assert "phase configure failed:" in line
+    for expected in (
+        f"{env['tpDegree']} must be a positive integer, got 'two'",
+        f"{env['nPositions']} is not set",
+        f"{env['optLevel']} must be one of 1, 2, 3, got '4'",
+        f"{env['modelS3Uri']}: not an s3://bucket/key URI: 'https://b/k'",
+        f"{env['artifactS3Uri']} must be an s3:// prefix ending with '/'",
+        f"{env['compilerTarget']} must be one of inf2, trn1",
+    ):
+        assert expected in line
+    assert job.events == []
+
+
+def test_a_model_is_required(job, contract, capsys):
+    del job.environ[job.env_names["modelId"]]
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+    env = job.env_names
+    assert (
+        f"phase configure failed: set {env['modelId']} (Hugging Face) or {env['modelS3Uri']} (a checkpoint in S3)"
+        in capsys.readouterr().out
+    )

@@ -1,0 +1,162 @@
+"""predict_fn with a real ChatML tokenizer and a fake compiled model."""
+
+import pytest
+
+import inference
+from chat_tokenizer import VOCAB, build_chat_tokenizer
+from inference import GenerationRequest, RequestError, make_generator, predict_fn
+
+IM_START, IM_END, EOS = VOCAB["<|im_start|>"], VOCAB["<|im_end|>"], VOCAB["<|endoftext|>"]
+N_POSITIONS = 32
+HELLO = ({"role": "user", "content": "hello world"},)
+# <|im_start|> user hello world <|im_end|> <|im_start|> assistant
+PROMPT_IDS = [IM_START, VOCAB["user"], VOCAB["hello"], VOCAB["world"], IM_END, IM_START, VOCAB["assistant"]]
+
+
+class FakeSampler:
+    """Returns prompt + `completion`, as transformers-neuronx's sample returns the whole sequence."""
+
+    def __init__(self, completion=(), echo_prompt=True):
+        self.completion = list(completion)
+        self.echo_prompt = echo_prompt
+        self.calls = []
+
+    def __call__(self, prompt_ids, **kwargs):
+        self.calls.append((list(prompt_ids), kwargs))
+        return (list(prompt_ids) if self.echo_prompt else []) + self.completion
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return build_chat_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def generate(tokenizer, completion=(), **request):
+    sampler = FakeSampler([VOCAB[word] if isinstance(word, str) else word for word in completion])
+    response = predict_fn(
+        GenerationRequest(messages=request.pop("messages", HELLO), **request),
+        make_generator(tokenizer, sampler, N_POSITIONS),
+    )
+    return response, sampler
+
+
+def test_prompt_is_the_chat_template_with_the_assistant_generation_prompt(tokenizer):
+    _, sampler = generate(tokenizer, ["bye", IM_END])
+    assert sampler.calls[0][0] == PROMPT_IDS
+    prompt = inference.build_prompt(tokenizer, HELLO, "assistant")
+    assert prompt == "<|im_start|>user\nhello world<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_a_custom_role_replaces_the_generation_prompt(tokenizer):
+    messages = ({"role": "system", "content": "you are helpful"}, *HELLO)
+    assert inference.build_prompt(tokenizer, messages, "narrator") == (
+        "<|im_start|>system\nyou are helpful<|im_end|>\n<|im_start|>user\nhello world<|im_end|>\n<|im_start|>narrator\n"
+    )
+    _, sampler = generate(tokenizer, [IM_END], messages=HELLO, role="narrator")
+    assert sampler.calls[0][0] == PROMPT_IDS[:-1] + [VOCAB["narrator"]]
+
+
+def test_completion_is_cut_by_token_position_not_by_text(tokenizer):
+    # The completion repeats the prompt's words: removing the prompt text would lose them.
+    response, _ = generate(tokenizer, ["hello", "world", "again", IM_END])
+    assert response == {
+        "generated_text": "hello world again",
+        "usage": {"prompt_tokens": len(PROMPT_IDS), "completion_tokens": 4},
+        "finish_reason": "stop",
+    }
+
+
+def test_generation_stops_at_the_end_of_turn(tokenizer):
+    response, _ = generate(tokenizer, ["bye", IM_END, IM_START, "user", "hello", IM_END])
+    assert response["generated_text"] == "bye"
+    assert response["usage"]["completion_tokens"] == 2
+    assert response["finish_reason"] == "stop"
+
+
+def test_generation_stops_at_the_tokenizers_eos(tokenizer):
+    response, _ = generate(tokenizer, ["bye", EOS, "hello"])
+    assert (response["generated_text"], response["usage"]["completion_tokens"], response["finish_reason"]) == (
+        "bye",
+        2,
+        "stop",
+    )
+
+
+def test_without_an_end_token_the_reason_is_length(tokenizer):
+    response, _ = generate(tokenizer, ["hello", "again", "bye"], max_new_tokens=3)
+    assert (response["generated_text"], response["usage"]["completion_tokens"], response["finish_reason"]) == (
+        "hello again bye",
+        3,
+        "length",
+    )
+
+
+def test_stop_strings_cut_the_completion_at_the_first_one_found(tokenizer):
+    response, _ = generate(
+        tokenizer, ["hello", "again", "STOP", "world", "bye"], stop=["bye", "STOP"], max_new_tokens=5
+    )
+    assert response["generated_text"] == "hello again "
+    assert response["finish_reason"] == "stop"
+    assert response["usage"]["completion_tokens"] == 5
+
+
+def test_sampling_parameters_reach_the_model(tokenizer):
+    _, sampler = generate(tokenizer, [IM_END], max_new_tokens=10, temperature=0.3, top_p=0.8, top_k=7)
+    assert sampler.calls[0][1] == {
+        "sequence_length": len(PROMPT_IDS) + 10,
+        "top_k": 7,
+        "top_p": 0.8,
+        "temperature": 0.3,
+        "eos_token_id": IM_END,
+    }
+
+
+def test_temperature_zero_is_greedy(tokenizer):
+    _, sampler = generate(tokenizer, [IM_END], temperature=0.0, top_k=7)
+    assert (sampler.calls[0][1]["top_k"], sampler.calls[0][1]["temperature"]) == (1, 1.0)
+
+
+def test_default_max_new_tokens_is_capped_by_the_positions_left(tokenizer):
+    _, sampler = generate(tokenizer, [IM_END])
+    assert inference.DEFAULT_MAX_NEW_TOKENS > N_POSITIONS
+    assert sampler.calls[0][1]["sequence_length"] == N_POSITIONS
+
+
+def test_max_new_tokens_may_fill_the_positions_exactly(tokenizer):
+    _, sampler = generate(tokenizer, [IM_END], max_new_tokens=N_POSITIONS - len(PROMPT_IDS))
+    assert sampler.calls[0][1]["sequence_length"] == N_POSITIONS
+
+
+def test_prompt_plus_max_new_tokens_beyond_n_positions_is_400(tokenizer):
+    with pytest.raises(RequestError) as raised:
+        generate(tokenizer, max_new_tokens=N_POSITIONS - len(PROMPT_IDS) + 1)
+    assert raised.value.status_code == 400
+    assert raised.value.message == (
+        f"max_new_tokens {N_POSITIONS - len(PROMPT_IDS) + 1} + {len(PROMPT_IDS)} prompt tokens exceed the model's"
+        f" {N_POSITIONS} positions; at most {N_POSITIONS - len(PROMPT_IDS)} new tokens fit"
+    )
+
+
+def test_a_prompt_that_fills_n_positions_is_400_naming_messages(tokenizer):
+    long_messages = ({"role": "user", "content": "hello " * N_POSITIONS},)
+    with pytest.raises(RequestError) as raised:
+        generate(tokenizer, messages=long_messages)
+    assert raised.value.status_code == 400
+    assert raised.value.message.startswith(f"messages take {N_POSITIONS + 5} tokens, leaving no room to generate")
+
+
+def test_output_that_does_not_start_with_the_prompt_is_refused(tokenizer):
+    sampler = FakeSampler([VOCAB["bye"]], echo_prompt=False)
+    with pytest.raises(RuntimeError, match="does not start with the prompt"):
+        predict_fn(GenerationRequest(messages=HELLO), make_generator(tokenizer, sampler, N_POSITIONS))
+
+
+def test_a_tokenizer_without_chatml_tokens_is_refused(tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    plain = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]")), unk_token="[UNK]"
+    )
+    with pytest.raises(inference.ModelConfigurationError, match=r"no <\|im_end\|> token"):
+        make_generator(plain, FakeSampler(), N_POSITIONS)

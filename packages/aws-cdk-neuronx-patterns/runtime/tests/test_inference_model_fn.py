@@ -1,0 +1,149 @@
+"""model_fn: the endpoint refuses artifacts that do not match its configuration."""
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import inference
+from inference import ModelConfigurationError, model_fn
+
+OPTIONS = {"tpDegree": 2, "nPositions": 1024, "batchSize": 1, "amp": "bf16", "quantDtype": "s8", "optLevel": 3}
+FILES = {"checkpoint/config.json": b"{}", "compiled/model.neff": b"neff"}
+
+
+@pytest.fixture
+def model_dir(tmp_path, contract):
+    layout = contract["layout"]
+    assert {key.split("/")[0] + "/" for key in FILES} == {layout["checkpointDir"], layout["compiledDir"]}
+    for key, content in FILES.items():
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(content)
+    manifest = {
+        "schemaVersion": contract["manifest"]["schemaVersion"],
+        "modelId": "cyberagent/calm3-22b-chat",
+        "modelRevision": "0123abcd",
+        "imageUri": "image",
+        "compilerTarget": "trn1",
+        "options": OPTIONS,
+        "files": [{"key": key, "bytes": len(content)} for key, content in FILES.items()],
+        "phases": {"compile": 1.0},
+        "completedAt": "2026-01-01T00:00:00Z",
+    }
+    (tmp_path / layout["marker"]).write_text(json.dumps(manifest))
+    return tmp_path
+
+
+@pytest.fixture
+def endpoint_env(contract, monkeypatch):
+    """The endpoint environment the constructs set for OPTIONS; unset variables take defaults."""
+    names = contract["endpoint"]["environment"]
+    for name in names.values():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(names["tpDegree"], "2")
+    monkeypatch.setenv(names["nPositions"], "1024")
+    monkeypatch.setenv(names["quantDtype"], "s8")
+    monkeypatch.setenv(names["coresPerWorker"], "2")
+    return names
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    calls = []
+    monkeypatch.setattr(inference, "_load_neuron_generator", lambda *args: calls.append(args) or "generator")
+    return calls
+
+
+def test_matching_artifacts_are_loaded_from_the_layout_dirs(model_dir, endpoint_env, loads, contract):
+    assert model_fn(str(model_dir)) == "generator"
+    assert loads == [
+        (model_dir / contract["layout"]["checkpointDir"], model_dir / contract["layout"]["compiledDir"], OPTIONS)
+    ]
+
+
+def test_every_mismatch_is_named(model_dir, endpoint_env, loads, monkeypatch):
+    monkeypatch.setenv(endpoint_env["tpDegree"], "4")
+    monkeypatch.setenv(endpoint_env["nPositions"], "4096")
+    monkeypatch.delenv(endpoint_env["quantDtype"])
+    monkeypatch.setenv(endpoint_env["amp"], "f16")
+
+    with pytest.raises(ModelConfigurationError) as raised:
+        model_fn(str(model_dir))
+
+    message = str(raised.value)
+    assert message.startswith(
+        "the endpoint's configuration does not match the compiled artifacts (it would recompile): "
+    )
+    for expected in (
+        f"{endpoint_env['tpDegree']}='4' but the artifacts were compiled with tpDegree=2",
+        f"{endpoint_env['nPositions']}='4096' but the artifacts were compiled with nPositions=1024",
+        f"{endpoint_env['amp']}='f16' but the artifacts were compiled with amp='bf16'",
+        f"{endpoint_env['quantDtype']}='' but the artifacts were compiled with quantDtype='s8'",
+    ):
+        assert expected in message
+    assert endpoint_env["coresPerWorker"] not in message  # 2 cores still match the compiled tpDegree
+    assert loads == []
+
+
+def test_unset_tp_degree_is_a_mismatch_and_cores_must_equal_it(model_dir, endpoint_env, loads, monkeypatch):
+    monkeypatch.delenv(endpoint_env["tpDegree"])
+    monkeypatch.setenv(endpoint_env["coresPerWorker"], "4")
+    with pytest.raises(ModelConfigurationError) as raised:
+        model_fn(str(model_dir))
+    assert f"{endpoint_env['tpDegree']}='' but the artifacts were compiled with tpDegree=2" in str(raised.value)
+    assert f"{endpoint_env['coresPerWorker']}='4' but each worker needs tpDegree=2 NeuronCores" in str(raised.value)
+
+
+def test_a_model_dir_without_marker_is_incomplete(model_dir, endpoint_env, loads, contract):
+    (model_dir / contract["layout"]["marker"]).unlink()
+    with pytest.raises(ModelConfigurationError, match="did not finish"):
+        model_fn(str(model_dir))
+    assert loads == []
+
+
+def test_an_unknown_schema_version_is_refused(model_dir, endpoint_env, loads, contract):
+    marker = model_dir / contract["layout"]["marker"]
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "schemaVersion": 99}))
+    with pytest.raises(ModelConfigurationError, match="schemaVersion 99, this handler reads 1"):
+        model_fn(str(model_dir))
+
+
+def test_missing_or_truncated_files_are_named(model_dir, endpoint_env, loads):
+    (model_dir / "compiled/model.neff").write_bytes(b"ne")
+    (model_dir / "checkpoint/config.json").unlink()
+    with pytest.raises(
+        ModelConfigurationError, match="2 file.* missing or truncated .*: checkpoint/config.json, compiled/model.neff"
+    ):
+        model_fn(str(model_dir))
+
+
+def test_the_handler_reads_the_contract_beside_or_above_it(contract):
+    assert inference.CONTRACT == contract
+    assert Path(inference.__file__).name == contract["endpoint"]["handlerScript"]
+
+
+def test_the_handler_imports_only_what_the_serving_image_has():
+    allowed = set(sys.stdlib_module_names) | {
+        "torch",
+        "transformers",
+        "transformers_neuronx",
+        "sagemaker_inference",
+        "__future__",
+    }
+    tree = ast.parse(Path(inference.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= allowed
+    top_level = {
+        alias.name for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names
+    }
+    assert not top_level & {"torch", "transformers", "transformers_neuronx"}
+    assert not any(
+        isinstance(node, ast.ImportFrom)
+        and node.module.split(".")[0] in {"torch", "transformers", "transformers_neuronx"}
+        for node in tree.body
+    )

@@ -1,0 +1,106 @@
+import { BatchClient, DescribeJobsCommand, JobDetail, KeyValuePair } from '@aws-sdk/client-batch';
+import { S3Client } from '@aws-sdk/client-s3';
+import { errorMessage, signal, withThrottlingRetries } from './private/aws-calls';
+import { STATE_HANDLER_ENV, WAIT_HANDLE_URL_ENV } from './private/handler-protocol';
+import { markerExists } from './private/marker';
+
+/**
+ * Signals the deploy's WaitCondition when a compile job ends (EventBridge "Batch Job State Change", SUCCEEDED or
+ * FAILED, on the compile job queue).
+ *
+ * - SUCCEEDED with the completion marker in place: SUCCESS.
+ * - SUCCEEDED without the marker: FAILURE (the artifacts are incomplete).
+ * - FAILED: FAILURE with the job's status reason, exit code and log stream, so the stack event says why. A job
+ *   cancelled by the queue's RUNNABLE time limit (it never got an instance) gets a message that says so.
+ */
+
+const batch = new BatchClient({});
+const s3 = new S3Client({});
+
+export interface BatchJobStateChangeEvent {
+  readonly 'detail-type': string;
+  readonly detail: JobDetail;
+}
+
+export async function handler(event: BatchJobStateChangeEvent): Promise<void> {
+  const detail = event.detail;
+  const job = await withEnvironment(detail);
+  const environment = toRecord(job.container?.environment);
+  const handleUrl = environment[WAIT_HANDLE_URL_ENV];
+  if (!handleUrl) {
+    console.log(JSON.stringify({ message: 'job has no wait handle: not started by a deploy, ignored', jobId: detail.jobId }));
+    return;
+  }
+  const uniqueId = detail.jobId ?? 'compile';
+  if (detail.status === 'SUCCEEDED') {
+    const artifactUri = environment[requiredEnv(STATE_HANDLER_ENV.artifactUriEnvName)] ?? '';
+    const { bucket, key } = markerLocation(artifactUri, requiredEnv(STATE_HANDLER_ENV.markerName));
+    let present = false;
+    try {
+      present = await markerExists(s3, bucket, key);
+    } catch (error) {
+      await signal(handleUrl, 'FAILURE', uniqueId, `Compile job ${detail.jobId} succeeded but its completion marker could not be read: ${errorMessage(error)}`);
+      return;
+    }
+    if (present) {
+      await signal(handleUrl, 'SUCCESS', uniqueId, `Compiled: ${artifactUri}`);
+    } else {
+      await signal(handleUrl, 'FAILURE', uniqueId, `Compile job ${detail.jobId} succeeded but wrote no completion marker at s3://${bucket}/${key}: the artifacts are incomplete. ${logHint(job)}`);
+    }
+    return;
+  }
+  if (detail.status === 'FAILED') {
+    await signal(handleUrl, 'FAILURE', uniqueId, failureReason(job));
+  }
+}
+
+/** The event carries the job's environment; when it does not, ask Batch. */
+async function withEnvironment(detail: JobDetail): Promise<JobDetail> {
+  if (detail.container?.environment?.some(e => e.name === WAIT_HANDLE_URL_ENV) || !detail.jobId) return detail;
+  const described = await withThrottlingRetries(() => batch.send(new DescribeJobsCommand({ jobs: [detail.jobId!] })));
+  return described.jobs?.[0] ?? detail;
+}
+
+export function failureReason(job: JobDetail): string {
+  const statusReason = job.statusReason ?? 'no status reason';
+  const name = `Compile job ${job.jobName ?? ''} (${job.jobId})`.replace('  ', ' ');
+  const neverStarted = !job.startedAt && /^(CAPACITY|MISCONFIGURATION):/.test(statusReason);
+  if (neverStarted) {
+    const minutes = Math.round(Number(process.env[STATE_HANDLER_ENV.runnableTimeoutSeconds] ?? 0) / 60);
+    return `${name} could not start within ${minutes} minutes and was cancelled: ${statusReason}. `
+      + 'Check the EC2 quota for this instance type (Running On-Demand or Spot Inf/Trn instances) and capacity in the '
+      + 'subnets\' Availability Zones, then deploy again.';
+  }
+  const attempt = job.attempts?.[job.attempts.length - 1];
+  const exitCode = job.container?.exitCode ?? attempt?.container?.exitCode;
+  const containerReason = job.container?.reason ?? attempt?.container?.reason;
+  return [
+    `${name} failed: ${statusReason}.`,
+    exitCode !== undefined ? `Exit code ${exitCode}.` : '',
+    containerReason ? `Container: ${containerReason}.` : '',
+    logHint(job),
+  ].filter(Boolean).join(' ');
+}
+
+function logHint(job: JobDetail): string {
+  const attempt = job.attempts?.[job.attempts.length - 1];
+  const stream = job.container?.logStreamName ?? attempt?.container?.logStreamName;
+  const group = process.env[STATE_HANDLER_ENV.logGroupName];
+  return stream ? `Log stream: ${stream}${group ? ` in log group ${group}` : ''}.` : 'The job wrote no log stream.';
+}
+
+function markerLocation(artifactUri: string, markerName: string): { bucket: string; key: string } {
+  const match = /^s3:\/\/([^/]+)\/(.*)$/.exec(artifactUri);
+  if (!match) throw new Error(`The job's artifact URI '${artifactUri}' is not an s3:// URI`);
+  return { bucket: match[1], key: `${match[2]}${markerName}` };
+}
+
+function toRecord(pairs: KeyValuePair[] | undefined): Record<string, string> {
+  return Object.fromEntries((pairs ?? []).filter(p => p.name).map(p => [p.name!, p.value ?? '']));
+}
+
+function requiredEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`environment variable ${name} is not set`);
+  return value;
+}

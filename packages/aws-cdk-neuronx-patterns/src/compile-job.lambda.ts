@@ -1,0 +1,81 @@
+import { BatchClient, DescribeJobsCommand, SubmitJobCommand, TerminateJobCommand } from '@aws-sdk/client-batch';
+import { S3Client } from '@aws-sdk/client-s3';
+import { CustomResourceEvent, errorMessage, respond, signal, withThrottlingRetries } from './private/aws-calls';
+import { ALREADY_COMPILED_PREFIX, CompileJobProperties, WAIT_HANDLE_URL_ENV } from './private/handler-protocol';
+import { markerExists } from './private/marker';
+
+/**
+ * Custom resource that starts the compile job during deploy, and stops it when the resource goes away.
+ *
+ * - Create (or Update to a new artifact prefix): if the prefix already holds the completion marker, signal the
+ *   WaitCondition at once and start no job; otherwise submit the job, which carries the WaitCondition handle URL
+ *   so that its outcome can be signalled when it ends (see compile-job-state.lambda.ts).
+ * - Update with the same artifact prefix: nothing to do (same physical id).
+ * - Delete (stack delete, rollback, or the old resource after a replacement): terminate the job if it has not
+ *   ended, so no Neuron instance outlives its stack.
+ */
+
+const batch = new BatchClient({});
+const s3 = new S3Client({});
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED']);
+
+export type CompileJobEvent = CustomResourceEvent<CompileJobProperties>;
+
+export async function handler(event: CompileJobEvent): Promise<void> {
+  const props = event.ResourceProperties;
+  let physicalId = event.PhysicalResourceId ?? `${ALREADY_COMPILED_PREFIX}${props.ArtifactPrefix}`;
+  try {
+    if (event.RequestType === 'Delete') {
+      await stopJob(physicalId);
+      await respond(event, 'SUCCESS', physicalId, 'Compile job stopped if it was running.');
+      return;
+    }
+    if (event.RequestType === 'Update' && samePrefix(event)) {
+      await respond(event, 'SUCCESS', physicalId, 'Same artifact prefix: nothing to compile.');
+      return;
+    }
+    physicalId = await startCompile(props);
+    await respond(event, 'SUCCESS', physicalId, physicalId.startsWith(ALREADY_COMPILED_PREFIX)
+      ? 'Artifacts already compiled: no job started.'
+      : `Compile job ${physicalId} submitted.`, { JobId: physicalId });
+  } catch (error) {
+    console.error(JSON.stringify({ message: 'compile custom resource failed', requestType: event.RequestType, error: errorMessage(error) }));
+    await respond(event, 'FAILED', physicalId, `${event.RequestType} failed: ${errorMessage(error)}`);
+  }
+}
+
+function samePrefix(event: CompileJobEvent): boolean {
+  const old = event.OldResourceProperties;
+  return !!old && old.ArtifactBucket === event.ResourceProperties.ArtifactBucket
+    && old.ArtifactPrefix === event.ResourceProperties.ArtifactPrefix;
+}
+
+/** Returns the job id, or the already-compiled physical id when the marker exists. */
+async function startCompile(props: CompileJobProperties): Promise<string> {
+  if (await markerExists(s3, props.ArtifactBucket, props.MarkerKey)) {
+    console.log(JSON.stringify({ message: 'marker present, no compile', bucket: props.ArtifactBucket, key: props.MarkerKey }));
+    await signal(props.WaitHandleUrl, 'SUCCESS', 'compile', `Already compiled: s3://${props.ArtifactBucket}/${props.ArtifactPrefix}`);
+    return `${ALREADY_COMPILED_PREFIX}${props.ArtifactPrefix}`;
+  }
+  const submitted = await withThrottlingRetries(() => batch.send(new SubmitJobCommand({
+    jobName: props.JobName,
+    jobQueue: props.JobQueueArn,
+    jobDefinition: props.JobDefinitionArn,
+    containerOverrides: { environment: [{ name: WAIT_HANDLE_URL_ENV, value: props.WaitHandleUrl }] },
+  })));
+  if (!submitted.jobId) throw new Error('SubmitJob returned no job id');
+  console.log(JSON.stringify({ message: 'compile job submitted', jobId: submitted.jobId, jobName: props.JobName }));
+  return submitted.jobId;
+}
+
+async function stopJob(physicalId: string): Promise<void> {
+  if (physicalId.startsWith(ALREADY_COMPILED_PREFIX)) return;
+  const described = await withThrottlingRetries(() => batch.send(new DescribeJobsCommand({ jobs: [physicalId] })));
+  const job = described.jobs?.[0];
+  if (!job || TERMINAL.has(job.status ?? '')) return;
+  await withThrottlingRetries(() => batch.send(new TerminateJobCommand({
+    jobId: physicalId,
+    reason: 'Stopped by CloudFormation: the stack was deleted or rolled back, or the compile was replaced.',
+  })));
+  console.log(JSON.stringify({ message: 'compile job terminated', jobId: physicalId, status: job.status }));
+}

@@ -1,0 +1,55 @@
+/**
+ * Neuron compiler optimization level (`neuronx-cc -O`).
+ */
+export enum OptLevel {
+  /** `-O1`: minimizes compile time. */
+  MINIMIZE_COMPILE_TIME = 'MINIMIZE_COMPILE_TIME',
+  /** `-O2`: the compiler's default, a balance of compile time and performance. */
+  BEST_BALANCE = 'BEST_BALANCE',
+  /** `-O3`: best execution performance, longest compile. */
+  BEST_EXECUTION = 'BEST_EXECUTION',
+}
+
+/**
+ * Data type the model weights are stored in on the accelerator.
+ */
+export enum QuantDtype {
+  /** int8 weight storage (weight-only quantization, computed in bf16): about half the bytes of bf16. */
+  S8 = 'S8',
+}
+
+/**
+ * How transformers-neuronx compiles a model.
+ */
+export interface CompileOptions {
+  /**
+   * Tensor-parallel degree: the NeuronCores one model copy is sharded over.
+   *
+   * Must divide the model's attention heads, be a degree the Neuron runtime supports on the serving family
+   * (inf2: 1 or an even number; trn1: 1, 2, 8, 16 or 32), and not exceed the serving instance's NeuronCores.
+   *
+   * @default - all NeuronCores of the serving instance
+   */
+  readonly tpDegree?: number;
+
+  /**
+   * Weight storage data type.
+   *
+   * @default - bf16 weights, no quantization
+   */
+  readonly quantDtype?: QuantDtype;
+
+  /**
+   * Maximum sequence length (prompt plus generated tokens) the compiled model serves.
+   *
+   * @default 4096
+   */
+  readonly nPositions?: number;
+
+  /**
+   * Compiler optimization level.
+   *
+   * @default OptLevel.BEST_BALANCE
+   */
+  readonly optLevel?: OptLevel;
+}

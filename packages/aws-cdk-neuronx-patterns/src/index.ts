@@ -1,0 +1,8 @@
+// The pipeline, in order: the model, how it is compiled, where the artifacts go, and the endpoint that serves them.
+export * from './neuronx-instance-type';
+export * from './compile-options';
+export * from './model';
+export * from './neuronx-runtime';
+export * from './neuronx-compile';
+export * from './inference-model-data';
+export * from './transformers-neuronx-sagemaker-realtime-inference-endpoint';

@@ -1,0 +1,196 @@
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CustomResource, Duration } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
+import { Construct, IDependable } from 'constructs';
+import { QuantDtype } from './compile-options';
+import { InferenceCodeFunction } from './inference-code-function';
+import { Model } from './model';
+import { NeuronxCompile } from './neuronx-compile';
+import { NeuronxInstanceType } from './neuronx-instance-type';
+import { NeuronxRuntime } from './neuronx-runtime';
+import { CONTRACT, RUNTIME_DIR } from './private/contract';
+import { InferenceCodeProperties } from './private/handler-protocol';
+import { suppressNag } from './private/nag';
+import { grantPrefix } from './private/s3-prefix';
+
+const DEFAULT_CODE_FILES = [
+  path.join(RUNTIME_DIR, 'inference', CONTRACT.endpoint.handlerScript),
+  path.join(RUNTIME_DIR, 'contract.json'),
+];
+
+/** Options for compiled artifacts already in S3. */
+export interface TransformersNeuronxBucketModelDataOptions {
+  /** The model the artifacts were compiled from (its size and architecture size the endpoint). */
+  readonly model: Model;
+  /** The tensor-parallel degree the artifacts were compiled with. */
+  readonly tpDegree: number;
+  /**
+   * The number of positions the artifacts were compiled with.
+   *
+   * @default 4096
+   */
+  readonly nPositions?: number;
+  /**
+   * The weight storage type the artifacts were compiled with.
+   *
+   * @default - bf16
+   */
+  readonly quantDtype?: QuantDtype;
+  /**
+   * The image the artifacts were compiled with (the endpoint runs the same).
+   *
+   * @default NeuronxRuntime.DEFAULT
+   */
+  readonly runtime?: NeuronxRuntime;
+  /**
+   * The instance type the artifacts were compiled for.
+   *
+   * @default - not known: the endpoint must be given an instance type
+   */
+  readonly compiledFor?: NeuronxInstanceType;
+  /**
+   * A local directory whose files are placed under `<prefix>code/` as the inference code.
+   *
+   * @default - the library's handler (`inference.py`)
+   */
+  readonly code?: string;
+}
+
+/** What model data gives an endpoint. */
+export interface TransformersNeuronxModelDataConfig {
+  /** `s3://bucket/prefix/` of the uncompressed model data. */
+  readonly s3Uri: string;
+  /** The image the artifacts were compiled with. */
+  readonly runtime: NeuronxRuntime;
+  /** The model. */
+  readonly model: Model;
+  /** Tensor-parallel degree compiled for. */
+  readonly tpDegree: number;
+  /** Positions compiled for. */
+  readonly nPositions: number;
+  /** Weight storage type (undefined: bf16). */
+  readonly quantDtype?: QuantDtype;
+  /** The instance type compiled for, when known. */
+  readonly compiledFor?: NeuronxInstanceType;
+  /** What must exist before the SageMaker model is created (the compile, the placed code). */
+  readonly dependencies: IDependable[];
+  /** Environment the model container gets from the model data. */
+  readonly environment: { [name: string]: string };
+}
+
+/**
+ * Model data for a transformers-neuronx endpoint: compiled artifacts under an S3 prefix, plus the inference code
+ * placed beside them.
+ */
+export abstract class TransformersNeuronxSageMakerInferenceModelData {
+  /**
+   * The artifacts of a NeuronxCompile in this app; the endpoint waits for the compile.
+   *
+   * @param compile the compile
+   * @param code a local directory whose files are placed under `<prefix>code/`; default: the library's handler
+   */
+  public static fromNeuronxCompile(compile: NeuronxCompile, code?: string): TransformersNeuronxSageMakerInferenceModelData {
+    return new PrefixModelData({
+      bucket: compile.bucket,
+      prefix: compile.compiledArtifactS3Prefix,
+      model: compile.model,
+      tpDegree: compile.tpDegree,
+      nPositions: compile.nPositions,
+      quantDtype: compile.quantDtype,
+      runtime: compile.runtime,
+      compiledFor: compile.servingInstanceType,
+      code,
+      compile,
+    });
+  }
+
+  /**
+   * Artifacts compiled earlier (by a NeuronxCompile elsewhere, or by hand with the same layout and marker).
+   */
+  public static fromBucket(bucket: s3.IBucket, prefix: string, options: TransformersNeuronxBucketModelDataOptions): TransformersNeuronxSageMakerInferenceModelData {
+    return new PrefixModelData({ ...options, bucket, prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, nPositions: options.nPositions ?? 4096 });
+  }
+
+  /** Grants `grantable` read access to the model data and returns what the endpoint needs. */
+  public abstract bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxModelDataConfig;
+}
+
+interface PrefixModelDataProps extends Omit<TransformersNeuronxBucketModelDataOptions, 'nPositions'> {
+  readonly bucket: s3.IBucket;
+  readonly prefix: string;
+  readonly nPositions: number;
+  readonly compile?: NeuronxCompile;
+}
+
+class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
+  constructor(private readonly props: PrefixModelDataProps) {
+    super();
+  }
+
+  public bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxModelDataConfig {
+    const { bucket, prefix } = this.props;
+    grantPrefix(bucket, prefix, grantable, 'read');
+    const code = placeInferenceCode(scope, bucket, prefix, this.props.code);
+    return {
+      s3Uri: bucket.s3UrlForObject(prefix),
+      runtime: this.props.runtime ?? NeuronxRuntime.DEFAULT,
+      model: this.props.model,
+      tpDegree: this.props.tpDegree,
+      nPositions: this.props.nPositions,
+      quantDtype: this.props.quantDtype,
+      compiledFor: this.props.compiledFor,
+      dependencies: [code.resource, ...(this.props.compile ? [this.props.compile] : [])],
+      // A code change must replace the SageMaker model, or the endpoint would keep serving the old code.
+      environment: { NEURONX_CODE_HASH: code.hash },
+    };
+  }
+}
+
+function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string, codeDir?: string): { resource: CustomResource; hash: string } {
+  const files = codeDir
+    ? fs.readdirSync(codeDir).map(f => path.join(codeDir, f)).filter(f => fs.statSync(f).isFile())
+    : DEFAULT_CODE_FILES;
+  if (!files.some(f => path.basename(f) === CONTRACT.endpoint.handlerScript)) {
+    throw new Error(`Inference code directory '${codeDir}' has no ${CONTRACT.endpoint.handlerScript}: the SageMaker toolkit would not find a handler.`);
+  }
+  const container = new Construct(scope, 'InferenceCode');
+  const logGroup = new logs.LogGroup(container, 'FunctionLogs', { retention: logs.RetentionDays.ONE_MONTH });
+  const role = new iam.Role(container, 'FunctionRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+  logGroup.grantWrite(role);
+  const fn = new InferenceCodeFunction(container, 'Function', {
+    description: 'Places the inference code beside the SageMaker model data',
+    timeout: Duration.minutes(2),
+    role,
+    logGroup,
+  });
+  const codePrefix = `${prefix}${CONTRACT.layout.codeDir}`;
+  iam.Grant.addToPrincipal({ grantee: fn, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] });
+  bucket.encryptionKey?.grantEncrypt(fn);
+  const assets = files.map((file, i) => {
+    const asset = new s3assets.Asset(container, `File${i}`, { path: file });
+    asset.grantRead(fn);
+    return { asset, name: path.basename(file) };
+  });
+  const properties: InferenceCodeProperties = {
+    DestinationBucket: bucket.bucketName,
+    DestinationPrefix: codePrefix,
+    Files: assets.map(({ asset, name }) => ({ SourceBucket: asset.s3BucketName, SourceKey: asset.s3ObjectKey, Name: name })),
+  };
+  const resource = new CustomResource(container, 'Resource', {
+    serviceToken: fn.functionArn,
+    resourceType: 'Custom::NeuronxInferenceCode',
+    serviceTimeout: Duration.minutes(5),
+    properties: { ...properties },
+  });
+  suppressNag(role.node.findChild('DefaultPolicy'), [{
+    id: 'AwsSolutions-IAM5',
+    reason: 'Writes only under the model data\'s code/ prefix; reads only the CDK asset objects of the code files; logs only to its own log group.',
+  }]);
+  const hash = crypto.createHash('sha256').update(assets.map(a => `${a.name}:${a.asset.assetHash}`).join('\n')).digest('hex').slice(0, 16);
+  return { resource, hash };
+}

@@ -1,0 +1,193 @@
+import { Annotations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { compileEnv } from './private/contract';
+
+/**
+ * The shape of a decoder model, as in its Hugging Face `config.json`. With it the library checks tensor
+ * parallelism against the attention heads and sizes the KV cache; without it, only the weights are checked.
+ */
+export interface ModelArchitecture {
+  /** `num_hidden_layers`. */
+  readonly numLayers: number;
+  /** `hidden_size`. */
+  readonly hiddenSize: number;
+  /** `num_attention_heads`. */
+  readonly numAttentionHeads: number;
+  /**
+   * `num_key_value_heads`.
+   *
+   * @default - the same as numAttentionHeads (no grouped-query attention)
+   */
+  readonly numKeyValueHeads?: number;
+  /**
+   * `max_position_embeddings`.
+   *
+   * @default - nPositions is not checked against the model
+   */
+  readonly maxPositionEmbeddings?: number;
+}
+
+/** Options common to every model source. */
+export interface ModelOptions {
+  /**
+   * Number of parameters, e.g. `22.5e9`.
+   *
+   * @default - read from the model id (`22b`, `8B`, `1.5b`); an error if the id does not say
+   */
+  readonly parameterCount?: number;
+
+  /**
+   * The model's architecture, for the tensor-parallel and KV-cache checks.
+   *
+   * @default - only the weights are checked against accelerator and host memory
+   */
+  readonly architecture?: ModelArchitecture;
+}
+
+/** Options for a model on the Hugging Face Hub. */
+export interface HuggingFaceModelOptions extends ModelOptions {
+  /**
+   * The revision to download: a commit hash pins the weights.
+   *
+   * @default 'main' (a branch: the deployment is not reproducible, and synth warns)
+   */
+  readonly revision?: string;
+
+  /**
+   * A Secrets Manager secret holding a Hugging Face access token, for gated models. The secret string is the token,
+   * or JSON with a `token` key. The compile job reads it at run time; it is never in the template or the logs.
+   *
+   * @default - no token (public models)
+   */
+  readonly tokenSecret?: secretsmanager.ISecret;
+}
+
+/** Options for model weights already in S3. */
+export interface BucketModelOptions extends ModelOptions {
+  /**
+   * A name for the weights, recorded in the compile manifest and part of the artifact prefix.
+   *
+   * @default - the bucket prefix
+   */
+  readonly modelId?: string;
+
+  /**
+   * A label for this version of the weights; part of the artifact prefix, so change it when the weights change.
+   *
+   * @default 'unversioned'
+   */
+  readonly revision?: string;
+}
+
+/** What a model contributes to the compile job. */
+export interface ModelBindConfig {
+  /** Environment variables for the compile job. */
+  readonly environment: { [name: string]: string };
+}
+
+const DEFAULT_REVISION = 'main';
+const HF_MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
+// `22b`, `8B`, `1.5b`, `350m` as a word of the model name (between separators).
+const PARAMETER_COUNT_IN_ID = /(?:^|[-_.])(\d+(?:\.\d+)?)([bBmM])(?=$|[-_.])/;
+
+/**
+ * A model to compile: its weights and the facts the library sizes it by.
+ */
+export abstract class Model {
+  /**
+   * A model on the Hugging Face Hub, e.g. `cyberagent/calm3-22b-chat`.
+   */
+  public static fromHuggingFace(modelId: string, options: HuggingFaceModelOptions = {}): Model {
+    if (!HF_MODEL_ID.test(modelId)) {
+      throw new Error(`Model.fromHuggingFace: modelId '${modelId}' is not a Hugging Face model id: use 'owner/name', e.g. 'cyberagent/calm3-22b-chat'.`);
+    }
+    return new HuggingFaceModel(modelId, options);
+  }
+
+  /**
+   * Weights in Hugging Face format (config.json, tokenizer, safetensors) under an S3 prefix.
+   */
+  public static fromBucket(bucket: s3.IBucket, prefix: string, options: BucketModelOptions = {}): Model {
+    return new BucketModel(bucket, prefix, options);
+  }
+
+  /** Identifies the weights (a Hugging Face id, or a name for weights in S3). */
+  public readonly modelId: string;
+  /** The version of the weights. */
+  public readonly revision: string;
+  /** Number of parameters. */
+  public readonly parameterCount: number;
+  /** The architecture, when known. */
+  public readonly architecture?: ModelArchitecture;
+
+  protected constructor(modelId: string, revision: string, options: ModelOptions) {
+    this.modelId = modelId;
+    this.revision = revision;
+    this.architecture = options.architecture;
+    this.parameterCount = options.parameterCount ?? parameterCountFromId(modelId);
+    if (!(this.parameterCount > 0)) {
+      throw new Error(`Model '${modelId}': parameterCount is ${this.parameterCount}: give the number of parameters, e.g. 22.5e9.`);
+    }
+  }
+
+  /** Grants the compile job what it needs to read the weights, and returns its configuration. */
+  public abstract bind(scope: Construct, grantable: iam.IGrantable): ModelBindConfig;
+}
+
+function parameterCountFromId(modelId: string): number {
+  const name = modelId.split('/').pop() ?? modelId;
+  const match = PARAMETER_COUNT_IN_ID.exec(name);
+  if (!match) {
+    throw new Error(`Model '${modelId}': the parameter count cannot be read from the id (no '22b', '8B' or '1.5b' in it): set parameterCount, e.g. 7e9.`);
+  }
+  const unit = match[2].toLowerCase() === 'b' ? 1e9 : 1e6;
+  return Number(match[1]) * unit;
+}
+
+class HuggingFaceModel extends Model {
+  private readonly tokenSecret?: secretsmanager.ISecret;
+
+  constructor(modelId: string, options: HuggingFaceModelOptions) {
+    super(modelId, options.revision ?? DEFAULT_REVISION, options);
+    this.tokenSecret = options.tokenSecret;
+  }
+
+  public bind(scope: Construct, grantable: iam.IGrantable): ModelBindConfig {
+    if (this.revision === DEFAULT_REVISION) {
+      Annotations.of(scope).addWarningV2('aws-cdk-neuronx-patterns:unpinnedRevision',
+        `Model '${this.modelId}' uses revision '${DEFAULT_REVISION}', a branch: a later deploy may compile different weights. Pin a commit hash with the 'revision' option.`);
+    }
+    const environment: { [name: string]: string } = {
+      [compileEnv('modelId')]: this.modelId,
+      [compileEnv('modelRevision')]: this.revision,
+    };
+    if (this.tokenSecret) {
+      this.tokenSecret.grantRead(grantable);
+      environment[compileEnv('hfTokenSecretArn')] = this.tokenSecret.secretArn;
+    }
+    return { environment };
+  }
+}
+
+class BucketModel extends Model {
+  private readonly prefix: string;
+
+  constructor(private readonly bucket: s3.IBucket, prefix: string, options: BucketModelOptions) {
+    super(options.modelId ?? prefix, options.revision ?? 'unversioned', options);
+    this.prefix = prefix.endsWith('/') ? prefix : `${prefix}/`;
+  }
+
+  public bind(_scope: Construct, grantable: iam.IGrantable): ModelBindConfig {
+    this.bucket.grantRead(grantable, `${this.prefix}*`);
+    return {
+      environment: {
+        [compileEnv('modelId')]: this.modelId,
+        [compileEnv('modelRevision')]: this.revision,
+        [compileEnv('modelS3Uri')]: this.bucket.s3UrlForObject(this.prefix),
+      },
+    };
+  }
+}

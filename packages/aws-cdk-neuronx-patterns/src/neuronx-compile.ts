@@ -1,0 +1,500 @@
+import * as crypto from 'crypto';
+import { CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Size, Stack } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
+import { Construct } from 'constructs';
+import { CompileJobStateFunction } from './compile-job-state-function';
+import { CompileJobFunction } from './compile-job-function';
+import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
+import { Model } from './model';
+import { NeuronxInstanceType } from './neuronx-instance-type';
+import { NeuronxRuntime } from './neuronx-runtime';
+import { CONTRACT, compileEnv, RUNTIME_DIR } from './private/contract';
+import { CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
+import { suppressNag } from './private/nag';
+import { grantPrefix } from './private/s3-prefix';
+import {
+  checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
+  ResolvedCompileOptions, servingProblems, throwIfProblems,
+} from './private/sizing';
+
+// A WaitCondition waits at most 12 hours (AWS::CloudFormation::WaitCondition Timeout: 43200 s). This is the
+// longest a deploy can wait for a compile; a custom resource could wait only one hour (ServiceTimeout 3600 s).
+const MAX_WAIT = Duration.hours(12);
+// Time for the job-state event to reach its Lambda and the signal to land, after the job ends.
+const SIGNAL_MARGIN = Duration.minutes(15);
+// Batch's job-state time limit action accepts 600 to 86400 seconds.
+const MIN_START_TIMEOUT = Duration.minutes(10);
+const DEFAULT_START_TIMEOUT = Duration.minutes(30);
+const DEFAULT_TIMEOUT = Duration.hours(10);
+const DEFAULT_N_POSITIONS = 4096;
+const DEFAULT_OPT_LEVEL = OptLevel.BEST_BALANCE;
+const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
+// Attempts when an instance is reclaimed (Spot) or its host fails; any other failure ends the job at once.
+const RETRY_ATTEMPTS = 3;
+// The ECS agent and the OS keep part of the host memory; the container gets the rest.
+const CONTAINER_MEMORY_FRACTION = 0.9;
+// Root volume: the bf16 checkpoint twice (download and the copy transformers-neuronx reads while compiling,
+// plus the compiled artifacts), and room for the ~20 GiB container image and the compiler's work files.
+const VOLUME_CHECKPOINT_FACTOR = 2;
+const VOLUME_BASE_GIB = 64;
+const MAX_VOLUME_GIB = 16384;
+const NEURON_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id';
+const WORK_DIR = '/var/tmp/neuronx';
+const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
+// Instances big enough to compile, cheapest first (used when no compile instance type is given).
+const COMPILE_CANDIDATES = [NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.TRN1_32XLARGE];
+
+const OPT_LEVEL_FLAG: Record<OptLevel, number> = {
+  [OptLevel.MINIMIZE_COMPILE_TIME]: 1,
+  [OptLevel.BEST_BALANCE]: 2,
+  [OptLevel.BEST_EXECUTION]: 3,
+};
+const QUANT_DTYPE_VALUE: Record<QuantDtype, string> = { [QuantDtype.S8]: 's8' };
+
+/**
+ * Properties of a NeuronxCompile.
+ */
+export interface NeuronxCompileProps {
+  /** The VPC the compile instance runs in. It needs outbound internet access (NAT) to download from Hugging Face. */
+  readonly vpc: ec2.IVpc;
+
+  /** The bucket the compiled artifacts are written to. */
+  readonly bucket: s3.IBucket;
+
+  /** The model to compile. */
+  readonly model: Model;
+
+  /**
+   * The instance type that will serve the artifacts: the compiler targets its family, and the options are checked
+   * against its NeuronCores and memory.
+   *
+   * @default - the compile instance type
+   */
+  readonly servingInstanceType?: NeuronxInstanceType;
+
+  /**
+   * The EC2 instance type the compile job runs on.
+   *
+   * @default - the cheapest of inf2.8xlarge, inf2.24xlarge, inf2.48xlarge and trn1.32xlarge with enough host memory
+   * for the model and at least tpDegree NeuronCores
+   */
+  readonly instanceType?: NeuronxInstanceType;
+
+  /**
+   * How to compile.
+   *
+   * @default - tpDegree: all NeuronCores of the serving instance, bf16, 4096 positions, OptLevel.BEST_BALANCE
+   */
+  readonly compileOptions?: CompileOptions;
+
+  /**
+   * Run the compile on Spot capacity. A reclaimed instance is retried (up to 3 attempts), within the 12 hour wait.
+   *
+   * @default false
+   */
+  readonly spot?: boolean;
+
+  /**
+   * Where in the VPC the compile instance runs.
+   *
+   * @default - the VPC's private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Root volume size of the compile instance.
+   *
+   * @default - twice the bf16 checkpoint plus 64 GiB
+   */
+  readonly volumeSize?: Size;
+
+  /**
+   * The Neuron Deep Learning Container the job runs in (and the endpoint must run).
+   *
+   * @default NeuronxRuntime.DEFAULT
+   */
+  readonly runtime?: NeuronxRuntime;
+
+  /**
+   * The longest one compile attempt (download, compile, upload) may run before Batch stops it. Together with
+   * `startTimeout` it must leave the deploy's WaitCondition (at most 12 hours) 15 minutes to receive the signal.
+   *
+   * @default Duration.hours(10)
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * The longest the job may wait for an instance (RUNNABLE: no capacity, quota reached) before Batch cancels it
+   * and the deploy fails with a message that says so. At least 10 minutes.
+   *
+   * @default Duration.minutes(30)
+   */
+  readonly startTimeout?: Duration;
+
+  /**
+   * The key prefix under which compiled artifacts are written; each distinct compile gets its own sub-prefix.
+   *
+   * @default 'neuronx-compile/'
+   */
+  readonly artifactRootPrefix?: string;
+}
+
+/**
+ * Compiles a model with transformers-neuronx on an AWS Batch job on an EC2 Neuron instance, during `cdk deploy`.
+ *
+ * The artifacts (checkpoint, compiled NEFFs, completion marker) are written under a prefix that is a pure function
+ * of what determines them: model and revision, image, compile options and serving family. A prefix that already
+ * holds a completion marker needs no new compile. The deploy waits for the compile (up to 12 hours) through a
+ * WaitCondition that the job's outcome is signalled to; deleting or rolling back the stack terminates the job.
+ */
+export class NeuronxCompile extends Construct {
+  /** The bucket the artifacts are in. */
+  public readonly bucket: s3.IBucket;
+  /** The key prefix of the artifacts (ends with '/'). */
+  public readonly compiledArtifactS3Prefix: string;
+  /** `s3://bucket/prefix/` of the artifacts. */
+  public readonly compiledArtifactS3Url: string;
+  /** The model compiled. */
+  public readonly model: Model;
+  /** The image the artifacts were compiled with. */
+  public readonly runtime: NeuronxRuntime;
+  /** The instance type the artifacts are compiled for. */
+  public readonly servingInstanceType: NeuronxInstanceType;
+  /** The instance type the compile job runs on. */
+  public readonly instanceType: NeuronxInstanceType;
+  /** Effective tensor-parallel degree. */
+  public readonly tpDegree: number;
+  /** Effective number of positions. */
+  public readonly nPositions: number;
+  /** Effective weight storage type (undefined: bf16). */
+  public readonly quantDtype?: QuantDtype;
+  /** Effective optimization level. */
+  public readonly optLevel: OptLevel;
+  /** The Batch job queue the compile job runs in. */
+  public readonly jobQueue: batch.IJobQueue;
+  /** The compile job's log group. */
+  public readonly logGroup: logs.ILogGroup;
+  /** How long the deploy waits for the compile, at most. */
+  public readonly waitTimeout: Duration;
+
+  constructor(scope: Construct, id: string, props: NeuronxCompileProps) {
+    super(scope, id);
+    this.bucket = props.bucket;
+    this.model = props.model;
+    this.runtime = props.runtime ?? NeuronxRuntime.DEFAULT;
+    const sizing = modelSizing(props.model);
+    const options = props.compileOptions ?? {};
+
+    // Resolve the instance types and the options, then check them all before building anything.
+    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
+      ...checkPositiveInteger('compileOptions.tpDegree', options.tpDegree),
+      ...checkPositiveInteger('compileOptions.nPositions', options.nPositions),
+    ]);
+    const explicitServing = props.servingInstanceType;
+    const quantDtype = options.quantDtype;
+    const compileInstance = props.instanceType
+      ?? COMPILE_CANDIDATES.find(t => hostBytes(t) >= compileHostBytesNeeded(sizing, quantDtype)
+        && t.neuronCores >= (options.tpDegree ?? explicitServing?.neuronCores ?? 1))
+      ?? NeuronxInstanceType.INF2_48XLARGE;
+    const serving = explicitServing ?? compileInstance;
+    const resolved: ResolvedCompileOptions = {
+      tpDegree: options.tpDegree ?? serving.neuronCores,
+      nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
+      quantDtype,
+      batchSize: CONTRACT.defaults.batchSize,
+    };
+    const startTimeout = props.startTimeout ?? DEFAULT_START_TIMEOUT;
+    const timeout = props.timeout ?? DEFAULT_TIMEOUT;
+    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
+      ...servingProblems('compileOptions', sizing, serving, resolved),
+      ...compileInstanceProblems('instanceType', sizing, compileInstance, resolved),
+      ...timeoutProblems(timeout, startTimeout),
+    ]);
+
+    this.servingInstanceType = serving;
+    this.instanceType = compileInstance;
+    this.tpDegree = resolved.tpDegree;
+    this.nPositions = resolved.nPositions;
+    this.quantDtype = quantDtype;
+    this.optLevel = options.optLevel ?? DEFAULT_OPT_LEVEL;
+    this.waitTimeout = Duration.seconds(Math.min(MAX_WAIT.toSeconds(), startTimeout.toSeconds() + timeout.toSeconds() + SIGNAL_MARGIN.toSeconds()));
+
+    const jobEnvironment: Record<string, string> = {
+      [compileEnv('tpDegree')]: String(this.tpDegree),
+      [compileEnv('nPositions')]: String(this.nPositions),
+      [compileEnv('batchSize')]: String(resolved.batchSize),
+      [compileEnv('amp')]: CONTRACT.defaults.amp,
+      [compileEnv('quantDtype')]: quantDtype ? QUANT_DTYPE_VALUE[quantDtype] : CONTRACT.quantDtypeNone,
+      [compileEnv('optLevel')]: String(OPT_LEVEL_FLAG[this.optLevel]),
+      [compileEnv('compilerTarget')]: serving.family,
+      [compileEnv('imageUri')]: this.runtime.toString(),
+    };
+    const fingerprint = artifactFingerprint(props.model, this.runtime, jobEnvironment);
+    this.compiledArtifactS3Prefix = `${normalizePrefix(props.artifactRootPrefix ?? DEFAULT_ARTIFACT_ROOT)}${slug(props.model.modelId)}/${fingerprint}/`;
+    this.compiledArtifactS3Url = props.bucket.s3UrlForObject(this.compiledArtifactS3Prefix);
+    const markerKey = `${this.compiledArtifactS3Prefix}${CONTRACT.layout.marker}`;
+
+    // --- The Batch environment: one Neuron instance at most, scaled to zero when idle.
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Neuron compile worker: no inbound, outbound to Hugging Face, S3 and ECR',
+      allowAllOutbound: true,
+    });
+    const volumeSize = props.volumeSize ?? Size.gibibytes(Math.min(MAX_VOLUME_GIB,
+      Math.ceil(checkpointBytes(sizing) / 1024 ** 3 * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB));
+    const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
+      requireImdsv2: true,
+      blockDevices: [{
+        deviceName: '/dev/xvda', // root device of the Amazon Linux 2023 ECS AMIs
+        volume: ec2.BlockDeviceVolume.ebs(volumeSize.toGibibytes(), { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3, deleteOnTermination: true }),
+      }],
+    });
+    const computeEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'ComputeEnvironment', {
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [securityGroup],
+      instanceTypes: [compileInstance.ec2InstanceType],
+      useOptimalInstanceClasses: false,
+      minvCpus: 0,
+      maxvCpus: compileInstance.vcpus,
+      spot: props.spot ?? false,
+      allocationStrategy: props.spot ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
+      launchTemplate,
+      images: [{
+        // The Neuron ECS-optimized AMI, resolved by CloudFormation from its public SSM parameter (no lookup).
+        image: ec2.MachineImage.fromSsmParameter(NEURON_AMI_PARAMETER),
+        imageType: batch.EcsMachineImageType.ECS_AL2023,
+      }],
+    });
+    const jobQueue = new batch.JobQueue(this, 'JobQueue', {
+      computeEnvironments: [{ computeEnvironment, order: 1 }],
+      jobStateTimeLimitActions: [
+        batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+        batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+        batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+      ].map(reason => ({ action: batch.JobStateTimeLimitActionsAction.CANCEL, maxTime: startTimeout, reason, state: batch.JobStateTimeLimitActionsState.RUNNABLE })),
+    });
+    this.jobQueue = jobQueue;
+
+    // --- The job: the pinned image as it is, the compile program from a small file asset.
+    const logGroup = new logs.LogGroup(this, 'JobLogs', { retention: LOG_RETENTION });
+    this.logGroup = logGroup;
+    const code = new s3assets.Asset(this, 'CompileCode', {
+      path: RUNTIME_DIR,
+      exclude: ['*', '!contract.json', '!compile', '!compile/**', 'compile/**/__pycache__', '**/*.pyc'],
+    });
+    const jobRole = new iam.Role(this, 'JobRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Neuron compile job: reads the model, writes its own artifact prefix',
+    });
+    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, jobRole, 'readWrite');
+    code.grantRead(jobRole);
+    const modelConfig = props.model.bind(this, jobRole);
+    const executionRole = new iam.Role(this, 'ExecutionRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Neuron compile job: pulls the Neuron DLC image and writes its logs',
+    });
+    this.runtime.grantPull(this, executionRole);
+    logGroup.grantWrite(executionRole);
+
+    const linuxParameters = new batch.LinuxParameters(this, 'LinuxParameters');
+    // Batch has no Neuron resource type: expose exactly the instance's devices (a missing one fails the start).
+    linuxParameters.addDevices(...compileInstance.devicePaths.map(p => ({
+      hostPath: p, containerPath: p, permissions: [batch.DevicePermission.READ, batch.DevicePermission.WRITE],
+    })));
+    const script = [
+      'set -euo pipefail',
+      `mkdir -p "$${compileEnv('workDir')}/code" && cd "$${compileEnv('workDir')}"`,
+      `aws s3 cp --only-show-errors "$${compileEnv('codeS3Uri')}" code.zip`,
+      'python3 -m zipfile -e code.zip code',
+      `exec python3 code/compile/${CONTRACT.compileJob.entrypointScript}`,
+    ].join('\n');
+    const jobDefinition = new batch.EcsJobDefinition(this, 'JobDefinition', {
+      timeout,
+      retryAttempts: RETRY_ATTEMPTS,
+      retryStrategies: [
+        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+        batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onReason: '*' })),
+      ],
+      container: new batch.EcsEc2ContainerDefinition(this, 'Container', {
+        image: ecs.ContainerImage.fromRegistry(this.runtime.imageUri(this)),
+        cpu: compileInstance.vcpus,
+        memory: Size.mebibytes(Math.floor(compileInstance.memory.toMebibytes() * CONTAINER_MEMORY_FRACTION)),
+        command: this.runtime.containerCommand(['bash', '-c', script]),
+        environment: {
+          ...modelConfig.environment,
+          ...jobEnvironment,
+          [compileEnv('artifactS3Uri')]: this.compiledArtifactS3Url,
+          [compileEnv('codeS3Uri')]: code.s3ObjectUrl,
+          [compileEnv('workDir')]: WORK_DIR,
+          [compileEnv('releaseEntrypoint')]: '1',
+        },
+        jobRole,
+        executionRole,
+        linuxParameters,
+        logging: ecs.LogDriver.awsLogs({ logGroup, streamPrefix: 'compile' }),
+      }),
+    });
+
+    // --- The wait: a WaitCondition per artifact prefix (a new compile gets a new one), signalled with the outcome.
+    const waitId = fingerprint.slice(0, 8);
+    const handle = new CfnWaitConditionHandle(this, `WaitHandle${waitId}`);
+    const startFunction = new CompileJobFunction(this, 'StartFunction', {
+      description: 'Starts the Neuron compile job on deploy and stops it on delete',
+      timeout: Duration.minutes(2),
+      ...lambdaBasics(this, 'Start'),
+    });
+    startFunction.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['batch:SubmitJob'],
+      resources: [jobQueue.jobQueueArn, jobDefinitionArnAnyRevision(this, jobDefinition)],
+    }));
+    startFunction.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['batch:TerminateJob'],
+      resources: [Stack.of(this).formatArn({ service: 'batch', resource: 'job', resourceName: '*' })],
+    }));
+    startFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
+    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction, 'read');
+    const compileJobProperties: CompileJobProperties = {
+      JobQueueArn: jobQueue.jobQueueArn,
+      JobDefinitionArn: jobDefinition.jobDefinitionArn,
+      JobName: `neuronx-compile-${waitId}`,
+      ArtifactBucket: props.bucket.bucketName,
+      ArtifactPrefix: this.compiledArtifactS3Prefix,
+      MarkerKey: markerKey,
+      WaitHandleUrl: handle.ref,
+    };
+    const start = new CustomResource(this, 'CompileJob', {
+      serviceToken: startFunction.functionArn,
+      resourceType: 'Custom::NeuronxCompileJob',
+      serviceTimeout: Duration.minutes(5),
+      properties: { ...compileJobProperties },
+    });
+    // Delete order: the job is terminated before its queue and compute environment go.
+    start.node.addDependency(computeEnvironment, jobQueue, jobDefinition);
+
+    const wait = new CfnWaitCondition(this, `Wait${waitId}`, {
+      handle: handle.ref,
+      count: 1,
+      timeout: String(this.waitTimeout.toSeconds()),
+    });
+    wait.node.addDependency(start);
+
+    const stateFunction = new CompileJobStateFunction(this, 'StateFunction', {
+      description: 'Signals the deploy when the Neuron compile job ends',
+      timeout: Duration.minutes(1),
+      environment: {
+        [STATE_HANDLER_ENV.artifactUriEnvName]: compileEnv('artifactS3Uri'),
+        [STATE_HANDLER_ENV.markerName]: CONTRACT.layout.marker,
+        [STATE_HANDLER_ENV.runnableTimeoutSeconds]: String(startTimeout.toSeconds()),
+        [STATE_HANDLER_ENV.logGroupName]: logGroup.logGroupName,
+      },
+      ...lambdaBasics(this, 'State'),
+    });
+    stateFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
+    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, stateFunction, 'read');
+    new events.Rule(this, 'JobStateRule', {
+      description: 'Neuron compile job ended',
+      eventPattern: {
+        source: ['aws.batch'],
+        detailType: ['Batch Job State Change'],
+        detail: { jobQueue: [jobQueue.jobQueueArn], status: ['SUCCEEDED', 'FAILED'] },
+      },
+      targets: [new targets.LambdaFunction(stateFunction, { retryAttempts: 10, maxEventAge: Duration.hours(1) })],
+    });
+
+    this.suppressNagFindings(computeEnvironment, [startFunction, stateFunction], [jobRole, executionRole]);
+  }
+
+  private suppressNagFindings(computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, functions: CompileJobFunction[], jobRoles: iam.Role[]) {
+    const instanceRole = computeEnvironment.instanceRole;
+    if (instanceRole) {
+      suppressNag(instanceRole, [{
+        id: 'AwsSolutions-IAM4',
+        reason: 'AmazonEC2ContainerServiceforEC2Role is the policy the ECS agent on Batch instances needs; AWS maintains it as the agent changes.',
+        appliesTo: ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role'],
+      }]);
+    }
+    const wildcardReason = 'Object actions are limited to this compile\'s artifact prefix (prefix/*); s3:ListBucket is limited to it by condition.';
+    for (const role of jobRoles) {
+      const policy = role.node.tryFindChild('DefaultPolicy');
+      if (policy) {
+        suppressNag(policy, [{
+          id: 'AwsSolutions-IAM5',
+          reason: `${wildcardReason} ecr:GetAuthorizationToken has no resource type; CDK asset reads are s3:GetObject*/List* on the asset object only; log writes are on this job's log group only.`,
+        }]);
+      }
+    }
+    for (const fn of functions) {
+      const policy = fn.role?.node.tryFindChild('DefaultPolicy');
+      if (policy) {
+        suppressNag(policy, [{
+          id: 'AwsSolutions-IAM5',
+          reason: `${wildcardReason} batch:DescribeJobs supports no resource-level permissions; batch:TerminateJob needs the job ARN, which is known only at run time.`,
+        }]);
+      }
+    }
+  }
+}
+
+/** Lambda role and log group with a retention, without the AWSLambdaBasicExecutionRole managed policy. */
+function lambdaBasics(scope: Construct, name: string): { role: iam.Role; logGroup: logs.LogGroup } {
+  const logGroup = new logs.LogGroup(scope, `${name}FunctionLogs`, { retention: LOG_RETENTION });
+  const role = new iam.Role(scope, `${name}FunctionRole`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+  logGroup.grantWrite(role);
+  return { role, logGroup };
+}
+
+function jobDefinitionArnAnyRevision(scope: Construct, jobDefinition: batch.EcsJobDefinition): string {
+  // SubmitJob is authorized on the job definition with or without its revision.
+  return Stack.of(scope).formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${jobDefinition.jobDefinitionName}*` });
+}
+
+function modelSizing(model: Model): ModelSizing {
+  return { parameterCount: model.parameterCount, ...model.architecture };
+}
+
+function timeoutProblems(timeout: Duration, startTimeout: Duration): string[] {
+  const problems: string[] = [];
+  if (startTimeout.toSeconds() < MIN_START_TIMEOUT.toSeconds()) {
+    problems.push(`startTimeout is ${startTimeout.toHumanString()}: Batch needs at least ${MIN_START_TIMEOUT.toHumanString()}.`);
+  }
+  const budget = MAX_WAIT.toSeconds() - SIGNAL_MARGIN.toSeconds() - startTimeout.toSeconds();
+  if (timeout.toSeconds() > budget) {
+    problems.push(`timeout is ${timeout.toHumanString()}: with startTimeout ${startTimeout.toHumanString()} the deploy cannot wait for it `
+      + `(a WaitCondition waits at most ${MAX_WAIT.toHumanString()}); use at most ${Duration.seconds(budget).toHumanString()}.`);
+  }
+  if (timeout.toSeconds() < 60) {
+    problems.push(`timeout is ${timeout.toHumanString()}: Batch needs at least 60 seconds.`);
+  }
+  return problems;
+}
+
+/** Everything that determines the artifacts, hashed: the same inputs give the same prefix. */
+function artifactFingerprint(model: Model, runtime: NeuronxRuntime, jobEnvironment: Record<string, string>): string {
+  const inputs = {
+    contract: CONTRACT.version,
+    modelId: model.modelId,
+    revision: model.revision,
+    image: runtime.toString(),
+    ...Object.fromEntries(Object.entries(jobEnvironment).sort(([a], [b]) => a.localeCompare(b))),
+  };
+  return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
+}
+
+function normalizePrefix(prefix: string): string {
+  const trimmed = prefix.replace(/^\/+/, '');
+  return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+}
+
+function slug(modelId: string): string {
+  return modelId.replace(/\//g, '--').replace(/[^A-Za-z0-9._-]/g, '-');
+}
+

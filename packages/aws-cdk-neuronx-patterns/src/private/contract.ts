@@ -1,0 +1,54 @@
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** Where the Python programs and the contract they share with the constructs live (shipped in the npm package). */
+export const RUNTIME_DIR = path.join(__dirname, '..', '..', 'runtime');
+
+/**
+ * The contract between the constructs and the Python programs that run in AWS, read from the one file both sides
+ * read: `runtime/contract.json`. Typed here only for the keys the constructs use.
+ */
+export interface RuntimeContract {
+  readonly version: number;
+  readonly compileJob: {
+    readonly environment: Record<string, string>;
+    readonly entrypointScript: string;
+  };
+  readonly endpoint: {
+    readonly environment: Record<string, string>;
+    readonly handlerScript: string;
+  };
+  readonly layout: {
+    readonly checkpointDir: string;
+    readonly compiledDir: string;
+    readonly codeDir: string;
+    readonly marker: string;
+  };
+  readonly manifest: {
+    readonly schemaVersion: number;
+    readonly requiredKeys: string[];
+    readonly optionKeys: string[];
+  };
+  readonly quantDtypeNone: string;
+  readonly defaults: { readonly batchSize: number; readonly amp: string };
+}
+
+export const CONTRACT: RuntimeContract = JSON.parse(fs.readFileSync(path.join(RUNTIME_DIR, 'contract.json'), 'utf-8'));
+
+/** The environment variable name for a compile-job key, failing loudly if the contract lacks it. */
+export function compileEnv(key: string): string {
+  return lookup(CONTRACT.compileJob.environment, key, 'compileJob.environment');
+}
+
+/** The environment variable name for an endpoint key, failing loudly if the contract lacks it. */
+export function endpointEnv(key: string): string {
+  return lookup(CONTRACT.endpoint.environment, key, 'endpoint.environment');
+}
+
+function lookup(table: Record<string, string>, key: string, where: string): string {
+  const name = table[key];
+  if (!name) {
+    throw new Error(`runtime/contract.json has no ${where}.${key}: the constructs and the Python programs disagree.`);
+  }
+  return name;
+}

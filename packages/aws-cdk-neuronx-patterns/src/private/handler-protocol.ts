@@ -1,0 +1,48 @@
+/**
+ * Names shared by the constructs and the Lambda handlers they deploy (bundled into each handler by esbuild).
+ */
+
+/** Job environment variable carrying the WaitCondition handle URL the job's outcome is signalled to. */
+export const WAIT_HANDLE_URL_ENV = 'NEURONX_WAIT_HANDLE_URL';
+
+/** Properties of the custom resource that starts (and stops) the compile job. */
+export interface CompileJobProperties {
+  readonly JobQueueArn: string;
+  readonly JobDefinitionArn: string;
+  readonly JobName: string;
+  readonly ArtifactBucket: string;
+  /** Ends with '/'. */
+  readonly ArtifactPrefix: string;
+  readonly MarkerKey: string;
+  readonly WaitHandleUrl: string;
+}
+
+/** Physical id of a compile custom resource whose artifacts already existed: no job was started. */
+export const ALREADY_COMPILED_PREFIX = 'already-compiled:';
+
+/** Environment of the job-state handler. */
+export const STATE_HANDLER_ENV = {
+  /** Contract env var name holding the artifact S3 URI in the job. */
+  artifactUriEnvName: 'ARTIFACT_URI_ENV_NAME',
+  /** Marker file name under the artifact prefix. */
+  markerName: 'MARKER_NAME',
+  /** The job queue's RUNNABLE time limit, for the message when a job never started. */
+  runnableTimeoutSeconds: 'RUNNABLE_TIMEOUT_SECONDS',
+  /** The compile job's log group. */
+  logGroupName: 'LOG_GROUP_NAME',
+} as const;
+
+/** One file the inference-code custom resource copies under `<prefix>code/`. */
+export interface CodeFile {
+  readonly SourceBucket: string;
+  readonly SourceKey: string;
+  readonly Name: string;
+}
+
+/** Properties of the custom resource that places the inference code beside the model data. */
+export interface InferenceCodeProperties {
+  readonly DestinationBucket: string;
+  /** Ends with '/'. */
+  readonly DestinationPrefix: string;
+  readonly Files: CodeFile[];
+}

@@ -1,0 +1,209 @@
+import { QuantDtype } from '../compile-options';
+import { NeuronxInstanceFamily, NeuronxInstanceType } from '../neuronx-instance-type';
+
+/**
+ * Memory and parallelism arithmetic, shared by every check so that one number means one thing everywhere.
+ */
+
+const GIB = 1024 ** 3;
+
+/** bf16: 2 bytes a parameter. */
+export const BF16_BYTES = 2;
+/** int8 weight storage: 1 byte a parameter. */
+export const S8_BYTES = 1;
+/** KV cache stored in bf16 (transformers-neuronx keeps the cache in the `amp` dtype). */
+const KV_CACHE_DTYPE_BYTES = BF16_BYTES;
+
+/**
+ * Share of a NeuronCore's device memory a model may fill. The rest is left to the Neuron runtime's scratch space,
+ * I/O tensors and the NEFF instructions; a model sized to 100% fails at load with an out-of-memory error.
+ */
+export const DEVICE_MEMORY_USABLE_FRACTION = 0.9;
+
+/**
+ * Tensor-parallel degrees the Neuron runtime's collectives support on one instance of a family.
+ * trn1: "Supported number of Neuron Cores is 1, 2, 8, 16 or a multiple of 32. For other configurations, such as
+ * multiples of 2, consider using inf2 instances" (Neuron runtime error, nrt_load_collectives); inf2: 1 or any
+ * multiple of 2.
+ */
+export function isSupportedTpDegree(family: NeuronxInstanceFamily, tpDegree: number): boolean {
+  if (tpDegree === 1) return true;
+  if (family === NeuronxInstanceFamily.TRN1) return [2, 8, 16].includes(tpDegree) || tpDegree % 32 === 0;
+  return tpDegree % 2 === 0;
+}
+
+/** What the checks need to know about a model. Everything but the parameter count is optional. */
+export interface ModelSizing {
+  readonly parameterCount: number;
+  readonly numLayers?: number;
+  readonly hiddenSize?: number;
+  readonly numAttentionHeads?: number;
+  readonly numKeyValueHeads?: number;
+  readonly maxPositionEmbeddings?: number;
+}
+
+/** Resolved compile options: what the artifacts are compiled for. */
+export interface ResolvedCompileOptions {
+  readonly tpDegree: number;
+  readonly nPositions: number;
+  readonly quantDtype?: QuantDtype;
+  readonly batchSize: number;
+}
+
+export function bytesPerParameter(quantDtype?: QuantDtype): number {
+  return quantDtype === QuantDtype.S8 ? S8_BYTES : BF16_BYTES;
+}
+
+/** Bytes of the weights as stored on the device (and in host memory while loading). */
+export function weightBytes(model: ModelSizing, quantDtype?: QuantDtype): number {
+  return model.parameterCount * bytesPerParameter(quantDtype);
+}
+
+/** Bytes of the checkpoint as published (bf16), which the compile job downloads and loads. */
+export function checkpointBytes(model: ModelSizing): number {
+  return model.parameterCount * BF16_BYTES;
+}
+
+/**
+ * Bytes of the KV cache: 2 (K and V) x layers x KV heads x head dim x dtype bytes, per position and sequence.
+ * Zero when the architecture is not known (then only the weights are checked).
+ */
+export function kvCacheBytes(model: ModelSizing, nPositions: number, batchSize: number): number {
+  if (!model.numLayers || !model.hiddenSize || !model.numAttentionHeads) return 0;
+  const kvHeads = model.numKeyValueHeads ?? model.numAttentionHeads;
+  const headDim = model.hiddenSize / model.numAttentionHeads;
+  return 2 * model.numLayers * kvHeads * headDim * KV_CACHE_DTYPE_BYTES * nPositions * batchSize;
+}
+
+/** Device bytes one model copy needs: weights plus KV cache. */
+export function deviceBytesNeeded(model: ModelSizing, options: ResolvedCompileOptions): number {
+  return weightBytes(model, options.quantDtype) + kvCacheBytes(model, options.nPositions, options.batchSize);
+}
+
+/** Device bytes the NeuronCores of one worker offer to a model. */
+export function deviceBytesAvailable(instance: NeuronxInstanceType, tpDegree: number): number {
+  return instance.acceleratorMemoryPerCore.toGibibytes() * GIB * tpDegree * DEVICE_MEMORY_USABLE_FRACTION;
+}
+
+/** Model copies (TorchServe workers) an instance holds: one for each `tpDegree` NeuronCores. */
+export function workersPerInstance(instance: NeuronxInstanceType, tpDegree: number): number {
+  return Math.floor(instance.neuronCores / tpDegree);
+}
+
+/** Host memory the compile job needs: the bf16 checkpoint loaded, plus the quantized copy when quantizing. */
+export function compileHostBytesNeeded(model: ModelSizing, quantDtype?: QuantDtype): number {
+  return checkpointBytes(model) + (quantDtype ? weightBytes(model, quantDtype) : 0);
+}
+
+/** Host memory serving needs: every worker holds its copy of the stored weights while loading them. */
+export function servingHostBytesNeeded(model: ModelSizing, quantDtype: QuantDtype | undefined, workers: number): number {
+  return weightBytes(model, quantDtype) * workers;
+}
+
+export function gib(bytes: number): string {
+  return `${(bytes / GIB).toFixed(1)} GiB`;
+}
+
+export function hostBytes(instance: NeuronxInstanceType): number {
+  return instance.memory.toGibibytes() * GIB;
+}
+
+/** Tensor-parallel degrees that would work for this model on this instance (for error messages). */
+export function workingTpDegrees(model: ModelSizing, instance: NeuronxInstanceType, options: Omit<ResolvedCompileOptions, 'tpDegree'>): number[] {
+  const result = [];
+  for (let tp = 1; tp <= instance.neuronCores; tp++) {
+    if (!isSupportedTpDegree(instance.family, tp)) continue;
+    if (model.numAttentionHeads && model.numAttentionHeads % tp !== 0) continue;
+    if (deviceBytesNeeded(model, { ...options, tpDegree: tp }) > deviceBytesAvailable(instance, tp)) continue;
+    result.push(tp);
+  }
+  return result;
+}
+
+/** Checks a value is a positive integer; returns a problem sentence or nothing. */
+export function checkPositiveInteger(prop: string, value: number | undefined): string[] {
+  if (value === undefined) return [];
+  if (!Number.isInteger(value) || value < 1) {
+    return [`${prop} is ${value}: it must be a positive whole number.`];
+  }
+  return [];
+}
+
+/**
+ * Every reason a compile configuration cannot work on its serving instance, as sentences naming the prop, the
+ * value and what would work. Empty when it can work.
+ */
+export function servingProblems(
+  prefix: string,
+  model: ModelSizing,
+  instance: NeuronxInstanceType,
+  options: ResolvedCompileOptions,
+): string[] {
+  const problems = [
+    ...checkPositiveInteger(`${prefix}.tpDegree`, options.tpDegree),
+    ...checkPositiveInteger(`${prefix}.nPositions`, options.nPositions),
+  ];
+  if (problems.length > 0) return problems;
+
+  const { tpDegree, nPositions } = options;
+  const working = workingTpDegrees(model, instance, options);
+  const suggestion = working.length > 0
+    ? `use tpDegree ${working.join(' or ')}`
+    : 'no tpDegree works on this instance: choose a larger instance type, int8 weights (QuantDtype.S8) or fewer positions';
+  if (tpDegree > instance.neuronCores) {
+    problems.push(`${prefix}.tpDegree is ${tpDegree} but ${instance} has ${instance.neuronCores} NeuronCores: ${suggestion}.`);
+  } else if (!isSupportedTpDegree(instance.family, tpDegree)) {
+    const supported = instance.family === NeuronxInstanceFamily.TRN1 ? '1, 2, 8, 16 or 32' : '1 or an even number';
+    problems.push(`${prefix}.tpDegree is ${tpDegree}, which the Neuron runtime does not support on ${instance.family} (it supports ${supported}): ${suggestion}.`);
+  }
+  if (model.numAttentionHeads && model.numAttentionHeads % tpDegree !== 0) {
+    problems.push(`${prefix}.tpDegree is ${tpDegree}, which does not divide the model's ${model.numAttentionHeads} attention heads: ${suggestion}.`);
+  }
+  if (model.maxPositionEmbeddings && nPositions > model.maxPositionEmbeddings) {
+    problems.push(`${prefix}.nPositions is ${nPositions} but the model has ${model.maxPositionEmbeddings} position embeddings: use at most ${model.maxPositionEmbeddings}.`);
+  }
+  if (tpDegree <= instance.neuronCores) {
+    const needed = deviceBytesNeeded(model, options);
+    const available = deviceBytesAvailable(instance, tpDegree);
+    if (needed > available) {
+      problems.push(
+        `${prefix}: the model needs ${gib(needed)} of accelerator memory per worker `
+        + `(weights ${gib(weightBytes(model, options.quantDtype))} + KV cache ${gib(kvCacheBytes(model, nPositions, options.batchSize))} for ${nPositions} positions) `
+        + `but tpDegree ${tpDegree} on ${instance} gives ${gib(available)}: ${suggestion}.`,
+      );
+    }
+    const workers = workersPerInstance(instance, tpDegree);
+    const hostNeeded = servingHostBytesNeeded(model, options.quantDtype, workers);
+    if (hostNeeded > hostBytes(instance)) {
+      problems.push(
+        `${prefix}: ${workers} worker(s) on ${instance} need ${gib(hostNeeded)} of host memory to load the weights `
+        + `but it has ${gib(hostBytes(instance))}: choose an instance type with more memory or int8 weights (QuantDtype.S8).`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** Every reason an instance cannot compile the model. */
+export function compileInstanceProblems(prop: string, model: ModelSizing, instance: NeuronxInstanceType, options: ResolvedCompileOptions): string[] {
+  const problems: string[] = [];
+  const needed = compileHostBytesNeeded(model, options.quantDtype);
+  if (needed > hostBytes(instance)) {
+    const enough = NeuronxInstanceType.all().filter(t => hostBytes(t) >= needed && t.neuronCores >= options.tpDegree);
+    problems.push(
+      `${prop} is ${instance.instanceTypeName}, whose ${gib(hostBytes(instance))} of host memory cannot hold the ${gib(needed)} the compile needs `
+      + `(bf16 checkpoint${options.quantDtype ? ' plus int8 copy' : ''}): use ${enough.map(t => t.instanceTypeName).join(' or ') || 'a larger instance'}.`,
+    );
+  }
+  if (options.tpDegree > instance.neuronCores) {
+    problems.push(`${prop} is ${instance.instanceTypeName} with ${instance.neuronCores} NeuronCores, fewer than tpDegree ${options.tpDegree}: transformers-neuronx loads the model onto tpDegree cores after compiling.`);
+  }
+  return problems;
+}
+
+/** Throws one error listing every problem, or does nothing. */
+export function throwIfProblems(what: string, problems: string[]): void {
+  if (problems.length > 0) {
+    throw new Error(`${what} cannot work:\n- ${problems.join('\n- ')}`);
+  }
+}
