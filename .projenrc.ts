@@ -63,6 +63,10 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // Bundles the patterns package's Lambda handlers. Declared here, at the workspace root that installs
     // everything: declared in the sub-project, projen cannot resolve it there (its install is a no-op) and drops it.
     'esbuild@0.25.9',
+    // integ-runner verifies the committed integ snapshots (snapshot mode needs no AWS account). The CLI is the
+    // version integ-runner itself depends on, so one CLI is installed; it synthesizes the example apps.
+    '@aws-cdk/integ-runner@2.197.10',
+    'aws-cdk@2.1115.1',
   ],
   gitignore: ['/examples/**/cdk.out', '/cdk.out', '.venv', '__pycache__', '.pytest_cache'],
 });
@@ -95,7 +99,54 @@ for (const t of ['install', 'install:ci']) {
   patterns.tasks.tryFind(t)?.reset('echo "installed by the workspace root"');
 }
 
-// Build the patterns package (compile, test, docs, package) before the models package compiles against it.
+// jsii-docgen cannot find the assemblies the workspace hoists to the root; build-tools/docgen.js points it there.
+patterns.tasks.tryFind('docgen')!.reset('node ../../build-tools/docgen.js .');
+
+// Python: one virtualenv at the root for everything Python the build runs (the runtime programs' tests,
+// the template linters, the Python bindings check), with pinned requirements.
+const PYTHON_REQUIREMENTS = [
+  `${PATTERNS_DIR}/runtime/requirements-test.txt`,
+];
+const setupPython = project.addTask('setup:python', {
+  description: 'Create .venv and install the pinned Python requirements',
+  steps: [
+    { exec: 'test -x .venv/bin/python || python3 -m venv .venv' },
+    { exec: `.venv/bin/python -m pip install --quiet --disable-pip-version-check ${PYTHON_REQUIREMENTS.map(r => `-r ${r}`).join(' ')}` },
+  ],
+});
+patterns.testTask.exec('../../.venv/bin/python -m pytest runtime -q -p no:cacheprovider', { name: 'runtime tests (pytest)' });
+
+patterns.addTask('benchmark', {
+  description: 'Synthesis time and memory of NeuronxCompile + endpoint against the same stack without them',
+  exec: 'node benchmark/synth-benchmark.js',
+  receiveArgs: true,
+});
+
+// Integration tests: the committed snapshots must match what the integ apps synthesize now.
+const INTEG = 'integ-runner --directory test --parallel-regions us-east-1';
+for (const p of [project, patterns]) {
+  p.addTask('integ:update', {
+    description: 'Synthesize the integ apps and update their snapshots',
+    env: { AWS_REGION: 'us-east-1' }, // without it integ-runner waits ~8 s on instance metadata
+    exec: `${INTEG} --update-on-failed --force`,
+  });
+  p.testTask.spawn(p.addTask('integ:verify', {
+    description: 'Fail when an integ app no longer synthesizes its committed snapshot',
+    env: { AWS_REGION: 'us-east-1' },
+    exec: INTEG,
+  }));
+}
+
+// Packaging is the same in CI and locally (projen's default packages every language outside CI, and this machine
+// has no .NET SDK to compile .NET with).
+for (const p of [project, patterns]) {
+  p.packageTask.reset();
+  p.packageTask.spawn(p.tasks.tryFind('package:js')!);
+}
+
+// Build the patterns package (compile, test, docs, package) before the models package compiles against it,
+// with the Python environment its tests need.
+project.preCompileTask.spawn(setupPython);
 project.preCompileTask.exec('npx projen build', { cwd: PATTERNS_DIR });
 
 project.synth();

@@ -1,10 +1,9 @@
 import * as crypto from 'crypto';
-import { CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Size, Stack } from 'aws-cdk-lib';
+import { CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Fn, Size, Stack } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -19,7 +18,7 @@ import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, compileEnv, RUNTIME_DIR } from './private/contract';
 import { CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
-import { grantPrefix } from './private/s3-prefix';
+import { grantAssetRead, grantPrefix } from './private/s3-prefix';
 import {
   checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
   ResolvedCompileOptions, servingProblems, throwIfProblems,
@@ -296,7 +295,7 @@ export class NeuronxCompile extends Construct {
       description: 'Neuron compile job: reads the model, writes its own artifact prefix',
     });
     grantPrefix(props.bucket, this.compiledArtifactS3Prefix, jobRole, 'readWrite');
-    code.grantRead(jobRole);
+    grantAssetRead(code, jobRole);
     const modelConfig = props.model.bind(this, jobRole);
     const executionRole = new iam.Role(this, 'ExecutionRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
@@ -305,11 +304,6 @@ export class NeuronxCompile extends Construct {
     this.runtime.grantPull(this, executionRole);
     logGroup.grantWrite(executionRole);
 
-    const linuxParameters = new batch.LinuxParameters(this, 'LinuxParameters');
-    // Batch has no Neuron resource type: expose exactly the instance's devices (a missing one fails the start).
-    linuxParameters.addDevices(...compileInstance.devicePaths.map(p => ({
-      hostPath: p, containerPath: p, permissions: [batch.DevicePermission.READ, batch.DevicePermission.WRITE],
-    })));
     const script = [
       'set -euo pipefail',
       `mkdir -p "$${compileEnv('workDir')}/code" && cd "$${compileEnv('workDir')}"`,
@@ -317,31 +311,50 @@ export class NeuronxCompile extends Construct {
       'python3 -m zipfile -e code.zip code',
       `exec python3 code/compile/${CONTRACT.compileJob.entrypointScript}`,
     ].join('\n');
-    const jobDefinition = new batch.EcsJobDefinition(this, 'JobDefinition', {
-      timeout,
-      retryAttempts: RETRY_ATTEMPTS,
-      retryStrategies: [
-        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
-        batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onReason: '*' })),
-      ],
-      container: new batch.EcsEc2ContainerDefinition(this, 'Container', {
-        image: ecs.ContainerImage.fromRegistry(this.runtime.imageUri(this)),
-        cpu: compileInstance.vcpus,
-        memory: Size.mebibytes(Math.floor(compileInstance.memory.toMebibytes() * CONTAINER_MEMORY_FRACTION)),
+    const environment: Record<string, string> = {
+      ...modelConfig.environment,
+      ...jobEnvironment,
+      [compileEnv('artifactS3Uri')]: this.compiledArtifactS3Url,
+      [compileEnv('codeS3Uri')]: code.s3ObjectUrl,
+      [compileEnv('workDir')]: WORK_DIR,
+      [compileEnv('releaseEntrypoint')]: '1',
+    };
+    // An L1 job definition: its properties are the documented ones one to one, and the L2 would load aws-ecs,
+    // which on its own costs more synth time than everything else this construct does.
+    const jobDefinition = new batch.CfnJobDefinition(this, 'JobDefinition', {
+      type: 'container',
+      platformCapabilities: ['EC2'],
+      timeout: { attemptDurationSeconds: timeout.toSeconds() },
+      retryStrategy: {
+        attempts: RETRY_ATTEMPTS,
+        evaluateOnExit: [
+          { onStatusReason: 'Host EC2*', action: 'RETRY' }, // the instance was reclaimed (Spot) or its host failed
+          { onReason: '*', action: 'EXIT' },
+        ],
+      },
+      containerProperties: {
+        image: this.runtime.imageUri(this),
         command: this.runtime.containerCommand(['bash', '-c', script]),
-        environment: {
-          ...modelConfig.environment,
-          ...jobEnvironment,
-          [compileEnv('artifactS3Uri')]: this.compiledArtifactS3Url,
-          [compileEnv('codeS3Uri')]: code.s3ObjectUrl,
-          [compileEnv('workDir')]: WORK_DIR,
-          [compileEnv('releaseEntrypoint')]: '1',
+        environment: Object.entries(environment).map(([name, value]) => ({ name, value })),
+        jobRoleArn: jobRole.roleArn,
+        executionRoleArn: executionRole.roleArn,
+        resourceRequirements: [
+          { type: 'VCPU', value: String(compileInstance.vcpus) },
+          { type: 'MEMORY', value: String(Math.floor(compileInstance.memory.toMebibytes() * CONTAINER_MEMORY_FRACTION)) },
+        ],
+        // Batch has no Neuron resource type: expose exactly the instance's devices (a missing one fails the start).
+        linuxParameters: {
+          devices: compileInstance.devicePaths.map(p => ({ hostPath: p, containerPath: p, permissions: ['READ', 'WRITE'] })),
         },
-        jobRole,
-        executionRole,
-        linuxParameters,
-        logging: ecs.LogDriver.awsLogs({ logGroup, streamPrefix: 'compile' }),
-      }),
+        logConfiguration: {
+          logDriver: 'awslogs',
+          options: {
+            'awslogs-group': logGroup.logGroupName,
+            'awslogs-region': Stack.of(this).region,
+            'awslogs-stream-prefix': 'compile',
+          },
+        },
+      },
     });
 
     // --- The wait: a WaitCondition per artifact prefix (a new compile gets a new one), signalled with the outcome.
@@ -364,7 +377,7 @@ export class NeuronxCompile extends Construct {
     grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction, 'read');
     const compileJobProperties: CompileJobProperties = {
       JobQueueArn: jobQueue.jobQueueArn,
-      JobDefinitionArn: jobDefinition.jobDefinitionArn,
+      JobDefinitionArn: jobDefinition.ref,
       JobName: `neuronx-compile-${waitId}`,
       ArtifactBucket: props.bucket.bucketName,
       ArtifactPrefix: this.compiledArtifactS3Prefix,
@@ -400,14 +413,25 @@ export class NeuronxCompile extends Construct {
     });
     stateFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
     grantPrefix(props.bucket, this.compiledArtifactS3Prefix, stateFunction, 'read');
-    new events.Rule(this, 'JobStateRule', {
+    // An L1 rule and permission: aws-events-targets would load most of aws-cdk-lib for one Lambda target.
+    const rule = new events.CfnRule(this, 'JobStateRule', {
       description: 'Neuron compile job ended',
       eventPattern: {
-        source: ['aws.batch'],
-        detailType: ['Batch Job State Change'],
-        detail: { jobQueue: [jobQueue.jobQueueArn], status: ['SUCCEEDED', 'FAILED'] },
+        'source': ['aws.batch'],
+        'detail-type': ['Batch Job State Change'],
+        'detail': { jobQueue: [jobQueue.jobQueueArn], status: ['SUCCEEDED', 'FAILED'] },
       },
-      targets: [new targets.LambdaFunction(stateFunction, { retryAttempts: 10, maxEventAge: Duration.hours(1) })],
+      targets: [{
+        id: 'StateFunction',
+        arn: stateFunction.functionArn,
+        retryPolicy: { maximumRetryAttempts: 10, maximumEventAgeInSeconds: Duration.hours(1).toSeconds() },
+      }],
+    });
+    new lambda.CfnPermission(this, 'JobStateRulePermission', {
+      action: 'lambda:InvokeFunction',
+      functionName: stateFunction.functionArn,
+      principal: 'events.amazonaws.com',
+      sourceArn: rule.attrArn,
     });
 
     this.suppressNagFindings(computeEnvironment, [startFunction, stateFunction], [jobRole, executionRole]);
@@ -428,7 +452,7 @@ export class NeuronxCompile extends Construct {
       if (policy) {
         suppressNag(policy, [{
           id: 'AwsSolutions-IAM5',
-          reason: `${wildcardReason} ecr:GetAuthorizationToken has no resource type; CDK asset reads are s3:GetObject*/List* on the asset object only; log writes are on this job's log group only.`,
+          reason: `${wildcardReason} ecr:GetAuthorizationToken has no resource type; the compile code is read with s3:GetObject on its one asset object; log writes are on this job's log group only.`,
         }]);
       }
     }
@@ -452,9 +476,11 @@ function lambdaBasics(scope: Construct, name: string): { role: iam.Role; logGrou
   return { role, logGroup };
 }
 
-function jobDefinitionArnAnyRevision(scope: Construct, jobDefinition: batch.EcsJobDefinition): string {
-  // SubmitJob is authorized on the job definition with or without its revision.
-  return Stack.of(scope).formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${jobDefinition.jobDefinitionName}*` });
+function jobDefinitionArnAnyRevision(scope: Construct, jobDefinition: batch.CfnJobDefinition): string {
+  // The Ref is the ARN with its revision (name:N); SubmitJob is authorized on the job definition with or
+  // without it, and a new revision must not need a new policy.
+  const name = Fn.select(0, Fn.split(':', Fn.select(1, Fn.split('job-definition/', jobDefinition.ref))));
+  return Stack.of(scope).formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${name}:*` });
 }
 
 function modelSizing(model: Model): ModelSizing {

@@ -1,0 +1,77 @@
+// Synthesis cost of NeuronxCompile + the endpoint for a 22B model.
+//
+// Synthesizes, in a fresh Node process each time (as `cdk synth` does), a stack with a VPC and a bucket, either
+// with or without NeuronxCompile and TransformersNeuronxSageMakerRealtimeInferenceEndpoint, alternating the two
+// several times, and prints the median wall-time ratio (with / without) and the peak memory of each.
+// Run after the package is compiled (lib/): `npx projen benchmark` or `node benchmark/synth-benchmark.js [runs]`.
+const { execFileSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const RUNS = Number(process.argv[2] ?? 7);
+
+function child(withConstructs) {
+  const started = process.hrtime.bigint();
+  const { App, Stack } = require('aws-cdk-lib');
+  const ec2 = require('aws-cdk-lib/aws-ec2');
+  const s3 = require('aws-cdk-lib/aws-s3');
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'neuronx-bench-'));
+  const app = new App({ outdir });
+  const stack = new Stack(app, 'Bench', { env: { account: '111111111111', region: 'us-east-1' } });
+  const vpc = new ec2.Vpc(stack, 'Vpc');
+  const bucket = new s3.Bucket(stack, 'Bucket');
+  if (withConstructs) {
+    const p = require('..');
+    const compile = new p.NeuronxCompile(stack, 'Compile', {
+      vpc,
+      bucket,
+      model: p.Model.fromHuggingFace('cyberagent/calm3-22b-chat', { revision: 'bench' }),
+      instanceType: p.NeuronxInstanceType.INF2_24XLARGE,
+      servingInstanceType: p.NeuronxInstanceType.INF2_24XLARGE,
+      compileOptions: { tpDegree: 4 },
+    });
+    new p.TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
+      modelData: p.TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile),
+    });
+  }
+  app.synth();
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  fs.rmSync(outdir, { recursive: true, force: true });
+  // maxRSS is in KiB.
+  process.stdout.write(JSON.stringify({ seconds, peakMiB: process.resourceUsage().maxRSS / 1024 }));
+}
+
+function measure(withConstructs) {
+  const started = process.hrtime.bigint();
+  const out = execFileSync(process.execPath, [__filename, withConstructs ? '--child-with' : '--child-without'], { encoding: 'utf-8' });
+  const wall = Number(process.hrtime.bigint() - started) / 1e9;
+  return { wall, ...JSON.parse(out) };
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+if (process.argv[2] === '--child-with' || process.argv[2] === '--child-without') {
+  child(process.argv[2] === '--child-with');
+} else {
+  const withRuns = [];
+  const withoutRuns = [];
+  for (let i = 0; i < RUNS; i++) {
+    withoutRuns.push(measure(false));
+    withRuns.push(measure(true));
+  }
+  const ratios = withRuns.map((w, i) => w.wall / withoutRuns[i].wall);
+  const report = {
+    runs: RUNS,
+    medianWallSecondsWith: median(withRuns.map(r => r.wall)),
+    medianWallSecondsWithout: median(withoutRuns.map(r => r.wall)),
+    medianWallTimeRatio: median(ratios),
+    peakMiBWith: Math.max(...withRuns.map(r => r.peakMiB)),
+    peakMiBWithout: Math.max(...withoutRuns.map(r => r.peakMiB)),
+  };
+  console.log(JSON.stringify(report, null, 2));
+}
