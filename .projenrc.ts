@@ -45,7 +45,6 @@ function commonOptions(kind: 'models' | 'patterns') {
       mavenArtifactId: name,
     },
     publishToNuget: { dotNetNamespace: `AwsCdkNeuronx.${pascal}`, packageId: `AwsCdkNeuronx.${pascal}` },
-    tsconfigDevFile: 'tsconfig.dev.json',
     tsconfig: { compilerOptions: { resolveJsonModule: true } },
     // Snapshots are assertions: CI must fail on a changed template, never rewrite it.
     jestOptions: { updateSnapshot: javascript.UpdateSnapshot.NEVER },

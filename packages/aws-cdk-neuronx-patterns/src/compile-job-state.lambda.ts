@@ -19,7 +19,7 @@ const s3 = new S3Client({});
 
 export interface BatchJobStateChangeEvent {
   readonly 'detail-type': string;
-  readonly detail: JobDetail;
+  readonly 'detail': JobDetail;
 }
 
 export async function handler(event: BatchJobStateChangeEvent): Promise<void> {
@@ -33,10 +33,14 @@ export async function handler(event: BatchJobStateChangeEvent): Promise<void> {
   }
   const uniqueId = detail.jobId ?? 'compile';
   if (detail.status === 'SUCCEEDED') {
-    const artifactUri = environment[requiredEnv(STATE_HANDLER_ENV.artifactUriEnvName)] ?? '';
-    const { bucket, key } = markerLocation(artifactUri, requiredEnv(STATE_HANDLER_ENV.markerName));
+    // Everything that can throw stays in the try: an error here must still end the wait with FAILURE.
+    let artifactUri = '';
+    let bucket = '';
+    let key = '';
     let present = false;
     try {
+      artifactUri = environment[requiredEnv(STATE_HANDLER_ENV.artifactUriEnvName)] ?? '';
+      ({ bucket, key } = markerLocation(artifactUri, requiredEnv(STATE_HANDLER_ENV.markerName)));
       present = await markerExists(s3, bucket, key);
     } catch (error) {
       await signal(handleUrl, 'FAILURE', uniqueId, `Compile job ${detail.jobId} succeeded but its completion marker could not be read: ${errorMessage(error)}`);

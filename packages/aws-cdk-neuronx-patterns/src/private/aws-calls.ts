@@ -76,15 +76,28 @@ export async function respond<P>(
   reason: string,
   data: Record<string, string> = {},
 ): Promise<void> {
-  await putJson(event.ResponseURL, {
+  const response = {
     Status: status,
-    Reason: reason.slice(0, MAX_REASON_LENGTH),
+    Reason: '',
     PhysicalResourceId: physicalResourceId,
     StackId: event.StackId,
     RequestId: event.RequestId,
     LogicalResourceId: event.LogicalResourceId,
     Data: data,
-  });
+  };
+  // CloudFormation rejects a response body over 4096 bytes ("Response object is too long") and the reason is lost.
+  response.Reason = truncateJsonString(reason, MAX_RESPONSE_BYTES - Buffer.byteLength(JSON.stringify(response)));
+  await putJson(event.ResponseURL, response);
+}
+
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html
+const MAX_RESPONSE_BYTES = 4096;
+
+/** The longest prefix of `text` whose JSON string encoding (without quotes) takes at most `maxBytes` bytes. */
+function truncateJsonString(text: string, maxBytes: number): string {
+  let end = Math.min(text.length, Math.max(0, maxBytes));
+  while (end > 0 && Buffer.byteLength(JSON.stringify(text.slice(0, end))) - 2 > maxBytes) end--;
+  return text.slice(0, end);
 }
 
 export function errorMessage(error: unknown): string {

@@ -1,0 +1,269 @@
+import { BatchClient, DescribeJobsCommand, JobDetail } from '@aws-sdk/client-batch';
+import { HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { BatchJobStateChangeEvent, failureReason, handler } from '../src/compile-job-state.lambda';
+import { WAIT_HANDLE_URL_ENV } from '../src/private/handler-protocol';
+
+const batchMock = mockClient(BatchClient);
+const s3Mock = mockClient(S3Client);
+const ORIGINAL_ENV = { ...process.env };
+
+const WAIT_HANDLE_URL = 'https://cloudformation-waitcondition.s3.amazonaws.com/handle?sig=2';
+const ARTIFACT_URI = 's3://artifact-bucket/neuronx/calm3/abcd1234/';
+const LOG_STREAM = 'compile/default/0123456789abcdef';
+const LOG_GROUP = '/neuronx/compile/abcd1234';
+
+/** The job's environment as the Batch event carries it: job definition variables plus the override. */
+const JOB_ENVIRONMENT = [
+  { name: 'NEURONX_ARTIFACT_S3_URI', value: ARTIFACT_URI },
+  { name: 'NEURONX_MODEL_ID', value: 'cyberagent/calm3-22b-chat' },
+  { name: WAIT_HANDLE_URL_ENV, value: WAIT_HANDLE_URL },
+];
+
+function job(overrides: Partial<JobDetail> = {}): JobDetail {
+  return {
+    jobArn: 'arn:aws:batch:us-east-1:111122223333:job/job-1',
+    jobId: 'job-1',
+    jobName: 'neuronx-compile-abcd1234',
+    jobQueue: 'arn:aws:batch:us-east-1:111122223333:job-queue/compile',
+    jobDefinition: 'arn:aws:batch:us-east-1:111122223333:job-definition/compile:3',
+    status: 'SUCCEEDED',
+    createdAt: 1_700_000_000_000,
+    startedAt: 1_700_000_100_000,
+    container: { environment: JOB_ENVIRONMENT, logStreamName: LOG_STREAM, exitCode: 0 },
+    ...overrides,
+  };
+}
+
+function event(detail: JobDetail): BatchJobStateChangeEvent {
+  return { 'detail-type': 'Batch Job State Change', 'detail': detail };
+}
+
+function s3Error(name: string, httpStatusCode: number): S3ServiceException {
+  return new S3ServiceException({ name, $fault: 'client', $metadata: { httpStatusCode }, message: name });
+}
+
+let fetchMock: jest.SpiedFunction<typeof fetch>;
+
+/** Every signal sent to the wait handle, in order. */
+function signals(): { Status: string; Reason: string; UniqueId: string; Data: string }[] {
+  return fetchMock.mock.calls.map(([url, init]) => {
+    expect(String(url)).toBe(WAIT_HANDLE_URL);
+    expect(init?.method).toBe('PUT');
+    return JSON.parse(String(init?.body));
+  });
+}
+
+function onlySignal(): { Status: string; Reason: string; UniqueId: string } {
+  const sent = signals();
+  expect(sent).toHaveLength(1);
+  return sent[0];
+}
+
+beforeEach(() => {
+  process.env = {
+    ...ORIGINAL_ENV,
+    AWS_REGION: 'us-east-1',
+    ARTIFACT_URI_ENV_NAME: 'NEURONX_ARTIFACT_S3_URI',
+    MARKER_NAME: '_COMPILED',
+    RUNNABLE_TIMEOUT_SECONDS: '1800',
+    LOG_GROUP_NAME: LOG_GROUP,
+  };
+  batchMock.reset();
+  s3Mock.reset();
+  jest.restoreAllMocks();
+  fetchMock = jest.spyOn(global, 'fetch').mockImplementation(async () => new Response(null, { status: 200 }));
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(console, 'error').mockImplementation(() => undefined);
+});
+
+afterAll(() => {
+  process.env = ORIGINAL_ENV;
+});
+
+describe('SUCCEEDED', () => {
+  test('with the completion marker: SUCCESS', async () => {
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await handler(event(job()));
+
+    expect(s3Mock.commandCalls(HeadObjectCommand).map(c => c.args[0].input)).toEqual([
+      { Bucket: 'artifact-bucket', Key: 'neuronx/calm3/abcd1234/_COMPILED' },
+    ]);
+    expect(batchMock.calls()).toHaveLength(0);
+    expect(signals()).toEqual([{ Status: 'SUCCESS', Reason: `Compiled: ${ARTIFACT_URI}`, UniqueId: 'job-1', Data: '' }]);
+  });
+
+  test('without the marker: FAILURE naming the missing marker and the log', async () => {
+    s3Mock.on(HeadObjectCommand).rejects(s3Error('NotFound', 404));
+
+    await handler(event(job()));
+
+    const sent = onlySignal();
+    expect(sent.Status).toBe('FAILURE');
+    expect(sent.Reason).toContain('s3://artifact-bucket/neuronx/calm3/abcd1234/_COMPILED');
+    expect(sent.Reason).toContain('no completion marker');
+    expect(sent.Reason).toContain(`Log stream: ${LOG_STREAM} in log group ${LOG_GROUP}`);
+  });
+
+  test('a marker that cannot be read (403): FAILURE with the error, never SUCCESS', async () => {
+    s3Mock.on(HeadObjectCommand).rejects(s3Error('Forbidden', 403));
+
+    await handler(event(job()));
+
+    const sent = onlySignal();
+    expect(sent.Status).toBe('FAILURE');
+    expect(sent.Reason).toBe('Compile job job-1 succeeded but its completion marker could not be read: Forbidden: Forbidden');
+  });
+
+  test('a job environment without the artifact URI still ends the wait with FAILURE', async () => {
+    const environment = JOB_ENVIRONMENT.filter(e => e.name !== 'NEURONX_ARTIFACT_S3_URI');
+
+    await handler(event(job({ container: { environment } })));
+
+    expect(s3Mock.calls()).toHaveLength(0);
+    const sent = onlySignal();
+    expect(sent.Status).toBe('FAILURE');
+    expect(sent.Reason).toMatch(/artifact URI '' is not an s3:\/\/ URI/);
+  });
+
+  test('a handler without its configuration still ends the wait with FAILURE', async () => {
+    delete process.env.MARKER_NAME;
+
+    await handler(event(job()));
+
+    const sent = onlySignal();
+    expect(sent.Status).toBe('FAILURE');
+    expect(sent.Reason).toContain('environment variable MARKER_NAME is not set');
+  });
+});
+
+describe('FAILED', () => {
+  test('FAILURE with the status reason, exit code, container reason and log stream', async () => {
+    await handler(event(job({
+      status: 'FAILED',
+      statusReason: 'Essential container in task exited',
+      container: { environment: JOB_ENVIRONMENT, exitCode: 137, reason: 'OutOfMemoryError: Container killed due to memory usage', logStreamName: LOG_STREAM },
+    })));
+
+    expect(s3Mock.calls()).toHaveLength(0);
+    const sent = onlySignal();
+    expect(sent.Status).toBe('FAILURE');
+    expect(sent.UniqueId).toBe('job-1');
+    expect(sent.Reason).toBe('Compile job neuronx-compile-abcd1234 (job-1) failed: Essential container in task exited. '
+      + 'Exit code 137. Container: OutOfMemoryError: Container killed due to memory usage. '
+      + `Log stream: ${LOG_STREAM} in log group ${LOG_GROUP}.`);
+  });
+
+  test('the exit code and log stream of the last attempt when the container has none', async () => {
+    await handler(event(job({
+      status: 'FAILED',
+      statusReason: 'Essential container in task exited',
+      container: { environment: JOB_ENVIRONMENT },
+      attempts: [
+        { container: { exitCode: 1, logStreamName: 'compile/default/first' } },
+        { container: { exitCode: 2, logStreamName: 'compile/default/second' } },
+      ],
+    })));
+
+    const sent = onlySignal();
+    expect(sent.Reason).toContain('Exit code 2.');
+    expect(sent.Reason).toContain('Log stream: compile/default/second');
+  });
+
+  test('an exit code of 0 is still reported', async () => {
+    await handler(event(job({ status: 'FAILED', statusReason: 'Terminated', container: { environment: JOB_ENVIRONMENT, exitCode: 0 } })));
+
+    expect(onlySignal().Reason).toContain('Exit code 0.');
+  });
+
+  test('a job without a log stream says so', async () => {
+    await handler(event(job({ status: 'FAILED', statusReason: 'Terminated', container: { environment: JOB_ENVIRONMENT } })));
+
+    expect(onlySignal().Reason).toContain('The job wrote no log stream.');
+  });
+
+  test('a job cancelled while RUNNABLE: could not start within 30 minutes, check the quota', async () => {
+    await handler(event(job({
+      status: 'FAILED',
+      statusReason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type [inf2.8xlarge]',
+      startedAt: undefined,
+      container: { environment: JOB_ENVIRONMENT },
+    })));
+
+    const sent = onlySignal();
+    expect(sent.Status).toBe('FAILURE');
+    expect(sent.Reason).toContain('could not start within 30 minutes');
+    expect(sent.Reason).toContain('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY');
+    expect(sent.Reason).toMatch(/quota/i);
+    expect(sent.Reason).not.toContain('Exit code');
+  });
+
+  test('MISCONFIGURATION reasons before start get the same message', () => {
+    const reason = failureReason(job({ status: 'FAILED', statusReason: 'MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT', startedAt: undefined }));
+
+    expect(reason).toContain('could not start within 30 minutes');
+  });
+
+  test('a capacity reason after the job started is an ordinary failure', () => {
+    const reason = failureReason(job({ status: 'FAILED', statusReason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', startedAt: 1 }));
+
+    expect(reason).not.toContain('could not start');
+    expect(reason).toContain('failed: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY.');
+  });
+
+  test('an ordinary failure before start is not mistaken for the RUNNABLE time limit', () => {
+    const reason = failureReason(job({ status: 'FAILED', statusReason: 'Terminated by user', startedAt: undefined }));
+
+    expect(reason).not.toContain('could not start');
+    expect(reason).toContain('failed: Terminated by user.');
+  });
+});
+
+describe('finding the wait handle', () => {
+  test('an event without the handle in its environment: the handler asks Batch', async () => {
+    batchMock.on(DescribeJobsCommand).resolves({ jobs: [job({ status: 'FAILED', statusReason: 'Essential container in task exited' })] });
+
+    await handler(event(job({ status: 'FAILED', statusReason: 'Essential container in task exited', container: {} })));
+
+    expect(batchMock.commandCalls(DescribeJobsCommand).map(c => c.args[0].input)).toEqual([{ jobs: ['job-1'] }]);
+    const sent = onlySignal();
+    expect(sent.Status).toBe('FAILURE');
+    expect(sent.Reason).toContain('Essential container in task exited');
+  });
+
+  test('an event with the handle does not call Batch', async () => {
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await handler(event(job()));
+
+    expect(batchMock.calls()).toHaveLength(0);
+    expect(onlySignal().Status).toBe('SUCCESS');
+  });
+
+  test('a job not started by a deploy (no handle anywhere): no signal at all', async () => {
+    const environment = JOB_ENVIRONMENT.filter(e => e.name !== WAIT_HANDLE_URL_ENV);
+    batchMock.on(DescribeJobsCommand).resolves({ jobs: [job({ container: { environment } })] });
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await handler(event(job({ container: { environment } })));
+
+    expect(batchMock.commandCalls(DescribeJobsCommand)).toHaveLength(1);
+    expect(s3Mock.calls()).toHaveLength(0);
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('a job Batch no longer knows, without a handle in the event: no signal', async () => {
+    batchMock.on(DescribeJobsCommand).resolves({ jobs: [] });
+
+    await handler(event(job({ status: 'FAILED', container: {} })));
+
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('a failing signal PUT is thrown, so the event is retried', async () => {
+    fetchMock.mockImplementation(async () => new Response(null, { status: 500 }));
+
+    await expect(handler(event(job({ status: 'FAILED', statusReason: 'x' })))).rejects.toThrow('HTTP 500');
+  });
+});

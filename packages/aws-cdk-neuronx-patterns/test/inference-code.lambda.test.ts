@@ -1,0 +1,127 @@
+import { CopyObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { handler, InferenceCodeEvent } from '../src/inference-code.lambda';
+import { InferenceCodeProperties } from '../src/private/handler-protocol';
+
+const s3Mock = mockClient(S3Client);
+const ORIGINAL_ENV = { ...process.env };
+
+const RESPONSE_URL = 'https://cloudformation-custom-resource-response.s3.amazonaws.com/response?sig=1';
+const DESTINATION_PREFIX = 'neuronx/calm3/abcd1234/code/';
+
+const PROPS: InferenceCodeProperties = {
+  DestinationBucket: 'artifact-bucket',
+  DestinationPrefix: DESTINATION_PREFIX,
+  Files: [
+    { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: '0123abcd.py', Name: 'inference.py' },
+    { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: 'assets/contract file+v1.json', Name: 'contract.json' },
+  ],
+};
+
+function event(overrides: Partial<InferenceCodeEvent> = {}): InferenceCodeEvent {
+  return {
+    RequestType: 'Create',
+    ResponseURL: RESPONSE_URL,
+    StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1',
+    RequestId: 'request-1',
+    LogicalResourceId: 'InferenceCode',
+    ResourceProperties: { ...PROPS, ServiceToken: 'token' },
+    ...overrides,
+  };
+}
+
+let fetchMock: jest.SpiedFunction<typeof fetch>;
+
+function cfnResponse(): Record<string, unknown> {
+  expect(fetchMock).toHaveBeenCalledTimes(1);
+  const [url, init] = fetchMock.mock.calls[0];
+  expect(String(url)).toBe(RESPONSE_URL);
+  expect(init?.method).toBe('PUT');
+  return JSON.parse(String(init?.body));
+}
+
+beforeEach(() => {
+  process.env = { ...ORIGINAL_ENV, AWS_REGION: 'us-east-1' };
+  s3Mock.reset();
+  jest.restoreAllMocks();
+  fetchMock = jest.spyOn(global, 'fetch').mockImplementation(async () => new Response(null, { status: 200 }));
+  jest.spyOn(console, 'error').mockImplementation(() => undefined);
+});
+
+afterAll(() => {
+  process.env = ORIGINAL_ENV;
+});
+
+test.each(['Create', 'Update'] as const)('%s copies every file under the destination prefix', async requestType => {
+  s3Mock.on(CopyObjectCommand).resolves({});
+
+  await handler(event({ RequestType: requestType, PhysicalResourceId: requestType === 'Update' ? 'old' : undefined }));
+
+  expect(s3Mock.commandCalls(CopyObjectCommand).map(c => c.args[0].input)).toEqual([
+    {
+      Bucket: 'artifact-bucket',
+      Key: 'neuronx/calm3/abcd1234/code/inference.py',
+      CopySource: 'cdk-assets-111122223333-us-east-1/0123abcd.py',
+    },
+    {
+      Bucket: 'artifact-bucket',
+      Key: 'neuronx/calm3/abcd1234/code/contract.json',
+      CopySource: 'cdk-assets-111122223333-us-east-1/assets%2Fcontract%20file%2Bv1.json',
+    },
+  ]);
+  expect(cfnResponse()).toEqual({
+    Status: 'SUCCESS',
+    Reason: `2 code file(s) at s3://artifact-bucket/${DESTINATION_PREFIX}`,
+    PhysicalResourceId: `s3://artifact-bucket/${DESTINATION_PREFIX}`,
+    StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1',
+    RequestId: 'request-1',
+    LogicalResourceId: 'InferenceCode',
+    Data: {},
+  });
+});
+
+test('Delete copies nothing (the code stays beside the model data) and answers SUCCESS', async () => {
+  await handler(event({ RequestType: 'Delete', PhysicalResourceId: `s3://artifact-bucket/${DESTINATION_PREFIX}` }));
+
+  expect(s3Mock.calls()).toHaveLength(0);
+  expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `s3://artifact-bucket/${DESTINATION_PREFIX}` });
+});
+
+test('a CopyObject error answers FAILED with its message and copies no further', async () => {
+  s3Mock.on(CopyObjectCommand).rejects(new S3ServiceException({
+    name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Access Denied',
+  }));
+
+  await handler(event());
+
+  expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(1);
+  expect(cfnResponse()).toMatchObject({
+    Status: 'FAILED',
+    Reason: `Placing the inference code at s3://artifact-bucket/${DESTINATION_PREFIX} failed: AccessDenied: Access Denied`,
+  });
+});
+
+test('a throttled CopyObject is retried', async () => {
+  jest.useFakeTimers({ doNotFake: ['nextTick', 'queueMicrotask', 'setImmediate'] });
+  try {
+    s3Mock.on(CopyObjectCommand)
+      .rejectsOnce(Object.assign(new Error('Please reduce your request rate.'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }))
+      .resolves({});
+
+    const done = handler(event());
+    await jest.runAllTimersAsync();
+    await done;
+
+    expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(3);
+    expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS' });
+  } finally {
+    jest.useRealTimers();
+  }
+});
+
+test('a failing response PUT is thrown, not swallowed', async () => {
+  s3Mock.on(CopyObjectCommand).resolves({});
+  fetchMock.mockImplementation(async () => new Response(null, { status: 500 }));
+
+  await expect(handler(event())).rejects.toThrow('PUT to the pre-signed URL failed: HTTP 500');
+});
