@@ -62,15 +62,17 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // Bundles the patterns package's Lambda handlers. Declared here, at the workspace root that installs
     // everything: declared in the sub-project, projen cannot resolve it there (its install is a no-op) and drops it.
     'esbuild@0.25.9',
-    // integ-runner verifies the committed integ snapshots (snapshot mode needs no AWS account). The CLI is the
-    // version integ-runner itself depends on, so one CLI is installed; it synthesizes the example apps.
+    // integ-runner verifies the committed integ snapshots (snapshot mode needs no AWS account).
     '@aws-cdk/integ-runner@2.197.10',
-    'aws-cdk@2.1115.1',
+    // The CLI that synthesizes the example apps: aws-cdk-lib 2.245's cloud assembly schema needs 2.1125 or later.
+    'aws-cdk@2.1148.1',
   ],
   gitignore: ['/examples/**/cdk.out', '/cdk.out', '.venv', '__pycache__', '.pytest_cache'],
 });
 project.package.addVersion(VERSION);
 project.package.addField('workspaces', [PATTERNS_DIR]);
+// The published package is the library: not its examples, build tools or CI.
+for (const p of ['/examples/', '/tools/', '/build-tools/', '/.ci/', '/docs/']) project.addPackageIgnore(p);
 
 const patterns = new awscdk.AwsCdkConstructLibrary({
   ...commonOptions('patterns'),
@@ -98,7 +100,8 @@ for (const t of ['install', 'install:ci']) {
   patterns.tasks.tryFind(t)?.reset('echo "installed by the workspace root"');
 }
 
-// jsii-docgen cannot find the assemblies the workspace hoists to the root; build-tools/docgen.js points it there.
+// In the sub-package jsii-docgen cannot find the assemblies the workspace hoists to the root;
+// build-tools/docgen.js points it there. (The root package's own jsii-docgen finds everything.)
 patterns.tasks.tryFind('docgen')!.reset('node ../../build-tools/docgen.js .');
 
 // Python: one virtualenv at the root for everything Python the build runs (the runtime programs' tests,

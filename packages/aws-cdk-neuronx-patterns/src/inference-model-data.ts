@@ -16,7 +16,7 @@ import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, RUNTIME_DIR } from './private/contract';
 import { InferenceCodeProperties } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
-import { grantPrefix } from './private/s3-prefix';
+import { grantAssetRead, grantPrefix } from './private/s3-prefix';
 
 const DEFAULT_CODE_FILES = [
   path.join(RUNTIME_DIR, 'inference', CONTRACT.endpoint.handlerScript),
@@ -112,7 +112,11 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
   /**
    * Artifacts compiled earlier (by a NeuronxCompile elsewhere, or by hand with the same layout and marker).
    */
-  public static fromBucket(bucket: s3.IBucket, prefix: string, options: TransformersNeuronxBucketModelDataOptions): TransformersNeuronxSageMakerInferenceModelData {
+  public static fromBucket(
+    bucket: s3.IBucket,
+    prefix: string,
+    options: TransformersNeuronxBucketModelDataOptions,
+  ): TransformersNeuronxSageMakerInferenceModelData {
     return new PrefixModelData({ ...options, bucket, prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, nPositions: options.nPositions ?? 4096 });
   }
 
@@ -173,7 +177,8 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
   bucket.encryptionKey?.grantEncrypt(fn);
   const assets = files.map((file, i) => {
     const asset = new s3assets.Asset(container, `File${i}`, { path: file });
-    asset.grantRead(fn);
+    // CopyObject reads the source object and, with the default tagging directive COPY, its tags.
+    grantAssetRead(asset, fn, ['s3:GetObject', 's3:GetObjectTagging']);
     return { asset, name: path.basename(file) };
   });
   const properties: InferenceCodeProperties = {

@@ -4,6 +4,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { compileEnv } from './private/contract';
+import { grantPrefix } from './private/s3-prefix';
 
 /**
  * The shape of a decoder model, as in its Hugging Face `config.json`. With it the library checks tensor
@@ -181,7 +182,8 @@ class BucketModel extends Model {
   }
 
   public bind(_scope: Construct, grantable: iam.IGrantable): ModelBindConfig {
-    this.bucket.grantRead(grantable, `${this.prefix}*`);
+    // Objects under the prefix, listing limited to it: not bucket.grantRead, which lists the whole bucket.
+    grantPrefix(this.bucket, this.prefix, grantable, 'read');
     return {
       environment: {
         [compileEnv('modelId')]: this.modelId,

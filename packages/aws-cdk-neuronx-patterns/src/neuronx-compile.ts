@@ -3,14 +3,14 @@ import { CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Fn,
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
-import { CompileJobStateFunction } from './compile-job-state-function';
 import { CompileJobFunction } from './compile-job-function';
+import { CompileJobStateFunction } from './compile-job-state-function';
 import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
@@ -49,7 +49,9 @@ const NEURON_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/n
 const WORK_DIR = '/var/tmp/neuronx';
 const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 // Instances big enough to compile, cheapest first (used when no compile instance type is given).
-const COMPILE_CANDIDATES = [NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.TRN1_32XLARGE];
+const COMPILE_CANDIDATES = [
+  NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.TRN1_32XLARGE,
+];
 
 const OPT_LEVEL_FLAG: Record<OptLevel, number> = {
   [OptLevel.MINIMIZE_COMPILE_TIME]: 1,
@@ -59,15 +61,10 @@ const OPT_LEVEL_FLAG: Record<OptLevel, number> = {
 const QUANT_DTYPE_VALUE: Record<QuantDtype, string> = { [QuantDtype.S8]: 's8' };
 
 /**
- * Properties of a NeuronxCompile.
+ * What is compiled, for what, and how: the part of a NeuronxCompile that can be checked before anything is built
+ * (see `NeuronxCompile.configurationProblems`).
  */
-export interface NeuronxCompileProps {
-  /** The VPC the compile instance runs in. It needs outbound internet access (NAT) to download from Hugging Face. */
-  readonly vpc: ec2.IVpc;
-
-  /** The bucket the compiled artifacts are written to. */
-  readonly bucket: s3.IBucket;
-
+export interface NeuronxCompileConfiguration {
   /** The model to compile. */
   readonly model: Model;
 
@@ -93,6 +90,37 @@ export interface NeuronxCompileProps {
    * @default - tpDegree: all NeuronCores of the serving instance, bf16, 4096 positions, OptLevel.BEST_BALANCE
    */
   readonly compileOptions?: CompileOptions;
+
+}
+
+/**
+ * The names a configuration check uses for the fields it reports on, so that its messages name the caller's own props.
+ */
+export interface NeuronxCompileConfigurationNames {
+  /**
+   * The name of the compile options (messages say `<name>.tpDegree`).
+   *
+   * @default 'compileOptions'
+   */
+  readonly compileOptions?: string;
+
+  /**
+   * The name of the compile instance type.
+   *
+   * @default 'instanceType'
+   */
+  readonly instanceType?: string;
+}
+
+/**
+ * Properties of a NeuronxCompile.
+ */
+export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
+  /** The VPC the compile instance runs in. It needs outbound internet access (NAT) to download from Hugging Face. */
+  readonly vpc: ec2.IVpc;
+
+  /** The bucket the compiled artifacts are written to. */
+  readonly bucket: s3.IBucket;
 
   /**
    * Run the compile on Spot capacity. A reclaimed instance is retried (up to 3 attempts), within the 12 hour wait.
@@ -184,46 +212,35 @@ export class NeuronxCompile extends Construct {
   /** How long the deploy waits for the compile, at most. */
   public readonly waitTimeout: Duration;
 
+  /**
+   * Every reason a configuration cannot work (tensor-parallel degree, accelerator and host memory, positions), as
+   * sentences that name the field, the value and what would work. Empty when it can work. A NeuronxCompile runs
+   * the same check and throws; constructs that choose a configuration for their users can check it earlier.
+   */
+  public static configurationProblems(configuration: NeuronxCompileConfiguration, names: NeuronxCompileConfigurationNames = {}): string[] {
+    return resolveConfiguration(configuration, names).problems;
+  }
+
   constructor(scope: Construct, id: string, props: NeuronxCompileProps) {
     super(scope, id);
     this.bucket = props.bucket;
     this.model = props.model;
     this.runtime = props.runtime ?? NeuronxRuntime.DEFAULT;
     const sizing = modelSizing(props.model);
-    const options = props.compileOptions ?? {};
 
     // Resolve the instance types and the options, then check them all before building anything.
-    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
-      ...checkPositiveInteger('compileOptions.tpDegree', options.tpDegree),
-      ...checkPositiveInteger('compileOptions.nPositions', options.nPositions),
-    ]);
-    const explicitServing = props.servingInstanceType;
-    const quantDtype = options.quantDtype;
-    const compileInstance = props.instanceType
-      ?? COMPILE_CANDIDATES.find(t => hostBytes(t) >= compileHostBytesNeeded(sizing, quantDtype)
-        && t.neuronCores >= (options.tpDegree ?? explicitServing?.neuronCores ?? 1))
-      ?? NeuronxInstanceType.INF2_48XLARGE;
-    const serving = explicitServing ?? compileInstance;
-    const resolved: ResolvedCompileOptions = {
-      tpDegree: options.tpDegree ?? serving.neuronCores,
-      nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
-      quantDtype,
-      batchSize: CONTRACT.defaults.batchSize,
-    };
+    const { compileInstance, serving, resolved, problems } = resolveConfiguration(props, {});
+    const quantDtype = resolved.quantDtype;
     const startTimeout = props.startTimeout ?? DEFAULT_START_TIMEOUT;
     const timeout = props.timeout ?? DEFAULT_TIMEOUT;
-    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
-      ...servingProblems('compileOptions', sizing, serving, resolved),
-      ...compileInstanceProblems('instanceType', sizing, compileInstance, resolved),
-      ...timeoutProblems(timeout, startTimeout),
-    ]);
+    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [...problems, ...timeoutProblems(timeout, startTimeout)]);
 
     this.servingInstanceType = serving;
     this.instanceType = compileInstance;
     this.tpDegree = resolved.tpDegree;
     this.nPositions = resolved.nPositions;
     this.quantDtype = quantDtype;
-    this.optLevel = options.optLevel ?? DEFAULT_OPT_LEVEL;
+    this.optLevel = props.compileOptions?.optLevel ?? DEFAULT_OPT_LEVEL;
     this.waitTimeout = Duration.seconds(Math.min(MAX_WAIT.toSeconds(), startTimeout.toSeconds() + timeout.toSeconds() + SIGNAL_MARGIN.toSeconds()));
 
     const jobEnvironment: Record<string, string> = {
@@ -253,7 +270,9 @@ export class NeuronxCompile extends Construct {
       requireImdsv2: true,
       blockDevices: [{
         deviceName: '/dev/xvda', // root device of the Amazon Linux 2023 ECS AMIs
-        volume: ec2.BlockDeviceVolume.ebs(volumeSize.toGibibytes(), { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3, deleteOnTermination: true }),
+        volume: ec2.BlockDeviceVolume.ebs(volumeSize.toGibibytes(), {
+          encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3, deleteOnTermination: true,
+        }),
       }],
     });
     const computeEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'ComputeEnvironment', {
@@ -279,7 +298,9 @@ export class NeuronxCompile extends Construct {
         batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
         batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
         batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
-      ].map(reason => ({ action: batch.JobStateTimeLimitActionsAction.CANCEL, maxTime: startTimeout, reason, state: batch.JobStateTimeLimitActionsState.RUNNABLE })),
+      ].map(reason => ({
+        action: batch.JobStateTimeLimitActionsAction.CANCEL, maxTime: startTimeout, reason, state: batch.JobStateTimeLimitActionsState.RUNNABLE,
+      })),
     });
     this.jobQueue = jobQueue;
 
@@ -481,6 +502,34 @@ function jobDefinitionArnAnyRevision(scope: Construct, jobDefinition: batch.CfnJ
   // without it, and a new revision must not need a new policy.
   const name = Fn.select(0, Fn.split(':', Fn.select(1, Fn.split('job-definition/', jobDefinition.ref))));
   return Stack.of(scope).formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${name}:*` });
+}
+
+/** The configuration with its defaults applied, and every reason it cannot work. */
+function resolveConfiguration(config: NeuronxCompileConfiguration, names: NeuronxCompileConfigurationNames) {
+  const optionsName = names.compileOptions ?? 'compileOptions';
+  const instanceTypeName = names.instanceType ?? 'instanceType';
+  const sizing = modelSizing(config.model);
+  const options = config.compileOptions ?? {};
+  const compileInstance = config.instanceType
+    ?? COMPILE_CANDIDATES.find(t => hostBytes(t) >= compileHostBytesNeeded(sizing, options.quantDtype)
+      && t.neuronCores >= (options.tpDegree ?? config.servingInstanceType?.neuronCores ?? 1))
+    ?? NeuronxInstanceType.INF2_48XLARGE;
+  const serving = config.servingInstanceType ?? compileInstance;
+  const resolved: ResolvedCompileOptions = {
+    tpDegree: options.tpDegree ?? serving.neuronCores,
+    nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
+    quantDtype: options.quantDtype,
+    batchSize: CONTRACT.defaults.batchSize,
+  };
+  const notIntegers = [
+    ...checkPositiveInteger(`${optionsName}.tpDegree`, options.tpDegree),
+    ...checkPositiveInteger(`${optionsName}.nPositions`, options.nPositions),
+  ];
+  const problems = notIntegers.length > 0 ? notIntegers : [
+    ...servingProblems(optionsName, sizing, serving, resolved),
+    ...compileInstanceProblems(instanceTypeName, sizing, compileInstance, resolved),
+  ];
+  return { compileInstance, serving, resolved, problems };
 }
 
 function modelSizing(model: Model): ModelSizing {

@@ -1,5 +1,5 @@
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Size } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 
 /**
  * The Neuron accelerator family of an instance type: what the compiler targets (`neuronx-cc --target`).

@@ -262,7 +262,12 @@ function timeoutProblem(prop: string, value: Duration): string[] {
   return [];
 }
 
-function volumeProblems(instanceType: NeuronxInstanceType, given: Size | undefined, effective: Size | undefined, key: kms.IKey | undefined): string[] {
+function volumeProblems(
+  instanceType: NeuronxInstanceType,
+  given: Size | undefined,
+  effective: Size | undefined,
+  key: kms.IKey | undefined,
+): string[] {
   const problems: string[] = [];
   if (!instanceType.volumeSizeSupported) {
     if (given) problems.push(`volumeSize is set but ${instanceType} has local NVMe storage and SageMaker rejects a volume size for it: remove volumeSize.`);

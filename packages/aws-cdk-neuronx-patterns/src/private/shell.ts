@@ -5,5 +5,5 @@ export function shellQuote(word: string): string {
   if (word !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) {
     return word;
   }
-  return `'${word.replace(/'/g, `'"'"'`)}'`;
+  return `'${word.replace(/'/g, '\'"\'"\'')}'`;
 }

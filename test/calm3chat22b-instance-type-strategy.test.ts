@@ -1,0 +1,118 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { NeuronxInstanceType, OptLevel, QuantDtype } from 'aws-cdk-neuronx-patterns';
+import { calm3chat22b } from '../src';
+
+const { InstanceTypeStrategy } = calm3chat22b;
+
+function deploy(instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy): Stack {
+  const stack = new Stack(new App(), 'Stack', { env: { account: '123456789012', region: 'us-east-1' } });
+  new calm3chat22b.SageMakerRealtimeInference(stack, 'Calm3', {
+    bucket: new s3.Bucket(stack, 'Bucket'),
+    compileVpc: new ec2.Vpc(stack, 'Vpc'),
+    instanceTypeStrategy,
+  });
+  return stack;
+}
+
+describe('InstanceTypeStrategy presets', () => {
+  test('lowCost: ml.trn1.2xlarge, compiled on inf2.8xlarge, tp 2, 1024 positions, int8, -O3', () => {
+    expect(InstanceTypeStrategy.lowCost).toMatchObject({
+      instanceType: NeuronxInstanceType.TRN1_2XLARGE,
+      instanceTypeForCompile: NeuronxInstanceType.INF2_8XLARGE,
+      tpDegree: 2,
+      nPositions: 1024,
+      quantDtype: QuantDtype.S8,
+      optLevel: OptLevel.BEST_EXECUTION,
+    });
+  });
+
+  test('highPerformance: ml.inf2.24xlarge, compiled on inf2.24xlarge, tp 4, default positions, bf16, -O3', () => {
+    expect(InstanceTypeStrategy.highPerformance).toMatchObject({
+      instanceType: NeuronxInstanceType.INF2_24XLARGE,
+      instanceTypeForCompile: NeuronxInstanceType.INF2_24XLARGE,
+      tpDegree: 4,
+      optLevel: OptLevel.BEST_EXECUTION,
+    });
+    expect(InstanceTypeStrategy.highPerformance.nPositions).toBeUndefined();
+    expect(InstanceTypeStrategy.highPerformance.quantDtype).toBeUndefined();
+  });
+});
+
+describe('a custom InstanceTypeStrategy', () => {
+  test('that fits is accepted: inf2.48xlarge with tp 8 and 8192 positions runs 3 workers', () => {
+    const strategy = new InstanceTypeStrategy(NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.INF2_24XLARGE, {
+      tpDegree: 8, nPositions: 8192, optLevel: OptLevel.BEST_EXECUTION,
+    });
+    const template = Template.fromStack(deploy(strategy));
+    template.hasResourceProperties('AWS::SageMaker::EndpointConfig', {
+      ProductionVariants: [{ InstanceType: 'ml.inf2.48xlarge' }],
+    });
+    template.hasResourceProperties('AWS::SageMaker::Model', {
+      PrimaryContainer: { Environment: { SAGEMAKER_MODEL_SERVER_WORKERS: '3', NEURON_RT_NUM_CORES: '8', NEURONX_N_POSITIONS: '8192' } },
+    });
+  });
+
+  test('is rejected when tpDegree does not divide the 48 attention heads', () => {
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.INF2_48XLARGE, { tpDegree: 32 });
+    expect(make).toThrow(/InstanceTypeStrategy\(ml\.inf2\.48xlarge, inf2\.48xlarge\) cannot serve cyberagent\/calm3-22b-chat \(48 attention heads, 22\.5B parameters\)/);
+    expect(make).toThrow(/options\.tpDegree is 32, which does not divide the model's 48 attention heads: use tpDegree 4 or 6 or 8 or 12 or 16 or 24\./);
+  });
+
+  test('is rejected when tpDegree exceeds the serving instance\'s NeuronCores', () => {
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
+      tpDegree: 4, quantDtype: QuantDtype.S8,
+    });
+    expect(make).toThrow(/options\.tpDegree is 4 but ml\.inf2\.8xlarge has 2 NeuronCores: use tpDegree 2\./);
+    expect(make).toThrow(/instanceTypeForCompile is inf2\.8xlarge with 2 NeuronCores, fewer than tpDegree 4/);
+  });
+
+  test('is rejected when the bf16 weights do not fit the NeuronCores of one worker', () => {
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, { tpDegree: 2, nPositions: 1024 });
+    expect(make).toThrow(
+      /options: the model needs 43\.0 GiB of accelerator memory per worker \(weights 41\.9 GiB \+ KV cache 1\.1 GiB for 1024 positions\) but tpDegree 2 on ml\.trn1\.2xlarge gives 28\.8 GiB: .*int8 weights \(QuantDtype\.S8\)/,
+    );
+  });
+
+  test('is rejected when the KV cache of nPositions does not fit beside the weights', () => {
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
+      tpDegree: 2, nPositions: 8192, quantDtype: QuantDtype.S8,
+    });
+    expect(make).toThrow(/weights 21\.0 GiB \+ KV cache 9\.0 GiB for 8192 positions\) but tpDegree 2 on ml\.trn1\.2xlarge gives 28\.8 GiB: .*fewer positions/);
+  });
+
+  test('is rejected when nPositions exceeds the model\'s 16384 position embeddings', () => {
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.INF2_48XLARGE, {
+      tpDegree: 24, nPositions: 32768,
+    });
+    expect(make).toThrow(/options\.nPositions is 32768 but the model has 16384 position embeddings: use at most 16384\./);
+  });
+
+  test('is rejected when the compile instance has too little host memory for the checkpoint', () => {
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_XLARGE, {
+      tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8,
+    });
+    expect(make).toThrow(
+      /instanceTypeForCompile is inf2\.xlarge, whose 16\.0 GiB of host memory cannot hold the 62\.9 GiB the compile needs \(bf16 checkpoint plus int8 copy\): use inf2\.8xlarge/,
+    );
+  });
+
+  test('the error lists every problem at once, in the terms of the strategy\'s constructor', () => {
+    let message = '';
+    try {
+      new InstanceTypeStrategy(NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.INF2_48XLARGE, { tpDegree: 32 });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message.split('\n').filter(l => l.startsWith('- '))).toHaveLength(3);
+    expect(message).not.toMatch(/compileOptions|NeuronxCompile '/);
+  });
+
+  test('a rejected strategy never reaches a stack: the construct is not needed to find the problem', () => {
+    expect(() => deploy(new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, { tpDegree: 3 })))
+      .toThrow(/options\.tpDegree is 3/);
+  });
+
+});

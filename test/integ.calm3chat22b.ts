@@ -1,0 +1,53 @@
+// Deploys both presets and asks each endpoint one chat question.
+//
+//   snapshot (no AWS):  AWS_REGION=us-east-1 npx integ-runner --directory test --update-on-failed --dry-run
+//   deploy (hours, costs money, needs the Inf/Trn quotas in the README):
+//                       AWS_REGION=us-east-1 npx integ-runner --directory test --update-on-failed --force
+import { ExpectedResult, IntegTest } from '@aws-cdk/integ-tests-alpha';
+import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { calm3chat22b } from '../src';
+
+const app = new App();
+
+function presetStack(name: string, instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy) {
+  // Environment-agnostic like the assertion stack, which reads the endpoint name from it; the runner picks the region.
+  const stack = new Stack(app, `IntegCalm3Chat22b${name}`);
+  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+  const bucket = new s3.Bucket(stack, 'Bucket', {
+    enforceSSL: true,
+    // An integ test cleans up after itself; a real deployment keeps the compiled artifacts.
+    autoDeleteObjects: true,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const inference = new calm3chat22b.SageMakerRealtimeInference(stack, 'Calm3Chat', { bucket, compileVpc: vpc, instanceTypeStrategy });
+  return { stack, endpoint: inference.endpoint };
+}
+
+const presets = [
+  presetStack('LowCost', calm3chat22b.InstanceTypeStrategy.lowCost),
+  presetStack('HighPerformance', calm3chat22b.InstanceTypeStrategy.highPerformance),
+];
+
+const integ = new IntegTest(app, 'IntegCalm3Chat22b', {
+  testCases: presets.map(p => p.stack),
+  regions: ['us-east-1'],
+  // Compiling takes hours: never let the runner re-deploy the previous snapshot first.
+  stackUpdateWorkflow: false,
+});
+
+for (const { endpoint } of presets) {
+  const invoke = integ.assertions.awsApiCall('SageMakerRuntime', 'invokeEndpoint', {
+    EndpointName: endpoint.endpointName,
+    ContentType: 'application/json',
+    Accept: 'application/json',
+    Body: JSON.stringify({
+      messages: [{ role: 'user', content: 'AIによって私たちの暮らしはどのように変わりますか？' }],
+      max_new_tokens: 64,
+    }),
+  });
+  // The SDK's service prefix (sagemaker-runtime) is not the IAM one (sagemaker).
+  invoke.provider.addToRolePolicy({ Effect: 'Allow', Action: ['sagemaker:InvokeEndpoint'], Resource: [endpoint.endpointArn] });
+  invoke.assertAtPath('Body.generated_text', ExpectedResult.stringLikeRegexp('.+'));
+}
