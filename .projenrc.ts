@@ -110,10 +110,12 @@ const PYTHON_REQUIREMENTS = [
   `${PATTERNS_DIR}/runtime/requirements-test.txt`,
 ];
 const setupPython = project.addTask('setup:python', {
-  description: 'Create .venv and install the pinned Python requirements',
+  description: 'Create the virtualenvs and install the pinned Python requirements',
   steps: [
     { exec: 'test -x .venv/bin/python || python3 -m venv .venv' },
     { exec: `.venv/bin/python -m pip install --quiet --disable-pip-version-check ${PYTHON_REQUIREMENTS.map(r => `-r ${r}`).join(' ')}` },
+    // The template checkers have a venv of their own: checkov pins a boto3 the runtime tests cannot share.
+    { exec: 'bash tools/template-checks/setup.sh' },
   ],
 });
 patterns.testTask.exec('../../.venv/bin/python -m pytest runtime -q -p no:cacheprovider', { name: 'runtime tests (pytest)' });
@@ -130,7 +132,8 @@ for (const p of [project, patterns]) {
   p.addTask('integ:update', {
     description: 'Synthesize the integ apps and update their snapshots',
     env: { AWS_REGION: 'us-east-1' }, // without it integ-runner waits ~8 s on instance metadata
-    exec: `${INTEG} --update-on-failed --force`,
+    // --dry-run: synthesize and write snapshots only. Without it integ-runner deploys the tests it updates.
+    exec: `${INTEG} --update-on-failed --force --dry-run`,
   });
   p.testTask.spawn(p.addTask('integ:verify', {
     description: 'Fail when an integ app no longer synthesizes its committed snapshot',
@@ -138,6 +141,28 @@ for (const p of [project, patterns]) {
     exec: INTEG,
   }));
 }
+
+// The example app (both presets) and every integ snapshot must pass cfn-lint, checkov and cdk-nag with no finding
+// outside tools/template-checks/allowlist.yaml; the gates' own tests prove each gate fails on a bad template.
+const EXAMPLE_OUT = 'examples/typescript/cdk.out';
+const synthExample = project.addTask('synth:example', {
+  description: 'Synthesize the example app for both presets (no AWS account needed)',
+  cwd: 'examples/typescript',
+  steps: [
+    { exec: 'cdk synth -q -o cdk.out/lowCost -c preset=lowCost' },
+    { exec: 'cdk synth -q -o cdk.out/highPerformance -c preset=highPerformance' },
+  ],
+});
+const checkTemplates = project.addTask('check:templates', {
+  description: 'cfn-lint, checkov and cdk-nag over the example and integ templates',
+  steps: [
+    { exec: 'tools/template-checks/.venv/bin/python -m pytest tools/template-checks -q -p no:cacheprovider', name: 'the gates fail on bad templates' },
+    { spawn: synthExample.name },
+    { exec: `tools/template-checks/run.sh --require-nag-report ${EXAMPLE_OUT}/lowCost ${EXAMPLE_OUT}/highPerformance` },
+    { exec: `tools/template-checks/run.sh test/integ.calm3chat22b.ts.snapshot ${PATTERNS_DIR}/test/integ.endpoint.ts.snapshot ${PATTERNS_DIR}/test/integ.neuronx-compile.ts.snapshot` },
+  ],
+});
+project.testTask.spawn(checkTemplates);
 
 // Packaging is the same in CI and locally (projen's default packages every language outside CI, and this machine
 // has no .NET SDK to compile .NET with).

@@ -15,9 +15,22 @@ function presetStack(name: string, instanceTypeStrategy: calm3chat22b.InstanceTy
   // Environment-agnostic like the assertion stack, which reads the endpoint name from it; the runner picks the region.
   const stack = new Stack(app, `IntegCalm3Chat22b${name}`);
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
-  const bucket = new s3.Bucket(stack, 'Bucket', {
+  // An integ test cleans up after itself; a real deployment keeps the compiled artifacts.
+  const accessLogs = new s3.Bucket(stack, 'AccessLogs', {
+    encryption: s3.BucketEncryption.S3_MANAGED,
     enforceSSL: true,
-    // An integ test cleans up after itself; a real deployment keeps the compiled artifacts.
+    blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+    versioned: true,
+    autoDeleteObjects: true,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const bucket = new s3.Bucket(stack, 'Bucket', {
+    encryption: s3.BucketEncryption.S3_MANAGED,
+    enforceSSL: true,
+    blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+    versioned: true,
+    serverAccessLogsBucket: accessLogs,
+    serverAccessLogsPrefix: 'model-bucket/',
     autoDeleteObjects: true,
     removalPolicy: RemovalPolicy.DESTROY,
   });

@@ -160,7 +160,7 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
     ? fs.readdirSync(codeDir).map(f => path.join(codeDir, f)).filter(f => fs.statSync(f).isFile())
     : DEFAULT_CODE_FILES;
   if (!files.some(f => path.basename(f) === CONTRACT.endpoint.handlerScript)) {
-    throw new Error(`Inference code directory '${codeDir}' has no ${CONTRACT.endpoint.handlerScript}: the SageMaker toolkit would not find a handler.`);
+    throw new Error(`code is '${codeDir}', which has no ${CONTRACT.endpoint.handlerScript}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
   }
   const container = new Construct(scope, 'InferenceCode');
   const logGroup = new logs.LogGroup(container, 'FunctionLogs', { retention: logs.RetentionDays.ONE_MONTH });

@@ -183,6 +183,15 @@ export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
  * WaitCondition that the job's outcome is signalled to; deleting or rolling back the stack terminates the job.
  */
 export class NeuronxCompile extends Construct {
+  /**
+   * Every reason a configuration cannot work (tensor-parallel degree, accelerator and host memory, positions), as
+   * sentences that name the field, the value and what would work. Empty when it can work. A NeuronxCompile runs
+   * the same check and throws; constructs that choose a configuration for their users can check it earlier.
+   */
+  public static configurationProblems(configuration: NeuronxCompileConfiguration, names: NeuronxCompileConfigurationNames = {}): string[] {
+    return resolveConfiguration(configuration, names).problems;
+  }
+
   /** The bucket the artifacts are in. */
   public readonly bucket: s3.IBucket;
   /** The key prefix of the artifacts (ends with '/'). */
@@ -211,15 +220,6 @@ export class NeuronxCompile extends Construct {
   public readonly logGroup: logs.ILogGroup;
   /** How long the deploy waits for the compile, at most. */
   public readonly waitTimeout: Duration;
-
-  /**
-   * Every reason a configuration cannot work (tensor-parallel degree, accelerator and host memory, positions), as
-   * sentences that name the field, the value and what would work. Empty when it can work. A NeuronxCompile runs
-   * the same check and throws; constructs that choose a configuration for their users can check it earlier.
-   */
-  public static configurationProblems(configuration: NeuronxCompileConfiguration, names: NeuronxCompileConfigurationNames = {}): string[] {
-    return resolveConfiguration(configuration, names).problems;
-  }
 
   constructor(scope: Construct, id: string, props: NeuronxCompileProps) {
     super(scope, id);
@@ -309,7 +309,7 @@ export class NeuronxCompile extends Construct {
     this.logGroup = logGroup;
     const code = new s3assets.Asset(this, 'CompileCode', {
       path: RUNTIME_DIR,
-      exclude: ['*', '!contract.json', '!compile', '!compile/**', 'compile/**/__pycache__', '**/*.pyc'],
+      exclude: ['*', '.*', '!contract.json', '!compile', '!compile/**', 'compile/**/__pycache__', '**/*.pyc', '**/.*'],
     });
     const jobRole = new iam.Role(this, 'JobRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
@@ -411,8 +411,9 @@ export class NeuronxCompile extends Construct {
       serviceTimeout: Duration.minutes(5),
       properties: { ...compileJobProperties },
     });
-    // Delete order: the job is terminated before its queue and compute environment go.
-    start.node.addDependency(computeEnvironment, jobQueue, jobDefinition);
+    // Delete order: the job is terminated before its compute environment goes (the queue and job definition are
+    // referenced in the properties, so CloudFormation orders those already).
+    start.node.addDependency(computeEnvironment);
 
     const wait = new CfnWaitCondition(this, `Wait${waitId}`, {
       handle: handle.ref,

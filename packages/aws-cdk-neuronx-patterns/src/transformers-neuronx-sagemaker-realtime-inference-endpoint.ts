@@ -188,7 +188,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       },
     });
     // The role's policy must exist before SageMaker checks the model can read its data and image.
-    model.node.addDependency(role, ...data.dependencies);
+    model.node.addDependency(role.node.findChild('DefaultPolicy'), ...data.dependencies);
 
     this.endpointConfig = new sagemaker.CfnEndpointConfig(this, 'EndpointConfig', {
       kmsKeyId: props.volumeEncryptionKey?.keyArn,
@@ -276,7 +276,7 @@ function volumeProblems(
   if (effective && instanceType.volumeSizeSupported) {
     const gb = Math.ceil(effective.toGibibytes());
     if (gb < MIN_VOLUME_GB || gb > MAX_VOLUME_GB) {
-      problems.push(`volumeSize is ${gb} GiB${given ? '' : ' (derived from the model size)'}: SageMaker accepts ${MIN_VOLUME_GB} to ${MAX_VOLUME_GB} GB; ${given ? 'choose a size in that range' : 'the model is too large for one volume'}.`);
+      problems.push(`volumeSize is ${gb} GB${given ? '' : ' (derived from the model size)'}: SageMaker accepts ${MIN_VOLUME_GB} to ${MAX_VOLUME_GB} GB; ${given ? 'choose a size in that range' : 'the model is too large for one volume'}.`);
     }
   }
   return problems;

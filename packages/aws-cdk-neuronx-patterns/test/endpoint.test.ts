@@ -1,0 +1,285 @@
+import { App, Duration, Size, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import {
+  Model, NeuronxInstanceType, NeuronxRuntime, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
+  TransformersNeuronxSageMakerRealtimeInferenceEndpoint, TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
+} from '../src';
+import {
+  calm3, CompileFixtureOptions, ENV, EndpointFixture, endpointFixture, flatten, HIGH_PERFORMANCE_PROPS, logicalId, resourcesOf,
+  statementsAllowing, statementsOfRole,
+} from './fixtures';
+
+type Synthesized = EndpointFixture & { template: Template };
+
+function synth(compile: CompileFixtureOptions = {}, endpoint: Partial<TransformersNeuronxSageMakerRealtimeInferenceEndpointProps> = {}): Synthesized {
+  const fixture = endpointFixture(compile, endpoint);
+  return { ...fixture, template: Template.fromStack(fixture.stack) };
+}
+
+const HIGH_PERFORMANCE_COMPILE: CompileFixtureOptions = { props: HIGH_PERFORMANCE_PROPS };
+
+function only(template: Template, type: string): any {
+  const resources = Object.values(template.findResources(type));
+  expect(resources).toHaveLength(1);
+  return resources[0];
+}
+
+function variant(template: Template): Record<string, unknown> {
+  const variants = only(template, 'AWS::SageMaker::EndpointConfig').Properties.ProductionVariants;
+  expect(variants).toHaveLength(1);
+  return variants[0];
+}
+
+function containerEnv(template: Template): Record<string, string> {
+  return only(template, 'AWS::SageMaker::Model').Properties.PrimaryContainer.Environment;
+}
+
+/** Expects the endpoint construction to fail at synth and returns the message. */
+function endpointError(endpoint: Partial<TransformersNeuronxSageMakerRealtimeInferenceEndpointProps>, compile: CompileFixtureOptions = {}): string {
+  try {
+    endpointFixture(compile, endpoint);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('expected the endpoint to fail at synth');
+}
+
+/** A second runtime, standing in for a future release of the library: the constructor is private on purpose. */
+function otherRuntime(): NeuronxRuntime {
+  return Reflect.construct(NeuronxRuntime, ['pytorch-inference-neuronx', '2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04', '2.20.2']);
+}
+
+describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () => {
+  let s: Synthesized;
+  beforeAll(() => {
+    s = synth();
+  });
+
+  test('the model reads the compile\'s prefix uncompressed, in network isolation, with the job\'s image', () => {
+    const { template, stack, compile } = s;
+    const model = only(template, 'AWS::SageMaker::Model');
+    expect(model.Properties.EnableNetworkIsolation).toBe(true);
+    const source = model.Properties.PrimaryContainer.ModelDataSource.S3DataSource;
+    expect(source.S3DataType).toBe('S3Prefix');
+    expect(source.CompressionType).toBe('None');
+    expect(flatten(source.S3Uri)).toBe(flatten(stack.resolve(compile.compiledArtifactS3Url)));
+    expect(flatten(source.S3Uri).endsWith(`/${compile.compiledArtifactS3Prefix}`)).toBe(true);
+    const jobImage = only(template, 'AWS::Batch::JobDefinition').Properties.ContainerProperties.Image;
+    expect(flatten(model.Properties.PrimaryContainer.Image)).toBe(flatten(jobImage));
+  });
+
+  test('the production variant runs on ml.trn1.2xlarge without a volume size (trn1 rejects one)', () => {
+    const v = variant(s.template);
+    expect(v).toMatchObject({ InstanceType: 'ml.trn1.2xlarge', InitialInstanceCount: 1, VariantName: 'AllTraffic' });
+    expect(v).not.toHaveProperty('VolumeSizeInGB');
+    expect(only(s.template, 'AWS::SageMaker::EndpointConfig').Properties).not.toHaveProperty('KmsKeyId');
+  });
+
+  test('the timeouts are derived from the model size, within SageMaker\'s 60 to 3600 seconds', () => {
+    const v = variant(s.template) as { ModelDataDownloadTimeoutInSeconds: number; ContainerStartupHealthCheckTimeoutInSeconds: number };
+    // 300 s + 20 s/GiB x 41.9 GiB of bf16 checkpoint; 600 s + 30 s/GiB x 21.0 GiB of int8 weights.
+    expect(v.ModelDataDownloadTimeoutInSeconds).toBe(1138);
+    expect(v.ContainerStartupHealthCheckTimeoutInSeconds).toBe(1229);
+  });
+
+  test('one worker on the 2 NeuronCores, with tpDegree cores each', () => {
+    expect(s.endpoint.workersPerInstance).toBe(1);
+    expect(containerEnv(s.template)).toMatchObject({
+      SAGEMAKER_MODEL_SERVER_WORKERS: '1',
+      NEURON_RT_NUM_CORES: '2',
+      NEURONX_TP_DEGREE: '2',
+      NEURONX_N_POSITIONS: '1024',
+      NEURONX_QUANT_DTYPE: 's8',
+      SAGEMAKER_PROGRAM: 'inference.py',
+    });
+  });
+
+  test('the model role reads only its prefix and pulls only the pytorch-inference-neuronx repository', () => {
+    const { template, stack, endpoint, compile, bucket } = s;
+    const statements = statementsOfRole(template, logicalId(stack, endpoint.role));
+    const bucketArn = `\${${logicalId(stack, bucket)}.Arn}`;
+    expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${bucketArn}/${compile.compiledArtifactS3Prefix}*`]);
+    expect(statements.filter(st => [st.Action].flat().some(a => a.startsWith('s3:Put') || a.startsWith('s3:Delete')))).toEqual([]);
+    expect(statementsAllowing(statements, 's3:ListBucket').map(st => st.Condition))
+      .toEqual([{ StringLike: { 's3:prefix': [`${compile.compiledArtifactS3Prefix}*`] } }]);
+    expect(statementsAllowing(statements, 'ecr:BatchGetImage').flatMap(resourcesOf))
+      .toEqual(['arn:${AWS::Partition}:ecr:us-east-1:763104351884:repository/pytorch-inference-neuronx']);
+    expect(JSON.stringify(template.toJSON())).not.toMatch(/FullAccess/);
+  });
+
+  test('the SageMaker model is created only after the compile has finished (it depends on the WaitCondition)', () => {
+    const { template, stack, endpoint } = s;
+    const waitIds = Object.keys(template.findResources('AWS::CloudFormation::WaitCondition'));
+    expect(waitIds).toHaveLength(1);
+    const model = template.findResources('AWS::SageMaker::Model')[logicalId(stack, endpoint.node.findChild('Model'))];
+    expect(model.DependsOn).toEqual(expect.arrayContaining([...waitIds, logicalId(stack, endpoint.role.node.findChild('DefaultPolicy'))]));
+  });
+
+  test('the endpoint uses the endpoint config', () => {
+    const { template, stack, endpoint } = s;
+    template.hasResourceProperties('AWS::SageMaker::Endpoint', {
+      EndpointConfigName: { 'Fn::GetAtt': [logicalId(stack, endpoint.endpointConfig), 'EndpointConfigName'] },
+    });
+  });
+});
+
+describe('Endpoint serving the highPerformance compile (inf2.24xlarge, tp 4, bf16)', () => {
+  let s: Synthesized;
+  beforeAll(() => {
+    s = synth(HIGH_PERFORMANCE_COMPILE);
+  });
+
+  test('3 workers of 4 NeuronCores on the 12 cores', () => {
+    expect(s.endpoint.workersPerInstance).toBe(3);
+    expect(containerEnv(s.template)).toMatchObject({ SAGEMAKER_MODEL_SERVER_WORKERS: '3', NEURON_RT_NUM_CORES: '4', NEURONX_QUANT_DTYPE: '' });
+  });
+
+  test('inf2 gets a volume sized from the model, and longer timeouts for bf16 weights', () => {
+    // ceil(1.25 x 41.9 GiB) + 16 GiB; 600 s + 30 s/GiB x 41.9 GiB.
+    expect(variant(s.template)).toMatchObject({
+      InstanceType: 'ml.inf2.24xlarge',
+      VolumeSizeInGB: 69,
+      ModelDataDownloadTimeoutInSeconds: 1138,
+      ContainerStartupHealthCheckTimeoutInSeconds: 1857,
+    });
+  });
+});
+
+describe('Endpoint options', () => {
+  test('a smaller model gets shorter timeouts and a smaller volume', () => {
+    const llama8b = Model.fromHuggingFace('meta-llama/Meta-Llama-3-8B', { revision: 'abc' });
+    const { template } = synth({ props: { ...HIGH_PERFORMANCE_PROPS, model: llama8b } });
+    // 16 GB = 14.9 GiB: 300 + 298 s, 600 + 447 s, ceil(18.6) + 16 GiB.
+    expect(variant(template)).toMatchObject({
+      ModelDataDownloadTimeoutInSeconds: 598, ContainerStartupHealthCheckTimeoutInSeconds: 1047, VolumeSizeInGB: 35,
+    });
+  });
+
+  test('explicit timeouts, volume, count, key and extra environment are used', () => {
+    const fixture = endpointFixture(HIGH_PERFORMANCE_COMPILE);
+    const key = new kms.Key(fixture.stack, 'VolumeKey', { enableKeyRotation: true });
+    const endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(fixture.stack, 'Tuned', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(fixture.compile),
+      instanceCount: 2,
+      volumeSize: Size.gibibytes(200),
+      volumeEncryptionKey: key,
+      modelDataDownloadTimeout: Duration.minutes(60),
+      containerStartupHealthCheckTimeout: Duration.seconds(60),
+      environment: { HF_HUB_OFFLINE: '1' },
+    });
+    const template = Template.fromStack(fixture.stack);
+    const configs = template.findResources('AWS::SageMaker::EndpointConfig');
+    const config = configs[logicalId(fixture.stack, endpoint.endpointConfig)].Properties;
+    expect(config.KmsKeyId).toEqual({ 'Fn::GetAtt': [logicalId(fixture.stack, key), 'Arn'] });
+    expect(config.ProductionVariants[0]).toMatchObject({
+      InitialInstanceCount: 2, VolumeSizeInGB: 200, ModelDataDownloadTimeoutInSeconds: 3600, ContainerStartupHealthCheckTimeoutInSeconds: 60,
+    });
+    const models = template.findResources('AWS::SageMaker::Model');
+    expect(models[logicalId(fixture.stack, endpoint.node.findChild('Model'))].Properties.PrimaryContainer.Environment.HF_HUB_OFFLINE).toBe('1');
+  });
+
+  test('grantInvoke allows sagemaker:InvokeEndpoint on this endpoint only', () => {
+    const { stack, endpoint } = endpointFixture();
+    const caller = new iam.Role(stack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
+    endpoint.grantInvoke(caller);
+    const statements = statementsOfRole(Template.fromStack(stack), logicalId(stack, caller));
+    expect(statements).toEqual([{
+      Action: 'sagemaker:InvokeEndpoint',
+      Effect: 'Allow',
+      Resource: { Ref: logicalId(stack, endpoint.node.findChild('Endpoint')) },
+    }]);
+  });
+
+  test('artifacts compiled earlier (fromBucket) serve on an explicit instance type', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B', { enforceSSL: true });
+    const endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3-lowcost', {
+        model: calm3(), tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8,
+      }),
+      instanceType: NeuronxInstanceType.TRN1_2XLARGE,
+    });
+    const template = Template.fromStack(stack);
+    expect(endpoint.instanceType).toBe(NeuronxInstanceType.TRN1_2XLARGE);
+    template.hasResourceProperties('AWS::SageMaker::Model', {
+      PrimaryContainer: Match.objectLike({
+        ModelDataSource: { S3DataSource: { S3DataType: 'S3Prefix', CompressionType: 'None', S3Uri: Match.anyValue() } },
+      }),
+    });
+    expect(flatten(only(template, 'AWS::SageMaker::Model').Properties.PrimaryContainer.ModelDataSource.S3DataSource.S3Uri))
+      .toBe(`s3://\${${logicalId(stack, bucket)}}/compiled/calm3-lowcost/`);
+    expect(variant(template)).toMatchObject({ InstanceType: 'ml.trn1.2xlarge' });
+    template.resourceCountIs('AWS::CloudFormation::WaitCondition', 0);
+  });
+
+  test('fromBucket without an instanceType fails: nothing says what the artifacts were compiled for', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    expect(() => new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 2, quantDtype: QuantDtype.S8, nPositions: 1024 }),
+    })).toThrow(/instanceType is required when the model data does not say what it was compiled for/);
+  });
+});
+
+describe('Endpoint configurations that cannot work fail at synth, naming the prop, the value and a fix', () => {
+  test('volumeSize on trn1', () => {
+    expect(endpointError({ volumeSize: Size.gibibytes(100) }))
+      .toMatch(/volumeSize is set but ml\.trn1\.2xlarge has local NVMe storage and SageMaker rejects a volume size for it: remove volumeSize/);
+  });
+
+  test('volumeEncryptionKey on trn1', () => {
+    const fixture = endpointFixture();
+    expect(() => new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(fixture.stack, 'Keyed', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(fixture.compile),
+      volumeEncryptionKey: new kms.Key(fixture.stack, 'K'),
+    })).toThrow(/volumeEncryptionKey is set but ml\.trn1\.2xlarge has local NVMe storage.*remove volumeEncryptionKey/);
+  });
+
+  test('a volume size outside 1 to 512 GB on inf2', () => {
+    expect(endpointError({ volumeSize: Size.gibibytes(600) }, HIGH_PERFORMANCE_COMPILE))
+      .toMatch(/volumeSize is 600 GB: SageMaker accepts 1 to 512 GB; choose a size in that range/);
+  });
+
+  test.each([
+    ['modelDataDownloadTimeout', Duration.seconds(30), /modelDataDownloadTimeout is 30 seconds: SageMaker accepts 60 to 3600 seconds/],
+    ['modelDataDownloadTimeout', Duration.hours(2), /modelDataDownloadTimeout is 2 hours: SageMaker accepts 60 to 3600 seconds/],
+    ['containerStartupHealthCheckTimeout', Duration.seconds(59), /containerStartupHealthCheckTimeout is 59 seconds: SageMaker accepts 60 to 3600 seconds/],
+    ['containerStartupHealthCheckTimeout', Duration.seconds(3601), /containerStartupHealthCheckTimeout is .*: SageMaker accepts 60 to 3600 seconds/],
+  ])('%s of %s', (prop, value, message) => {
+    expect(endpointError({ [prop]: value })).toMatch(message);
+  });
+
+  test.each([0, 1.5])('instanceCount %s', (count) => {
+    expect(endpointError({ instanceCount: count })).toMatch(new RegExp(`instanceCount is ${count}: it must be a positive whole number`));
+  });
+
+  test('a serving family different from the one compiled for', () => {
+    const message = endpointError({ instanceType: NeuronxInstanceType.INF2_8XLARGE });
+    expect(message).toMatch(/instanceType is ml\.inf2\.8xlarge but the model data was compiled for trn1: Neuron artifacts load only on the family they were compiled for; use a trn1 instance type or compile for inf2/);
+  });
+
+  test('an image different from the compile\'s runtime', () => {
+    expect(endpointError({ image: otherRuntime() })).toMatch(
+      /image is pytorch-inference-neuronx:2\.1\.2-neuronx-py310-sdk2\.20\.2-ubuntu20\.04 but the model data was compiled with pytorch-inference-neuronx:2\.5\.1-neuronx-py310-sdk2\.21\.0-ubuntu22\.04: .*leave image unset/);
+  });
+
+  test.each(['NEURON_RT_NUM_CORES', 'SAGEMAKER_MODEL_SERVER_WORKERS', 'NEURONX_TP_DEGREE'])('environment overriding %s', (name) => {
+    expect(endpointError({ environment: { [name]: '1' } }))
+      .toMatch(new RegExp(`environment sets ${name}, which the library sets from the compile options and instance type: remove it`));
+  });
+
+  test('serving on an instance where the compiled tpDegree does not fit', () => {
+    // Compiled for tp 4 on inf2, served on inf2.8xlarge with 2 cores.
+    expect(endpointError({ instanceType: NeuronxInstanceType.INF2_8XLARGE }, HIGH_PERFORMANCE_COMPILE))
+      .toMatch(/modelData\.tpDegree is 4 but ml\.inf2\.8xlarge has 2 NeuronCores/);
+  });
+
+  test('the error names the endpoint and collects every problem', () => {
+    const message = endpointError({ instanceCount: 0, volumeSize: Size.gibibytes(10), environment: { NEURON_RT_NUM_CORES: '8' } });
+    expect(message).toMatch(/^TransformersNeuronxSageMakerRealtimeInferenceEndpoint 'TestStack\/Endpoint' cannot work:\n/);
+    expect(message.split('\n- ')).toHaveLength(4);
+  });
+});

@@ -1,0 +1,112 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import {
+  NeuronxInstanceType, NeuronxRuntime, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
+} from '../src';
+import {
+  calm3, compileFixture, ENV, flatten, logicalId, resourcesOf, statementsAllowing, statementsOfRole,
+} from './fixtures';
+
+function role(scope: Stack, id = 'Role'): iam.Role {
+  return new iam.Role(scope, id, { assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com') });
+}
+
+const tempDirs: string[] = [];
+afterAll(() => tempDirs.forEach(dir => fs.rmSync(dir, { recursive: true, force: true })));
+
+function codeDir(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'neuronx-code-'));
+  tempDirs.push(dir);
+  for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), content);
+  return dir;
+}
+
+describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', () => {
+  test('gives the compile\'s prefix and options, and depends on the compile', () => {
+    const { stack, compile } = compileFixture();
+    const config = TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
+    expect(flatten(stack.resolve(config.s3Uri))).toBe(flatten(stack.resolve(compile.compiledArtifactS3Url)));
+    expect(config).toMatchObject({ tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, compiledFor: NeuronxInstanceType.TRN1_2XLARGE });
+    expect(config.runtime).toBe(compile.runtime);
+    expect(config.model).toBe(compile.model);
+    expect(config.dependencies).toContain(compile);
+    expect(config.environment.NEURONX_CODE_HASH).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  test('grants reading only the compile\'s prefix', () => {
+    const { stack, compile, bucket } = compileFixture();
+    const grantee = role(stack);
+    TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, grantee);
+    const statements = statementsOfRole(Template.fromStack(stack), logicalId(stack, grantee));
+    const bucketArn = `\${${logicalId(stack, bucket)}.Arn}`;
+    expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${bucketArn}/${compile.compiledArtifactS3Prefix}*`]);
+    expect(statementsAllowing(statements, 's3:PutObject')).toEqual([]);
+    const lists = statementsAllowing(statements, 's3:ListBucket');
+    expect(lists.map(s => s.Condition)).toEqual([{ StringLike: { 's3:prefix': [`${compile.compiledArtifactS3Prefix}*`] } }]);
+  });
+
+  test('places inference.py and contract.json under <prefix>code/, with a function that can write only there', () => {
+    const { stack, compile, bucket } = compileFixture();
+    TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
+    const template = Template.fromStack(stack);
+    const resources = Object.values(template.findResources('Custom::NeuronxInferenceCode'));
+    expect(resources).toHaveLength(1);
+    const props = resources[0].Properties;
+    expect(props.DestinationPrefix).toBe(`${compile.compiledArtifactS3Prefix}code/`);
+    expect(props.DestinationBucket).toEqual({ Ref: logicalId(stack, bucket) });
+    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', 'inference.py']);
+
+    const fnRole = stack.node.findAll().find(c => c.node.path.endsWith('InferenceCode/FunctionRole'))!;
+    const statements = statementsOfRole(template, logicalId(stack, fnRole));
+    expect(statementsAllowing(statements, 's3:PutObject').flatMap(resourcesOf))
+      .toEqual([`\${${logicalId(stack, bucket)}.Arn}/${compile.compiledArtifactS3Prefix}code/*`]);
+    // It reads the two code objects, not the whole CDK asset bucket.
+    const reads = statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf);
+    expect(reads).toHaveLength(2);
+    for (const [i, file] of props.Files.entries()) {
+      expect(reads[i]).toBe(`arn:\${AWS::Partition}:s3:::${file.SourceBucket}/${file.SourceKey}`);
+    }
+  });
+});
+
+describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
+  test('defaults: a trailing slash, 4096 positions, bf16, the default runtime, and no compiled-for instance', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    const config = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3', { model: calm3(), tpDegree: 4 })
+      .bind(stack, role(stack));
+    expect(flatten(stack.resolve(config.s3Uri))).toBe(`s3://\${${logicalId(stack, bucket)}}/compiled/calm3/`);
+    expect(config).toMatchObject({ tpDegree: 4, nPositions: 4096, quantDtype: undefined, compiledFor: undefined });
+    expect(config.runtime).toBe(NeuronxRuntime.DEFAULT);
+    expect(config.dependencies).toHaveLength(1); // only the placed code: there is no compile to wait for
+  });
+
+  test('your own code directory is placed instead, and a change of it changes the code hash', () => {
+    const hashOf = (dir: string) => {
+      const stack = new Stack(new App(), 'S', { env: ENV });
+      const bucket = new s3.Bucket(stack, 'B');
+      const config = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir })
+        .bind(stack, role(stack));
+      const files = Object.values(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))[0].Properties.Files;
+      return { hash: config.environment.NEURONX_CODE_HASH, names: files.map((f: { Name: string }) => f.Name).sort() };
+    };
+    const a = hashOf(codeDir({ 'inference.py': 'v1', 'requirements.txt': 'x' }));
+    const b = hashOf(codeDir({ 'inference.py': 'v2', 'requirements.txt': 'x' }));
+    expect(a.names).toEqual(['inference.py', 'requirements.txt']);
+    expect(a.hash).not.toEqual(b.hash);
+    expect(hashOf(codeDir({ 'inference.py': 'v1', 'requirements.txt': 'x' })).hash).toEqual(a.hash);
+  });
+
+  test('a code directory without inference.py fails at synth', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    const dir = codeDir({ 'handler.py': '' });
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
+      .toThrow(/has no inference\.py: the SageMaker toolkit would not find a handler/);
+  });
+});

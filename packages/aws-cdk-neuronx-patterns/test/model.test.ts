@@ -1,0 +1,69 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Model } from '../src';
+import { actionsOf, ENV, resourcesOf, statementsAllowing, statementsOfRole } from './fixtures';
+
+describe('Model.fromHuggingFace', () => {
+  test.each([
+    ['cyberagent/calm3-22b-chat', 22e9],
+    ['meta-llama/Meta-Llama-3-8B', 8e9],
+    ['Qwen/Qwen2.5-1.5B-Instruct', 1.5e9],
+    ['facebook/opt-350m', 350e6],
+  ])('reads the parameter count from %s', (id, count) => {
+    expect(Model.fromHuggingFace(id).parameterCount).toBe(count);
+  });
+
+  test('an explicit parameterCount wins over the id', () => {
+    expect(Model.fromHuggingFace('cyberagent/calm3-22b-chat', { parameterCount: 22.5e9 }).parameterCount).toBe(22.5e9);
+  });
+
+  test('an id without a parameter count needs parameterCount', () => {
+    expect(() => Model.fromHuggingFace('org/gpt2')).toThrow(/org\/gpt2.*parameter count.*set parameterCount/);
+    expect(Model.fromHuggingFace('org/gpt2', { parameterCount: 124e6 }).parameterCount).toBe(124e6);
+  });
+
+  test.each(['gpt2', 'a/b/c', '/calm3-22b', 'owner/'])('rejects the id %s without owner/name', (id) => {
+    expect(() => Model.fromHuggingFace(id, { parameterCount: 1e9 })).toThrow(/modelId '.*' is not a Hugging Face model id: use 'owner\/name'/);
+  });
+
+  test.each([0, -1, NaN])('rejects parameterCount %s', (count) => {
+    expect(() => Model.fromHuggingFace('org/gpt2', { parameterCount: count })).toThrow(/parameterCount is .*: give the number of parameters/);
+  });
+
+  test('the revision defaults to main and can be pinned', () => {
+    expect(Model.fromHuggingFace('org/m-1b').revision).toBe('main');
+    expect(Model.fromHuggingFace('org/m-1b', { revision: 'abc123' }).revision).toBe('abc123');
+  });
+});
+
+describe('Model.fromBucket', () => {
+  test('reads only its prefix and hands the job its S3 URI', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'Weights');
+    const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    const model = Model.fromBucket(bucket, 'weights/llama-8b', { parameterCount: 8e9 });
+    const config = model.bind(stack, role);
+
+    expect(model.modelId).toBe('weights/llama-8b');
+    expect(model.revision).toBe('unversioned');
+    expect(stack.resolve(config.environment.NEURONX_MODEL_S3_URI)).toEqual(
+      { 'Fn::Join': ['', ['s3://', { Ref: stack.getLogicalId(bucket.node.defaultChild as s3.CfnBucket) }, '/weights/llama-8b/']] });
+    const statements = statementsOfRole(Template.fromStack(stack), stack.getLogicalId(role.node.defaultChild as iam.CfnRole));
+    const bucketArn = `\${${stack.getLogicalId(bucket.node.defaultChild as s3.CfnBucket)}.Arn}`;
+    expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${bucketArn}/weights/llama-8b/*`]);
+    // Listing is limited to the prefix: the job cannot enumerate the rest of the bucket.
+    const lists = statements.filter(st => actionsOf(st).some(a => a.startsWith('s3:List')));
+    expect(lists).toHaveLength(1);
+    expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': ['weights/llama-8b/*'] } });
+    expect(statements.flatMap(actionsOf).filter(a => a.startsWith('s3:Put') || a.startsWith('s3:Delete'))).toEqual([]);
+  });
+
+  test('takes the parameter count from modelId when given', () => {
+    const stack = new Stack();
+    const bucket = new s3.Bucket(stack, 'Weights');
+    expect(Model.fromBucket(bucket, 'w/', { modelId: 'org/llama-8b' }).parameterCount).toBe(8e9);
+    expect(() => Model.fromBucket(bucket, 'weights/')).toThrow(/parameter count cannot be read.*set parameterCount/);
+  });
+});

@@ -1,0 +1,493 @@
+import { Duration, Size } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Model, NeuronxCompile, NeuronxInstanceType, OptLevel, QuantDtype } from '../src';
+import {
+  actionsOf, calm3, CALM3_ARCHITECTURE, CompileFixture, compileFixture, CompileFixtureOptions, flatten, HIGH_PERFORMANCE,
+  HIGH_PERFORMANCE_PROPS, jobEnvironment, logicalId, LOW_COST, resourcesOf, Statement, statementsAllowing, statementsOfRole,
+} from './fixtures';
+
+const NEURON_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id';
+const IMAGE_PATH = '/pytorch-inference-neuronx:2.5.1-neuronx-py310-sdk2.21.0-ubuntu22.04';
+
+function synth(options: CompileFixtureOptions = {}): CompileFixture & { template: Template } {
+  const fixture = compileFixture(options);
+  return { ...fixture, template: Template.fromStack(fixture.stack) };
+}
+
+function onlyResource(template: Template, type: string): { Properties: any; DependsOn?: string[] } {
+  const resources = Object.values(template.findResources(type));
+  expect(resources).toHaveLength(1);
+  return resources[0] as { Properties: any; DependsOn?: string[] };
+}
+
+function jobImage(template: Template): string {
+  return flatten(onlyResource(template, 'AWS::Batch::JobDefinition').Properties.ContainerProperties.Image);
+}
+
+function devicesOf(template: Template): string[] {
+  const devices = onlyResource(template, 'AWS::Batch::JobDefinition').Properties.ContainerProperties.LinuxParameters.Devices;
+  return devices.map((d: { HostPath: string; ContainerPath: string }) => {
+    expect(d.ContainerPath).toBe(d.HostPath);
+    return d.HostPath;
+  });
+}
+
+function waitConditions(template: Template): Record<string, { Properties: { Timeout: string }; DependsOn?: string[] }> {
+  return template.findResources('AWS::CloudFormation::WaitCondition') as never;
+}
+
+/** Creates a compile with the lowCost defaults and `props` on top, expecting it to fail at synth. */
+function compileError(props: CompileFixtureOptions['props']): string {
+  try {
+    compileFixture({ props });
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('expected the NeuronxCompile to fail at synth');
+}
+
+describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge compiling for trn1.2xlarge)', () => {
+  let fixture: CompileFixture & { template: Template };
+  beforeAll(() => {
+    fixture = synth();
+  });
+
+  test('a managed EC2 compute environment of only the compile instance type, scaled to zero, in private subnets', () => {
+    const { template, stack, vpc } = fixture;
+    template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
+      Type: 'managed',
+      ComputeResources: Match.objectLike({
+        Type: 'EC2',
+        MinvCpus: 0,
+        MaxvCpus: 32,
+        InstanceTypes: ['inf2.8xlarge'],
+        AllocationStrategy: 'BEST_FIT_PROGRESSIVE',
+        Subnets: vpc.privateSubnets.map(s => ({ Ref: logicalId(stack, s.node.defaultChild as never) })),
+      }),
+    });
+    template.resourceCountIs('AWS::Batch::ComputeEnvironment', 1);
+  });
+
+  test('the Neuron ECS AMI is an image override resolved by CloudFormation from its public SSM parameter', () => {
+    const { template, app } = fixture;
+    const parameters = template.findParameters('*', { Default: NEURON_AMI_PARAMETER });
+    expect(Object.keys(parameters)).toHaveLength(1);
+    const [parameterId, parameter] = Object.entries(parameters)[0];
+    expect(parameter.Type).toBe('AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>');
+    template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
+      ComputeResources: Match.objectLike({ Ec2Configuration: [{ ImageIdOverride: { Ref: parameterId }, ImageType: 'ECS_AL2023' }] }),
+    });
+    // No AMI or SSM context lookup (the test VPC's own availability-zone lookup aside).
+    expect((app.synth().manifest.missing ?? []).filter(m => m.provider !== 'availability-zones')).toEqual([]);
+  });
+
+  test('the launch template requires IMDSv2 and encrypts a gp3 root volume sized from the model', () => {
+    const { template, stack, compile } = fixture;
+    const launchTemplateId = logicalId(stack, compile.node.findChild('LaunchTemplate'));
+    template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
+      ComputeResources: Match.objectLike({ LaunchTemplate: Match.objectLike({ LaunchTemplateId: { Ref: launchTemplateId } }) }),
+    });
+    // calm3: 2 x 45 GB bf16 checkpoint (83.8 GiB, rounded up) + 64 GiB.
+    template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({
+        MetadataOptions: Match.objectLike({ HttpTokens: 'required' }),
+        BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3', VolumeSize: 148, DeleteOnTermination: true }) }],
+      }),
+    });
+  });
+
+  test('the job queue cancels a job stuck in RUNNABLE after 30 minutes, for each of the 3 reasons', () => {
+    const queue = onlyResource(fixture.template, 'AWS::Batch::JobQueue');
+    const actions = queue.Properties.JobStateTimeLimitActions;
+    expect(actions).toHaveLength(3);
+    expect(actions.map((a: { Reason: string }) => a.Reason).sort()).toEqual([
+      'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY',
+      'MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE',
+      'MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT',
+    ]);
+    for (const action of actions) {
+      expect(action).toMatchObject({ Action: 'CANCEL', State: 'RUNNABLE', MaxTimeSeconds: 1800 });
+    }
+  });
+
+  test('the job maps exactly the one /dev/neuron0 of an inf2.8xlarge', () => {
+    expect(devicesOf(fixture.template)).toEqual(['/dev/neuron0']);
+  });
+
+  test('the job runs the pinned DLC image from the us-east-1 registry account', () => {
+    expect(jobImage(fixture.template)).toBe(`763104351884.dkr.ecr.us-east-1.\${AWS::URLSuffix}${IMAGE_PATH}`);
+  });
+
+  test('the job retries only when its host went away (Spot reclaim, host failure) and exits on anything else', () => {
+    const job = onlyResource(fixture.template, 'AWS::Batch::JobDefinition');
+    expect(job.Properties.RetryStrategy).toEqual({
+      Attempts: 3,
+      EvaluateOnExit: [
+        { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
+        { Action: 'EXIT', OnReason: '*' },
+      ],
+    });
+    expect(job.Properties.Timeout).toEqual({ AttemptDurationSeconds: 36000 });
+  });
+
+  test('the job gets the compile options, and targets the serving family (trn1), not the compile family (inf2)', () => {
+    expect(jobEnvironment(fixture.template)).toMatchObject({
+      NEURONX_MODEL_ID: 'cyberagent/calm3-22b-chat',
+      NEURONX_TP_DEGREE: '2',
+      NEURONX_N_POSITIONS: '1024',
+      NEURONX_QUANT_DTYPE: 's8',
+      NEURONX_OPT_LEVEL: '3',
+      NEURONX_COMPILER_TARGET: 'trn1',
+    });
+  });
+
+  test('the job role writes and reads only its artifact prefix, and lists the bucket only under it', () => {
+    const { template, stack, compile, bucket } = fixture;
+    const prefix = compile.compiledArtifactS3Prefix;
+    const bucketArn = `\${${logicalId(stack, bucket)}.Arn}`;
+    const statements = statementsOfRole(template, logicalId(stack, compile.node.findChild('JobRole')));
+
+    for (const action of ['s3:PutObject', 's3:GetObject']) {
+      const artifactResources = statementsAllowing(statements, action).flatMap(resourcesOf).filter(r => r.startsWith(bucketArn));
+      expect(artifactResources).toEqual([`${bucketArn}/${prefix}*`]);
+    }
+    const lists = statementsAllowing(statements, 's3:ListBucket');
+    expect(lists).toHaveLength(1);
+    expect(resourcesOf(lists[0])).toEqual([bucketArn]);
+    expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': [`${prefix}*`] } });
+  });
+
+  test('the job role reads the compile code as one object, not the whole CDK asset bucket', () => {
+    const { template, stack, compile, bucket } = fixture;
+    const statements = statementsOfRole(template, logicalId(stack, compile.node.findChild('JobRole')));
+    const codeUri = jobEnvironment(template).NEURONX_CODE_S3_URI;
+    const [, assetBucket, assetKey] = /^s3:\/\/([^/]+)\/(.+)$/.exec(codeUri)!;
+    const otherS3 = statements
+      .filter(s => actionsOf(s).some(a => a.startsWith('s3:')))
+      .flatMap(resourcesOf)
+      .filter(r => !r.startsWith(`\${${logicalId(stack, bucket)}.Arn}`));
+    expect(otherS3).toEqual([`arn:\${AWS::Partition}:s3:::${assetBucket}/${assetKey}`]);
+  });
+
+  test('no policy in the stack gives S3 access to a whole bucket, and none is a managed *FullAccess policy', () => {
+    const { template } = fixture;
+    expect(JSON.stringify(template.toJSON())).not.toMatch(/FullAccess/);
+    const statements: Statement[] = Object.values(template.findResources('AWS::IAM::Policy'))
+      .flatMap(p => p.Properties.PolicyDocument.Statement);
+    for (const statement of statements.filter(s => actionsOf(s).some(a => a.startsWith('s3:')))) {
+      for (const resource of resourcesOf(statement)) {
+        expect(resource).not.toBe('*');
+        expect(resource).not.toMatch(/^(\$\{[A-Za-z0-9]+\.Arn\}|arn:[^:]+:s3:::[^/]+)\/\*$/);
+      }
+      if (actionsOf(statement).includes('s3:ListBucket')) {
+        expect(statement.Condition?.StringLike?.['s3:prefix']).toBeDefined();
+      }
+    }
+  });
+
+  test('the deploy waits on a WaitCondition of at most 12 hours that follows the job-starting custom resource', () => {
+    const { template, stack, compile } = fixture;
+    const waits = Object.values(waitConditions(template));
+    expect(waits).toHaveLength(1);
+    const timeout = Number(waits[0].Properties.Timeout);
+    expect(timeout).toBeLessThanOrEqual(43200);
+    // 30 min start timeout + 10 h job timeout + 15 min for the signal.
+    expect(timeout).toBe(38700);
+    expect(compile.waitTimeout.toSeconds()).toBe(38700);
+    const jobId = logicalId(stack, compile.node.findChild('CompileJob'));
+    template.hasResource('Custom::NeuronxCompileJob', {});
+    expect(Object.keys(template.findResources('Custom::NeuronxCompileJob'))).toEqual([jobId]);
+    expect(waits[0].DependsOn).toContain(jobId);
+  });
+
+  test('the job-starting custom resource is deleted before the queue, compute environment and job definition', () => {
+    const { template, stack, compile } = fixture;
+    const start = template.findResources('Custom::NeuronxCompileJob')[logicalId(stack, compile.node.findChild('CompileJob'))];
+    // The compute environment explicitly; the queue and job definition through the references in its properties.
+    expect(start.DependsOn).toContain(logicalId(stack, compile.node.findChild('ComputeEnvironment')));
+    expect(start.Properties.JobQueueArn).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('JobQueue')), 'JobQueueArn'] });
+    expect(start.Properties.JobDefinitionArn).toEqual({ Ref: logicalId(stack, compile.node.findChild('JobDefinition')) });
+  });
+
+  test('the artifact prefix names the model and appears in compiledArtifactS3Prefix and compiledArtifactS3Url', () => {
+    const { compile, stack, bucket, template } = fixture;
+    expect(compile.compiledArtifactS3Prefix).toMatch(/^neuronx-compile\/cyberagent--calm3-22b-chat\/[0-9a-f]{16}\/$/);
+    expect(flatten(stack.resolve(compile.compiledArtifactS3Url)))
+      .toBe(`s3://\${${logicalId(stack, bucket)}}/${compile.compiledArtifactS3Prefix}`);
+    expect(jobEnvironment(template).NEURONX_ARTIFACT_S3_URI).toBe(flatten(stack.resolve(compile.compiledArtifactS3Url)));
+  });
+
+  test('a pinned revision gives no warning', () => {
+    Annotations.fromStack(fixture.stack).hasNoWarning('*', Match.stringLikeRegexp('revision'));
+  });
+
+  test('the resolved facts are exposed', () => {
+    const { compile } = fixture;
+    expect(compile.instanceType).toBe(NeuronxInstanceType.INF2_8XLARGE);
+    expect(compile.servingInstanceType).toBe(NeuronxInstanceType.TRN1_2XLARGE);
+    expect(compile.tpDegree).toBe(2);
+    expect(compile.nPositions).toBe(1024);
+    expect(compile.quantDtype).toBe(QuantDtype.S8);
+    expect(compile.optLevel).toBe(OptLevel.BEST_EXECUTION);
+  });
+});
+
+describe('NeuronxCompile: sizes and options', () => {
+  test.each([
+    [NeuronxInstanceType.INF2_8XLARGE, LOW_COST.serving, LOW_COST.options, 1, 32],
+    [NeuronxInstanceType.INF2_24XLARGE, HIGH_PERFORMANCE.serving, HIGH_PERFORMANCE.options, 6, 96],
+    [NeuronxInstanceType.TRN1_32XLARGE, NeuronxInstanceType.TRN1_32XLARGE, { tpDegree: 16 }, 16, 128],
+  ])('%s: the job maps exactly the instance\'s devices, and maxvCpus is its vCPUs', (instanceType, servingInstanceType, compileOptions, devices, vcpus) => {
+    const { template } = synth({ props: { instanceType, servingInstanceType, compileOptions } });
+    expect(devicesOf(template)).toEqual(Array.from({ length: devices }, (_, i) => `/dev/neuron${i}`));
+    template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
+      ComputeResources: Match.objectLike({ MaxvCpus: vcpus, InstanceTypes: [instanceType.instanceTypeName] }),
+    });
+  });
+
+  test('highPerformance: bf16 leaves the quantization variable empty, and the target is inf2', () => {
+    const { template } = synth({ props: HIGH_PERFORMANCE_PROPS });
+    expect(jobEnvironment(template)).toMatchObject({
+      NEURONX_TP_DEGREE: '4', NEURONX_N_POSITIONS: '4096', NEURONX_QUANT_DTYPE: '', NEURONX_OPT_LEVEL: '3', NEURONX_COMPILER_TARGET: 'inf2',
+    });
+  });
+
+  test.each([
+    [OptLevel.MINIMIZE_COMPILE_TIME, '1'],
+    [OptLevel.BEST_BALANCE, '2'],
+    [OptLevel.BEST_EXECUTION, '3'],
+  ])('%s is compiled with -O%s', (optLevel, flag) => {
+    const { template } = synth({ props: { compileOptions: { ...LOW_COST.options, optLevel } } });
+    expect(jobEnvironment(template).NEURONX_OPT_LEVEL).toBe(flag);
+  });
+
+  test('the default optLevel is BEST_BALANCE, nPositions 4096 and tpDegree all cores of the serving instance', () => {
+    const { compile, template } = synth({
+      props: { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: undefined, compileOptions: undefined },
+    });
+    expect(compile.servingInstanceType).toBe(NeuronxInstanceType.INF2_24XLARGE);
+    expect(jobEnvironment(template)).toMatchObject({ NEURONX_OPT_LEVEL: '2', NEURONX_N_POSITIONS: '4096', NEURONX_TP_DEGREE: '12' });
+  });
+
+  test('without an instanceType the cheapest instance with enough host memory and cores compiles', () => {
+    expect(synth({ props: { instanceType: undefined } }).compile.instanceType).toBe(NeuronxInstanceType.INF2_8XLARGE);
+    const highPerformance = synth({ props: { ...HIGH_PERFORMANCE_PROPS, instanceType: undefined } });
+    expect(highPerformance.compile.instanceType).toBe(NeuronxInstanceType.INF2_24XLARGE);
+  });
+
+  test('the root volume follows the model size, or volumeSize', () => {
+    const llama8b = Model.fromHuggingFace('meta-llama/Meta-Llama-3-8B', { revision: 'abc' });
+    // 2 x 16 GB bf16 (29.8 GiB, rounded up) + 64 GiB.
+    synth({ props: { model: llama8b } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 94 }) })] }),
+    });
+    synth({ props: { volumeSize: Size.gibibytes(500) } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({
+        BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 500, Encrypted: true }) })],
+      }),
+    });
+  });
+
+  test('startTimeout and timeout set the queue\'s RUNNABLE limit, the job timeout and the wait', () => {
+    const { template } = synth({ props: { startTimeout: Duration.minutes(45), timeout: Duration.hours(2) } });
+    const actions = onlyResource(template, 'AWS::Batch::JobQueue').Properties.JobStateTimeLimitActions;
+    expect(actions.map((a: { MaxTimeSeconds: number }) => a.MaxTimeSeconds)).toEqual([2700, 2700, 2700]);
+    expect(onlyResource(template, 'AWS::Batch::JobDefinition').Properties.Timeout).toEqual({ AttemptDurationSeconds: 7200 });
+    expect(Object.values(waitConditions(template))[0].Properties.Timeout).toBe(String(2700 + 7200 + 900));
+  });
+
+  test('the longest timeout that fits the wait budget gives a 12 hour WaitCondition', () => {
+    const { template } = synth({ props: { timeout: Duration.minutes(11 * 60 + 15) } });
+    expect(Object.values(waitConditions(template))[0].Properties.Timeout).toBe('43200');
+  });
+
+  test('spot uses the Spot capacity allocation strategy', () => {
+    synth({ props: { spot: true } }).template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
+      ComputeResources: Match.objectLike({ Type: 'SPOT', AllocationStrategy: 'SPOT_PRICE_CAPACITY_OPTIMIZED' }),
+    });
+  });
+
+  test('vpcSubnets chooses the subnets', () => {
+    const fixture = compileFixture({ props: {} });
+    const compile = new NeuronxCompile(fixture.stack, 'Public', {
+      vpc: fixture.vpc,
+      bucket: fixture.bucket,
+      model: calm3(),
+      instanceType: LOW_COST.compile,
+      servingInstanceType: LOW_COST.serving,
+      compileOptions: LOW_COST.options,
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+    });
+    const environments = Template.fromStack(fixture.stack).findResources('AWS::Batch::ComputeEnvironment');
+    const subnets = environments[logicalId(fixture.stack, compile.node.findChild('ComputeEnvironment'))].Properties.ComputeResources.Subnets;
+    expect(subnets).toEqual(fixture.vpc.publicSubnets.map(s => ({ Ref: logicalId(fixture.stack, s.node.defaultChild as never) })));
+  });
+});
+
+describe('NeuronxCompile: image registry by region', () => {
+  test('ap-east-1 pulls from its own DLC registry account', () => {
+    const { template } = synth({ env: { account: '123456789012', region: 'ap-east-1' } });
+    expect(jobImage(template)).toBe(`871362719292.dkr.ecr.ap-east-1.\${AWS::URLSuffix}${IMAGE_PATH}`);
+  });
+
+  test('an environment-agnostic stack resolves the account from a mapping at deploy time', () => {
+    const { template } = synth({ env: null });
+    expect(jobImage(template)).toBe(`\${FindInMap:NeuronxDlcRegistryAccounts:\${AWS::Region}:account}.dkr.ecr.\${AWS::Region}.\${AWS::URLSuffix}${IMAGE_PATH}`);
+    expect(template.toJSON().Mappings.NeuronxDlcRegistryAccounts['us-east-1']).toEqual({ account: '763104351884' });
+  });
+});
+
+describe('NeuronxCompile: the artifact prefix is a pure function of what determines the artifacts', () => {
+  function prefixAndWait(options: CompileFixtureOptions = {}): { prefix: string; waitIds: string[] } {
+    const { compile, template } = synth(options);
+    return { prefix: compile.compiledArtifactS3Prefix, waitIds: Object.keys(waitConditions(template)) };
+  }
+
+  test('the same inputs synthesize byte-identical templates', () => {
+    const a = JSON.stringify(synth().template.toJSON());
+    const b = JSON.stringify(synth().template.toJSON());
+    expect(a).toEqual(b);
+  });
+
+  test.each([
+    ['optLevel', { compileOptions: { ...LOW_COST.options, optLevel: OptLevel.BEST_BALANCE } }],
+    ['nPositions', { compileOptions: { ...LOW_COST.options, nPositions: 2048 } }],
+    ['quantDtype', { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE, compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8 } }],
+    ['the serving family', { servingInstanceType: NeuronxInstanceType.INF2_8XLARGE }],
+    ['the revision', { model: calm3({ revision: 'fedcba9876543210fedcba9876543210fedcba98' }) }],
+  ])('a change of %s changes the prefix and the WaitCondition (a new compile, a new wait)', (_what, props) => {
+    const base = prefixAndWait();
+    const changed = prefixAndWait({ props });
+    expect(changed.prefix).not.toEqual(base.prefix);
+    expect(changed.waitIds).toHaveLength(1);
+    expect(changed.waitIds[0]).not.toEqual(base.waitIds[0]);
+  });
+
+  test('what does not change the artifacts does not change the prefix: timeouts, spot, the compile instance type', () => {
+    const base = prefixAndWait();
+    const props = { timeout: Duration.hours(3), spot: true, instanceType: NeuronxInstanceType.INF2_24XLARGE };
+    expect(prefixAndWait({ props }).prefix).toEqual(base.prefix);
+  });
+
+  test('artifactRootPrefix moves the artifacts', () => {
+    expect(prefixAndWait({ props: { artifactRootPrefix: '/models' } }).prefix).toMatch(/^models\/cyberagent--calm3-22b-chat\/[0-9a-f]{16}\/$/);
+  });
+});
+
+describe('NeuronxCompile: Hugging Face revision and token', () => {
+  test('revision main warns that the deployment is not reproducible', () => {
+    const { stack } = synth({ props: { model: calm3({ revision: undefined }) } });
+    Annotations.fromStack(stack).hasWarning('/TestStack/Compile', Match.stringLikeRegexp("uses revision 'main', a branch.*Pin a commit hash"));
+  });
+
+  test('a tokenSecret lets the job read that secret only, and passes its ARN, never its value', () => {
+    const fixture = compileFixture({ props: {} });
+    const secret = new secretsmanager.Secret(fixture.stack, 'HfToken');
+    const compile = new NeuronxCompile(fixture.stack, 'Gated', {
+      vpc: fixture.vpc,
+      bucket: fixture.bucket,
+      model: calm3({ tokenSecret: secret }),
+      instanceType: LOW_COST.compile,
+      servingInstanceType: LOW_COST.serving,
+      compileOptions: LOW_COST.options,
+    });
+    const template = Template.fromStack(fixture.stack);
+    const secretId = logicalId(fixture.stack, secret);
+    const statements = statementsOfRole(template, logicalId(fixture.stack, compile.node.findChild('JobRole')));
+    const reads = statementsAllowing(statements, 'secretsmanager:GetSecretValue');
+    expect(reads).toHaveLength(1);
+    expect(reads[0].Resource).toEqual({ Ref: secretId });
+    // The other compile in the stack (no token) gets no secret access at all.
+    const other = statementsOfRole(template, logicalId(fixture.stack, fixture.compile.node.findChild('JobRole')));
+    expect(other.flatMap(actionsOf).filter(a => a.startsWith('secretsmanager:'))).toEqual([]);
+    const definitions = Object.values(template.findResources('AWS::Batch::JobDefinition'))
+      .map(d => d.Properties.ContainerProperties.Environment as Array<{ Name: string; Value: unknown }>);
+    const tokenEnv = definitions.flat().filter(e => e.Name === 'NEURONX_HF_TOKEN_SECRET_ARN');
+    expect(tokenEnv).toEqual([{ Name: 'NEURONX_HF_TOKEN_SECRET_ARN', Value: { Ref: secretId } }]);
+  });
+});
+
+describe('NeuronxCompile: configurations that cannot work fail at synth, naming the prop, the value and a fix', () => {
+  const HP = { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: HIGH_PERFORMANCE.serving };
+  const TRN1_32 = { instanceType: NeuronxInstanceType.TRN1_32XLARGE, servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE };
+
+  test('tpDegree greater than the serving instance\'s NeuronCores', () => {
+    expect(compileError({ compileOptions: { ...LOW_COST.options, tpDegree: 4 } }))
+      .toMatch(/compileOptions\.tpDegree is 4 but ml\.trn1\.2xlarge has 2 NeuronCores: use tpDegree 2/);
+  });
+
+  test('an odd tpDegree on inf2', () => {
+    expect(compileError({ ...HP, compileOptions: { tpDegree: 3 } }))
+      .toMatch(/compileOptions\.tpDegree is 3, which the Neuron runtime does not support on inf2 \(it supports 1 or an even number\): use tpDegree 4 or 6 or 8 or 12/);
+  });
+
+  test('tpDegree 4 on trn1.32xlarge', () => {
+    expect(compileError({ ...TRN1_32, compileOptions: { tpDegree: 4 } }))
+      .toMatch(/compileOptions\.tpDegree is 4, which the Neuron runtime does not support on trn1 \(it supports 1, 2, 8, 16 or 32\): use tpDegree 8 or 16/);
+  });
+
+  test('tpDegree that does not divide the 48 attention heads', () => {
+    expect(compileError({ ...TRN1_32, compileOptions: { tpDegree: 32 } }))
+      .toMatch(/compileOptions\.tpDegree is 32, which does not divide the model's 48 attention heads: use tpDegree 8 or 16/);
+    const five = compileError({ ...HP, compileOptions: { tpDegree: 5 } });
+    expect(five).toMatch(/compileOptions\.tpDegree is 5, which does not divide the model's 48 attention heads/);
+    expect(five).toMatch(/compileOptions\.tpDegree is 5, which the Neuron runtime does not support on inf2/);
+  });
+
+  test('the default tpDegree (all 32 cores of a trn1.32xlarge) is checked too', () => {
+    expect(compileError({ ...TRN1_32, compileOptions: undefined })).toMatch(/compileOptions\.tpDegree is 32, which does not divide the model's 48 attention heads/);
+  });
+
+  test('weights plus KV cache that do not fit the NeuronCores of one worker', () => {
+    expect(compileError({ ...HP, compileOptions: { tpDegree: 2 } }))
+      .toMatch(/compileOptions: the model needs 46\.4 GiB of accelerator memory per worker \(weights 41\.9 GiB \+ KV cache 4\.5 GiB for 4096 positions\) but tpDegree 2 on ml\.inf2\.24xlarge gives 28\.8 GiB: use tpDegree 4 or 6 or 8 or 12/);
+  });
+
+  test('the KV cache counts only when the architecture is known', () => {
+    const weightsOnly = Model.fromHuggingFace('cyberagent/calm3-22b-chat', { revision: 'abc', parameterCount: 22.5e9 });
+    // 41.9 GiB of weights alone still do not fit 28.8 GiB.
+    expect(compileError({ ...HP, model: weightsOnly, compileOptions: { tpDegree: 2 } })).toMatch(/weights 41\.9 GiB \+ KV cache 0\.0 GiB/);
+  });
+
+  test.each([
+    [{ nPositions: 0 }, /compileOptions\.nPositions is 0: it must be a positive whole number/],
+    [{ nPositions: 1.5 }, /compileOptions\.nPositions is 1\.5: it must be a positive whole number/],
+    [{ tpDegree: -2 }, /compileOptions\.tpDegree is -2: it must be a positive whole number/],
+  ])('compileOptions %j', (options, message) => {
+    expect(compileError({ compileOptions: { ...LOW_COST.options, ...options } })).toMatch(message);
+  });
+
+  test('several problems are reported together', () => {
+    const message = compileError({ compileOptions: { ...LOW_COST.options, tpDegree: -2, nPositions: 1.5 } });
+    expect(message).toMatch(/^NeuronxCompile 'TestStack\/Compile' cannot work:\n- /);
+    expect(message).toMatch(/tpDegree is -2/);
+    expect(message).toMatch(/nPositions is 1\.5/);
+  });
+
+  test('nPositions beyond the model\'s 16384 position embeddings', () => {
+    expect(compileError({ ...HP, compileOptions: { tpDegree: 12, nPositions: 20000 } }))
+      .toMatch(/compileOptions\.nPositions is 20000 but the model has 16384 position embeddings: use at most 16384/);
+  });
+
+  test('a compile instance with too little host memory for the checkpoint', () => {
+    expect(compileError({ instanceType: NeuronxInstanceType.INF2_XLARGE }))
+      .toMatch(/instanceType is inf2\.xlarge, whose 16\.0 GiB of host memory cannot hold the 62\.9 GiB the compile needs \(bf16 checkpoint plus int8 copy\): use inf2\.8xlarge or inf2\.24xlarge or inf2\.48xlarge or trn1\.32xlarge/);
+  });
+
+  test('a timeout longer than the 12 hour wait allows', () => {
+    expect(compileError({ timeout: Duration.hours(12) }))
+      .toMatch(/timeout is 12 hours: with startTimeout 30 minutes the deploy cannot wait for it \(a WaitCondition waits at most 12 hours\); use at most 11 hours 15 minutes/);
+    expect(compileError({ timeout: Duration.hours(11), startTimeout: Duration.hours(1) })).toMatch(/use at most 10 hours 45 minutes/);
+  });
+
+  test('a startTimeout under 10 minutes', () => {
+    expect(compileError({ startTimeout: Duration.minutes(5) })).toMatch(/startTimeout is 5 minutes: Batch needs at least 10 minutes/);
+  });
+
+  test('the architecture of the fixture is calm3\'s', () => {
+    // Guards the error expectations above: they assume 48 heads and 48 layers of width 6144.
+    expect(CALM3_ARCHITECTURE).toMatchObject({ numAttentionHeads: 48, numLayers: 48, hiddenSize: 6144 });
+  });
+});

@@ -1,0 +1,166 @@
+/**
+ * Every row of the README table "What the library checks at synth" (synth-checks.json) is a configuration the
+ * library really rejects, with the message it really gives; and the README shows exactly that table.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { App, Duration, Size, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import {
+  Model,
+  NeuronxCompile,
+  NeuronxCompileProps,
+  NeuronxInstanceType,
+  QuantDtype,
+  TransformersNeuronxSageMakerInferenceModelData,
+  TransformersNeuronxSageMakerRealtimeInferenceEndpoint,
+  TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
+} from 'aws-cdk-neuronx-patterns';
+import { calm3chat22b } from '../src';
+import { END_MARKER, loadChecks, renderTable, replaceSection, START_MARKER } from '../tools/template-checks/synth-checks-table';
+
+const README = path.join(__dirname, '..', 'README.md');
+const checks = loadChecks();
+
+// calm3-22b-chat's facts (src/calm3chat22b/model-facts.ts): 22.5 B parameters, 48 layers, 48 heads.
+const calm3 = (): Model => Model.fromHuggingFace('cyberagent/calm3-22b-chat', {
+  revision: '055922aa0f0fb1fbfbc97a2e31134532485ee99b',
+  parameterCount: 22.5e9,
+  architecture: { numLayers: 48, hiddenSize: 6144, numAttentionHeads: 48, numKeyValueHeads: 48, maxPositionEmbeddings: 16384 },
+});
+const LOW_COST: Partial<NeuronxCompileProps> = {
+  servingInstanceType: NeuronxInstanceType.TRN1_2XLARGE,
+  instanceType: NeuronxInstanceType.INF2_8XLARGE,
+  compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8 },
+};
+const HIGH_PERFORMANCE: Partial<NeuronxCompileProps> = {
+  servingInstanceType: NeuronxInstanceType.INF2_24XLARGE,
+  instanceType: NeuronxInstanceType.INF2_24XLARGE,
+  compileOptions: { tpDegree: 4 },
+};
+
+function stack(region = 'us-east-1'): Stack {
+  return new Stack(new App(), 'Test', { env: { region } });
+}
+
+function compile(props: Partial<NeuronxCompileProps>, scope: Stack = stack()): NeuronxCompile {
+  return new NeuronxCompile(scope, 'Compile', {
+    vpc: new ec2.Vpc(scope, 'Vpc'),
+    bucket: new s3.Bucket(scope, 'Bucket'),
+    model: calm3(),
+    ...props,
+  });
+}
+
+function endpoint(props: Partial<TransformersNeuronxSageMakerRealtimeInferenceEndpointProps>, compileProps = HIGH_PERFORMANCE): void {
+  const c = compile(compileProps);
+  new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
+    modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c),
+    ...props,
+  });
+}
+
+/** One builder per row of synth-checks.json: each must throw. */
+const BUILDERS: Record<string, () => unknown> = {
+  'model-id': () => Model.fromHuggingFace('calm3-22b-chat'),
+  'model-parameter-count-unknown': () => Model.fromHuggingFace('example-org/my-model'),
+  'model-parameter-count-invalid': () => Model.fromHuggingFace('example-org/model-7b', { parameterCount: 0 }),
+  'instance-type-unknown': () => NeuronxInstanceType.of('ml.g5.xlarge'),
+  'region-unknown': () => compile(HIGH_PERFORMANCE, stack('us-gov-east-1')),
+  'tp-degree-not-positive': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 0 } }),
+  'n-positions-not-positive': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 4, nPositions: 1.5 } }),
+  'tp-degree-exceeds-cores': () => compile({ ...LOW_COST, compileOptions: { ...LOW_COST.compileOptions, tpDegree: 4 } }),
+  'tp-degree-unsupported': () => compile({
+    servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE, instanceType: NeuronxInstanceType.TRN1_32XLARGE, compileOptions: { tpDegree: 4 },
+  }),
+  'tp-degree-heads': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 10 } }),
+  'n-positions-exceed-model': () => compile({
+    servingInstanceType: NeuronxInstanceType.INF2_48XLARGE, instanceType: NeuronxInstanceType.INF2_48XLARGE,
+    compileOptions: { tpDegree: 24, nPositions: 32768 },
+  }),
+  'device-memory': () => compile({ ...LOW_COST, compileOptions: { tpDegree: 2, nPositions: 1024 } }),
+  'serving-host-memory': () => compile({
+    model: Model.fromHuggingFace('example-org/model-7.5b', { revision: 'abc123' }),
+    servingInstanceType: NeuronxInstanceType.INF2_XLARGE, instanceType: NeuronxInstanceType.INF2_8XLARGE, compileOptions: { tpDegree: 1 },
+  }),
+  'compile-host-memory': () => compile({ ...HIGH_PERFORMANCE, instanceType: NeuronxInstanceType.INF2_XLARGE }),
+  'compile-cores': () => compile({ ...HIGH_PERFORMANCE, instanceType: NeuronxInstanceType.INF2_8XLARGE }),
+  'start-timeout': () => compile({ ...HIGH_PERFORMANCE, startTimeout: Duration.minutes(5) }),
+  'timeout-exceeds-wait': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.hours(12) }),
+  'timeout-too-short': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.seconds(30) }),
+  'endpoint-instance-type-required': () => {
+    const s = stack();
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(s, 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(new s3.Bucket(s, 'Bucket'), 'compiled/', { model: calm3(), tpDegree: 4 }),
+    });
+  },
+  'endpoint-family': () => endpoint({ instanceType: NeuronxInstanceType.INF2_8XLARGE }, LOW_COST),
+  'endpoint-instance-count': () => endpoint({ instanceCount: 0 }),
+  'endpoint-download-timeout': () => endpoint({ modelDataDownloadTimeout: Duration.hours(2) }),
+  'endpoint-startup-timeout': () => endpoint({ containerStartupHealthCheckTimeout: Duration.seconds(30) }),
+  'endpoint-volume-size-trn1': () => endpoint({ volumeSize: Size.gibibytes(100) }, LOW_COST),
+  'endpoint-volume-key-trn1': () => {
+    const c = compile(LOW_COST);
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c),
+      volumeEncryptionKey: new kms.Key(Stack.of(c), 'Key'),
+    });
+  },
+  'endpoint-volume-size-range': () => endpoint({ volumeSize: Size.gibibytes(1024) }),
+  'endpoint-reserved-environment': () => endpoint({ environment: { SAGEMAKER_MODEL_SERVER_WORKERS: '2' } }),
+  'inference-code-handler': () => {
+    const c = compile(HIGH_PERFORMANCE);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'code-'));
+    fs.writeFileSync(path.join(dir, 'handler.py'), '');
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c, dir),
+    });
+  },
+  'calm3-strategy': () => {
+    const s = stack();
+    new calm3chat22b.SageMakerRealtimeInference(s, 'Calm3', {
+      bucket: new s3.Bucket(s, 'Bucket'),
+      compileVpc: new ec2.Vpc(s, 'Vpc'),
+      instanceTypeStrategy: new calm3chat22b.InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, { tpDegree: 10 }),
+    });
+  },
+};
+
+function thrown(build: () => unknown): string {
+  try {
+    build();
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+  throw new Error('expected the configuration to be rejected, but it was accepted');
+}
+
+test('every row has a builder and every builder a row', () => {
+  expect(checks.map(c => c.id).sort()).toEqual(Object.keys(BUILDERS).sort());
+  expect(new Set(checks.map(c => c.id)).size).toBe(checks.length);
+});
+
+/** `text` contains `excerpt`, where '…' in the excerpt stands for any text. */
+function containsExcerpt(text: string, excerpt: string): boolean {
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(excerpt.split('…').map(escape).join('[\\s\\S]*')).test(text);
+}
+
+test.each(checks.map(c => [c.id, c] as const))('%s is rejected with the message the table shows', (id, check) => {
+  const message = thrown(BUILDERS[id]);
+  if (!containsExcerpt(message, check.message)) {
+    // Shows the real message, to copy into synth-checks.json.
+    expect(message).toEqual(check.message);
+  }
+  // The message names what to change: the prop's last segment ('compileOptions.tpDegree' -> 'tpDegree').
+  const squash = (s: string) => s.replace(/\s+/g, '').toLowerCase();
+  expect(squash(message)).toContain(squash(check.prop.replace(/^.*\./, '')));
+});
+
+test(`README.md shows the table between ${START_MARKER} and ${END_MARKER}`, () => {
+  const readme = fs.readFileSync(README, 'utf-8');
+  expect(replaceSection(readme, renderTable(checks))).toEqual(readme);
+});
