@@ -36,6 +36,7 @@ class Calm3ChatStack extends Stack {
       encryption: s3.BucketEncryption.S3_MANAGED,
       enforceSSL: true,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      versioned: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
     NagSuppressions.addResourceSuppressions(accessLogs, [{
@@ -51,6 +52,7 @@ class Calm3ChatStack extends Stack {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: 'model-bucket/',
+      versioned: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
