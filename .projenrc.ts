@@ -112,7 +112,7 @@ const PYTHON_REQUIREMENTS = [
 const setupPython = project.addTask('setup:python', {
   description: 'Create the virtualenvs and install the pinned Python requirements',
   steps: [
-    { exec: 'test -x .venv/bin/python || python3 -m venv .venv' },
+    { exec: 'python3 -m venv .venv' }, // idempotent: an existing venv is kept
     { exec: `.venv/bin/python -m pip install --quiet --disable-pip-version-check ${PYTHON_REQUIREMENTS.map(r => `-r ${r}`).join(' ')}` },
     // The template checkers have a venv of their own: checkov pins a boto3 the runtime tests cannot share.
     { exec: 'bash tools/template-checks/setup.sh' },
