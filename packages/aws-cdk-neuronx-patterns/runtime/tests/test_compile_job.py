@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 import compile_job
+from conftest import CONTRACT_PATH
 import neuronx_compile
 
 REGION = "us-east-1"
@@ -442,3 +443,20 @@ def test_a_model_is_required(job, contract, capsys):
         f"phase configure failed: set {env['modelId']} (Hugging Face) or {env['modelS3Uri']} (a checkpoint in S3)"
         in capsys.readouterr().out
     )
+
+
+def test_manifest_has_the_shape_of_the_documented_example(job, contract):
+    """manifest.example.json is what the README documents and the TypeScript tests read: keep them true."""
+    example = json.loads((CONTRACT_PATH.parent / "manifest.example.json").read_text())
+    job.run()
+    manifest = job.marker()
+
+    def shape(value):
+        if isinstance(value, dict):
+            return {key: shape(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [shape(value[0])] if value else []
+        return type(value).__name__
+
+    assert shape(manifest) == {**shape(example), "phases": shape(manifest["phases"])}
+    assert list(manifest["phases"]) == list(example["phases"])

@@ -1,0 +1,74 @@
+/**
+ * The contract between the constructs and the Python programs (runtime/contract.json), from the TypeScript side:
+ * the job and the endpoint get, under the contract's names, exactly the values the compile job records in its
+ * manifest (documented in runtime/manifest.example.json, which the Python tests hold the job to) and the
+ * inference handler compares with that manifest at startup.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Template } from 'aws-cdk-lib/assertions';
+import { endpointFixture, jobEnvironment, PINNED_REVISION } from './fixtures';
+
+const RUNTIME = path.join(__dirname, '..', 'runtime');
+const contract = JSON.parse(fs.readFileSync(path.join(RUNTIME, 'contract.json'), 'utf-8'));
+// The manifest a lowCost compile of calm3 writes (runtime/README.md documents it).
+const example = JSON.parse(fs.readFileSync(path.join(RUNTIME, 'manifest.example.json'), 'utf-8'));
+
+/** The value of an option as the Python programs parse it from the environment. */
+function parsed(key: string, raw: string): string | number {
+  return typeof example.options[key] === 'number' ? Number(raw) : raw;
+}
+
+describe('the compile manifest', () => {
+  test('the documented manifest has exactly the contract\'s keys and option keys, in order', () => {
+    expect(Object.keys(example)).toEqual(contract.manifest.requiredKeys);
+    expect(Object.keys(example.options)).toEqual(contract.manifest.optionKeys);
+    expect(example.schemaVersion).toBe(contract.manifest.schemaVersion);
+  });
+
+  test('every file of a manifest is under the checkpoint or compiled dir of the layout', () => {
+    for (const file of example.files) {
+      expect([contract.layout.checkpointDir, contract.layout.compiledDir].some((dir: string) => file.key.startsWith(dir))).toBe(true);
+    }
+  });
+});
+
+describe('the lowCost compile of calm3 and its endpoint', () => {
+  const { stack, endpoint } = endpointFixture();
+  const template = Template.fromStack(stack);
+  const job = jobEnvironment(template);
+  const model = Object.values(template.findResources('AWS::SageMaker::Model'))[0];
+  const serving: Record<string, string> = model.Properties.PrimaryContainer.Environment;
+
+  test('the job gets every manifest option under its contract name, with the value the manifest records', () => {
+    for (const key of contract.manifest.optionKeys) {
+      const name = contract.compileJob.environment[key];
+      expect({ key, value: parsed(key, job[name]) }).toEqual({ key, value: example.options[key] });
+    }
+  });
+
+  test('the job gets the model, revision, compiler target and image the manifest records', () => {
+    const env = contract.compileJob.environment;
+    expect(job[env.modelId]).toBe(example.modelId);
+    expect(job[env.modelRevision]).toBe(PINNED_REVISION);
+    expect(job[env.compilerTarget]).toBe(example.compilerTarget);
+    expect(job[env.imageUri]).toBe(example.imageUri);
+  });
+
+  test('the endpoint gets the same options, which the handler compares with the manifest before loading', () => {
+    for (const key of contract.manifest.optionKeys.filter((k: string) => k in contract.endpoint.environment)) {
+      const name = contract.endpoint.environment[key];
+      expect({ key, value: parsed(key, serving[name]) }).toEqual({ key, value: example.options[key] });
+    }
+    // Each worker its own tpDegree NeuronCores; the handler checks this against the manifest's tpDegree too.
+    expect(Number(serving[contract.endpoint.environment.coresPerWorker])).toBe(example.options.tpDegree);
+    expect(serving[contract.endpoint.environment.program]).toBe(contract.endpoint.handlerScript);
+    expect(endpoint.workersPerInstance).toBe(1);
+  });
+
+  test('every variable the job gets from the contract is one the compile program reads', () => {
+    const contractNames = new Set(Object.values(contract.compileJob.environment));
+    const libraryNames = Object.keys(job).filter(name => name.startsWith('NEURONX_'));
+    expect(libraryNames.filter(name => !contractNames.has(name))).toEqual([]);
+  });
+});
