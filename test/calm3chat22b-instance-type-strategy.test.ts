@@ -70,7 +70,9 @@ describe('a custom InstanceTypeStrategy', () => {
   });
 
   test('is rejected when the bf16 weights do not fit the NeuronCores of one worker', () => {
-    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, { tpDegree: 2, nPositions: 1024 });
+    const make = () => new InstanceTypeStrategy(
+      NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, { tpDegree: 2, nPositions: 1024 },
+    );
     expect(make).toThrow(
       /options: the model needs 43\.0 GiB of accelerator memory per worker \(weights 41\.9 GiB \+ KV cache 1\.1 GiB for 1024 positions\) but tpDegree 2 on ml\.trn1\.2xlarge gives 28\.8 GiB: .*int8 weights \(QuantDtype\.S8\)/,
     );

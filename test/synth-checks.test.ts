@@ -78,13 +78,16 @@ const BUILDERS: Record<string, () => unknown> = {
   }),
   'tp-degree-heads': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 10 } }),
   'n-positions-exceed-model': () => compile({
-    servingInstanceType: NeuronxInstanceType.INF2_48XLARGE, instanceType: NeuronxInstanceType.INF2_48XLARGE,
+    servingInstanceType: NeuronxInstanceType.INF2_48XLARGE,
+    instanceType: NeuronxInstanceType.INF2_48XLARGE,
     compileOptions: { tpDegree: 24, nPositions: 32768 },
   }),
   'device-memory': () => compile({ ...LOW_COST, compileOptions: { tpDegree: 2, nPositions: 1024 } }),
   'serving-host-memory': () => compile({
     model: Model.fromHuggingFace('example-org/model-7.5b', { revision: 'abc123' }),
-    servingInstanceType: NeuronxInstanceType.INF2_XLARGE, instanceType: NeuronxInstanceType.INF2_8XLARGE, compileOptions: { tpDegree: 1 },
+    servingInstanceType: NeuronxInstanceType.INF2_XLARGE,
+    instanceType: NeuronxInstanceType.INF2_8XLARGE,
+    compileOptions: { tpDegree: 1 },
   }),
   'compile-host-memory': () => compile({ ...HIGH_PERFORMANCE, instanceType: NeuronxInstanceType.INF2_XLARGE }),
   'compile-cores': () => compile({ ...HIGH_PERFORMANCE, instanceType: NeuronxInstanceType.INF2_8XLARGE }),
@@ -124,7 +127,9 @@ const BUILDERS: Record<string, () => unknown> = {
     new calm3chat22b.SageMakerRealtimeInference(s, 'Calm3', {
       bucket: new s3.Bucket(s, 'Bucket'),
       compileVpc: new ec2.Vpc(s, 'Vpc'),
-      instanceTypeStrategy: new calm3chat22b.InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, { tpDegree: 10 }),
+      instanceTypeStrategy: new calm3chat22b.InstanceTypeStrategy(
+        NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, { tpDegree: 10 },
+      ),
     });
   },
 };
