@@ -1,6 +1,6 @@
 // Shared stack setup for the template tests: a VPC and a bucket that pass cdk-nag on their own, and the facts of
 // cyberagent/calm3-22b-chat (Hugging Face model card and config.json) that the sizing checks are exercised with.
-import { App, Environment, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { App, Duration, Environment, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -223,4 +223,20 @@ export function jobEnvironment(template: Template): Record<string, string> {
   expect(definitions).toHaveLength(1);
   const env = definitions[0].Properties.ContainerProperties.Environment as Array<{ Name: string; Value: unknown }>;
   return Object.fromEntries(env.map(e => [e.Name, flatten(e.Value)]));
+}
+
+/**
+ * The integ apps' compile: TinyLlama for inf2 on an inf2.8xlarge at -O1, served on ml.inf2.xlarge, so a real
+ * deployment compiles in minutes.
+ */
+export function tinyLlamaCompile(stack: Stack, vpc: ec2.IVpc, bucket: s3.IBucket): NeuronxCompile {
+  return new NeuronxCompile(stack, 'Compile', {
+    vpc,
+    bucket,
+    model: tinyLlama(),
+    instanceType: NeuronxInstanceType.INF2_8XLARGE,
+    servingInstanceType: NeuronxInstanceType.INF2_XLARGE,
+    compileOptions: { tpDegree: 2, nPositions: 2048, optLevel: OptLevel.MINIMIZE_COMPILE_TIME },
+    timeout: Duration.hours(2),
+  });
 }
