@@ -41,8 +41,10 @@ function child(withConstructs, cdkInitFlags) {
   app.synth();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   fs.rmSync(outdir, { recursive: true, force: true });
+  // CPU time of this process since it started (less sensitive than wall time to other load on the machine);
   // maxRSS is in KiB.
-  process.stdout.write(JSON.stringify({ seconds, peakMiB: process.resourceUsage().maxRSS / 1024 }));
+  const cpu = process.cpuUsage();
+  process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakMiB: process.resourceUsage().maxRSS / 1024 }));
 }
 
 function measure(withConstructs, cdkInitFlags) {
@@ -73,6 +75,9 @@ function compare(cdkInitFlags) {
     medianWallSecondsWith: median(withRuns.map(r => r.wall)),
     medianWallSecondsWithout: median(withoutRuns.map(r => r.wall)),
     medianWallTimeRatio: median(ratios),
+    medianCpuSecondsWith: median(withRuns.map(r => r.cpuSeconds)),
+    medianCpuSecondsWithout: median(withoutRuns.map(r => r.cpuSeconds)),
+    medianCpuTimeRatio: median(withRuns.map((w, i) => w.cpuSeconds / withoutRuns[i].cpuSeconds)),
     peakMiBWith: Math.max(...withRuns.map(r => r.peakMiB)),
     peakMiBWithout: Math.max(...withoutRuns.map(r => r.peakMiB)),
   };
