@@ -67,12 +67,12 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // The CLI that synthesizes the example apps: aws-cdk-lib 2.245's cloud assembly schema needs 2.1125 or later.
     'aws-cdk@2.1148.1',
   ],
-  gitignore: ['/examples/**/cdk.out', '/cdk.out', '.venv', '__pycache__', '.pytest_cache'],
+  gitignore: ['/examples/**/cdk.out', '/cdk.out', '.venv', '__pycache__', '.pytest_cache', 'target/'],
 });
 project.package.addVersion(VERSION);
 project.package.addField('workspaces', [PATTERNS_DIR]);
 // The published package is the library: not its examples, build tools or CI.
-for (const p of ['/examples/', '/tools/', '/build-tools/', '/.ci/', '/docs/']) project.addPackageIgnore(p);
+for (const p of ['/examples/', '/tools/', '/build-tools/', '/.ci/', '/docs/', '/.venv/', '/packages/']) project.addPackageIgnore(p);
 
 const patterns = new awscdk.AwsCdkConstructLibrary({
   ...commonOptions('patterns'),
@@ -95,6 +95,8 @@ const patterns = new awscdk.AwsCdkConstructLibrary({
   },
 });
 patterns.package.addVersion(VERSION);
+// The package is the constructs, the Lambda bundles and the programs that run in AWS: not their tests or tools.
+for (const p of ['/benchmark/', '/runtime/tests/', '/runtime/pytest.ini', '/runtime/requirements-test.txt']) patterns.addPackageIgnore(p);
 // The workspace root installs everything once; a nested `npm install` here would fork node_modules.
 for (const t of ['install', 'install:ci']) {
   patterns.tasks.tryFind(t)?.reset('echo "installed by the workspace root"');
@@ -164,12 +166,35 @@ const checkTemplates = project.addTask('check:templates', {
 });
 project.testTask.spawn(checkTemplates);
 
-// Packaging is the same in CI and locally (projen's default packages every language outside CI, and this machine
-// has no .NET SDK to compile .NET with).
+// Packaging is the same in CI and locally. The npm package of each is made by its own build; the Python wheels
+// and Java jars of both are made here, in one jsii-pacmak call with the patterns package first (pacmak only links
+// the patterns jar into the models' Maven build when it builds both). .NET is generated only: this machine has no
+// .NET SDK to compile it, and the generated code stays in dist/, out of git.
 for (const p of [project, patterns]) {
   p.packageTask.reset();
   p.packageTask.spawn(p.tasks.tryFind('package:js')!);
 }
+const PACMAK = `jsii-pacmak ${PATTERNS_DIR} . -v --no-parallel`;
+project.tasks.tryFind('package:python')!.reset(`${PACMAK} --targets python`);
+project.tasks.tryFind('package:java')!.reset(`${PACMAK} --targets java`);
+project.tasks.tryFind('package:dotnet')!.reset(`${PACMAK} --code-only --targets dotnet`);
+const packageBindings = project.addTask('package:bindings', {
+  description: 'Python wheels and Java jars of both packages; .NET code generated, not compiled',
+  steps: [
+    { exec: `${PACMAK} --targets python java` },
+    { spawn: 'package:dotnet' },
+  ],
+});
+project.packageTask.spawn(packageBindings);
+
+// The bindings as a Python or Java user meets them: the freshly built wheels and jars installed into a Python
+// venv and Maven, the examples synthesized in TypeScript, Python and Java for both presets and a custom strategy,
+// and their templates compared. The last step of packaging (projen locks the build task), on what was packaged.
+const testBindings = project.addTask('test:bindings', {
+  description: 'Install the built wheels and jars and compare the Python and Java examples\' templates with TypeScript',
+  exec: 'bash tools/bindings/check.sh --skip-package',
+});
+project.packageTask.spawn(testBindings);
 
 // Build the patterns package (compile, test, docs, package) before the models package compiles against it,
 // with the Python environment its tests need.
