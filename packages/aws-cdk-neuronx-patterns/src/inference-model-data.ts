@@ -3,20 +3,19 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CustomResource, Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { Construct, IDependable } from 'constructs';
 import { QuantDtype } from './compile-options';
-import { InferenceCodeFunction } from './inference-code-function';
 import { Model } from './model';
 import { NeuronxCompile } from './neuronx-compile';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, RUNTIME_DIR } from './private/contract';
+import { handlerFunction } from './private/handler-function';
 import { InferenceCodeProperties } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
-import { grantAssetRead, grantPrefix } from './private/s3-prefix';
+import { grantPrefix } from './private/s3-prefix';
+import { grantAssetRead, stageAsset } from './private/staged-asset';
 
 const DEFAULT_CODE_FILES = [
   path.join(RUNTIME_DIR, 'inference', CONTRACT.endpoint.handlerScript),
@@ -163,28 +162,24 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
     throw new Error(`code is '${codeDir}', which has no ${CONTRACT.endpoint.handlerScript}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
   }
   const container = new Construct(scope, 'InferenceCode');
-  const logGroup = new logs.LogGroup(container, 'FunctionLogs', { retention: logs.RetentionDays.ONE_MONTH });
-  const role = new iam.Role(container, 'FunctionRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-  logGroup.grantWrite(role);
-  const fn = new InferenceCodeFunction(container, 'Function', {
+  const fn = handlerFunction(container, 'Function', {
+    handler: 'inferenceCode',
     description: 'Places the inference code beside the SageMaker model data',
     timeout: Duration.minutes(2),
-    role,
-    logGroup,
   });
   const codePrefix = `${prefix}${CONTRACT.layout.codeDir}`;
-  iam.Grant.addToPrincipal({ grantee: fn, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] });
-  bucket.encryptionKey?.grantEncrypt(fn);
+  iam.Grant.addToPrincipal({ grantee: fn.role, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] });
+  bucket.encryptionKey?.grantEncrypt(fn.role);
   const assets = files.map((file, i) => {
-    const asset = new s3assets.Asset(container, `File${i}`, { path: file });
+    const asset = stageAsset(container, `File${i}`, { path: file });
     // CopyObject reads the source object and, with the default tagging directive COPY, its tags.
-    grantAssetRead(asset, fn, ['s3:GetObject', 's3:GetObjectTagging']);
+    grantAssetRead(asset, fn.role, ['s3:GetObject', 's3:GetObjectTagging']);
     return { asset, name: path.basename(file) };
   });
   const properties: InferenceCodeProperties = {
     DestinationBucket: bucket.bucketName,
     DestinationPrefix: codePrefix,
-    Files: assets.map(({ asset, name }) => ({ SourceBucket: asset.s3BucketName, SourceKey: asset.s3ObjectKey, Name: name })),
+    Files: assets.map(({ asset, name }) => ({ SourceBucket: asset.bucketName, SourceKey: asset.objectKey, Name: name })),
   };
   const resource = new CustomResource(container, 'Resource', {
     serviceToken: fn.functionArn,
@@ -192,7 +187,7 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
     serviceTimeout: Duration.minutes(5),
     properties: { ...properties },
   });
-  suppressNag(role.node.findChild('DefaultPolicy'), [{
+  suppressNag(fn.role.node.findChild('DefaultPolicy'), [{
     id: 'AwsSolutions-IAM5',
     reason: 'Writes only under the model data\'s code/ prefix; reads only the CDK asset objects of the code files; logs only to its own log group.',
   }]);

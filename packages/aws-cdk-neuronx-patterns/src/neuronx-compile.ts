@@ -7,22 +7,21 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
-import { CompileJobFunction } from './compile-job-function';
-import { CompileJobStateFunction } from './compile-job-state-function';
 import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, compileEnv, RUNTIME_DIR } from './private/contract';
+import { HandlerFunction, handlerFunction } from './private/handler-function';
 import { CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
-import { grantAssetRead, grantPrefix } from './private/s3-prefix';
+import { grantPrefix } from './private/s3-prefix';
 import {
   checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
   ResolvedCompileOptions, servingProblems, throwIfProblems,
 } from './private/sizing';
+import { grantAssetRead, stageAsset } from './private/staged-asset';
 
 // A WaitCondition waits at most 12 hours (AWS::CloudFormation::WaitCondition Timeout: 43200 s). This is the
 // longest a deploy can wait for a compile; a custom resource could wait only one hour (ServiceTimeout 3600 s).
@@ -307,7 +306,7 @@ export class NeuronxCompile extends Construct {
     // --- The job: the pinned image as it is, the compile program from a small file asset.
     const logGroup = new logs.LogGroup(this, 'JobLogs', { retention: LOG_RETENTION });
     this.logGroup = logGroup;
-    const code = new s3assets.Asset(this, 'CompileCode', {
+    const code = stageAsset(this, 'CompileCode', {
       path: RUNTIME_DIR,
       exclude: ['*', '.*', '!contract.json', '!compile', '!compile/**', 'compile/**/__pycache__', '**/*.pyc', '**/.*'],
     });
@@ -381,21 +380,21 @@ export class NeuronxCompile extends Construct {
     // --- The wait: a WaitCondition per artifact prefix (a new compile gets a new one), signalled with the outcome.
     const waitId = fingerprint.slice(0, 8);
     const handle = new CfnWaitConditionHandle(this, `WaitHandle${waitId}`);
-    const startFunction = new CompileJobFunction(this, 'StartFunction', {
+    const startFunction = handlerFunction(this, 'StartFunction', {
+      handler: 'compileJob',
       description: 'Starts the Neuron compile job on deploy and stops it on delete',
       timeout: Duration.minutes(2),
-      ...lambdaBasics(this, 'Start'),
     });
-    startFunction.addToRolePolicy(new iam.PolicyStatement({
+    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['batch:SubmitJob'],
       resources: [jobQueue.jobQueueArn, jobDefinitionArnAnyRevision(this, jobDefinition)],
     }));
-    startFunction.addToRolePolicy(new iam.PolicyStatement({
+    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['batch:TerminateJob'],
       resources: [Stack.of(this).formatArn({ service: 'batch', resource: 'job', resourceName: '*' })],
     }));
-    startFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
-    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction, 'read');
+    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
+    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction.role, 'read');
     const compileJobProperties: CompileJobProperties = {
       JobQueueArn: jobQueue.jobQueueArn,
       JobDefinitionArn: jobDefinition.ref,
@@ -422,7 +421,8 @@ export class NeuronxCompile extends Construct {
     });
     wait.node.addDependency(start);
 
-    const stateFunction = new CompileJobStateFunction(this, 'StateFunction', {
+    const stateFunction = handlerFunction(this, 'StateFunction', {
+      handler: 'compileJobState',
       description: 'Signals the deploy when the Neuron compile job ends',
       timeout: Duration.minutes(1),
       environment: {
@@ -431,10 +431,9 @@ export class NeuronxCompile extends Construct {
         [STATE_HANDLER_ENV.runnableTimeoutSeconds]: String(startTimeout.toSeconds()),
         [STATE_HANDLER_ENV.logGroupName]: logGroup.logGroupName,
       },
-      ...lambdaBasics(this, 'State'),
     });
-    stateFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
-    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, stateFunction, 'read');
+    stateFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
+    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, stateFunction.role, 'read');
     // An L1 rule and permission: aws-events-targets would load most of aws-cdk-lib for one Lambda target.
     const rule = new events.CfnRule(this, 'JobStateRule', {
       description: 'Neuron compile job ended',
@@ -459,7 +458,7 @@ export class NeuronxCompile extends Construct {
     this.suppressNagFindings(computeEnvironment, [startFunction, stateFunction], [jobRole, executionRole]);
   }
 
-  private suppressNagFindings(computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, functions: CompileJobFunction[], jobRoles: iam.Role[]) {
+  private suppressNagFindings(computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, functions: HandlerFunction[], jobRoles: iam.Role[]) {
     const instanceRole = computeEnvironment.instanceRole;
     if (instanceRole) {
       suppressNag(instanceRole, [{
@@ -479,7 +478,7 @@ export class NeuronxCompile extends Construct {
       }
     }
     for (const fn of functions) {
-      const policy = fn.role?.node.tryFindChild('DefaultPolicy');
+      const policy = fn.role.node.tryFindChild('DefaultPolicy');
       if (policy) {
         suppressNag(policy, [{
           id: 'AwsSolutions-IAM5',
@@ -488,14 +487,6 @@ export class NeuronxCompile extends Construct {
       }
     }
   }
-}
-
-/** Lambda role and log group with a retention, without the AWSLambdaBasicExecutionRole managed policy. */
-function lambdaBasics(scope: Construct, name: string): { role: iam.Role; logGroup: logs.LogGroup } {
-  const logGroup = new logs.LogGroup(scope, `${name}FunctionLogs`, { retention: LOG_RETENTION });
-  const role = new iam.Role(scope, `${name}FunctionRole`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-  logGroup.grantWrite(role);
-  return { role, logGroup };
 }
 
 function jobDefinitionArnAnyRevision(scope: Construct, jobDefinition: batch.CfnJobDefinition): string {
@@ -560,7 +551,8 @@ function artifactFingerprint(model: Model, runtime: NeuronxRuntime, jobEnvironme
     modelId: model.modelId,
     revision: model.revision,
     image: runtime.toString(),
-    ...Object.fromEntries(Object.entries(jobEnvironment).sort(([a], [b]) => a.localeCompare(b))),
+    // Sorted by code unit (localeCompare would load ICU collation for ASCII names: measurable at synth).
+    ...Object.fromEntries(Object.entries(jobEnvironment).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
   };
   return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }

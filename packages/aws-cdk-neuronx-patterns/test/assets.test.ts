@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { Template } from 'aws-cdk-lib/assertions';
 import { endpointFixture } from './fixtures';
 
 const MAX_TOTAL_BYTES = 1024 * 1024;
@@ -18,8 +19,10 @@ interface AssetManifest {
 describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
   let manifest: AssetManifest;
   let outdir: string;
+  let template: Template;
   beforeAll(() => {
     const { app, stack } = endpointFixture();
+    template = Template.fromStack(stack);
     const assembly = app.synth();
     outdir = assembly.directory;
     const artifact = assembly.getStackByName(stack.stackName);
@@ -35,9 +38,9 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
 
   test('the file assets are the Lambda bundles and the Python programs, together under 1 MB', () => {
     const files = Object.values(manifest.files ?? {}).filter(f => f.source.path !== undefined);
-    // The three handler bundles, the compile program (zip), inference.py and contract.json (the template itself is
+    // One bundle for all handlers, the compile program (zip), inference.py and contract.json (the template itself is
     // an asset too when the stack is deployed through the bootstrap bucket).
-    expect(files.length).toBeGreaterThanOrEqual(6);
+    expect(files.length).toBeGreaterThanOrEqual(5);
     const sizes = files.map(f => ({ path: f.source.path!, bytes: sizeOnDisk(path.join(outdir, f.source.path!)) }));
     const total = sizes.reduce((sum, s) => sum + s.bytes, 0);
     expect(total).toBeLessThan(MAX_TOTAL_BYTES);
@@ -56,9 +59,15 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     const contents = list(dirs[0]);
     expect(contents).toContain('contract.json');
     expect(contents).toContain('compile/compile_job.py');
-    // Not the Python tests, the inference handler or the README. (runtime/.gitignore slips through the exclude
-    // globs, which do not match dotfiles; it is a few bytes and harmless.)
-    expect(contents.filter(f => !f.startsWith('compile/') && f !== 'contract.json' && !f.startsWith('.'))).toEqual([]);
+    // Not the Python tests, the inference handler, the README or dotfiles.
+    expect(contents.filter(f => !f.startsWith('compile/') && f !== 'contract.json')).toEqual([]);
     expect(contents.filter(f => f.includes('__pycache__') || f.endsWith('.pyc'))).toEqual([]);
+  });
+
+  test('every Lambda function runs from the one handler bundle, each from its own entry point', () => {
+    const functions = Object.values(template.findResources('AWS::Lambda::Function'));
+    expect(functions).toHaveLength(3);
+    expect(new Set(functions.map(f => JSON.stringify(f.Properties.Code))).size).toBe(1);
+    expect(functions.map(f => f.Properties.Handler).sort()).toEqual(['index.compileJob', 'index.compileJobState', 'index.inferenceCode']);
   });
 });

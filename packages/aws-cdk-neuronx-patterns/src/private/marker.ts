@@ -1,5 +1,4 @@
 // Only bundled into the Lambda handlers, where the runtime provides the SDK (esbuild externals: @aws-sdk/*).
-// eslint-disable-next-line import/no-extraneous-dependencies
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { withThrottlingRetries } from './aws-calls';
 

@@ -1,6 +1,5 @@
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 
 /**
  * Least-privilege S3 grants on one prefix: the object actions on `prefix*` and listing limited to the prefix,
@@ -20,13 +19,4 @@ export function grantPrefix(bucket: s3.IBucket, prefix: string, grantee: iam.IGr
     if (access === 'readWrite') bucket.encryptionKey.grantEncryptDecrypt(grantee);
     else bucket.encryptionKey.grantDecrypt(grantee);
   }
-}
-
-/**
- * Read access to one CDK file asset: the given object actions on its object only. (`Asset.grantRead` grants
- * s3:GetObject*, s3:GetBucket* and s3:List* on the whole bootstrap staging bucket, i.e. every asset in the account.)
- */
-export function grantAssetRead(asset: s3assets.Asset, grantee: iam.IGrantable, actions: string[] = ['s3:GetObject']): void {
-  iam.Grant.addToPrincipal({ grantee, actions, resourceArns: [asset.bucket.arnForObjects(asset.s3ObjectKey)] });
-  asset.bucket.encryptionKey?.grantDecrypt(grantee);
 }
