@@ -15,6 +15,7 @@ import { handlerFunction } from './private/handler-function';
 import { InferenceCodeProperties } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
 import { grantPrefix } from './private/s3-prefix';
+import { DEFAULT_N_POSITIONS } from './private/sizing';
 import { grantAssetRead, stageAsset } from './private/staged-asset';
 
 const DEFAULT_CODE_FILES = [
@@ -116,7 +117,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
     prefix: string,
     options: TransformersNeuronxBucketModelDataOptions,
   ): TransformersNeuronxSageMakerInferenceModelData {
-    return new PrefixModelData({ ...options, bucket, prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, nPositions: options.nPositions ?? 4096 });
+    return new PrefixModelData({ ...options, bucket, prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, nPositions: options.nPositions ?? DEFAULT_N_POSITIONS });
   }
 
   /** Grants `grantable` read access to the model data and returns what the endpoint needs. */

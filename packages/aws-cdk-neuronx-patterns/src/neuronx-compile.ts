@@ -12,13 +12,13 @@ import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
-import { CONTRACT, compileEnv, RUNTIME_DIR } from './private/contract';
+import { CONTRACT, compileEnv, quantDtypeValue, RUNTIME_DIR } from './private/contract';
 import { HandlerFunction, handlerFunction } from './private/handler-function';
 import { CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
 import { grantPrefix } from './private/s3-prefix';
 import {
-  checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
+  checkPositiveInteger, checkpointBytes, DEFAULT_N_POSITIONS, GIB, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
   ResolvedCompileOptions, servingProblems, throwIfProblems,
 } from './private/sizing';
 import { grantAssetRead, stageAsset } from './private/staged-asset';
@@ -32,7 +32,6 @@ const SIGNAL_MARGIN = Duration.minutes(15);
 const MIN_START_TIMEOUT = Duration.minutes(10);
 const DEFAULT_START_TIMEOUT = Duration.minutes(30);
 const DEFAULT_TIMEOUT = Duration.hours(10);
-const DEFAULT_N_POSITIONS = 4096;
 const DEFAULT_OPT_LEVEL = OptLevel.BEST_BALANCE;
 const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
 // Attempts when an instance is reclaimed (Spot) or its host fails; any other failure ends the job at once.
@@ -57,7 +56,6 @@ const OPT_LEVEL_FLAG: Record<OptLevel, number> = {
   [OptLevel.BEST_BALANCE]: 2,
   [OptLevel.BEST_EXECUTION]: 3,
 };
-const QUANT_DTYPE_VALUE: Record<QuantDtype, string> = { [QuantDtype.S8]: 's8' };
 
 /**
  * What is compiled, for what, and how: the part of a NeuronxCompile that can be checked before anything is built
@@ -247,7 +245,7 @@ export class NeuronxCompile extends Construct {
       [compileEnv('nPositions')]: String(this.nPositions),
       [compileEnv('batchSize')]: String(resolved.batchSize),
       [compileEnv('amp')]: CONTRACT.defaults.amp,
-      [compileEnv('quantDtype')]: quantDtype ? QUANT_DTYPE_VALUE[quantDtype] : CONTRACT.quantDtypeNone,
+      [compileEnv('quantDtype')]: quantDtypeValue(quantDtype),
       [compileEnv('optLevel')]: String(OPT_LEVEL_FLAG[this.optLevel]),
       [compileEnv('compilerTarget')]: serving.family,
       [compileEnv('imageUri')]: this.runtime.toString(),
@@ -264,7 +262,7 @@ export class NeuronxCompile extends Construct {
       allowAllOutbound: true,
     });
     const volumeSize = props.volumeSize ?? Size.gibibytes(Math.min(MAX_VOLUME_GIB,
-      Math.ceil(checkpointBytes(sizing) / 1024 ** 3 * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB));
+      Math.ceil(checkpointBytes(sizing) / GIB * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB));
     const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       requireImdsv2: true,
       blockDevices: [{

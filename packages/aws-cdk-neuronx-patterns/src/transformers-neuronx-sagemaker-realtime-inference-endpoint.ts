@@ -3,14 +3,13 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { Construct } from 'constructs';
-import { QuantDtype } from './compile-options';
 import { TransformersNeuronxSageMakerInferenceModelData } from './inference-model-data';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
-import { CONTRACT, endpointEnv } from './private/contract';
+import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { suppressNag } from './private/nag';
 import {
-  checkPositiveInteger, checkpointBytes, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
+  checkPositiveInteger, checkpointBytes, GIB, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
 } from './private/sizing';
 
 // SageMaker's bounds for ModelDataDownloadTimeoutInSeconds and ContainerStartupHealthCheckTimeoutInSeconds
@@ -30,8 +29,6 @@ const VOLUME_CHECKPOINT_FACTOR = 1.25;
 const VOLUME_BASE_GIB = 16;
 // Seconds TorchServe waits for one response (a long generation); SageMaker's own invocation limit is 60 s.
 const RESPONSE_TIMEOUT_SECONDS = 60;
-const QUANT_DTYPE_VALUE: Record<QuantDtype, string> = { [QuantDtype.S8]: 's8' };
-const GIB = 1024 ** 3;
 
 /**
  * Properties of a TransformersNeuronxSageMakerRealtimeInferenceEndpoint.
@@ -179,7 +176,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
           [endpointEnv('nPositions')]: String(data.nPositions),
           [endpointEnv('batchSize')]: String(CONTRACT.defaults.batchSize),
           [endpointEnv('amp')]: CONTRACT.defaults.amp,
-          [endpointEnv('quantDtype')]: data.quantDtype ? QUANT_DTYPE_VALUE[data.quantDtype] : CONTRACT.quantDtypeNone,
+          [endpointEnv('quantDtype')]: quantDtypeValue(data.quantDtype),
           [endpointEnv('workers')]: String(this.workersPerInstance),
           // Each worker process takes the next tpDegree free NeuronCores: workers never share cores.
           [endpointEnv('coresPerWorker')]: String(data.tpDegree),

@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { QuantDtype } from '../compile-options';
 
 /** Where the Python programs and the contract they share with the constructs live (shipped in the npm package). */
 export const RUNTIME_DIR = path.join(__dirname, '..', '..', 'runtime');
@@ -34,6 +35,13 @@ export interface RuntimeContract {
 }
 
 export const CONTRACT: RuntimeContract = JSON.parse(fs.readFileSync(path.join(RUNTIME_DIR, 'contract.json'), 'utf-8'));
+
+const QUANT_DTYPE_VALUE: Record<QuantDtype, string> = { [QuantDtype.S8]: 's8' };
+
+/** The weight storage type as the Python programs read it (the contract's `quantDtypeNone` for bf16). */
+export function quantDtypeValue(quantDtype: QuantDtype | undefined): string {
+  return quantDtype ? QUANT_DTYPE_VALUE[quantDtype] : CONTRACT.quantDtypeNone;
+}
 
 /** The environment variable name for a compile-job key, failing loudly if the contract lacks it. */
 export function compileEnv(key: string): string {

@@ -5,7 +5,10 @@ import { NeuronxInstanceFamily, NeuronxInstanceType } from '../neuronx-instance-
  * Memory and parallelism arithmetic, shared by every check so that one number means one thing everywhere.
  */
 
-const GIB = 1024 ** 3;
+export const GIB = 1024 ** 3;
+
+/** transformers-neuronx's default sequence length, the library's default `nPositions`. */
+export const DEFAULT_N_POSITIONS = 4096;
 
 /** bf16: 2 bytes a parameter. */
 export const BF16_BYTES = 2;
