@@ -94,6 +94,7 @@ const BUILDERS: Record<string, () => unknown> = {
   'start-timeout': () => compile({ ...HIGH_PERFORMANCE, startTimeout: Duration.minutes(5) }),
   'timeout-exceeds-wait': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.hours(12) }),
   'timeout-too-short': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.seconds(30) }),
+  'vpc-subnets-public': () => compile({ ...HIGH_PERFORMANCE, vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } }),
   'endpoint-instance-type-required': () => {
     const s = stack();
     new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(s, 'Endpoint', {

@@ -1,5 +1,5 @@
 import * as crypto from 'crypto';
-import { CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Fn, Size, Stack } from 'aws-cdk-lib';
+import { Annotations, CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Fn, Size, Stack } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -230,7 +230,12 @@ export class NeuronxCompile extends Construct {
     const quantDtype = resolved.quantDtype;
     const startTimeout = props.startTimeout ?? DEFAULT_START_TIMEOUT;
     const timeout = props.timeout ?? DEFAULT_TIMEOUT;
-    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [...problems, ...timeoutProblems(timeout, startTimeout)]);
+    const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
+    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
+      ...problems,
+      ...timeoutProblems(timeout, startTimeout),
+      ...this.subnetProblems(props.vpc, vpcSubnets),
+    ]);
 
     this.servingInstanceType = serving;
     this.instanceType = compileInstance;
@@ -274,7 +279,7 @@ export class NeuronxCompile extends Construct {
     });
     const computeEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'ComputeEnvironment', {
       vpc: props.vpc,
-      vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      vpcSubnets,
       securityGroups: [securityGroup],
       instanceTypes: [compileInstance.ec2InstanceType],
       useOptimalInstanceClasses: false,
@@ -454,6 +459,26 @@ export class NeuronxCompile extends Construct {
     });
 
     this.suppressNagFindings(computeEnvironment, [startFunction, stateFunction], [jobRole, executionRole]);
+  }
+
+  /**
+   * Batch launches the compile instance without a public IP: in a public subnet it can reach neither ECS nor
+   * Hugging Face and the job never starts. Isolated subnets work only with VPC endpoints (ECS, ECR, S3, logs)
+   * and weights in S3.
+   */
+  private subnetProblems(vpc: ec2.IVpc, selection: ec2.SubnetSelection): string[] {
+    const selected = vpc.selectSubnets(selection).subnets;
+    const isolated = new Set(vpc.isolatedSubnets.map(s => s.node.path));
+    const publicSubnets = new Set(vpc.publicSubnets.map(s => s.node.path));
+    if (selected.some(s => publicSubnets.has(s.node.path))) {
+      return ['vpcSubnets selects public subnets, where the compile instance gets no public IP and can reach neither ECS nor Hugging Face: '
+        + 'select private subnets with egress (a NAT gateway), e.g. { subnetType: SubnetType.PRIVATE_WITH_EGRESS }.'];
+    }
+    if (selected.length > 0 && selected.every(s => isolated.has(s.node.path))) {
+      Annotations.of(this).addWarningV2('aws-cdk-neuronx-patterns:isolatedSubnets',
+        'vpcSubnets selects isolated subnets: the compile job needs VPC endpoints for ECS, ECR, S3 and CloudWatch Logs, and cannot download from Hugging Face (use Model.fromBucket).');
+    }
+    return [];
   }
 
   private suppressNagFindings(computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, functions: HandlerFunction[], jobRoles: iam.Role[]) {

@@ -1,6 +1,7 @@
-import { Duration, Size } from 'aws-cdk-lib';
+import { App, Duration, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Model, NeuronxCompile, NeuronxInstanceType, OptLevel, QuantDtype } from '../src';
 import {
@@ -311,18 +312,19 @@ describe('NeuronxCompile: sizes and options', () => {
 
   test('vpcSubnets chooses the subnets', () => {
     const fixture = compileFixture({ props: {} });
-    const compile = new NeuronxCompile(fixture.stack, 'Public', {
+    const oneSubnet = fixture.vpc.privateSubnets[1];
+    const compile = new NeuronxCompile(fixture.stack, 'OneSubnet', {
       vpc: fixture.vpc,
       bucket: fixture.bucket,
       model: calm3(),
       instanceType: LOW_COST.compile,
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
-      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      vpcSubnets: { subnets: [oneSubnet] },
     });
     const environments = Template.fromStack(fixture.stack).findResources('AWS::Batch::ComputeEnvironment');
     const subnets = environments[logicalId(fixture.stack, compile.node.findChild('ComputeEnvironment'))].Properties.ComputeResources.Subnets;
-    expect(subnets).toEqual(fixture.vpc.publicSubnets.map(s => ({ Ref: logicalId(fixture.stack, s.node.defaultChild as never) })));
+    expect(subnets).toEqual([{ Ref: logicalId(fixture.stack, oneSubnet.node.defaultChild as never) }]);
   });
 });
 
@@ -413,6 +415,11 @@ describe('NeuronxCompile: configurations that cannot work fail at synth, naming 
   const HP = { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: HIGH_PERFORMANCE.serving };
   const TRN1_32 = { instanceType: NeuronxInstanceType.TRN1_32XLARGE, servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE };
 
+  test('public subnets: the compile instance would get no public IP and the job would never start', () => {
+    expect(compileError({ vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } }))
+      .toMatch(/vpcSubnets selects public subnets, where the compile instance gets no public IP .*select private subnets with egress/);
+  });
+
   test('tpDegree greater than the serving instance\'s NeuronCores', () => {
     expect(compileError({ compileOptions: { ...LOW_COST.options, tpDegree: 4 } }))
       .toMatch(/compileOptions\.tpDegree is 4 but ml\.trn1\.2xlarge has 2 NeuronCores: use tpDegree 2/);
@@ -489,5 +496,28 @@ describe('NeuronxCompile: configurations that cannot work fail at synth, naming 
   test('the architecture of the fixture is calm3\'s', () => {
     // Guards the error expectations above: they assume 48 heads and 48 layers of width 6144.
     expect(CALM3_ARCHITECTURE).toMatchObject({ numAttentionHeads: 48, numLayers: 48, hiddenSize: 6144 });
+  });
+});
+
+describe('NeuronxCompile: subnets', () => {
+  test('isolated subnets are allowed with a warning that names what they need', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Isolated', { env: { account: '123456789012', region: 'us-east-1' } });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
+    new NeuronxCompile(stack, 'Compile', {
+      vpc,
+      bucket: new s3.Bucket(stack, 'Bucket'),
+      model: calm3(),
+      instanceType: LOW_COST.compile,
+      servingInstanceType: LOW_COST.serving,
+      compileOptions: LOW_COST.options,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+    });
+    Annotations.fromStack(stack).hasWarning('/Isolated/Compile', Match.stringLikeRegexp('isolated subnets: the compile job needs VPC endpoints'));
+  });
+
+  test('the default private subnets with egress get no subnet warning', () => {
+    const { stack } = compileFixture();
+    expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('isolated subnets'))).toEqual([]);
   });
 });
