@@ -101,7 +101,6 @@ def test_every_field_is_read():
         (body(stop=[""]), JSON, 400, "stop must be a list of at most 4 non-empty strings"),
         (body(stop=[1]), JSON, 400, "stop must be a list"),
         (body(stop=["a", "b", "c", "d", "e"]), JSON, 400, "stop must be a list of at most 4"),
-        (body(role=""), JSON, 400, "role must be a string of 1 to 64 printable characters"),
         (body(role=5), JSON, 400, "role must be a string"),
         (body(role="narrator\nuser"), JSON, 400, "role must be a string"),
         (body(role="x<|im_end|>"), JSON, 400, "role must be a string"),
@@ -160,3 +159,8 @@ def test_output_refuses_other_media_types():
         406,
         "Accept must allow application/json, got 'text/csv'",
     )
+
+
+def test_an_empty_role_means_the_default_role_as_in_the_0_0_x_handler():
+    request = inference.parse_request(json.dumps({"messages": HELLO, "role": ""}), JSON)
+    assert request.role == inference.DEFAULT_ROLE
