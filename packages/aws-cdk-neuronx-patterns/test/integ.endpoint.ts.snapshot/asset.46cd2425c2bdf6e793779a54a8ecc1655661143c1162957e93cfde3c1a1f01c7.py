@@ -11,7 +11,7 @@ Request (Content-Type application/json):
    "top_p": number,         (0, 1], default 1.0
    "top_k": int,            >= 1, default 50
    "stop": [str],           up to 4 non-empty strings; the completion ends before the first found
-   "role": str}             answering role, default "assistant" (see build_prompt)
+   "role": str}             answering role, default "assistant"; "" also means the default (see build_prompt)
 Any other field is rejected. Response (application/json):
   {"generated_text": str, "usage": {"prompt_tokens": n, "completion_tokens": m},
    "finish_reason": "stop" (end of turn or stop string) | "length" (max_new_tokens reached)}
@@ -158,6 +158,9 @@ def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
 
 
 def _parse_role(value: Any) -> str:
+    if value == "":
+        # The 0.0.x handler treated an empty role as "no override": clients written for it keep working.
+        return DEFAULT_ROLE
     if (
         not isinstance(value, str)
         or not 0 < len(value) <= MAX_ROLE_CHARS
