@@ -14,7 +14,7 @@ import { CONTRACT, RUNTIME_DIR } from './private/contract';
 import { handlerFunction } from './private/handler-function';
 import { InferenceCodeProperties } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
-import { grantPrefix } from './private/s3-prefix';
+import { folderPrefix, grantPrefix } from './private/s3-prefix';
 import { DEFAULT_N_POSITIONS } from './private/sizing';
 import { grantAssetRead, stageAsset } from './private/staged-asset';
 
@@ -117,7 +117,12 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
     prefix: string,
     options: TransformersNeuronxBucketModelDataOptions,
   ): TransformersNeuronxSageMakerInferenceModelData {
-    return new PrefixModelData({ ...options, bucket, prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, nPositions: options.nPositions ?? DEFAULT_N_POSITIONS });
+    return new PrefixModelData({
+      ...options,
+      bucket,
+      prefix: folderPrefix('TransformersNeuronxSageMakerInferenceModelData.fromBucket', prefix),
+      nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
+    });
   }
 
   /** Grants `grantable` read access to the model data and returns what the endpoint needs. */

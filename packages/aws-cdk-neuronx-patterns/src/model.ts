@@ -4,7 +4,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { compileEnv } from './private/contract';
-import { grantPrefix } from './private/s3-prefix';
+import { folderPrefix, grantPrefix } from './private/s3-prefix';
 
 /**
  * The shape of a decoder model, as in its Hugging Face `config.json`. With it the library checks tensor
@@ -112,7 +112,7 @@ export abstract class Model {
    * Weights in Hugging Face format (config.json, tokenizer, safetensors) under an S3 prefix.
    */
   public static fromBucket(bucket: s3.IBucket, prefix: string, options: BucketModelOptions = {}): Model {
-    return new BucketModel(bucket, prefix, options);
+    return new BucketModel(bucket, folderPrefix('Model.fromBucket', prefix), options);
   }
 
   /** Identifies the weights (a Hugging Face id, or a name for weights in S3). */
@@ -177,8 +177,8 @@ class BucketModel extends Model {
   private readonly prefix: string;
 
   constructor(private readonly bucket: s3.IBucket, prefix: string, options: BucketModelOptions) {
-    super(options.modelId ?? prefix, options.revision ?? 'unversioned', options);
-    this.prefix = prefix.endsWith('/') ? prefix : `${prefix}/`;
+    super(options.modelId ?? prefix.replace(/\/$/, ''), options.revision ?? 'unversioned', options);
+    this.prefix = prefix;
   }
 
   public bind(_scope: Construct, grantable: iam.IGrantable): ModelBindConfig {

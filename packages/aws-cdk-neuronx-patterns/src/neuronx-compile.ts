@@ -13,7 +13,7 @@ import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, compileEnv, quantDtypeValue, RUNTIME_DIR } from './private/contract';
-import { HandlerFunction, handlerFunction } from './private/handler-function';
+import { HandlerFunction, handlerFunction, LOG_RETENTION } from './private/handler-function';
 import { CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
 import { grantPrefix } from './private/s3-prefix';
@@ -45,7 +45,6 @@ const VOLUME_BASE_GIB = 64;
 const MAX_VOLUME_GIB = 16384;
 const NEURON_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id';
 const WORK_DIR = '/var/tmp/neuronx';
-const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 // Instances big enough to compile, cheapest first (used when no compile instance type is given).
 const COMPILE_CANDIDATES = [
   NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.TRN1_32XLARGE,

@@ -110,3 +110,12 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
       .toThrow(/has no inference\.py: the SageMaker toolkit would not find a handler/);
   });
 });
+
+test('fromBucket rejects a prefix that is empty or starts with /', () => {
+  const stack = new Stack();
+  const bucket = new s3.Bucket(stack, 'Artifacts');
+  for (const prefix of ['', '/compiled/calm3/']) {
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, prefix, { model: calm3(), tpDegree: 2 }))
+      .toThrow(/TransformersNeuronxSageMakerInferenceModelData\.fromBucket: prefix '.*' must name a folder/);
+  }
+});

@@ -67,3 +67,16 @@ describe('Model.fromBucket', () => {
     expect(() => Model.fromBucket(bucket, 'weights/')).toThrow(/parameter count cannot be read.*set parameterCount/);
   });
 });
+
+test.each(['', '/weights/calm3'])('Model.fromBucket rejects the prefix %p: it must name a folder without a leading /', (prefix) => {
+  const stack = new Stack();
+  expect(() => Model.fromBucket(new s3.Bucket(stack, 'Weights'), prefix))
+    .toThrow(/Model\.fromBucket: prefix '.*' must name a folder of the bucket, without a leading '\/'/);
+});
+
+test('Model.fromBucket treats its prefix as a folder', () => {
+  const stack = new Stack(new App(), 'Folder', { env: ENV });
+  const r = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+  const config = Model.fromBucket(new s3.Bucket(stack, 'Weights'), 'weights/calm3', { parameterCount: 22.5e9 }).bind(stack, r);
+  expect(JSON.stringify(stack.resolve(config.environment.NEURONX_MODEL_S3_URI))).toMatch(/\/weights\/calm3\/"\]\]}$/);
+});

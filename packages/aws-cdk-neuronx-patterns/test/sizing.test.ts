@@ -1,3 +1,4 @@
+import { CfnParameter, Stack } from 'aws-cdk-lib';
 import { NeuronxInstanceFamily, NeuronxInstanceType, QuantDtype } from '../src';
 import { CALM3_ARCHITECTURE, CALM3_PARAMETERS } from './fixtures';
 import {
@@ -141,4 +142,11 @@ describe('checkPositiveInteger and throwIfProblems', () => {
     expect(() => throwIfProblems('X', ['a.', 'b.'])).toThrow('X cannot work:\n- a.\n- b.');
     expect(() => throwIfProblems('X', [])).not.toThrow();
   });
+});
+
+test('a token (e.g. a CfnParameter) for a value that decides the artifacts is rejected, not checked as a number', () => {
+  const stack = new Stack();
+  const tp = new CfnParameter(stack, 'Tp', { type: 'Number' }).valueAsNumber;
+  expect(checkPositiveInteger('compileOptions.tpDegree', tp))
+    .toEqual(['compileOptions.tpDegree is a token (e.g. a CfnParameter): it decides what is compiled and must be a number known at synth.']);
 });

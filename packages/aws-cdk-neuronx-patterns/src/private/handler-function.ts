@@ -10,7 +10,8 @@ import { stageAsset } from './staged-asset';
 export type Handler = 'compileJob' | 'compileJobState' | 'inferenceCode';
 
 const BUNDLE_DIR = path.join(__dirname, '..', '..', 'assets', 'handlers.lambda');
-const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
+/** How long the library's log groups (handlers, compile job) keep their logs. */
+export const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 // Node 20 is past end of life; 24 is the newest runtime aws-cdk-lib 2.245 knows, which is what cdk-nag's
 // AwsSolutions-L1 (latest runtime) compares against.
 const RUNTIME = lambda.Runtime.NODEJS_24_X;

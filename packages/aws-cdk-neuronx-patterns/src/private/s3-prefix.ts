@@ -1,3 +1,4 @@
+import { Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 
@@ -19,4 +20,16 @@ export function grantPrefix(bucket: s3.IBucket, prefix: string, grantee: iam.IGr
     if (access === 'readWrite') bucket.encryptionKey.grantEncryptDecrypt(grantee);
     else bucket.encryptionKey.grantDecrypt(grantee);
   }
+}
+
+/**
+ * A key prefix given by a user, as a folder: ending with '/'. An empty prefix (the whole bucket) or one starting
+ * with '/' (S3 keys do not) is an error naming `what`.
+ */
+export function folderPrefix(what: string, prefix: string): string {
+  if (Token.isUnresolved(prefix)) return prefix;
+  if (prefix === '' || prefix.startsWith('/')) {
+    throw new Error(`${what}: prefix '${prefix}' must name a folder of the bucket, without a leading '/', e.g. 'models/my-model/'.`);
+  }
+  return prefix.endsWith('/') ? prefix : `${prefix}/`;
 }

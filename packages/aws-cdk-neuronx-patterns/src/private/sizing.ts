@@ -1,3 +1,4 @@
+import { Token } from 'aws-cdk-lib';
 import { QuantDtype } from '../compile-options';
 import { NeuronxInstanceFamily, NeuronxInstanceType } from '../neuronx-instance-type';
 
@@ -126,6 +127,9 @@ export function workingTpDegrees(model: ModelSizing, instance: NeuronxInstanceTy
 /** Checks a value is a positive integer; returns a problem sentence or nothing. */
 export function checkPositiveInteger(prop: string, value: number | undefined): string[] {
   if (value === undefined) return [];
+  if (Token.isUnresolved(value)) {
+    return [`${prop} is a token (e.g. a CfnParameter): it decides what is compiled and must be a number known at synth.`];
+  }
   if (!Number.isInteger(value) || value < 1) {
     return [`${prop} is ${value}: it must be a positive whole number.`];
   }
