@@ -71,7 +71,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '/examples/**/cdk.out', '/cdk.out', '.venv', '__pycache__', '.pytest_cache', 'target/',
     // integ-runner copies every staged asset into the snapshot; the templates carry their content hashes, so
     // verification needs only the templates (a changed asset still shows as CHANGED) and the copies stay out of git.
-    '*.snapshot/asset.*',
+    '**/*.snapshot/asset.*',
   ],
 });
 project.package.addVersion(VERSION);
