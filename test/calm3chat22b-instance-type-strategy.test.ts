@@ -101,6 +101,27 @@ describe('a custom InstanceTypeStrategy', () => {
     );
   });
 
+  test('is rejected when tpDegree is not one the Neuron runtime supports on the serving family', () => {
+    // 4 divides the 48 heads and trn1.32xlarge has 32 NeuronCores, but trn1 supports tp 1, 2, 8, 16 or 32 only.
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.TRN1_32XLARGE, NeuronxInstanceType.TRN1_32XLARGE, { tpDegree: 4 });
+    expect(make).toThrow(/options\.tpDegree is 4, which the Neuron runtime does not support on trn1 \(it supports 1, 2, 8, 16 or 32\): use tpDegree 8 or 16/);
+  });
+
+  test('is rejected when the serving instance has too little host memory to load the weights', () => {
+    // int8 weights and 1024 positions fit the device of an inf2.xlarge, but not its 16 GiB of host memory.
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.INF2_XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
+      tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8,
+    });
+    expect(make).toThrow(/options: 1 worker\(s\) on ml\.inf2\.xlarge need [\d.]+ GiB of host memory to load the weights but it has 16\.0 GiB/);
+  });
+
+  test('is rejected when nPositions or tpDegree is not a positive whole number', () => {
+    expect(() => new InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, { tpDegree: 4, nPositions: 0 }))
+      .toThrow(/options\.nPositions is 0: it must be a positive whole number\./);
+    expect(() => new InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, { tpDegree: 2.5 }))
+      .toThrow(/options\.tpDegree is 2\.5: it must be a positive whole number\./);
+  });
+
   test('the error lists every problem at once, in the terms of the strategy\'s constructor', () => {
     let message = '';
     try {

@@ -59,6 +59,11 @@ export class SageMakerRealtimeInference extends Construct {
   /** The compile job that produces the endpoint's model data. */
   public readonly compile: NeuronxCompile;
 
+  /**
+   * @param scope the construct this one is created in, usually a Stack
+   * @param id the construct id, unique within `scope`
+   * @param props the bucket, the compile VPC and the instance type strategy
+   */
   constructor(scope: Construct, id: string, props: SageMakerRealtimeInferenceProps) {
     super(scope, id);
     const strategy = props.instanceTypeStrategy;

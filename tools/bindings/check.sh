@@ -38,9 +38,10 @@ export CDK_DISABLE_CLI_TELEMETRY=true
 export AWS_EC2_METADATA_DISABLED=true # no credentials are needed; do not wait on instance metadata for them
 unset CDK_DEFAULT_ACCOUNT CDK_DEFAULT_REGION
 
-# The aws-cdk CLI pinned in the root devDependencies (2.1115.1 reads aws-cdk-lib 2.245.0 assemblies).
+# The aws-cdk CLI pinned in the root devDependencies (aws-cdk-lib 2.245.0 assemblies need 2.1125 or later);
+# without node_modules, that same version from the registry.
 CDK="$ROOT/node_modules/.bin/cdk"
-[ -x "$CDK" ] || CDK="npx -y aws-cdk@2.1115.1"
+[ -x "$CDK" ] || CDK="npx -y aws-cdk@$(node -p "require('$ROOT/package.json').devDependencies['aws-cdk']")"
 PYTHON="${PYTHON:-python3}"
 PY_VENV="$ROOT/examples/python/.venv"
 
