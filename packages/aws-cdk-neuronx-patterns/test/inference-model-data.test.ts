@@ -74,6 +74,26 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
   });
 });
 
+test('each of the library\'s functions waits for its role\'s policy, with no DependsOn on the role it references (cfn-lint W3005)', () => {
+  const { stack, compile } = compileFixture();
+  TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
+  const template = Template.fromStack(stack);
+  const policies = template.findResources('AWS::IAM::Policy');
+  const functions = Object.entries(template.findResources('AWS::Lambda::Function'));
+  // The code placer and the compile's two handlers, all made by handlerFunction.
+  expect(functions.map(([id]) => id)).toEqual(expect.arrayContaining([expect.stringMatching(/^InferenceCodeFunction/)]));
+  expect(functions.length).toBeGreaterThanOrEqual(3);
+  for (const [, fn] of functions) {
+    const roleId: string = fn.Properties.Role['Fn::GetAtt'][0];
+    const policyIds = Object.entries(policies)
+      .filter(([, p]) => p.Properties.Roles.some((r: { Ref?: string }) => r.Ref === roleId))
+      .map(([id]) => id);
+    expect(policyIds).toHaveLength(1);
+    expect(fn.DependsOn).toEqual(expect.arrayContaining(policyIds));
+    expect(fn.DependsOn).not.toContain(roleId);
+  }
+});
+
 describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
   test('defaults: a trailing slash, 4096 positions, bf16, the default runtime, and no compiled-for instance', () => {
     const stack = new Stack(new App(), 'S', { env: ENV });
