@@ -430,13 +430,18 @@ def predict_fn(data: GenerationRequest, model: Generator) -> dict[str, Any]:
     return response
 
 
-def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
+def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]:
+    """The JSON body and its content type.
+
+    The toolkit sets the response's Content-Type to the second element; given a bare body it would
+    use the request's Accept header as it came (e.g. `application/*` or `text/html, application/json`).
+    """
     accepted = [_media_type(item) for item in (accept or JSON_CONTENT_TYPE).split(",")]
     if not any(media_type in ACCEPTED_RESPONSE_TYPES for media_type in accepted):
         raise _toolkit_error(
             RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {JSON_CONTENT_TYPE}, got {accept!r}")
         )
-    return json.dumps(prediction, ensure_ascii=False)
+    return json.dumps(prediction, ensure_ascii=False), JSON_CONTENT_TYPE
 
 
 # ---------------------------------------------------------------------------------------------

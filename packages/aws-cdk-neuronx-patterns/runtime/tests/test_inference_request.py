@@ -148,8 +148,11 @@ def test_output_is_json(accept):
         "usage": {"prompt_tokens": 3, "completion_tokens": 2},
         "finish_reason": "stop",
     }
-    assert json.loads(output_fn(prediction, accept)) == prediction
-    assert "こんにちは" in output_fn(prediction, accept)
+    body, content_type = output_fn(prediction, accept)
+    assert json.loads(body) == prediction
+    assert "こんにちは" in body
+    # Whatever the Accept header allowed, the response says what it is.
+    assert content_type == JSON
 
 
 def test_output_refuses_other_media_types():
