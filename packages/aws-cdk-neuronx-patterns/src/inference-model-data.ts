@@ -111,6 +111,11 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
 
   /**
    * Artifacts compiled earlier (by a NeuronxCompile elsewhere, or by hand with the same layout and marker).
+   *
+   * @param bucket the bucket holding the artifacts
+   * @param prefix the folder of the artifacts, e.g. a NeuronxCompile's `compiledArtifactS3Prefix`; a '/' is added when
+   * it has none, also to a token (e.g. a CfnParameter) that does not end with a literal '/'
+   * @param options what the artifacts were compiled from and with
    */
   public static fromBucket(
     bucket: s3.IBucket,

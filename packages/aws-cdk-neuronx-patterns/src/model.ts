@@ -1,4 +1,4 @@
-import { Annotations } from 'aws-cdk-lib';
+import { Annotations, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -69,9 +69,10 @@ export interface HuggingFaceModelOptions extends ModelOptions {
 /** Options for model weights already in S3. */
 export interface BucketModelOptions extends ModelOptions {
   /**
-   * A name for the weights, recorded in the compile manifest and part of the artifact prefix.
+   * A name for the weights, recorded in the compile manifest and part of the artifact prefix. Required when the
+   * bucket prefix is a token (e.g. a CfnParameter): the artifact prefix must be known at synth.
    *
-   * @default - the bucket prefix
+   * @default - the bucket prefix, without its trailing '/'
    */
   readonly modelId?: string;
 
@@ -110,8 +111,20 @@ export abstract class Model {
 
   /**
    * Weights in Hugging Face format (config.json, tokenizer, safetensors) under an S3 prefix.
+   *
+   * The prefix is a folder: a '/' is added when it has none. It may be a token (e.g. a CfnParameter) only when
+   * `modelId` is given, since the model id names the compiled artifacts and must be known at synth.
+   *
+   * @param bucket the bucket holding the weights
+   * @param prefix the folder of the weights in the bucket, e.g. `models/calm3-22b-chat/`
+   * @param options the model's size, architecture, name and version
    */
   public static fromBucket(bucket: s3.IBucket, prefix: string, options: BucketModelOptions = {}): Model {
+    if (Token.isUnresolved(prefix) && options.modelId === undefined) {
+      throw new Error(`Model.fromBucket: prefix is a token (${prefix}), known only at deploy time, and modelId is not set: `
+        + 'the model id names the compiled artifacts and must be known at synth. Set modelId, e.g. \'my-org/llama-8b\', '
+        + 'or pass the prefix as a plain string.');
+    }
     return new BucketModel(bucket, folderPrefix('Model.fromBucket', prefix), options);
   }
 
@@ -125,6 +138,12 @@ export abstract class Model {
   public readonly architecture?: ModelArchitecture;
 
   protected constructor(modelId: string, revision: string, options: ModelOptions) {
+    // Both are hashed into the artifact prefix, which must be the same on every synth of the same inputs.
+    for (const [prop, value] of [['modelId', modelId], ['revision', revision]]) {
+      if (Token.isUnresolved(value)) {
+        throw new Error(`Model: ${prop} is a token (${value}), known only at deploy time: it names the compiled artifacts and must be known at synth; give it as a plain string.`);
+      }
+    }
     this.modelId = modelId;
     this.revision = revision;
     this.architecture = options.architecture;

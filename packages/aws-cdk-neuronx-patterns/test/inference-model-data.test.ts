@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, CfnParameter, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -138,4 +138,19 @@ test('fromBucket rejects a prefix that is empty or starts with /', () => {
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, prefix, { model: calm3(), tpDegree: 2 }))
       .toThrow(/TransformersNeuronxSageMakerInferenceModelData\.fromBucket: prefix '.*' must name a folder/);
   }
+});
+
+test('fromBucket with a token prefix (a CfnParameter) reads and places code under <prefix>/, not <prefix>*', () => {
+  const stack = new Stack(new App(), 'S', { env: ENV });
+  const bucket = new s3.Bucket(stack, 'B');
+  const prefix = new CfnParameter(stack, 'CompiledPrefix', { type: 'String' }).valueAsString;
+  const grantee = role(stack);
+  const config = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, prefix, { model: calm3(), tpDegree: 4 }).bind(stack, grantee);
+  const bucketRef = `\${${logicalId(stack, bucket)}}`;
+  expect(flatten(stack.resolve(config.s3Uri))).toBe(`s3://${bucketRef}/\${CompiledPrefix}/`);
+  const template = Template.fromStack(stack);
+  const reads = statementsAllowing(statementsOfRole(template, logicalId(stack, grantee)), 's3:GetObject').flatMap(resourcesOf);
+  expect(reads).toEqual([`\${${logicalId(stack, bucket)}.Arn}/\${CompiledPrefix}/*`]);
+  const placed = Object.values(template.findResources('Custom::NeuronxInferenceCode'))[0].Properties;
+  expect(flatten(placed.DestinationPrefix)).toBe('${CompiledPrefix}/code/');
 });

@@ -1,4 +1,4 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, CfnParameter, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -79,4 +79,45 @@ test('Model.fromBucket treats its prefix as a folder', () => {
   const r = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
   const config = Model.fromBucket(new s3.Bucket(stack, 'Weights'), 'weights/calm3', { parameterCount: 22.5e9 }).bind(stack, r);
   expect(JSON.stringify(stack.resolve(config.environment.NEURONX_MODEL_S3_URI))).toMatch(/\/weights\/calm3\/"\]\]}$/);
+});
+
+describe('Model.fromBucket with a token prefix (e.g. a CfnParameter)', () => {
+  function tokenPrefix(stack: Stack): string {
+    return new CfnParameter(stack, 'WeightsPrefix', { type: 'String' }).valueAsString;
+  }
+
+  test('fails at synth without modelId: the token would name the artifacts, differently on each synth', () => {
+    const stack = new Stack();
+    const bucket = new s3.Bucket(stack, 'Weights');
+    expect(() => Model.fromBucket(bucket, tokenPrefix(stack), { parameterCount: 8e9 }))
+      .toThrow(/Model\.fromBucket: prefix is a token \(\$\{Token\[.*\]\}\), known only at deploy time, and modelId is not set: .* Set modelId, e\.g\. 'my-org\/llama-8b'/);
+  });
+
+  test('with modelId, the model id is that name and the grants end the prefix with a /', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'Weights');
+    const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    const model = Model.fromBucket(bucket, tokenPrefix(stack), { modelId: 'org/llama-8b', revision: 'v1' });
+    expect(model.modelId).toBe('org/llama-8b');
+    const config = model.bind(stack, role);
+    const statements = statementsOfRole(Template.fromStack(stack), stack.getLogicalId(role.node.defaultChild as iam.CfnRole));
+    const bucketArn = `\${${stack.getLogicalId(bucket.node.defaultChild as s3.CfnBucket)}.Arn}`;
+    // `<prefix>/*`, not `<prefix>*`, which would also match a sibling folder such as `<prefix>-old/`.
+    expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${bucketArn}/\${WeightsPrefix}/*`]);
+    const lists = statementsAllowing(statements, 's3:ListBucket');
+    expect(JSON.stringify(lists[0].Condition)).toBe(JSON.stringify({ StringLike: { 's3:prefix': [{ 'Fn::Join': ['', [{ Ref: 'WeightsPrefix' }, '/*']] }] } }));
+    expect(JSON.stringify(stack.resolve(config.environment.NEURONX_MODEL_S3_URI))).toMatch(/\{"Ref":"WeightsPrefix"\},"\/"\]\]\}$/);
+  });
+
+  test('a token modelId or revision fails at synth: both are hashed into the artifact prefix', () => {
+    const stack = new Stack();
+    const bucket = new s3.Bucket(stack, 'Weights');
+    const token = new CfnParameter(stack, 'P', { type: 'String' }).valueAsString;
+    expect(() => Model.fromBucket(bucket, 'w/', { modelId: token, parameterCount: 8e9 }))
+      .toThrow(/Model: modelId is a token .* must be known at synth; give it as a plain string/);
+    expect(() => Model.fromBucket(bucket, 'w/', { revision: token, parameterCount: 8e9 }))
+      .toThrow(/Model: revision is a token .* must be known at synth/);
+    expect(() => Model.fromHuggingFace('org/m-1b', { revision: token }))
+      .toThrow(/Model: revision is a token/);
+  });
 });

@@ -1,4 +1,4 @@
-import { Token } from 'aws-cdk-lib';
+import { Fn, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 
@@ -25,9 +25,12 @@ export function grantPrefix(bucket: s3.IBucket, prefix: string, grantee: iam.IGr
 /**
  * A key prefix given by a user, as a folder: ending with '/'. An empty prefix (the whole bucket) or one starting
  * with '/' (S3 keys do not) is an error naming `what`.
+ *
+ * A token (e.g. a CfnParameter) cannot be checked at synth; unless the string ends with a literal '/', a '/' is
+ * joined to it, so that a grant on `prefix*` never matches a sibling folder (`models/a*` would match `models/ab/`).
  */
 export function folderPrefix(what: string, prefix: string): string {
-  if (Token.isUnresolved(prefix)) return prefix;
+  if (Token.isUnresolved(prefix)) return prefix.endsWith('/') ? prefix : Fn.join('', [prefix, '/']);
   if (prefix === '' || prefix.startsWith('/')) {
     throw new Error(`${what}: prefix '${prefix}' must name a folder of the bucket, without a leading '/', e.g. 'models/my-model/'.`);
   }
