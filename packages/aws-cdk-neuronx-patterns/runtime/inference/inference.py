@@ -81,25 +81,27 @@ log = logging.getLogger(__name__)
 # Errors
 
 
-class RequestError(Exception):
+try:
+    # The serving image's toolkit (sagemaker-pytorch-inference carries its own copy of sagemaker_inference):
+    # the Transformer answers an error of this type with its status_code, and any other error with 500.
+    from sagemaker_inference.errors import BaseInferenceToolkitError as _ErrorBase
+except ImportError:  # outside the serving image
+    _ErrorBase = Exception
+
+
+class RequestError(_ErrorBase):
     """A bad request: `status_code` (4xx) and a `message` naming the field.
 
-    Same attributes as sagemaker_inference.errors.GenericInferenceToolkitError, which input_fn and
-    predict_fn raise instead when the toolkit is installed, so that it answers with this status.
+    A BaseInferenceToolkitError when the toolkit is installed, so that the toolkit answers with this
+    status and message instead of 500.
     """
 
     def __init__(self, status_code: int, message: str):
-        super().__init__(status_code, message)
+        Exception.__init__(self, status_code, message)
         self.status_code = status_code
         self.message = message
-
-
-def _toolkit_error(error: RequestError) -> Exception:
-    try:
-        from sagemaker_inference.errors import GenericInferenceToolkitError
-    except ImportError:
-        return error
-    return GenericInferenceToolkitError(error.status_code, error.message)
+        self.phrase = message
+        """The toolkit's HTTP reason phrase (it strips CR and LF)."""
 
 
 def _bad(message: str) -> RequestError:
@@ -408,18 +410,12 @@ def model_fn(model_dir: str) -> Generator:
 
 
 def input_fn(input_data: bytes | str, content_type: str) -> GenerationRequest:
-    try:
-        return parse_request(input_data, content_type)
-    except RequestError as error:
-        raise _toolkit_error(error) from error
+    return parse_request(input_data, content_type)
 
 
 def predict_fn(data: GenerationRequest, model: Generator) -> dict[str, Any]:
     started = time.monotonic()
-    try:
-        response = generate(model, data)
-    except RequestError as error:
-        raise _toolkit_error(error) from error
+    response = generate(model, data)
     log.info(
         "generated prompt_tokens=%d completion_tokens=%d finish_reason=%s seconds=%.2f",
         response["usage"]["prompt_tokens"],
@@ -438,9 +434,7 @@ def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]
     """
     accepted = [_media_type(item) for item in (accept or JSON_CONTENT_TYPE).split(",")]
     if not any(media_type in ACCEPTED_RESPONSE_TYPES for media_type in accepted):
-        raise _toolkit_error(
-            RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {JSON_CONTENT_TYPE}, got {accept!r}")
-        )
+        raise RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {JSON_CONTENT_TYPE}, got {accept!r}")
     return json.dumps(prediction, ensure_ascii=False), JSON_CONTENT_TYPE
 
 

@@ -1,10 +1,9 @@
 """input_fn / output_fn: every bad request becomes a 4xx naming the field."""
 
 import json
-import sys
-import types
 
 import pytest
+from sagemaker_inference.errors import BaseInferenceToolkitError
 
 import inference
 from inference import GenerationRequest, RequestError, input_fn, output_fn
@@ -121,24 +120,12 @@ def test_bounds_are_inclusive(field, value):
     assert getattr(input_fn(body(**{field: value}), JSON), field) == (tuple(value) if field == "stop" else value)
 
 
-class ToolkitError(Exception):
-    def __init__(self, status_code, message=None, phrase=None):
-        super().__init__(status_code, message)
-        self.status_code, self.message = status_code, message
-
-
-@pytest.fixture
-def sagemaker_toolkit(monkeypatch):
-    errors = types.ModuleType("sagemaker_inference.errors")
-    errors.GenericInferenceToolkitError = ToolkitError
-    monkeypatch.setitem(sys.modules, "sagemaker_inference", types.ModuleType("sagemaker_inference"))
-    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
-
-
-def test_with_the_toolkit_installed_its_error_type_carries_the_status(sagemaker_toolkit):
-    with pytest.raises(ToolkitError) as raised:
+def test_a_request_error_is_the_toolkits_error_type_carrying_the_status():
+    """The toolkit answers a BaseInferenceToolkitError with its status_code and message; anything else is 500."""
+    with pytest.raises(BaseInferenceToolkitError) as raised:
         input_fn(body(top_k=0), JSON)
     assert (raised.value.status_code, raised.value.message) == (400, "top_k must be an integer >= 1, got 0")
+    assert raised.value.phrase == raised.value.message
 
 
 @pytest.mark.parametrize("accept", [None, "", JSON, "*/*", "text/html, application/json;q=0.9", "application/*"])
