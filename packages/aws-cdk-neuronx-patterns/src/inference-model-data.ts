@@ -73,9 +73,17 @@ export interface TransformersNeuronxModelDataConfig {
   readonly tpDegree: number;
   /** Positions compiled for. */
   readonly nPositions: number;
-  /** Weight storage type (undefined: bf16). */
+  /**
+   * Weight storage type.
+   *
+   * @default - bf16 (no quantization)
+   */
   readonly quantDtype?: QuantDtype;
-  /** The instance type compiled for, when known. */
+  /**
+   * The instance type compiled for.
+   *
+   * @default - not known: the endpoint must be given an instance type
+   */
   readonly compiledFor?: NeuronxInstanceType;
   /** What must exist before the SageMaker model is created (the compile, the placed code). */
   readonly dependencies: IDependable[];
@@ -138,6 +146,11 @@ interface PrefixModelDataProps extends Omit<TransformersNeuronxBucketModelDataOp
   readonly bucket: s3.IBucket;
   readonly prefix: string;
   readonly nPositions: number;
+  /**
+   * The compile that makes the artifacts, for the endpoint to wait for.
+   *
+   * @default - none: the artifacts exist already
+   */
   readonly compile?: NeuronxCompile;
 }
 

@@ -134,7 +134,11 @@ export abstract class Model {
   public readonly revision: string;
   /** Number of parameters. */
   public readonly parameterCount: number;
-  /** The architecture, when known. */
+  /**
+   * The architecture.
+   *
+   * @default - not known: only the weights are checked against accelerator and host memory
+   */
   public readonly architecture?: ModelArchitecture;
 
   protected constructor(modelId: string, revision: string, options: ModelOptions) {

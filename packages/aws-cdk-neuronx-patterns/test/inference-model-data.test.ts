@@ -5,6 +5,7 @@ import { App, CfnParameter, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as ts from 'typescript';
 import {
   NeuronxInstanceType, NeuronxRuntime, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
 } from '../src';
@@ -153,4 +154,24 @@ test('fromBucket with a token prefix (a CfnParameter) reads and places code unde
   expect(reads).toEqual([`\${${logicalId(stack, bucket)}.Arn}/\${CompiledPrefix}/*`]);
   const placed = Object.values(template.findResources('Custom::NeuronxInferenceCode'))[0].Properties;
   expect(flatten(placed.DestinationPrefix)).toBe('${CompiledPrefix}/code/');
+});
+
+test('every optional prop of the public API says its @default (the API reference shows it)', () => {
+  const srcDir = path.join(__dirname, '..', 'src');
+  const missing: string[] = [];
+  for (const name of fs.readdirSync(srcDir).filter(f => f.endsWith('.ts') && !f.endsWith('.lambda.ts'))) {
+    const file = path.join(srcDir, name);
+    const source = ts.createSourceFile(file, fs.readFileSync(file, 'utf-8'), ts.ScriptTarget.Latest, true);
+    for (const statement of source.statements) {
+      if (!ts.isInterfaceDeclaration(statement)) continue;
+      if (!statement.modifiers?.some(m => m.kind === ts.SyntaxKind.ExportKeyword)) continue;
+      for (const member of statement.members) {
+        if (ts.isPropertySignature(member) && member.questionToken
+          && !ts.getJSDocTags(member).some(tag => tag.tagName.text === 'default')) {
+          missing.push(`${name}: ${statement.name.text}.${member.name.getText(source)}`);
+        }
+      }
+    }
+  }
+  expect(missing).toEqual([]);
 });

@@ -20,6 +20,11 @@ export interface HandlerFunctionProps {
   readonly handler: Handler;
   readonly description: string;
   readonly timeout: Duration;
+  /**
+   * The function's environment variables.
+   *
+   * @default - none
+   */
   readonly environment?: { [name: string]: string };
 }
 
