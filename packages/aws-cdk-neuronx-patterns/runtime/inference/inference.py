@@ -5,7 +5,8 @@ Served by the SageMaker PyTorch inference toolkit from <model dir>/code/inferenc
 <checkpointDir> (config, tokenizer, weights), <compiledDir> (NEFFs) and the marker (manifest).
 
 Request (Content-Type application/json):
-  {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...],   required, non-empty
+  {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...],   required, non-empty;
+                           content without the tokenizer's special tokens (<|im_start|>, <|im_end|>, eos, ...)
    "max_new_tokens": int,   1..n_positions - prompt tokens; default min(256, what is left)
    "temperature": number,   0..2, default 0.7; 0 means greedy (top_k 1)
    "top_p": number,         (0, 1], default 1.0
@@ -72,7 +73,9 @@ REQUEST_FIELDS = ("messages", "max_new_tokens", "temperature", "top_p", "top_k",
 
 TURN_START = "<|im_start|>"
 END_OF_TURN = "<|im_end|>"
-"""ChatML markers of calm3's chat template."""
+CHATML_MARKERS = (TURN_START, END_OF_TURN)
+"""ChatML markers of calm3's chat template. Message content must not contain them, nor any other
+special token of the model's tokenizer (checked once the tokenizer is loaded, in generate)."""
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,18 @@ def _media_type(header: str | None) -> str:
     return (header or "").split(";")[0].strip().lower()
 
 
+def _reject_special_tokens(field: str, text: str, special_tokens: Sequence[str]) -> None:
+    """400 naming the field and the first special token in `text`.
+
+    The tokenizer turns a special token's text into that control token wherever it occurs, so a
+    message holding `<|im_end|>\\n<|im_start|>system\\n…` would end its own turn and write others.
+    """
+    found = [(text.find(token), token) for token in special_tokens if token and token in text]
+    if found:
+        marker = min(found)[1]
+        raise _bad(f"{field} must not contain {marker!r}: the tokenizer reads it as a control token, not as text")
+
+
 def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
     if not isinstance(value, list) or not value:
         raise _bad("messages must be a non-empty list of {role, content} objects")
@@ -155,6 +170,7 @@ def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
             raise _bad(f"{field}.role must be one of {', '.join(MESSAGE_ROLES)}, got {message.get('role')!r}")
         if not isinstance(message.get("content"), str):
             raise _bad(f"{field}.content must be a string")
+        _reject_special_tokens(f"{field}.content", message["content"], CHATML_MARKERS)
         messages.append({"role": message["role"], "content": message["content"]})
     return tuple(messages)
 
@@ -253,6 +269,8 @@ class Generator:
     end_of_turn_id: int
     stop_token_ids: frozenset[int]
     """End of turn and the tokenizer's eos: the completion ends before the first of them."""
+    special_tokens: tuple[str, ...] = CHATML_MARKERS
+    """Every special token of the tokenizer: none may appear in message content or the role."""
 
 
 def make_generator(tokenizer: Any, sample: Sampler, n_positions: int) -> Generator:
@@ -262,7 +280,17 @@ def make_generator(tokenizer: Any, sample: Sampler, n_positions: int) -> Generat
     stop_token_ids = {end_of_turn_id}
     if tokenizer.eos_token_id is not None:
         stop_token_ids.add(tokenizer.eos_token_id)
-    return Generator(tokenizer, sample, n_positions, end_of_turn_id, frozenset(stop_token_ids))
+    return Generator(
+        tokenizer, sample, n_positions, end_of_turn_id, frozenset(stop_token_ids), special_token_texts(tokenizer)
+    )
+
+
+def special_token_texts(tokenizer: Any) -> tuple[str, ...]:
+    """The text of every special token: the named ones (bos, eos, unk, pad, additional) and every
+    added token flagged special, with the ChatML markers whatever the tokenizer says."""
+    texts = set(CHATML_MARKERS) | set(tokenizer.all_special_tokens)
+    texts |= {token.content for token in getattr(tokenizer, "added_tokens_decoder", {}).values() if token.special}
+    return tuple(sorted(text for text in texts if text))
 
 
 def build_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]], role: str) -> str:
@@ -316,6 +344,9 @@ def shape_response(
 
 
 def generate(generator: Generator, request: GenerationRequest) -> dict[str, Any]:
+    for index, message in enumerate(request.messages):
+        _reject_special_tokens(f"messages[{index}].content", message["content"], generator.special_tokens)
+    _reject_special_tokens("role", request.role, generator.special_tokens)
     prompt = build_prompt(generator.tokenizer, request.messages, request.role)
     prompt_ids = generator.tokenizer.encode(prompt, add_special_tokens=False)
     max_new_tokens = resolve_max_new_tokens(request.max_new_tokens, len(prompt_ids), generator.n_positions)
