@@ -5,8 +5,9 @@ Phases, each logged with its seconds and bytes:
 
   check-marker  the artifact prefix already holds the marker: log it and exit 0 at once
   read-token    the Hugging Face token from Secrets Manager (only when a secret is configured)
-  disk-check    the work dir must hold the checkpoint and the compiler's output (contract diskSpace)
-  download      the checkpoint from the Hugging Face Hub or from S3 into <workDir>/<checkpointDir>
+  disk-check    resolves the revision to a commit, then the work dir must hold the checkpoint and the
+                compiler's output (contract diskSpace)
+  download      the checkpoint (that commit) from the Hugging Face Hub or from S3 into <workDir>/<checkpointDir>
   compile       transformers-neuronx for the serving family into <workDir>/<compiledDir>
   upload        both directories to the artifact prefix, under the same names
   write-marker  the manifest, last: a prefix without it is incomplete, whatever else it holds
@@ -304,14 +305,25 @@ def upload_artifacts(s3: Any, work_dir: Path, artifact: s3_objects.S3Uri) -> lis
 
 
 def build_manifest(
-    config: JobConfig, files: list[dict[str, Any]], phases: Mapping[str, float], completed_at: datetime
+    config: JobConfig,
+    model_commit: str,
+    neuron_packages: Mapping[str, str | None],
+    files: list[dict[str, Any]],
+    phases: Mapping[str, float],
+    completed_at: datetime,
 ) -> dict[str, Any]:
-    """The marker's content. `files` keys are relative to the artifact prefix (= to the model dir)."""
+    """The marker's content. `files` keys are relative to the artifact prefix (= to the model dir).
+
+    `modelRevision` is the revision as configured (a branch, a tag or a commit; "" for the default
+    branch), `modelCommit` the commit it resolved to and that was downloaded ("" for weights from S3).
+    """
     return {
         "schemaVersion": MANIFEST["schemaVersion"],
         "modelId": config.model_id or config.model_s3_uri,
         "modelRevision": config.model_revision,
+        "modelCommit": model_commit,
         "imageUri": config.image_uri,
+        "neuronPackages": dict(neuron_packages),
         "compilerTarget": config.compiler_target,
         "options": dict(config.options),
         "files": files,
@@ -348,6 +360,9 @@ def run(config: JobConfig, s3: Any) -> None:
     with phases.phase("disk-check") as measure:
         config.work_dir.mkdir(parents=True, exist_ok=True)
         measure["bytes"] = source.size_bytes()
+        if source.commit:
+            revision = config.model_revision or "(default branch)"
+            log.info("revision %s of %s is commit %s: downloading that", revision, config.model_id, source.commit)
         check_disk(config.work_dir, measure["bytes"], quantized=config.options["quantDtype"] != QUANT_NONE)
 
     with phases.phase("download") as measure:
@@ -360,8 +375,13 @@ def run(config: JobConfig, s3: Any) -> None:
             os.environ.get(neuronx_compile.NEURON_CC_FLAGS, ""), config.compiler_target, config.options["optLevel"]
         )
         os.environ[neuronx_compile.NEURON_CC_FLAGS] = flags
+        neuron_packages = neuronx_compile.installed_versions(MANIFEST["neuronPackages"])
         log.info(
-            "compiling with %s=%r and options %s", neuronx_compile.NEURON_CC_FLAGS, flags, json.dumps(config.options)
+            "compiling with %s=%r, options %s and %s",
+            neuronx_compile.NEURON_CC_FLAGS,
+            flags,
+            json.dumps(config.options),
+            json.dumps(neuron_packages),
         )
         neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, config.options)
         measure["bytes"] = sum(path.stat().st_size for path in local_files(compiled_dir))
@@ -371,7 +391,9 @@ def run(config: JobConfig, s3: Any) -> None:
         measure["bytes"] = sum(entry["bytes"] for entry in files)
 
     with phases.phase("write-marker"):
-        manifest = build_manifest(config, files, phases.seconds, datetime.now(timezone.utc))
+        manifest = build_manifest(
+            config, source.commit, neuron_packages, files, phases.seconds, datetime.now(timezone.utc)
+        )
         s3.put_object(
             Bucket=artifact.bucket,
             Key=marker_key,

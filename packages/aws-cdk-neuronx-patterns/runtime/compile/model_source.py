@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ WEIGHTS_PATTERN = "*.safetensors"
 
 HF_DOWNLOAD_WORKERS = 16
 """Files downloaded in parallel by huggingface_hub.snapshot_download."""
+
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+"""A git commit id as the Hub reports it."""
 
 HF_TOKEN_SECRET_KEYS = ("token", "HF_TOKEN")
 """Keys looked up, in order, when the secret string is a JSON object."""
@@ -59,32 +63,52 @@ def read_hf_token(secret_arn: str) -> str:
 
 
 class HuggingFaceSource:
-    """A model repository on the Hugging Face Hub, at a revision (None: the default branch)."""
+    """A model repository on the Hugging Face Hub, at a revision (None: the default branch).
+
+    The revision is resolved to its commit once, by the first Hub call (`size_bytes`); the download
+    and the manifest then use that commit, so a branch that moves meanwhile cannot mix two states.
+    """
 
     def __init__(self, repo_id: str, revision: str | None, token: str | None):
         self.repo_id = repo_id
         self.revision = revision
         self._token = token
+        self._info: Any = None
 
     def __str__(self) -> str:
-        return f"huggingface.co/{self.repo_id}@{self.revision or 'default branch'}"
+        commit = f" (commit {self._info.sha})" if self._info else ""
+        return f"huggingface.co/{self.repo_id}@{self.revision or 'default branch'}{commit}"
+
+    @property
+    def commit(self) -> str:
+        """The commit sha the revision resolved to."""
+        return self._resolve().sha
+
+    def _resolve(self) -> Any:
+        if self._info is None:
+            from huggingface_hub import HfApi
+
+            info = HfApi().model_info(self.repo_id, revision=self.revision, files_metadata=True, token=self._token)
+            if not (isinstance(info.sha, str) and COMMIT_SHA.fullmatch(info.sha)):
+                raise ValueError(f"the Hub gave no commit sha for {self}: {info.sha!r}")
+            self._info = info
+        return self._info
 
     def size_bytes(self) -> int:
-        from huggingface_hub import HfApi
-
-        info = HfApi().model_info(self.repo_id, revision=self.revision, files_metadata=True, token=self._token)
+        info = self._resolve()
         files = [sibling for sibling in info.siblings if is_checkpoint_file(sibling.rfilename)]
         _require_weights((sibling.rfilename for sibling in files), str(self))
         return sum(sibling.size or 0 for sibling in files)
 
     def download(self, destination: Path) -> None:
+        commit = self.commit
         # Progress bars only add noise to CloudWatch; huggingface_hub reads this when imported.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from huggingface_hub import snapshot_download
 
         snapshot_download(
             self.repo_id,
-            revision=self.revision,
+            revision=commit,
             local_dir=str(destination),
             allow_patterns=list(CHECKPOINT_PATTERNS),
             token=self._token,
@@ -104,6 +128,9 @@ class S3Source:
 
     def __str__(self) -> str:
         return self._uri
+
+    commit = ""
+    """S3 objects have no commit: the manifest records an empty one."""
 
     def _files(self) -> list[s3_objects.S3Object]:
         objects = s3_objects.list_objects(self._s3, self._bucket, self._prefix)

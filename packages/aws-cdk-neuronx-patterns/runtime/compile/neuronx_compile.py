@@ -10,7 +10,7 @@ import re
 import shlex
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 NEURON_CC_FLAGS = "NEURON_CC_FLAGS"
 """Environment variable transformers-neuronx passes on to neuronx-cc."""
@@ -39,6 +39,19 @@ def neuron_cc_flags(existing: str, target: str, opt_level: int) -> str:
         elif not _ATTACHED_FLAG.fullmatch(token):
             kept.append(token)
     return shlex.join([*kept, f"--target={target}", f"-O{opt_level}"])
+
+
+def installed_versions(packages: Sequence[str]) -> dict[str, str | None]:
+    """The installed version of each distribution (None when it is not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> None:

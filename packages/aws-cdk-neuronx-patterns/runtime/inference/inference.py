@@ -400,6 +400,25 @@ def configuration_mismatches(compiled: Mapping[str, Any], environ: Mapping[str, 
     return mismatches
 
 
+def installed_versions(packages: Sequence[str]) -> dict[str, str | None]:
+    """The installed version of each distribution (None when it is not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def describe_versions(versions: Mapping[str, str | None] | None) -> str:
+    if not versions:
+        return "versions the manifest does not record"
+    return ", ".join(f"{package} {version or '(not installed)'}" for package, version in versions.items())
+
+
 def missing_files(model_dir: Path, files: Sequence[Mapping[str, Any]]) -> list[str]:
     return [
         entry["key"]
@@ -428,16 +447,31 @@ def model_fn(model_dir: str) -> Generator:
             f"{len(missing)} file(s) listed in the manifest are missing or truncated in {model_dir}:"
             f" {', '.join(missing)}"
         )
+    # Manifests written before these keys existed have neither.
+    compiled_with = manifest.get("neuronPackages")
+    installed = installed_versions(MANIFEST["neuronPackages"])
     log.info(
-        "loading %s (%s) compiled for %s with %s",
+        "loading %s (revision %r, commit %s) compiled for %s with %s and %s; this image has %s",
         manifest["modelId"],
         manifest["modelRevision"],
+        manifest.get("modelCommit") or "not recorded",
         manifest["compilerTarget"],
         manifest["options"],
+        describe_versions(compiled_with),
+        describe_versions(installed),
     )
-    return _load_neuron_generator(
-        model_dir / LAYOUT["checkpointDir"], model_dir / LAYOUT["compiledDir"], manifest["options"]
-    )
+    if compiled_with and dict(compiled_with) != installed:
+        log.warning("the artifacts were compiled with other Neuron packages than this image has; loading may fail")
+    try:
+        return _load_neuron_generator(
+            model_dir / LAYOUT["checkpointDir"], model_dir / LAYOUT["compiledDir"], manifest["options"]
+        )
+    except Exception as error:
+        raise ModelConfigurationError(
+            f"loading the compiled artifacts from {model_dir} failed ({type(error).__name__}: {error});"
+            f" they were compiled with {describe_versions(compiled_with)},"
+            f" this image has {describe_versions(installed)}"
+        ) from error
 
 
 def input_fn(input_data: bytes | str, content_type: str) -> GenerationRequest:

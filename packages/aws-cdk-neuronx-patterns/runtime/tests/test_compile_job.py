@@ -1,5 +1,6 @@
 """The compile job end to end, with S3 and Secrets Manager in moto and fakes for the Hub and the compiler."""
 
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -21,7 +22,9 @@ REGION = "us-east-1"
 BUCKET = "artifacts"
 PREFIX = "calm3-22b-chat/0123abcd/"
 MODEL_ID = "cyberagent/calm3-22b-chat"
-REVISION = "0123abcd"
+REVISION = "main"
+"""A branch, as the constructs allow (with a warning): the job must pin it to COMMIT once."""
+COMMIT = "0123abcd" * 5
 TOKEN = "hf_TopSecretTokenValue42"
 SECRET_NAME = "hf-token"
 
@@ -45,13 +48,16 @@ class FakeHub(types.ModuleType):
         self.events = events
         self.calls = []
         self.download_error = None
+        self.sha = COMMIT
         hub = self
 
         class HfApi:
             def model_info(self, repo_id, **kwargs):
                 hub.calls.append(("model_info", repo_id, kwargs))
                 files = {name: len(content) for name, content in CHECKPOINT.items()} | NOT_DOWNLOADED
-                return types.SimpleNamespace(siblings=[Sibling(name, size) for name, size in files.items()])
+                return types.SimpleNamespace(
+                    sha=hub.sha, siblings=[Sibling(name, size) for name, size in files.items()]
+                )
 
         self.HfApi = HfApi
 
@@ -193,7 +199,10 @@ def test_manifest_matches_the_contract_and_the_uploaded_objects(job, contract):
 
     assert list(manifest) == contract["manifest"]["requiredKeys"]
     assert manifest["schemaVersion"] == contract["manifest"]["schemaVersion"]
-    assert manifest["modelId"] == MODEL_ID and manifest["modelRevision"] == REVISION
+    assert manifest["modelId"] == MODEL_ID
+    assert (manifest["modelRevision"], manifest["modelCommit"]) == (REVISION, COMMIT)
+    # No Neuron SDK in the tests; the image's versions are recorded as found.
+    assert manifest["neuronPackages"] == {name: None for name in contract["manifest"]["neuronPackages"]}
     assert manifest["compilerTarget"] == "trn1"
     assert manifest["imageUri"] == job.environ[job.env_names["imageUri"]]
     assert manifest["options"] == {
@@ -219,7 +228,8 @@ def test_download_and_compile_get_the_configured_options(job, contract):
     (_, repo_id, info_args), (_, _, download_args) = job.hub.calls
     assert repo_id == MODEL_ID
     assert info_args == {"revision": REVISION, "files_metadata": True, "token": None}
-    assert download_args["revision"] == REVISION
+    # The branch was resolved once; the download asks for that commit, not for the branch again.
+    assert download_args["revision"] == COMMIT
     assert download_args["max_workers"] > 1
     assert download_args["local_dir"] == str(job.work_dir / contract["layout"]["checkpointDir"].rstrip("/"))
     checkpoint_dir, compiled_dir, options, flags = job.compile_calls[0]
@@ -374,6 +384,7 @@ def test_weights_already_in_s3_are_sized_downloaded_and_uploaded(job, contract):
     assert job.hub.calls == []  # the model id only labels the weights
     manifest = job.marker()
     assert manifest["modelId"] == MODEL_ID
+    assert (manifest["modelRevision"], manifest["modelCommit"]) == (REVISION, "")
     checkpoint_files = {
         entry["key"]: entry["bytes"]
         for entry in manifest["files"]
@@ -445,9 +456,19 @@ def test_a_model_is_required(job, contract, capsys):
     )
 
 
-def test_manifest_has_the_shape_of_the_documented_example(job, contract):
+def pretend_the_neuron_sdk_is_installed(monkeypatch):
+    image = {"neuronx-cc": "2.16.372.0", "transformers-neuronx": "0.13.380"}
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: image[name] if name in image else real_version(name)
+    )
+    return image
+
+
+def test_manifest_has_the_shape_of_the_documented_example(job, contract, monkeypatch):
     """manifest.example.json is what the README documents and the TypeScript tests read: keep them true."""
     example = json.loads((CONTRACT_PATH.parent / "manifest.example.json").read_text())
+    assert pretend_the_neuron_sdk_is_installed(monkeypatch) == example["neuronPackages"]
     job.run()
     manifest = job.marker()
 
@@ -460,3 +481,35 @@ def test_manifest_has_the_shape_of_the_documented_example(job, contract):
 
     assert shape(manifest) == {**shape(example), "phases": shape(manifest["phases"])}
     assert list(manifest["phases"]) == list(example["phases"])
+
+
+def test_the_default_branch_is_resolved_and_recorded_as_given(job):
+    del job.environ[job.env_names["modelRevision"]]
+    job.run()
+
+    (_, _, info_args), (_, _, download_args) = job.hub.calls
+    assert info_args["revision"] is None and download_args["revision"] == COMMIT
+    assert (job.marker()["modelRevision"], job.marker()["modelCommit"]) == ("", COMMIT)
+
+
+def test_a_hub_answer_without_a_commit_fails_the_disk_check(job, contract, capsys):
+    job.hub.sha = None
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    assert (
+        "phase disk-check failed: ValueError: the Hub gave no commit sha for"
+        f" huggingface.co/{MODEL_ID}@{REVISION}: None"
+        in capsys.readouterr().out
+    )
+    assert "download" not in job.events
+
+
+def test_the_neuron_package_versions_of_the_image_are_recorded_and_logged(job, contract, monkeypatch, capsys):
+    image = pretend_the_neuron_sdk_is_installed(monkeypatch)
+
+    job.run()
+
+    assert list(contract["manifest"]["neuronPackages"]) == list(image)
+    assert job.marker()["neuronPackages"] == image
+    assert json.dumps(image) in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """model_fn: the endpoint refuses artifacts that do not match its configuration."""
 
 import ast
+import importlib.metadata
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from inference import ModelConfigurationError, model_fn
 
 OPTIONS = {"tpDegree": 2, "nPositions": 1024, "batchSize": 1, "amp": "bf16", "quantDtype": "s8", "optLevel": 3}
 FILES = {"checkpoint/config.json": b"{}", "compiled/model.neff": b"neff"}
+COMPILED_WITH = {"neuronx-cc": "2.16.372.0", "transformers-neuronx": "0.13.380"}
 
 
 @pytest.fixture
@@ -24,8 +26,10 @@ def model_dir(tmp_path, contract):
     manifest = {
         "schemaVersion": contract["manifest"]["schemaVersion"],
         "modelId": "cyberagent/calm3-22b-chat",
-        "modelRevision": "0123abcd",
+        "modelRevision": "main",
+        "modelCommit": "0123abcd" * 5,
         "imageUri": "image",
+        "neuronPackages": COMPILED_WITH,
         "compilerTarget": "trn1",
         "options": OPTIONS,
         "files": [{"key": key, "bytes": len(content)} for key, content in FILES.items()],
@@ -147,3 +151,55 @@ def test_the_handler_imports_only_what_the_serving_image_has():
         and node.module.split(".")[0] in {"torch", "transformers", "transformers_neuronx"}
         for node in tree.body
     )
+
+
+@pytest.fixture
+def image_versions(monkeypatch):
+    """The Neuron packages the serving image has: another neuronx-cc, no transformers-neuronx."""
+    image = {"neuronx-cc": "2.17.194.0"}
+    real_version = importlib.metadata.version
+
+    def version(name):
+        if name in image:
+            return image[name]
+        if name in COMPILED_WITH:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+
+
+def test_a_failing_load_names_the_versions_compiled_with_and_installed(
+    model_dir, endpoint_env, image_versions, monkeypatch, contract
+):
+    def fail(*args):
+        raise RuntimeError("NEFF version 2.1 is not supported by this runtime")
+
+    monkeypatch.setattr(inference, "_load_neuron_generator", fail)
+    with pytest.raises(ModelConfigurationError) as raised:
+        model_fn(str(model_dir))
+
+    assert str(raised.value) == (
+        f"loading the compiled artifacts from {model_dir} failed"
+        " (RuntimeError: NEFF version 2.1 is not supported by this runtime);"
+        " they were compiled with neuronx-cc 2.16.372.0, transformers-neuronx 0.13.380,"
+        " this image has neuronx-cc 2.17.194.0, transformers-neuronx (not installed)"
+    )
+    assert list(COMPILED_WITH) == contract["manifest"]["neuronPackages"]
+
+
+def test_a_manifest_written_before_the_commit_and_version_keys_still_loads(model_dir, endpoint_env, loads, contract):
+    marker = model_dir / contract["layout"]["marker"]
+    old = json.loads(marker.read_text())
+    del old["neuronPackages"], old["modelCommit"]
+    marker.write_text(json.dumps(old))
+    assert model_fn(str(model_dir)) == "generator"
+
+
+def test_the_handler_reads_the_versions_as_the_compile_job_does():
+    """inference.py ships alone (code/inference.py), so it keeps its own copy of the compile job's helper."""
+    import inspect
+
+    import neuronx_compile
+
+    assert inspect.getsource(inference.installed_versions) == inspect.getsource(neuronx_compile.installed_versions)
