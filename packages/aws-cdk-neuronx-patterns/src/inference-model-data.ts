@@ -14,6 +14,7 @@ import { CONTRACT, RUNTIME_DIR } from './private/contract';
 import { handlerFunction } from './private/handler-function';
 import { InferenceCodeProperties } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
+import { defaultPolicyOf, wildcardFindings } from './private/nag-finding';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
 import { DEFAULT_N_POSITIONS } from './private/sizing';
 import { grantAssetRead, stageAsset } from './private/staged-asset';
@@ -161,7 +162,15 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
 
   public bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxModelDataConfig {
     const { bucket, prefix } = this.props;
-    grantPrefix(bucket, prefix, grantable, 'read');
+    const reads = wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read'));
+    const policy = defaultPolicyOf(grantable);
+    if (policy && reads.length > 0) {
+      suppressNag(policy, [{
+        id: 'AwsSolutions-IAM5',
+        reason: 'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.',
+        appliesTo: reads,
+      }]);
+    }
     const code = placeInferenceCode(scope, bucket, prefix, this.props.code);
     return {
       s3Uri: bucket.s3UrlForObject(prefix),
@@ -192,8 +201,10 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
     timeout: Duration.minutes(2),
   });
   const codePrefix = `${prefix}${CONTRACT.layout.codeDir}`;
-  iam.Grant.addToPrincipal({ grantee: fn.role, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] });
-  bucket.encryptionKey?.grantEncrypt(fn.role);
+  const writes = [
+    iam.Grant.addToPrincipal({ grantee: fn.role, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] }),
+    ...(bucket.encryptionKey ? [bucket.encryptionKey.grantEncrypt(fn.role)] : []),
+  ];
   const assets = files.map((file, i) => {
     const asset = stageAsset(container, `File${i}`, { path: file });
     // CopyObject reads the source object and, with the default tagging directive COPY, its tags.
@@ -211,9 +222,12 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
     serviceTimeout: Duration.minutes(5),
     properties: { ...properties },
   });
+  // The asset reads name their objects and the log writes their log group: only the writes have wildcards.
   suppressNag(fn.role.node.findChild('DefaultPolicy'), [{
     id: 'AwsSolutions-IAM5',
-    reason: 'Writes only under the model data\'s code/ prefix; reads only the CDK asset objects of the code files; logs only to its own log group.',
+    reason: 'Writes only under the model data\'s code/ prefix (code/*)'
+      + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'),
+    appliesTo: wildcardFindings(container, writes.flatMap(g => g.principalStatements)),
   }]);
   const hash = crypto.createHash('sha256').update(assets.map(a => `${a.name}:${a.asset.assetHash}`).join('\n')).digest('hex').slice(0, 16);
   return { resource, hash };

@@ -8,6 +8,7 @@ import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { suppressNag } from './private/nag';
+import { wildcardFindings } from './private/nag-finding';
 import {
   checkPositiveInteger, checkpointBytes, GIB, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
 } from './private/sizing';
@@ -158,7 +159,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
 
     this.workersPerInstance = workersPerInstance(instanceType, data.tpDegree);
     data.runtime.grantPull(this, role);
-    this.grantLogsAndMetrics(role);
+    const ownStatements = this.grantLogsAndMetrics(role);
 
     const model = new sagemaker.CfnModel(this, 'Model', {
       executionRoleArn: role.roleArn,
@@ -203,7 +204,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     const endpoint = new sagemaker.CfnEndpoint(this, 'Endpoint', { endpointConfigName: this.endpointConfig.attrEndpointConfigName });
     this.endpointName = endpoint.attrEndpointName;
     this.endpointArn = endpoint.ref;
-    props.volumeEncryptionKey?.grantEncryptDecrypt(role);
+    const volumeKeyGrant = props.volumeEncryptionKey?.grantEncryptDecrypt(role);
 
     suppressNag(model, [{
       id: 'AwsSolutions-SM1',
@@ -217,9 +218,15 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
           : `${instanceType} has local NVMe instance storage, for which SageMaker does not accept a KMS key.`,
       }]);
     }
+    // The model data suppresses the wildcard of its own read grant (prefix/*) where it makes it.
     suppressNag(role.node.findChild('DefaultPolicy'), [{
       id: 'AwsSolutions-IAM5',
-      reason: 'Object reads are limited to the model data prefix (prefix/*); ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource type (the latter is limited to the SageMaker namespace by condition); logs are limited to /aws/sagemaker/Endpoints/*.',
+      reason: 'ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource type (the latter is limited to the SageMaker namespaces by condition); logs are limited to /aws/sagemaker/Endpoints/*'
+        + (volumeKeyGrant ? '; kms:GenerateDataKey* and kms:ReEncrypt* are on the volume key only.' : '.'),
+      appliesTo: [...new Set([
+        'Resource::*', // ecr:GetAuthorizationToken, granted by NeuronxRuntime.grantPull
+        ...wildcardFindings(this, [...ownStatements, ...(volumeKeyGrant?.principalStatements ?? [])]),
+      ])],
     }]);
   }
 
@@ -232,17 +239,22 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     });
   }
 
-  private grantLogsAndMetrics(role: iam.Role) {
+  /** Grants what SageMaker's container logging and metrics need, and returns the statements. */
+  private grantLogsAndMetrics(role: iam.Role): iam.PolicyStatement[] {
     const stack = Stack.of(this);
-    role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
-      resources: [stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '/aws/sagemaker/Endpoints/*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-    }));
-    role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['cloudwatch:PutMetricData'],
-      resources: ['*'],
-      conditions: { StringLike: { 'cloudwatch:namespace': ['/aws/sagemaker/*', 'AWS/SageMaker'] } },
-    }));
+    const statements = [
+      new iam.PolicyStatement({
+        actions: ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+        resources: [stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '/aws/sagemaker/Endpoints/*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      }),
+      new iam.PolicyStatement({
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringLike: { 'cloudwatch:namespace': ['/aws/sagemaker/*', 'AWS/SageMaker'] } },
+      }),
+    ];
+    statements.forEach(statement => role.addToPrincipalPolicy(statement));
+    return statements;
   }
 }
 

@@ -1,7 +1,10 @@
-import { App, Aspects, Stack } from 'aws-cdk-lib';
+import { App, Aspects, CfnResource, Stack } from 'aws-cdk-lib';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { IConstruct } from 'constructs';
 import {
   NeuronxInstanceType, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
   TransformersNeuronxSageMakerRealtimeInferenceEndpoint,
@@ -67,5 +70,62 @@ describe('cdk-nag AwsSolutions', () => {
       instanceType: NeuronxInstanceType.TRN1_2XLARGE,
     });
     expect(nagFindings(stack)).toEqual([]);
+  });
+
+  describe('AwsSolutions-IAM5 suppressions name each wildcard they cover (appliesTo), so a new one is reported', () => {
+    function iam5AppliesTo(construct: IConstruct): Array<string[] | undefined> {
+      const resource = construct.node.defaultChild as CfnResource;
+      const rules = (resource.getMetadata('cdk_nag')?.rules_to_suppress ?? []) as Array<{ id: string; applies_to?: string[] }>;
+      return rules.filter(r => r.id === 'AwsSolutions-IAM5').map(r => r.applies_to);
+    }
+
+    test('the endpoint role and the code placer list exactly their wildcards', () => {
+      const { stack, endpoint, bucket, compile } = endpointFixture();
+      const bucketArn = `<${stack.getLogicalId(bucket.node.defaultChild as CfnResource)}.Arn>`;
+      const prefix = compile.compiledArtifactS3Prefix;
+      const rolePolicy = endpoint.role.node.findChild('DefaultPolicy');
+      expect(iam5AppliesTo(rolePolicy).flat().sort()).toEqual([
+        'Resource::*',
+        `Resource::${bucketArn}/${prefix}*`,
+        'Resource::arn:<AWS::Partition>:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/*',
+      ]);
+      const codePolicy = endpoint.node.findChild('InferenceCode').node.findChild('FunctionRole').node.findChild('DefaultPolicy');
+      expect(iam5AppliesTo(codePolicy)).toEqual([[`Resource::${bucketArn}/${prefix}code/*`]]);
+    });
+
+    test('a wildcard added later to the endpoint role or the code placer is reported', () => {
+      const { stack, endpoint } = endpointFixture();
+      const codeRole = endpoint.node.findChild('InferenceCode').node.findChild('FunctionRole') as iam.Role;
+      for (const r of [endpoint.role, codeRole]) {
+        r.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: ['arn:aws:s3:::other-bucket/*'] }));
+      }
+      const findings = nagFindings(stack).filter(f => f.message.startsWith('AwsSolutions-IAM5[')).map(f => f.path).sort();
+      expect(findings).toEqual([
+        `/${endpoint.role.node.path}/DefaultPolicy/Resource`,
+        `/${codeRole.node.path}/DefaultPolicy/Resource`,
+      ].sort());
+    });
+
+    test('a KMS-encrypted bucket and a volume key, in an environment-agnostic stack, have no unsuppressed finding', () => {
+      const stack = new Stack(new App(), 'Kms');
+      const { accessLogsBucket } = network(stack);
+      const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+      const bucket = new s3.Bucket(stack, 'Encrypted', {
+        encryptionKey: key,
+        enforceSSL: true,
+        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+        serverAccessLogsBucket: accessLogsBucket,
+        serverAccessLogsPrefix: 'encrypted/',
+      });
+      const endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
+        modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3', { model: calm3(), tpDegree: 4 }),
+        instanceType: NeuronxInstanceType.INF2_24XLARGE,
+        volumeEncryptionKey: new kms.Key(stack, 'VolumeKey', { enableKeyRotation: true }),
+      });
+      const applied = iam5AppliesTo(endpoint.role.node.findChild('DefaultPolicy')).flat();
+      expect(applied).toEqual(expect.arrayContaining(['Action::kms:ReEncrypt*', 'Action::kms:GenerateDataKey*',
+        'Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/*']));
+      expect(nagFindings(stack)).toEqual([]);
+    });
   });
 });

@@ -5,21 +5,25 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 /**
  * Least-privilege S3 grants on one prefix: the object actions on `prefix*` and listing limited to the prefix,
  * never the whole bucket (s3:ListBucket is needed so a missing object reads as 404, not 403).
+ *
+ * @returns the statements added to the grantee's policy (for the cdk-nag findings they make, see wildcardFindings)
  */
-export function grantPrefix(bucket: s3.IBucket, prefix: string, grantee: iam.IGrantable, access: 'read' | 'readWrite'): void {
+export function grantPrefix(bucket: s3.IBucket, prefix: string, grantee: iam.IGrantable, access: 'read' | 'readWrite'): iam.PolicyStatement[] {
   const actions = ['s3:GetObject'];
   if (access === 'readWrite') actions.push('s3:PutObject', 's3:AbortMultipartUpload');
-  iam.Grant.addToPrincipal({ grantee, actions, resourceArns: [bucket.arnForObjects(`${prefix}*`)] });
-  iam.Grant.addToPrincipal({
-    grantee,
-    actions: ['s3:ListBucket'],
-    resourceArns: [bucket.bucketArn],
-    conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
-  });
+  const grants = [
+    iam.Grant.addToPrincipal({ grantee, actions, resourceArns: [bucket.arnForObjects(`${prefix}*`)] }),
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['s3:ListBucket'],
+      resourceArns: [bucket.bucketArn],
+      conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
+    }),
+  ];
   if (bucket.encryptionKey) {
-    if (access === 'readWrite') bucket.encryptionKey.grantEncryptDecrypt(grantee);
-    else bucket.encryptionKey.grantDecrypt(grantee);
+    grants.push(access === 'readWrite' ? bucket.encryptionKey.grantEncryptDecrypt(grantee) : bucket.encryptionKey.grantDecrypt(grantee));
   }
+  return grants.flatMap(g => g.principalStatements);
 }
 
 /**

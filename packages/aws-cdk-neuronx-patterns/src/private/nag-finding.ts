@@ -1,0 +1,57 @@
+import { Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { IConstruct } from 'constructs';
+
+/**
+ * The AwsSolutions-IAM5 findings that `statements` make, spelled as cdk-nag spells them: `Action::<action>` for each
+ * action with a wildcard and `Resource::<resource>` for each resource with one, a reference written `<LogicalId>` or
+ * `<LogicalId.Attribute>` and an `Fn::Join` joined. A suppression that lists exactly these in `appliesTo` leaves any
+ * wildcard added later reported.
+ *
+ * Resolved now, in the stack of `scope`, which is what cdk-nag does when its aspect runs.
+ */
+export function wildcardFindings(scope: IConstruct, statements: iam.PolicyStatement[]): string[] {
+  const stack = Stack.of(scope);
+  const findings = new Set<string>();
+  for (const statement of statements) {
+    if (statement.effect !== iam.Effect.ALLOW) continue;
+    const json = stack.resolve(statement.toStatementJson()) as { Action?: unknown; Resource?: unknown };
+    for (const action of asArray(json.Action)) {
+      if (typeof action === 'string' && action.includes('*')) findings.add(`Action::${action}`);
+    }
+    for (const resource of asArray(json.Resource).map(flattenReference)) {
+      if (resource.includes('*')) findings.add(`Resource::${resource}`);
+    }
+  }
+  return [...findings];
+}
+
+/** The default policy of a grantee that is a role made in this app, which is where its grants land. */
+export function defaultPolicyOf(grantable: iam.IGrantable): IConstruct | undefined {
+  const principal = grantable.grantPrincipal as Partial<IConstruct>;
+  return principal.node?.tryFindChild('DefaultPolicy');
+}
+
+function asArray(value: unknown): unknown[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? value : [value];
+}
+
+// cdk-nag's flattening of a CloudFormation value (utils/flatten-cfn-reference in cdk-nag 2.x).
+function flattenReference(node: unknown): string {
+  if (node === undefined) return '';
+  if (typeof node === 'string') return node.replace(/\$\{/g, '<').replace(/\}/g, '>');
+  const obj = node as Record<string, unknown>;
+  if (obj['Fn::Join']) {
+    const [delimiter, items] = obj['Fn::Join'] as [string, unknown[]];
+    return items.map(flattenReference).join(delimiter);
+  }
+  if (obj['Fn::Sub']) return flattenReference(obj['Fn::Sub']);
+  if (obj['Fn::GetAtt']) {
+    const [resource, attribute] = obj['Fn::GetAtt'] as [unknown, unknown];
+    return `<${flattenReference(resource)}.${flattenReference(attribute)}>`;
+  }
+  if (obj['Fn::ImportValue']) return flattenReference(obj['Fn::ImportValue']);
+  if (obj.Ref) return `<${flattenReference(obj.Ref)}>`;
+  return JSON.stringify(node);
+}
