@@ -1,7 +1,7 @@
 import { BatchClient, DescribeJobsCommand, SubmitJobCommand, TerminateJobCommand } from '@aws-sdk/client-batch';
 import { S3Client } from '@aws-sdk/client-s3';
 import { CustomResourceEvent, errorMessage, respond, signal, withThrottlingRetries } from './private/aws-calls';
-import { ALREADY_COMPILED_PREFIX, CompileJobProperties, WAIT_HANDLE_URL_ENV } from './private/handler-protocol';
+import { ALREADY_COMPILED_PREFIX, COMPILE_JOB_TAG_KEY, CompileJobProperties, WAIT_HANDLE_URL_ENV } from './private/handler-protocol';
 import { markerExists } from './private/marker';
 
 /**
@@ -9,7 +9,8 @@ import { markerExists } from './private/marker';
  *
  * - Create (or Update to a new artifact prefix): if the prefix already holds the completion marker, signal the
  *   WaitCondition at once and start no job; otherwise submit the job, which carries the WaitCondition handle URL
- *   so that its outcome can be signalled when it ends (see compile-job-state.lambda.ts).
+ *   so that its outcome can be signalled when it ends (see compile-job-state.lambda.ts), and the tag
+ *   `neuronx-compile: <JobTagValue>` without which this function's role may not terminate it.
  * - Update with the same artifact prefix: nothing to do (same physical id).
  * - Delete (stack delete, rollback, or the old resource after a replacement): terminate the job if it has not
  *   ended, so no Neuron instance outlives its stack.
@@ -57,11 +58,16 @@ async function startCompile(props: CompileJobProperties): Promise<string> {
     await signal(props.WaitHandleUrl, 'SUCCESS', 'compile', `Already compiled: s3://${props.ArtifactBucket}/${props.ArtifactPrefix}`);
     return `${ALREADY_COMPILED_PREFIX}${props.ArtifactPrefix}`;
   }
+  if (!props.JobTagValue) {
+    throw new Error(`JobTagValue is empty: a job without the ${COMPILE_JOB_TAG_KEY} tag could not be terminated on delete; `
+      + 'set it to the value the start function\'s role allows (the NeuronxCompile construct does).');
+  }
   const submitted = await withThrottlingRetries(() => batch.send(new SubmitJobCommand({
     jobName: props.JobName,
     jobQueue: props.JobQueueArn,
     jobDefinition: props.JobDefinitionArn,
     containerOverrides: { environment: [{ name: WAIT_HANDLE_URL_ENV, value: props.WaitHandleUrl }] },
+    tags: { [COMPILE_JOB_TAG_KEY]: props.JobTagValue },
   })));
   if (!submitted.jobId) throw new Error('SubmitJob returned no job id');
   console.log(JSON.stringify({ message: 'compile job submitted', jobId: submitted.jobId, jobName: props.JobName }));

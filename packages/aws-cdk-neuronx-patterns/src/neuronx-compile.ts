@@ -14,8 +14,8 @@ import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, compileEnv, quantDtypeValue, RUNTIME_DIR } from './private/contract';
 import { HandlerFunction, handlerFunction, LOG_RETENTION } from './private/handler-function';
-import { CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
-import { suppressNag } from './private/nag';
+import { COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
+import { NagSuppression, suppressNag } from './private/nag';
 import { grantPrefix } from './private/s3-prefix';
 import {
   checkPositiveInteger, checkpointBytes, DEFAULT_N_POSITIONS, GIB, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
@@ -34,8 +34,10 @@ const DEFAULT_START_TIMEOUT = Duration.minutes(30);
 const DEFAULT_TIMEOUT = Duration.hours(10);
 const DEFAULT_OPT_LEVEL = OptLevel.BEST_BALANCE;
 const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
-// Attempts when an instance is reclaimed (Spot) or its host fails; any other failure ends the job at once.
-const RETRY_ATTEMPTS = 3;
+// On Spot, attempts when the instance is reclaimed; any other failure ends the job at once. On-demand: one attempt.
+const SPOT_RETRY_ATTEMPTS = 3;
+// The status reason of a job whose Spot instance was reclaimed (aws-cdk-lib's batch.Reason.SPOT_INSTANCE_RECLAIMED).
+const SPOT_RECLAIMED_STATUS_REASON = 'Host EC2*';
 // The ECS agent and the OS keep part of the host memory; the container gets the rest.
 const CONTAINER_MEMORY_FRACTION = 0.9;
 // Root volume: the bf16 checkpoint twice (download and the copy transformers-neuronx reads while compiling,
@@ -119,7 +121,8 @@ export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
   readonly bucket: s3.IBucket;
 
   /**
-   * Run the compile on Spot capacity. A reclaimed instance is retried (up to 3 attempts), within the 12 hour wait.
+   * Run the compile on Spot capacity. A job whose instance is reclaimed is retried (up to 3 attempts in all), within
+   * the 12 hour wait; any other failure ends it at once. On-demand jobs are not retried.
    *
    * @default false
    */
@@ -318,7 +321,9 @@ export class NeuronxCompile extends Construct {
     });
     grantPrefix(props.bucket, this.compiledArtifactS3Prefix, jobRole, 'readWrite');
     grantAssetRead(code, jobRole);
-    const modelConfig = props.model.bind(this, jobRole);
+    // What the model grants (its weights' prefix, its token secret) is the model's to scope: the wildcards it grants
+    // are listed in the job role's cdk-nag suppression as they are granted.
+    const { result: modelConfig, findings: modelFindings } = withWildcardFindings(this, jobRole, () => props.model.bind(this, jobRole));
     const executionRole = new iam.Role(this, 'ExecutionRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Neuron compile job: pulls the Neuron DLC image and writes its logs',
@@ -347,13 +352,15 @@ export class NeuronxCompile extends Construct {
       type: 'container',
       platformCapabilities: ['EC2'],
       timeout: { attemptDurationSeconds: timeout.toSeconds() },
-      retryStrategy: {
-        attempts: RETRY_ATTEMPTS,
+      // Spot only: retry when the instance was reclaimed, exit on anything else. On-demand: Batch's default of one
+      // attempt (a failed compile is not retried: it would fail the same way, on a Neuron instance billed by the hour).
+      retryStrategy: props.spot ? {
+        attempts: SPOT_RETRY_ATTEMPTS,
         evaluateOnExit: [
-          { onStatusReason: 'Host EC2*', action: 'RETRY' }, // the instance was reclaimed (Spot) or its host failed
+          { onStatusReason: SPOT_RECLAIMED_STATUS_REASON, action: 'RETRY' },
           { onReason: '*', action: 'EXIT' },
         ],
-      },
+      } : undefined,
       containerProperties: {
         image: this.runtime.imageUri(this),
         command: this.runtime.containerCommand(['bash', '-c', script]),
@@ -382,47 +389,10 @@ export class NeuronxCompile extends Construct {
     // --- The wait: a WaitCondition per artifact prefix (a new compile gets a new one), signalled with the outcome.
     const waitId = fingerprint.slice(0, 8);
     const handle = new CfnWaitConditionHandle(this, `WaitHandle${waitId}`);
-    const startFunction = handlerFunction(this, 'StartFunction', {
-      handler: 'compileJob',
-      description: 'Starts the Neuron compile job on deploy and stops it on delete',
-      timeout: Duration.minutes(2),
-    });
-    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['batch:SubmitJob'],
-      resources: [jobQueue.jobQueueArn, jobDefinitionArnAnyRevision(this, jobDefinition)],
-    }));
-    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['batch:TerminateJob'],
-      resources: [Stack.of(this).formatArn({ service: 'batch', resource: 'job', resourceName: '*' })],
-    }));
-    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
-    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction.role, 'read');
-    const compileJobProperties: CompileJobProperties = {
-      JobQueueArn: jobQueue.jobQueueArn,
-      JobDefinitionArn: jobDefinition.ref,
-      JobName: `neuronx-compile-${waitId}`,
-      ArtifactBucket: props.bucket.bucketName,
-      ArtifactPrefix: this.compiledArtifactS3Prefix,
-      MarkerKey: markerKey,
-      WaitHandleUrl: handle.ref,
-    };
-    const start = new CustomResource(this, 'CompileJob', {
-      serviceToken: startFunction.functionArn,
-      resourceType: 'Custom::NeuronxCompileJob',
-      serviceTimeout: Duration.minutes(5),
-      properties: { ...compileJobProperties },
-    });
-    // Delete order: the job is terminated before its compute environment goes (the queue and job definition are
-    // referenced in the properties, so CloudFormation orders those already).
-    start.node.addDependency(computeEnvironment);
 
-    const wait = new CfnWaitCondition(this, `Wait${waitId}`, {
-      handle: handle.ref,
-      count: 1,
-      timeout: String(this.waitTimeout.toSeconds()),
-    });
-    wait.node.addDependency(start);
-
+    // The job's end is signalled by a rule on the queue's job-state events. The rule and its permission to invoke
+    // the state function exist before the job is submitted (the custom resource below depends on them): a job that
+    // ended before them would signal nothing, and the deploy would wait out the whole WaitCondition timeout.
     const stateFunction = handlerFunction(this, 'StateFunction', {
       handler: 'compileJobState',
       description: 'Signals the deploy when the Neuron compile job ends',
@@ -450,14 +420,75 @@ export class NeuronxCompile extends Construct {
         retryPolicy: { maximumRetryAttempts: 10, maximumEventAgeInSeconds: Duration.hours(1).toSeconds() },
       }],
     });
-    new lambda.CfnPermission(this, 'JobStateRulePermission', {
+    const rulePermission = new lambda.CfnPermission(this, 'JobStateRulePermission', {
       action: 'lambda:InvokeFunction',
       functionName: stateFunction.functionArn,
       principal: 'events.amazonaws.com',
       sourceArn: rule.attrArn,
     });
 
-    this.suppressNagFindings(computeEnvironment, [startFunction, stateFunction], [jobRole, executionRole]);
+    // The start function may stop only jobs it tagged as this compile's: it submits each job with the tag
+    // `neuronx-compile: <this construct's id>` (Batch authorizes tagging on submit as batch:TagResource), and may
+    // terminate a job only when it carries that tag. The value names the construct, not the artifact prefix, so
+    // that after a replacement (a new prefix, a new job) the old job still carries a tag the policy allows.
+    const jobTagValue = compileTagValue(this);
+    const jobArns = Stack.of(this).formatArn({ service: 'batch', resource: 'job', resourceName: '*' });
+    const jobDefinitionArns = jobDefinitionArnAnyRevision(this, jobDefinition);
+    const startFunction = handlerFunction(this, 'StartFunction', {
+      handler: 'compileJob',
+      description: 'Starts the Neuron compile job on deploy and stops it on delete',
+      timeout: Duration.minutes(2),
+    });
+    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['batch:SubmitJob'],
+      resources: [jobQueue.jobQueueArn, jobDefinitionArns],
+    }));
+    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['batch:SubmitJob', 'batch:TagResource'],
+      resources: [jobArns],
+      conditions: {
+        'StringEquals': { [`aws:RequestTag/${COMPILE_JOB_TAG_KEY}`]: jobTagValue },
+        'ForAllValues:StringEquals': { 'aws:TagKeys': [COMPILE_JOB_TAG_KEY] },
+      },
+    }));
+    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['batch:TerminateJob'],
+      resources: [jobArns],
+      conditions: { StringEquals: { [`aws:ResourceTag/${COMPILE_JOB_TAG_KEY}`]: jobTagValue } },
+    }));
+    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
+    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction.role, 'read');
+    const compileJobProperties: CompileJobProperties = {
+      JobQueueArn: jobQueue.jobQueueArn,
+      JobDefinitionArn: jobDefinition.ref,
+      JobName: `neuronx-compile-${waitId}`,
+      JobTagValue: jobTagValue,
+      ArtifactBucket: props.bucket.bucketName,
+      ArtifactPrefix: this.compiledArtifactS3Prefix,
+      MarkerKey: markerKey,
+      WaitHandleUrl: handle.ref,
+    };
+    const start = new CustomResource(this, 'CompileJob', {
+      serviceToken: startFunction.functionArn,
+      resourceType: 'Custom::NeuronxCompileJob',
+      serviceTimeout: Duration.minutes(5),
+      properties: { ...compileJobProperties },
+    });
+    // Create order: the job-state rule and its permission before the job (see above). Delete order: the job is
+    // terminated before its compute environment goes (the queue and job definition are referenced in the
+    // properties, so CloudFormation orders those already).
+    start.node.addDependency(computeEnvironment, rule, rulePermission);
+
+    const wait = new CfnWaitCondition(this, `Wait${waitId}`, {
+      handle: handle.ref,
+      count: 1,
+      timeout: String(this.waitTimeout.toSeconds()),
+    });
+    wait.node.addDependency(start);
+
+    this.suppressNagFindings(props.bucket, computeEnvironment, {
+      jobRole, executionRole, startFunction, stateFunction, jobArns, jobDefinitionArns, modelFindings,
+    });
   }
 
   /**
@@ -480,7 +511,11 @@ export class NeuronxCompile extends Construct {
     return [];
   }
 
-  private suppressNagFindings(computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, functions: HandlerFunction[], jobRoles: iam.Role[]) {
+  /**
+   * Each suppression lists exactly the wildcard findings it is for (cdk-nag's `Resource::`/`Action::` ids), so a
+   * wildcard added later is reported, not hidden.
+   */
+  private suppressNagFindings(bucket: s3.IBucket, computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, grants: NagGrants) {
     const instanceRole = computeEnvironment.instanceRole;
     if (instanceRole) {
       suppressNag(instanceRole, [{
@@ -489,26 +524,100 @@ export class NeuronxCompile extends Construct {
         appliesTo: ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role'],
       }]);
     }
-    const wildcardReason = 'Object actions are limited to this compile\'s artifact prefix (prefix/*); s3:ListBucket is limited to it by condition.';
-    for (const role of jobRoles) {
-      const policy = role.node.tryFindChild('DefaultPolicy');
-      if (policy) {
-        suppressNag(policy, [{
-          id: 'AwsSolutions-IAM5',
-          reason: `${wildcardReason} ecr:GetAuthorizationToken has no resource type; the compile code is read with s3:GetObject on its one asset object; log writes are on this job's log group only.`,
-        }]);
-      }
-    }
-    for (const fn of functions) {
-      const policy = fn.role.node.tryFindChild('DefaultPolicy');
-      if (policy) {
-        suppressNag(policy, [{
-          id: 'AwsSolutions-IAM5',
-          reason: `${wildcardReason} batch:DescribeJobs supports no resource-level permissions; batch:TerminateJob needs the job ARN, which is known only at run time.`,
-        }]);
-      }
-    }
+    const prefixObjects = nagFinding(this, 'Resource', bucket.arnForObjects(`${this.compiledArtifactS3Prefix}*`));
+    const anyResource = nagFinding(this, 'Resource', '*');
+    const prefixReason = 'Object actions are limited to this compile\'s artifact prefix (prefix/*); s3:ListBucket is limited to it by condition.';
+    // grantEncryptDecrypt on a KMS-encrypted bucket: the key's data-key and re-encrypt actions, on that key only.
+    const kmsActions = bucket.encryptionKey ? ['kms:ReEncrypt*', 'kms:GenerateDataKey*'].map(a => nagFinding(this, 'Action', a)) : [];
+    const kmsReason = bucket.encryptionKey ? ' kms:ReEncrypt* and kms:GenerateDataKey* are on the bucket\'s key only.' : '';
+    suppressIam5(grants.jobRole, [prefixObjects, ...kmsActions, ...grants.modelFindings],
+      `${prefixReason} Weights in S3 are read under their own prefix, the same way; the compile code is read with s3:GetObject `
+      + `on its one asset object.${kmsReason}`);
+    suppressIam5(grants.executionRole, [anyResource],
+      'ecr:GetAuthorizationToken has no resource type; the image is pulled from its one repository and logs go to this job\'s log group only.');
+    suppressIam5(grants.startFunction.role, [
+      prefixObjects, anyResource, nagFinding(this, 'Resource', grants.jobArns), nagFinding(this, 'Resource', grants.jobDefinitionArns),
+    ], `${prefixReason} batch:DescribeJobs supports no resource-level permissions. batch:SubmitJob is on this compile's queue and `
+      + 'any revision of its job definition (job-definition/<name>:*). Job ids are known only at run time (job/*), so batch:SubmitJob '
+      + `and batch:TagResource on jobs require the request tag ${COMPILE_JOB_TAG_KEY}=<this compile> and no other tag, and `
+      + 'batch:TerminateJob requires that tag on the job: the function can stop only the jobs it started for this compile.');
+    suppressIam5(grants.stateFunction.role, [prefixObjects, anyResource],
+      `${prefixReason} batch:DescribeJobs supports no resource-level permissions.`);
   }
+}
+
+interface NagGrants {
+  readonly jobRole: iam.Role;
+  readonly executionRole: iam.Role;
+  readonly startFunction: HandlerFunction;
+  readonly stateFunction: HandlerFunction;
+  readonly jobArns: string;
+  readonly jobDefinitionArns: string;
+  /** The wildcard findings of what the model's bind granted the job role. */
+  readonly modelFindings: string[];
+}
+
+function suppressIam5(role: iam.Role, appliesTo: string[], reason: string): void {
+  const policy = role.node.tryFindChild('DefaultPolicy');
+  if (!policy) return;
+  const suppression: NagSuppression = { id: 'AwsSolutions-IAM5', reason, appliesTo: [...new Set(appliesTo)] };
+  suppressNag(policy, [suppression]);
+}
+
+/**
+ * The id cdk-nag gives a wildcard finding (`Resource::<Bucket.Arn>/prefix/*`, `Action::kms:ReEncrypt*`): the value
+ * resolved and flattened as cdk-nag's flattenCfnReference does (`${X}` and Ref as `<X>`, GetAtt as `<X.Attr>`, Join
+ * joined, anything else as JSON).
+ */
+function nagFinding(scope: Construct, kind: 'Resource' | 'Action', value: string): string {
+  return `${kind}::${flattenForNag(Stack.of(scope).resolve(value))}`;
+}
+
+function flattenForNag(node: unknown): string {
+  if (node === undefined) return '';
+  if (typeof node === 'string') return node.replace(/\$\{/g, '<').replace(/\}/g, '>');
+  const o = (node ?? {}) as Record<string, unknown>;
+  if (o['Fn::Join']) {
+    const [delimiter, items] = o['Fn::Join'] as [string, unknown[]];
+    return items.map(flattenForNag).join(delimiter);
+  }
+  if (o['Fn::Sub']) return flattenForNag(o['Fn::Sub']);
+  if (o['Fn::GetAtt']) {
+    const [resource, attribute] = o['Fn::GetAtt'] as [unknown, unknown];
+    return `<${flattenForNag(resource)}.${flattenForNag(attribute)}>`;
+  }
+  if (o['Fn::ImportValue']) return flattenForNag(o['Fn::ImportValue']);
+  if (o.Ref) return `<${flattenForNag(o.Ref)}>`;
+  return JSON.stringify(node);
+}
+
+/** Runs `grant` and returns its result with the wildcard findings of the statements it added to the role's default policy. */
+function withWildcardFindings<T>(scope: Construct, role: iam.Role, grant: () => T): { result: T; findings: string[] } {
+  const before = defaultPolicyStatements(role).length;
+  const result = grant();
+  const added = defaultPolicyStatements(role).slice(before) as Array<{ Effect?: string; Action?: string | string[]; Resource?: unknown }>;
+  const findings: string[] = [];
+  for (const statement of Stack.of(scope).resolve(added) as typeof added) {
+    if (statement.Effect !== 'Allow') continue;
+    const actions = ([] as string[]).concat(statement.Action ?? []);
+    const resources = ([] as unknown[]).concat(statement.Resource ?? []);
+    findings.push(...actions.filter(a => a.includes('*')).map(a => `Action::${a}`));
+    findings.push(...resources.map(flattenForNag).filter(r => r.includes('*')).map(r => `Resource::${r}`));
+  }
+  return { result, findings };
+}
+
+function defaultPolicyStatements(role: iam.Role): unknown[] {
+  const policy = role.node.tryFindChild('DefaultPolicy') as iam.Policy | undefined;
+  return policy?.document.toJSON()?.Statement ?? [];
+}
+
+/**
+ * Identifies one NeuronxCompile in its stack (stack name and construct path, hashed), the same for every compile
+ * it runs: the value of the tag its jobs carry.
+ */
+function compileTagValue(compile: Construct): string {
+  return crypto.createHash('sha256').update(`${Stack.of(compile).stackName}\n${compile.node.path}`).digest('hex').slice(0, 16);
 }
 
 function jobDefinitionArnAnyRevision(scope: Construct, jobDefinition: batch.CfnJobDefinition): string {

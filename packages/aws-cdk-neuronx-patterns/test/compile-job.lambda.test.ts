@@ -17,6 +17,7 @@ const PROPS: CompileJobProperties = {
   JobQueueArn: 'arn:aws:batch:us-east-1:111122223333:job-queue/compile',
   JobDefinitionArn: 'arn:aws:batch:us-east-1:111122223333:job-definition/compile:3',
   JobName: 'neuronx-compile-abcd1234',
+  JobTagValue: '0c4c8d97986cd57c',
   ArtifactBucket: 'artifact-bucket',
   ArtifactPrefix: PREFIX,
   MarkerKey: `${PREFIX}_COMPILED`,
@@ -118,7 +119,7 @@ describe('Create', () => {
     expect(puts().map(p => p.url)).toEqual([WAIT_HANDLE_URL, RESPONSE_URL]);
   });
 
-  test('a missing marker (404 NotFound) submits the job with the wait handle URL and answers with the job id', async () => {
+  test('a missing marker (404 NotFound) submits the job with the wait handle URL and this compile\'s tag, and answers with the job id', async () => {
     s3Mock.on(HeadObjectCommand).rejects(s3Error('NotFound', 404));
     batchMock.on(SubmitJobCommand).resolves({ jobId: 'job-123', jobName: PROPS.JobName, jobArn: 'arn:job-123' });
 
@@ -131,6 +132,8 @@ describe('Create', () => {
       jobQueue: PROPS.JobQueueArn,
       jobDefinition: PROPS.JobDefinitionArn,
       containerOverrides: { environment: [{ name: WAIT_HANDLE_URL_ENV, value: WAIT_HANDLE_URL }] },
+      // The start function's role may terminate only jobs with this tag (aws:ResourceTag/neuronx-compile).
+      tags: { 'neuronx-compile': '0c4c8d97986cd57c' },
     });
     expect(waitSignals()).toEqual([]);
     expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: 'job-123', Data: { JobId: 'job-123' } });
@@ -158,6 +161,18 @@ describe('Create', () => {
     expect(response.Reason).toBe('Create failed: Forbidden: Forbidden');
     // Nothing was started, so the Delete that follows the rollback has nothing to stop.
     expect(response.PhysicalResourceId).toBe(`already-compiled:${PREFIX}`);
+  });
+
+  test('an empty JobTagValue submits no job (it could not be stopped on delete) and answers FAILED saying so', async () => {
+    s3Mock.on(HeadObjectCommand).rejects(s3Error('NotFound', 404));
+
+    await handler(event({ ResourceProperties: { ...PROPS, JobTagValue: '', ServiceToken: 'token' } }));
+
+    expect(batchMock.commandCalls(SubmitJobCommand)).toHaveLength(0);
+    expect(cfnResponse()).toMatchObject({
+      Status: 'FAILED',
+      Reason: expect.stringMatching(/^Create failed: Error: JobTagValue is empty: a job without the neuronx-compile tag could not be terminated on delete/),
+    });
   });
 
   test('SubmitJob without a job id answers FAILED', async () => {

@@ -1,12 +1,15 @@
-import { App, Duration, Size, Stack } from 'aws-cdk-lib';
+import { App, Aspects, Duration, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { Model, NeuronxCompile, NeuronxInstanceType, OptLevel, QuantDtype } from '../src';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { Model, NeuronxCompile, NeuronxInstanceType, NeuronxRuntime, OptLevel, QuantDtype } from '../src';
 import {
-  actionsOf, calm3, CALM3_ARCHITECTURE, CompileFixture, compileFixture, CompileFixtureOptions, flatten, HIGH_PERFORMANCE,
-  HIGH_PERFORMANCE_PROPS, jobEnvironment, logicalId, LOW_COST, resourcesOf, Statement, statementsAllowing, statementsOfRole,
+  actionsOf, calm3, CALM3_ARCHITECTURE, CALM3_PARAMETERS, CompileFixture, compileFixture, CompileFixtureOptions, ENV, flatten, HIGH_PERFORMANCE,
+  HIGH_PERFORMANCE_PROPS, jobEnvironment, logicalId, LOW_COST, network, PINNED_REVISION, resourcesOf, Statement, statementsAllowing, statementsOfRole,
 } from './fixtures';
 
 const NEURON_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id';
@@ -37,6 +40,26 @@ function devicesOf(template: Template): string[] {
 
 function waitConditions(template: Template): Record<string, { Properties: { Timeout: string }; DependsOn?: string[] }> {
   return template.findResources('AWS::CloudFormation::WaitCondition') as never;
+}
+
+/** The one resource of `type` with its logical id. */
+function onlyResourceWithId(template: Template, type: string): [string, { Properties: any; DependsOn?: string[] }] {
+  const entries = Object.entries(template.findResources(type));
+  expect(entries).toHaveLength(1);
+  return entries[0] as [string, { Properties: any; DependsOn?: string[] }];
+}
+
+/** The IAM statements of one of the compile's roles, by its construct id. */
+function roleStatements(fixture: CompileFixture & { template: Template }, roleId: string): Statement[] {
+  return statementsOfRole(fixture.template, logicalId(fixture.stack, fixture.compile.node.findChild(roleId)));
+}
+
+/** A grant of every object in a bucket (`<bucket ARN>/*`), as `flatten` renders a resource. */
+const WHOLE_BUCKET_OBJECTS = /^(\$\{[A-Za-z0-9]+\.Arn\}|arn:(\$\{AWS::Partition\}|[a-z-]+):s3:::[^/]+)\/\*$/;
+
+/** A second runtime, standing in for a future release of the library: the constructor is private on purpose. */
+function otherRuntime(): NeuronxRuntime {
+  return Reflect.construct(NeuronxRuntime, ['pytorch-inference-neuronx', '2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04', '2.20.2']);
 }
 
 /** Creates a compile with the lowCost defaults and `props` on top, expecting it to fail at synth. */
@@ -121,15 +144,9 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
     expect(jobImage(fixture.template)).toBe(`763104351884.dkr.ecr.us-east-1.\${AWS::URLSuffix}${IMAGE_PATH}`);
   });
 
-  test('the job retries only when its host went away (Spot reclaim, host failure) and exits on anything else', () => {
+  test('on-demand, the job is not retried (one attempt): a failed compile would fail the same way again', () => {
     const job = onlyResource(fixture.template, 'AWS::Batch::JobDefinition');
-    expect(job.Properties.RetryStrategy).toEqual({
-      Attempts: 3,
-      EvaluateOnExit: [
-        { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
-        { Action: 'EXIT', OnReason: '*' },
-      ],
-    });
+    expect(job.Properties.RetryStrategy).toBeUndefined();
     expect(job.Properties.Timeout).toEqual({ AttemptDurationSeconds: 36000 });
   });
 
@@ -180,11 +197,31 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
     for (const statement of statements.filter(s => actionsOf(s).some(a => a.startsWith('s3:')))) {
       for (const resource of resourcesOf(statement)) {
         expect(resource).not.toBe('*');
-        expect(resource).not.toMatch(/^(\$\{[A-Za-z0-9]+\.Arn\}|arn:[^:]+:s3:::[^/]+)\/\*$/);
+        expect(resource).not.toMatch(WHOLE_BUCKET_OBJECTS);
       }
       if (actionsOf(statement).includes('s3:ListBucket')) {
         expect(statement.Condition?.StringLike?.['s3:prefix']).toBeDefined();
       }
+    }
+  });
+
+  test('the whole-bucket pattern catches every object of a bucket, by GetAtt or by name in any partition, and nothing narrower', () => {
+    for (const wholeBucket of [
+      '${Artifacts82DD59A1.Arn}/*',
+      'arn:${AWS::Partition}:s3:::my-bucket/*',
+      'arn:${AWS::Partition}:s3:::${Artifacts82DD59A1}/*',
+      'arn:aws:s3:::my-bucket/*',
+      'arn:aws-cn:s3:::my-bucket/*',
+    ]) {
+      expect(wholeBucket).toMatch(WHOLE_BUCKET_OBJECTS);
+    }
+    for (const narrower of [
+      '${Artifacts82DD59A1.Arn}/neuronx-compile/calm3/abcd/*',
+      'arn:${AWS::Partition}:s3:::my-bucket/prefix/*',
+      'arn:${AWS::Partition}:s3:::cdk-hnb659fds-assets-123456789012-us-east-1/abc.zip',
+      '${Artifacts82DD59A1.Arn}',
+    ]) {
+      expect(narrower).not.toMatch(WHOLE_BUCKET_OBJECTS);
     }
   });
 
@@ -201,6 +238,18 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
     template.hasResource('Custom::NeuronxCompileJob', {});
     expect(Object.keys(template.findResources('Custom::NeuronxCompileJob'))).toEqual([jobId]);
     expect(waits[0].DependsOn).toContain(jobId);
+  });
+
+  test('the job is submitted only after the job-state rule and its permission to invoke the state function exist', () => {
+    const { template, stack, compile } = fixture;
+    const start = template.findResources('Custom::NeuronxCompileJob')[logicalId(stack, compile.node.findChild('CompileJob'))];
+    expect(start.DependsOn).toEqual(expect.arrayContaining([
+      logicalId(stack, compile.node.findChild('JobStateRule')),
+      logicalId(stack, compile.node.findChild('JobStateRulePermission')),
+    ]));
+    // The rule targets the state function, so the function (and, through it, its role and policy) comes first too.
+    const [, rule] = onlyResourceWithId(template, 'AWS::Events::Rule');
+    expect(rule.Properties.Targets[0].Arn).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('StateFunction')), 'Arn'] });
   });
 
   test('the job-starting custom resource is deleted before the queue, compute environment and job definition', () => {
@@ -310,6 +359,17 @@ describe('NeuronxCompile: sizes and options', () => {
     });
   });
 
+  test('spot retries a job whose instance was reclaimed, up to 3 attempts, and exits on any other failure', () => {
+    const job = onlyResource(synth({ props: { spot: true } }).template, 'AWS::Batch::JobDefinition');
+    expect(job.Properties.RetryStrategy).toEqual({
+      Attempts: 3,
+      EvaluateOnExit: [
+        { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
+        { Action: 'EXIT', OnReason: '*' },
+      ],
+    });
+  });
+
   test('vpcSubnets chooses the subnets', () => {
     const fixture = compileFixture({ props: {} });
     const oneSubnet = fixture.vpc.privateSubnets[1];
@@ -359,12 +419,55 @@ describe('NeuronxCompile: the artifact prefix is a pure function of what determi
     ['quantDtype', { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE, compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8 } }],
     ['the serving family', { servingInstanceType: NeuronxInstanceType.INF2_8XLARGE }],
     ['the revision', { model: calm3({ revision: 'fedcba9876543210fedcba9876543210fedcba98' }) }],
+    ['the runtime image', { runtime: otherRuntime() }],
   ])('a change of %s changes the prefix and the WaitCondition (a new compile, a new wait)', (_what, props) => {
     const base = prefixAndWait();
     const changed = prefixAndWait({ props });
     expect(changed.prefix).not.toEqual(base.prefix);
     expect(changed.waitIds).toHaveLength(1);
     expect(changed.waitIds[0]).not.toEqual(base.waitIds[0]);
+  });
+
+  /** The hash part of an artifact prefix (`<root>/<model>/<hash>/`). */
+  function hashOf(prefix: string): string {
+    return prefix.split('/').slice(-2)[0];
+  }
+
+  test('a change of tpDegree changes the prefix (highPerformance, tp 4 and tp 6 on inf2.24xlarge)', () => {
+    const tp4 = prefixAndWait({ props: HIGH_PERFORMANCE_PROPS });
+    const tp6 = prefixAndWait({ props: { ...HIGH_PERFORMANCE_PROPS, compileOptions: { ...HIGH_PERFORMANCE.options, tpDegree: 6 } } });
+    expect(hashOf(tp6.prefix)).not.toEqual(hashOf(tp4.prefix));
+    expect(tp6.waitIds[0]).not.toEqual(tp4.waitIds[0]);
+  });
+
+  test('a change of modelId changes the prefix: its model segment and its hash', () => {
+    const base = prefixAndWait();
+    const other = prefixAndWait({
+      props: {
+        model: Model.fromHuggingFace('example-org/other-22b-chat', {
+          revision: PINNED_REVISION, parameterCount: CALM3_PARAMETERS, architecture: CALM3_ARCHITECTURE,
+        }),
+      },
+    });
+    expect(other.prefix).toMatch(/^neuronx-compile\/example-org--other-22b-chat\/[0-9a-f]{16}\/$/);
+    expect(hashOf(other.prefix)).not.toEqual(hashOf(base.prefix));
+  });
+
+  test('the runtime image changes the hash too, and is the image the job runs', () => {
+    const other = synth({ props: { runtime: otherRuntime() } });
+    expect(hashOf(other.compile.compiledArtifactS3Prefix)).not.toEqual(hashOf(prefixAndWait().prefix));
+    expect(jobImage(other.template)).toMatch(/:2\.1\.2-neuronx-py310-sdk2\.20\.2-ubuntu20\.04$/);
+  });
+
+  test('the same inputs give the same prefix, in another app, stack and construct id', () => {
+    const base = prefixAndWait();
+    expect(prefixAndWait().prefix).toEqual(base.prefix);
+    const stack = new Stack(new App(), 'ElsewhereStack', { env: ENV });
+    const { vpc, bucket } = network(stack);
+    const elsewhere = new NeuronxCompile(stack, 'Elsewhere', {
+      vpc, bucket, model: calm3(), instanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: { ...LOW_COST.options },
+    });
+    expect(elsewhere.compiledArtifactS3Prefix).toEqual(base.prefix);
   });
 
   test('what does not change the artifacts does not change the prefix: timeouts, spot, the compile instance type', () => {
@@ -519,5 +622,219 @@ describe('NeuronxCompile: subnets', () => {
   test('the default private subnets with egress get no subnet warning', () => {
     const { stack } = compileFixture();
     expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('isolated subnets'))).toEqual([]);
+  });
+});
+
+describe('NeuronxCompile: the functions that start the job and signal its end', () => {
+  let fixture: CompileFixture & { template: Template };
+  let ids: { queue: string; jobDefinition: string; bucketArn: string; startFunction: string; stateFunction: string; rule: string };
+  const JOB_ARNS = 'arn:${AWS::Partition}:batch:us-east-1:123456789012:job/*';
+  beforeAll(() => {
+    fixture = synth();
+    const { stack, compile, bucket } = fixture;
+    const id = (child: string) => logicalId(stack, compile.node.findChild(child));
+    ids = {
+      queue: id('JobQueue'),
+      jobDefinition: id('JobDefinition'),
+      bucketArn: `\${${logicalId(stack, bucket)}.Arn}`,
+      startFunction: id('StartFunction'),
+      stateFunction: id('StateFunction'),
+      rule: id('JobStateRule'),
+    };
+  });
+
+  function jobTagValue(): string {
+    const [, start] = onlyResourceWithId(fixture.template, 'Custom::NeuronxCompileJob');
+    return start.Properties.JobTagValue;
+  }
+
+  test('the start function submits jobs to this queue and any revision of this job definition only', () => {
+    const submits = statementsAllowing(roleStatements(fixture, 'StartFunctionRole'), 'batch:SubmitJob');
+    const [onQueue, onJobs] = [submits.filter(s => !s.Condition), submits.filter(s => s.Condition)];
+    expect(onQueue).toHaveLength(1);
+    expect(actionsOf(onQueue[0])).toEqual(['batch:SubmitJob']);
+    const [queue, definition] = resourcesOf(onQueue[0]);
+    expect(resourcesOf(onQueue[0])).toHaveLength(2);
+    expect(queue).toBe(`\${${ids.queue}.JobQueueArn}`);
+    // job-definition/<the name in the Ref, split out of the ARN>:* (any revision, no other definition).
+    expect(definition).toMatch(new RegExp(`^arn:\\$\\{AWS::Partition\\}:batch:us-east-1:123456789012:job-definition/\\{"Fn::Select":\\[0,.*"Ref":"${ids.jobDefinition}".*\\}:\\*$`));
+    expect(onJobs).toHaveLength(1);
+  });
+
+  test('the start function may tag a job only while submitting it with this compile\'s tag and no other', () => {
+    const tagging = statementsAllowing(roleStatements(fixture, 'StartFunctionRole'), 'batch:TagResource');
+    expect(tagging).toHaveLength(1);
+    expect(actionsOf(tagging[0]).sort()).toEqual(['batch:SubmitJob', 'batch:TagResource']);
+    expect(resourcesOf(tagging[0])).toEqual([JOB_ARNS]);
+    expect(tagging[0].Condition).toEqual({
+      'StringEquals': { 'aws:RequestTag/neuronx-compile': jobTagValue() },
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['neuronx-compile'] },
+    });
+  });
+
+  test('the start function may terminate only jobs that carry this compile\'s tag', () => {
+    const statements = roleStatements(fixture, 'StartFunctionRole');
+    const terminates = statementsAllowing(statements, 'batch:TerminateJob');
+    expect(terminates).toHaveLength(1);
+    expect(actionsOf(terminates[0])).toEqual(['batch:TerminateJob']);
+    expect(resourcesOf(terminates[0])).toEqual([JOB_ARNS]);
+    expect(terminates[0].Condition).toEqual({ StringEquals: { 'aws:ResourceTag/neuronx-compile': jobTagValue() } });
+    expect(jobTagValue()).toMatch(/^[0-9a-f]{16}$/);
+    // No other statement of the role allows a Batch write without a condition on a job.
+    const unconditionalOnJobs = statements.filter(s => !s.Condition && resourcesOf(s).includes(JOB_ARNS));
+    expect(unconditionalOnJobs).toEqual([]);
+  });
+
+  test('the tag names the construct, not the compile: a new prefix keeps it (so the old job can still be stopped), another construct does not', () => {
+    const tagsOf = (f: CompileFixture) => Object.values(Template.fromStack(f.stack).findResources('Custom::NeuronxCompileJob'))
+      .map(r => r.Properties.JobTagValue as string);
+    const base = compileFixture();
+    new NeuronxCompile(base.stack, 'Second', {
+      vpc: base.vpc,
+      bucket: base.bucket,
+      model: calm3(),
+      instanceType: LOW_COST.compile,
+      servingInstanceType: LOW_COST.serving,
+      compileOptions: LOW_COST.options,
+    });
+    const newPrefix = compileFixture({ props: { compileOptions: { ...LOW_COST.options, nPositions: 2048 } } });
+    expect(newPrefix.compile.compiledArtifactS3Prefix).not.toEqual(base.compile.compiledArtifactS3Prefix);
+    const [first, second] = tagsOf(base);
+    expect(tagsOf(newPrefix)).toEqual([first]);
+    expect(second).not.toEqual(first);
+  });
+
+  test('both functions describe jobs (no resource-level permission exists for it) and read only the artifact prefix', () => {
+    for (const role of ['StartFunctionRole', 'StateFunctionRole']) {
+      const statements = roleStatements(fixture, role);
+      const describes = statementsAllowing(statements, 'batch:DescribeJobs');
+      expect(describes).toHaveLength(1);
+      expect(actionsOf(describes[0])).toEqual(['batch:DescribeJobs']);
+      expect(describes[0].Resource).toBe('*');
+      const s3Actions = statements.flatMap(actionsOf).filter(a => a.startsWith('s3:')).sort();
+      expect(s3Actions).toEqual(['s3:GetObject', 's3:ListBucket']);
+      expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${ids.bucketArn}/${fixture.compile.compiledArtifactS3Prefix}*`]);
+      const lists = statementsAllowing(statements, 's3:ListBucket');
+      expect(lists.flatMap(resourcesOf)).toEqual([ids.bucketArn]);
+      expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': [`${fixture.compile.compiledArtifactS3Prefix}*`] } });
+    }
+    // The state function starts and stops nothing.
+    expect(roleStatements(fixture, 'StateFunctionRole').flatMap(actionsOf).filter(a => a.startsWith('batch:'))).toEqual(['batch:DescribeJobs']);
+  });
+
+  test('the rule matches the end (SUCCEEDED or FAILED) of jobs in this queue only, and targets the state function', () => {
+    const [, rule] = onlyResourceWithId(fixture.template, 'AWS::Events::Rule');
+    expect(rule.Properties.EventPattern).toEqual({
+      'source': ['aws.batch'],
+      'detail-type': ['Batch Job State Change'],
+      'detail': { jobQueue: [{ 'Fn::GetAtt': [ids.queue, 'JobQueueArn'] }], status: ['SUCCEEDED', 'FAILED'] },
+    });
+    expect(rule.Properties.Targets).toEqual([{
+      Id: 'StateFunction',
+      Arn: { 'Fn::GetAtt': [ids.stateFunction, 'Arn'] },
+      RetryPolicy: { MaximumRetryAttempts: 10, MaximumEventAgeInSeconds: 3600 },
+    }]);
+  });
+
+  test('only this rule may invoke the state function', () => {
+    const [, permission] = onlyResourceWithId(fixture.template, 'AWS::Lambda::Permission');
+    expect(permission.Properties).toEqual({
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [ids.stateFunction, 'Arn'] },
+      Principal: 'events.amazonaws.com',
+      SourceArn: { 'Fn::GetAtt': [ids.rule, 'Arn'] },
+    });
+  });
+
+  test.each([
+    ['StartFunction', 'index.compileJob', 120],
+    ['StateFunction', 'index.compileJobState', 60],
+  ])('%s runs on nodejs24.x with its timeout (%s, %i s) and logs to its own log group, kept 30 days', (id, handler, timeout) => {
+    const { template, stack, compile } = fixture;
+    const fn = template.findResources('AWS::Lambda::Function')[logicalId(stack, compile.node.findChild(id))];
+    expect(fn.Properties).toMatchObject({ Runtime: 'nodejs24.x', Handler: handler, Timeout: timeout });
+    const logGroupId = logicalId(stack, compile.node.findChild(`${id}Logs`));
+    expect(fn.Properties.LoggingConfig).toEqual({ LogGroup: { Ref: logGroupId } });
+    expect(template.findResources('AWS::Logs::LogGroup')[logGroupId].Properties).toEqual({ RetentionInDays: 30 });
+  });
+
+  test('the compile job\'s log group is kept 30 days too', () => {
+    const { template, stack, compile } = fixture;
+    expect(template.findResources('AWS::Logs::LogGroup')[logicalId(stack, compile.node.findChild('JobLogs'))].Properties).toEqual({ RetentionInDays: 30 });
+  });
+});
+
+describe('NeuronxCompile: each cdk-nag suppression names the wildcards it is for', () => {
+  interface Suppression { id: string; reason: string; applies_to?: string[] }
+
+  function suppressionsOf(fixture: CompileFixture, child: string): Suppression[] {
+    const policy = fixture.compile.node.findChild(child).node.findChild('DefaultPolicy');
+    const resource = Template.fromStack(fixture.stack).findResources('AWS::IAM::Policy')[logicalId(fixture.stack, policy)];
+    return resource.Metadata?.cdk_nag?.rules_to_suppress ?? [];
+  }
+
+  function unsuppressedNagFindings(stack: Stack): string[] {
+    Aspects.of(stack).add(new AwsSolutionsChecks());
+    const rule = Match.stringLikeRegexp('AwsSolutions-.*');
+    const annotations = Annotations.fromStack(stack);
+    return [...annotations.findError('*', rule), ...annotations.findWarning('*', rule)].map(m => `${m.id} ${String(m.entry.data)}`);
+  }
+
+  test('every IAM5 suppression lists the findings it covers, exactly', () => {
+    const fixture = compileFixture();
+    const bucketArn = `<${logicalId(fixture.stack, fixture.bucket)}.Arn>`;
+    const prefixObjects = `Resource::${bucketArn}/${fixture.compile.compiledArtifactS3Prefix}*`;
+    const jobDefinition = logicalId(fixture.stack, fixture.compile.node.findChild('JobDefinition'));
+    const iam5 = (child: string) => suppressionsOf(fixture, child).filter(s => s.id === 'AwsSolutions-IAM5');
+    const expected: Record<string, string[]> = {
+      JobRole: [prefixObjects],
+      ExecutionRole: ['Resource::*'],
+      StateFunctionRole: [prefixObjects, 'Resource::*'],
+      StartFunctionRole: [
+        prefixObjects,
+        'Resource::*',
+        'Resource::arn:<AWS::Partition>:batch:us-east-1:123456789012:job/*',
+        'Resource::arn:<AWS::Partition>:batch:us-east-1:123456789012:job-definition/{"Fn::Select":[0,{"Fn::Split":[":",{"Fn::Select":[1,'
+          + `{"Fn::Split":["job-definition/",{"Ref":"${jobDefinition}"}]}]}]}]}:*`,
+      ],
+    };
+    for (const [child, appliesTo] of Object.entries(expected)) {
+      const suppressions = iam5(child);
+      expect(suppressions).toHaveLength(1);
+      expect([...suppressions[0].applies_to ?? []].sort()).toEqual([...appliesTo].sort());
+    }
+    expect(iam5('StartFunctionRole')[0].reason).toMatch(/batch:TerminateJob requires that tag on the job/);
+  });
+
+  test('a wildcard granted to a role later is reported, not hidden by the construct\'s suppression', () => {
+    const fixture = compileFixture();
+    const jobRole = fixture.compile.node.findChild('JobRole') as iam.Role;
+    jobRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:Get*'], resources: [fixture.bucket.arnForObjects('*')] }));
+    const findings = unsuppressedNagFindings(fixture.stack);
+    expect(findings).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^\/TestStack\/Compile\/JobRole\/DefaultPolicy\/Resource AwsSolutions-IAM5\[Action::s3:Get\*\]/),
+      expect.stringMatching(/^\/TestStack\/Compile\/JobRole\/DefaultPolicy\/Resource AwsSolutions-IAM5\[Resource::<Artifacts[0-9A-F]+\.Arn>\/\*\]/),
+    ]));
+    expect(findings).toHaveLength(2);
+  });
+
+  test('weights in S3, a KMS-encrypted bucket and an environment-agnostic stack leave no unsuppressed finding', () => {
+    const stack = new Stack(new App(), 'Agnostic');
+    const { vpc, accessLogsBucket } = network(stack);
+    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+    const bucket = new s3.Bucket(stack, 'Encrypted', {
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: key,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      versioned: true,
+      serverAccessLogsBucket: accessLogsBucket,
+      serverAccessLogsPrefix: 'encrypted/',
+    });
+    const weights = Model.fromBucket(bucket, 'weights/calm3', { parameterCount: CALM3_PARAMETERS, architecture: CALM3_ARCHITECTURE });
+    new NeuronxCompile(stack, 'Compile', {
+      vpc, bucket, model: weights, instanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: LOW_COST.options,
+    });
+    expect(unsuppressedNagFindings(stack)).toEqual([]);
   });
 });

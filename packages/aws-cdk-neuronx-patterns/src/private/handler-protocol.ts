@@ -5,11 +5,19 @@
 /** Job environment variable carrying the WaitCondition handle URL the job's outcome is signalled to. */
 export const WAIT_HANDLE_URL_ENV = 'NEURONX_WAIT_HANDLE_URL';
 
+/**
+ * Tag every compile job is submitted with; its value identifies the NeuronxCompile. The start function may
+ * terminate only jobs that carry the tag with its compile's value (an IAM condition on aws:ResourceTag).
+ */
+export const COMPILE_JOB_TAG_KEY = 'neuronx-compile';
+
 /** Properties of the custom resource that starts (and stops) the compile job. */
 export interface CompileJobProperties {
   readonly JobQueueArn: string;
   readonly JobDefinitionArn: string;
   readonly JobName: string;
+  /** Value of the COMPILE_JOB_TAG_KEY tag the job is submitted with. */
+  readonly JobTagValue: string;
   readonly ArtifactBucket: string;
   /** Ends with '/'. */
   readonly ArtifactPrefix: string;
