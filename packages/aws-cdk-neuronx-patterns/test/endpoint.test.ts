@@ -1,8 +1,11 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import { App, Duration, Size, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as ts from 'typescript';
 import {
   Model, NeuronxInstanceType, NeuronxRuntime, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
   TransformersNeuronxSageMakerRealtimeInferenceEndpoint, TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
@@ -282,4 +285,19 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     expect(message).toMatch(/^TransformersNeuronxSageMakerRealtimeInferenceEndpoint 'TestStack\/Endpoint' cannot work:\n/);
     expect(message.split('\n- ')).toHaveLength(4);
   });
+});
+
+test('the README example composes Model, NeuronxCompile, the model data and the endpoint, and synthesizes', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf-8');
+  const example = /```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  expect(example).toBeDefined();
+  const source = example!.replace(/from 'aws-cdk-neuronx-patterns'/g, 'from \'../src\'');
+  const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const run = new Function('require', 'exports', `${js}\nreturn { stack, endpoint };`);
+  const { stack, endpoint } = run(require, {}) as { stack: Stack; endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpoint };
+  expect(endpoint).toBeInstanceOf(TransformersNeuronxSageMakerRealtimeInferenceEndpoint);
+  const template = Template.fromStack(stack);
+  template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
+  template.resourceCountIs('AWS::Batch::JobDefinition', 1);
 });
