@@ -54,28 +54,40 @@ def installed_versions(packages: Sequence[str]) -> dict[str, str | None]:
     return versions
 
 
+def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any) -> dict[str, Any]:
+    """LlamaForSampling.from_pretrained's keyword arguments for the manifest `options`.
+
+    The compile job and the handler must build the model with exactly these: any difference changes
+    the HLO, hence the hash the NEFFs are found by, and the endpoint would not find its artifacts.
+    `neuronx_config` is the transformers_neuronx.config module. inference.py ships alone, so it
+    carries a copy of this function; tests/test_neuron_layer.py holds the two copies identical.
+    """
+    neuron_config = None
+    if options["quantDtype"]:
+        neuron_config = neuronx_config.NeuronConfig(
+            quant=neuronx_config.QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
+        )
+    return {
+        "batch_size": options["batchSize"],
+        "tp_degree": options["tpDegree"],
+        "n_positions": options["nPositions"],
+        "amp": options["amp"],
+        "neuron_config": neuron_config,
+    }
+
+
 def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> None:
     """Compiles the Hugging Face Llama checkpoint and saves the NEFFs to `compiled_dir`.
 
     `options` holds the contract's manifest option keys. neuronx-cc reads its target and opt level
     from NEURON_CC_FLAGS, which the caller sets. The inference handler builds the model with the
-    same arguments before loading these artifacts.
+    same arguments (llama_from_pretrained_kwargs) before loading these artifacts.
     """
-    from transformers_neuronx.config import NeuronConfig, QuantizationConfig
+    import transformers_neuronx.config as neuronx_config
     from transformers_neuronx.llama.model import LlamaForSampling
 
-    neuron_config = None
-    if options["quantDtype"]:
-        neuron_config = NeuronConfig(
-            quant=QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
-        )
     model = LlamaForSampling.from_pretrained(
-        str(checkpoint_dir),
-        batch_size=options["batchSize"],
-        tp_degree=options["tpDegree"],
-        n_positions=options["nPositions"],
-        amp=options["amp"],
-        neuron_config=neuron_config,
+        str(checkpoint_dir), **llama_from_pretrained_kwargs(options, neuronx_config)
     )
     model.to_neuron()
     model.save(str(compiled_dir))

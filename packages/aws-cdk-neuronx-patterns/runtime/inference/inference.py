@@ -507,25 +507,37 @@ def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]
 # The only code that needs torch, transformers and transformers-neuronx (the serving image)
 
 
+def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any) -> dict[str, Any]:
+    """LlamaForSampling.from_pretrained's keyword arguments for the manifest `options`.
+
+    The compile job and the handler must build the model with exactly these: any difference changes
+    the HLO, hence the hash the NEFFs are found by, and the endpoint would not find its artifacts.
+    `neuronx_config` is the transformers_neuronx.config module. inference.py ships alone, so it
+    carries a copy of this function; tests/test_neuron_layer.py holds the two copies identical.
+    """
+    neuron_config = None
+    if options["quantDtype"]:
+        neuron_config = neuronx_config.NeuronConfig(
+            quant=neuronx_config.QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
+        )
+    return {
+        "batch_size": options["batchSize"],
+        "tp_degree": options["tpDegree"],
+        "n_positions": options["nPositions"],
+        "amp": options["amp"],
+        "neuron_config": neuron_config,
+    }
+
+
 def _load_neuron_generator(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Generator:
     """Builds the model exactly as the compile job did, loads its NEFFs and wraps `model.sample`."""
     import torch
+    import transformers_neuronx.config as neuronx_config
     from transformers import AutoTokenizer
-    from transformers_neuronx.config import NeuronConfig, QuantizationConfig
     from transformers_neuronx.llama.model import LlamaForSampling
 
-    neuron_config = None
-    if options["quantDtype"]:
-        neuron_config = NeuronConfig(
-            quant=QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
-        )
     model = LlamaForSampling.from_pretrained(
-        str(checkpoint_dir),
-        batch_size=options["batchSize"],
-        tp_degree=options["tpDegree"],
-        n_positions=options["nPositions"],
-        amp=options["amp"],
-        neuron_config=neuron_config,
+        str(checkpoint_dir), **llama_from_pretrained_kwargs(options, neuronx_config)
     )
     model.load(str(compiled_dir))
     model.to_neuron()

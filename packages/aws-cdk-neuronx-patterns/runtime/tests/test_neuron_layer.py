@@ -1,0 +1,211 @@
+"""The thin Neuron layer of both programs, over fake torch and transformers_neuronx modules.
+
+The compile job and the handler must build LlamaForSampling identically: a difference in the
+from_pretrained arguments changes the HLO hash, and the endpoint would not find its NEFFs. The
+handler ships alone as code/inference.py, so the argument builder exists twice; these tests hold the
+copies identical in source and in effect, and check the call order on each side.
+"""
+
+import inspect
+import sys
+import types
+from contextlib import contextmanager
+
+import pytest
+
+import inference
+import neuronx_compile
+from chat_tokenizer import VOCAB, build_chat_tokenizer  # imports transformers before torch is faked
+
+QUANTIZED = {"tpDegree": 2, "nPositions": 1024, "batchSize": 1, "amp": "bf16", "quantDtype": "s8", "optLevel": 3}
+UNQUANTIZED = {"tpDegree": 8, "nPositions": 4096, "batchSize": 2, "amp": "f16", "quantDtype": "", "optLevel": 2}
+
+
+class Recorded:
+    """A transformers_neuronx config object: equal when built with equal arguments."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.kwargs == self.kwargs
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.kwargs})"
+
+
+class NeuronConfig(Recorded):
+    pass
+
+
+class QuantizationConfig(Recorded):
+    pass
+
+
+class FakeTensor:
+    def __init__(self, rows, dtype=None):
+        self.rows = [list(row) for row in rows]
+        self.dtype = dtype
+
+    def __getitem__(self, index):
+        return types.SimpleNamespace(tolist=lambda: list(self.rows[index]))
+
+
+class FakeNeuron:
+    """Installs torch, transformers_neuronx.config and transformers_neuronx.llama.model fakes; records calls."""
+
+    COMPLETION = [VOCAB["bye"], VOCAB["<|im_end|>"]]
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        self.inference_mode_depth = 0
+        neuron = self
+
+        class LlamaForSampling:
+            @classmethod
+            def from_pretrained(cls, *args, **kwargs):
+                neuron.calls.append(("from_pretrained", args, kwargs))
+                return cls()
+
+            def to_neuron(self):
+                neuron.calls.append(("to_neuron",))
+
+            def save(self, directory):
+                neuron.calls.append(("save", directory))
+
+            def load(self, directory):
+                neuron.calls.append(("load", directory))
+
+            # transformers-neuronx 0.13 LlamaForSampling.sample's signature: other keywords are a TypeError.
+            def sample(
+                self,
+                input_ids,
+                sequence_length,
+                start_ids=None,
+                top_k=50,
+                top_p=1.0,
+                eos_token_override=None,
+                temperature=1.0,
+                streamer=None,
+                stopping_criteria_list=None,
+                no_repeat_ngram_size=None,
+            ):
+                arguments = {
+                    name: value for name, value in locals().items() if name not in ("self", "input_ids", "neuron")
+                }
+                neuron.calls.append(("sample", input_ids, arguments, neuron.inference_mode_depth))
+                return FakeTensor([row + neuron.COMPLETION for row in input_ids.rows])
+
+        @contextmanager
+        def inference_mode():
+            self.inference_mode_depth += 1
+            yield
+            self.inference_mode_depth -= 1
+
+        torch = types.ModuleType("torch")
+        torch.long = "torch.long"
+        torch.tensor = FakeTensor
+        torch.inference_mode = inference_mode
+        package = types.ModuleType("transformers_neuronx")
+        config = types.ModuleType("transformers_neuronx.config")
+        config.NeuronConfig, config.QuantizationConfig = NeuronConfig, QuantizationConfig
+        llama = types.ModuleType("transformers_neuronx.llama")
+        model = types.ModuleType("transformers_neuronx.llama.model")
+        model.LlamaForSampling = LlamaForSampling
+        package.config, package.llama, llama.model = config, llama, model
+        for module in (torch, package, config, llama, model):
+            monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    def from_pretrained_calls(self):
+        return [call[1:] for call in self.calls if call[0] == "from_pretrained"]
+
+
+@pytest.fixture
+def neuron(monkeypatch):
+    return FakeNeuron(monkeypatch)
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    checkpoint_dir, compiled_dir = tmp_path / "checkpoint", tmp_path / "compiled"
+    build_chat_tokenizer(checkpoint_dir)
+    return checkpoint_dir, compiled_dir
+
+
+def test_the_two_copies_of_the_argument_builder_are_identical():
+    assert inspect.getsource(inference.llama_from_pretrained_kwargs) == inspect.getsource(
+        neuronx_compile.llama_from_pretrained_kwargs
+    )
+
+
+@pytest.mark.parametrize("options", [QUANTIZED, UNQUANTIZED], ids=["s8", "bf16-batch2"])
+def test_compile_and_serve_build_the_model_with_identical_arguments(neuron, dirs, options):
+    checkpoint_dir, compiled_dir = dirs
+
+    neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, options)
+    inference._load_neuron_generator(checkpoint_dir, compiled_dir, options)
+
+    compiled, served = neuron.from_pretrained_calls()
+    assert compiled == served
+    quantization = QuantizationConfig(quant_dtype="s8", dequant_dtype="bf16")
+    expected_config = NeuronConfig(quant=quantization) if options["quantDtype"] else None
+    assert compiled == (
+        (str(checkpoint_dir),),
+        {
+            "batch_size": options["batchSize"],
+            "tp_degree": options["tpDegree"],
+            "n_positions": options["nPositions"],
+            "amp": options["amp"],
+            "neuron_config": expected_config,
+        },
+    )
+
+
+def test_the_compile_job_compiles_then_saves(neuron, dirs):
+    checkpoint_dir, compiled_dir = dirs
+    neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, QUANTIZED)
+    assert [call[0] for call in neuron.calls] == ["from_pretrained", "to_neuron", "save"]
+    assert neuron.calls[-1] == ("save", str(compiled_dir))
+
+
+def test_the_handler_loads_the_neffs_before_to_neuron_and_never_saves(neuron, dirs):
+    checkpoint_dir, compiled_dir = dirs
+    inference._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
+    assert [call[0] for call in neuron.calls] == ["from_pretrained", "load", "to_neuron"]
+    assert neuron.calls[1] == ("load", str(compiled_dir))
+
+
+def test_sample_gets_the_prompt_in_every_batch_row_and_the_documented_keywords(neuron, dirs):
+    checkpoint_dir, compiled_dir = dirs
+    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
+    neuron.calls.clear()
+
+    output = generator.sample(
+        [1, 2, 3], sequence_length=10, top_k=5, top_p=0.9, temperature=0.3, eos_token_id=VOCAB["<|im_end|>"]
+    )
+
+    ((_, input_ids, arguments, inference_mode_depth),) = neuron.calls
+    assert (input_ids.rows, input_ids.dtype) == ([[1, 2, 3]] * UNQUANTIZED["batchSize"], "torch.long")
+    assert {name: value for name, value in arguments.items() if value is not None} == {
+        "sequence_length": 10,
+        "top_k": 5,
+        "top_p": 0.9,
+        "temperature": 0.3,
+        "eos_token_override": VOCAB["<|im_end|>"],
+    }
+    assert inference_mode_depth == 1
+    assert output == [1, 2, 3] + FakeNeuron.COMPLETION
+
+
+def test_the_loaded_generator_answers_a_request_end_to_end(neuron, dirs):
+    checkpoint_dir, compiled_dir = dirs
+    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
+
+    response = inference.predict_fn(
+        inference.GenerationRequest(messages=({"role": "user", "content": "hello"},), temperature=0.0), generator
+    )
+
+    assert response["generated_text"] == "bye"
+    assert generator.n_positions == QUANTIZED["nPositions"]
+    (sample,) = [call for call in neuron.calls if call[0] == "sample"]
+    assert (sample[2]["top_k"], sample[2]["temperature"]) == (1, 1.0)  # greedy
