@@ -12,6 +12,7 @@ from unittest import mock
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 import compile_job
@@ -75,12 +76,19 @@ class FakeHub(types.ModuleType):
 
 
 class RecordingS3:
-    """The moto S3 client, recording uploads and puts in the shared event list."""
+    """The moto S3 client, recording uploads and puts in the shared event list; each call can be made to fail."""
 
     def __init__(self, client, events):
         self._client = client
         self._events = events
         self.upload_error = None
+        self.head_error = None
+        self.put_error = None
+
+    def head_object(self, **kwargs):
+        if self.head_error:
+            raise self.head_error
+        return self._client.head_object(**kwargs)
 
     def upload_file(self, filename, bucket, key, **kwargs):
         self._events.append(("upload", key))
@@ -89,6 +97,8 @@ class RecordingS3:
         return self._client.upload_file(filename, bucket, key, **kwargs)
 
     def put_object(self, **kwargs):
+        if self.put_error:
+            raise self.put_error
         self._events.append(("put", kwargs["Key"]))
         return self._client.put_object(**kwargs)
 
@@ -290,12 +300,35 @@ def fail_upload(job):
     job.s3.upload_error = OSError("Access Denied")
 
 
+def client_error(code, message, operation):
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+def fail_check_marker(job):
+    # HEAD answers 403 without s3:ListBucket (or with a wrong KMS grant): not "no marker", a failure.
+    job.s3.head_error = client_error("403", "Forbidden", "HeadObject")
+
+
+def fail_write_marker(job):
+    job.s3.put_error = client_error("AccessDenied", "Access Denied", "PutObject")
+
+
 @pytest.mark.parametrize(
     "phase, make_it_fail, reason",
     [
         ("download", fail_download, "OSError: connection reset by peer"),
         ("compile", fail_compile, "RuntimeError: neuronx-cc returned 70"),
         ("upload", fail_upload, "OSError: Access Denied"),
+        (
+            "check-marker",
+            fail_check_marker,
+            "ClientError: An error occurred (403) when calling the HeadObject operation: Forbidden",
+        ),
+        (
+            "write-marker",
+            fail_write_marker,
+            "ClientError: An error occurred (AccessDenied) when calling the PutObject operation: Access Denied",
+        ),
     ],
 )
 def test_a_failing_phase_exits_non_zero_names_the_phase_and_writes_no_marker(
@@ -513,3 +546,17 @@ def test_the_neuron_package_versions_of_the_image_are_recorded_and_logged(job, c
     assert list(contract["manifest"]["neuronPackages"]) == list(image)
     assert job.marker()["neuronPackages"] == image
     assert json.dumps(image) in capsys.readouterr().out
+
+
+def test_a_forbidden_marker_check_neither_downloads_nor_compiles(job, contract):
+    fail_check_marker(job)
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+    assert job.events == [] and job.hub.calls == []
+
+
+def test_a_failed_marker_write_leaves_the_uploads_without_a_marker(job, contract):
+    fail_write_marker(job)
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+    # Everything else is there; without the marker the prefix still counts as incomplete and a rerun redoes it.
+    assert contract["layout"]["compiledDir"] + NEFF[0] in job.objects()
+    assert not job.has_marker()
