@@ -132,3 +132,14 @@ def test_with_a_charset_parameter_the_handler_decodes_and_answers_400(invoke):
 
     assert context.status[0] == 400
     assert response.startswith("body is not valid UTF-8 JSON")
+
+
+def test_invoke_endpoint_callers_get_the_handlers_4xx_as_a_424_model_error():
+    """What README.md tells callers, from the SageMaker Runtime service model botocore ships."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    assert "ModelError" in [shape.name for shape in model.operation_model("InvokeEndpoint").error_shapes]
+    model_error = model.shape_for("ModelError")
+    assert model_error.metadata["error"]["httpStatusCode"] == 424
+    assert {"OriginalStatusCode", "OriginalMessage"} <= set(model_error.members)
