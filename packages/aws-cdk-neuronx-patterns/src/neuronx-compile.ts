@@ -16,6 +16,7 @@ import { CONTRACT, compileEnv, quantDtypeValue, RUNTIME_DIR } from './private/co
 import { HandlerFunction, handlerFunction, LOG_RETENTION } from './private/handler-function';
 import { COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { NagSuppression, suppressNag } from './private/nag';
+import { nagFinding, wildcardFindingsOfJson } from './private/nag-finding';
 import { grantPrefix } from './private/s3-prefix';
 import {
   checkPositiveInteger, checkpointBytes, DEFAULT_N_POSITIONS, GIB, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
@@ -564,47 +565,12 @@ function suppressIam5(role: iam.Role, appliesTo: string[], reason: string): void
   suppressNag(policy, [suppression]);
 }
 
-/**
- * The id cdk-nag gives a wildcard finding (`Resource::<Bucket.Arn>/prefix/*`, `Action::kms:ReEncrypt*`): the value
- * resolved and flattened as cdk-nag's flattenCfnReference does (`${X}` and Ref as `<X>`, GetAtt as `<X.Attr>`, Join
- * joined, anything else as JSON).
- */
-function nagFinding(scope: Construct, kind: 'Resource' | 'Action', value: string): string {
-  return `${kind}::${flattenForNag(Stack.of(scope).resolve(value))}`;
-}
-
-function flattenForNag(node: unknown): string {
-  if (node === undefined) return '';
-  if (typeof node === 'string') return node.replace(/\$\{/g, '<').replace(/\}/g, '>');
-  const o = (node ?? {}) as Record<string, unknown>;
-  if (o['Fn::Join']) {
-    const [delimiter, items] = o['Fn::Join'] as [string, unknown[]];
-    return items.map(flattenForNag).join(delimiter);
-  }
-  if (o['Fn::Sub']) return flattenForNag(o['Fn::Sub']);
-  if (o['Fn::GetAtt']) {
-    const [resource, attribute] = o['Fn::GetAtt'] as [unknown, unknown];
-    return `<${flattenForNag(resource)}.${flattenForNag(attribute)}>`;
-  }
-  if (o['Fn::ImportValue']) return flattenForNag(o['Fn::ImportValue']);
-  if (o.Ref) return `<${flattenForNag(o.Ref)}>`;
-  return JSON.stringify(node);
-}
-
 /** Runs `grant` and returns its result with the wildcard findings of the statements it added to the role's default policy. */
 function withWildcardFindings<T>(scope: Construct, role: iam.Role, grant: () => T): { result: T; findings: string[] } {
   const before = defaultPolicyStatements(role).length;
   const result = grant();
-  const added = defaultPolicyStatements(role).slice(before) as Array<{ Effect?: string; Action?: string | string[]; Resource?: unknown }>;
-  const findings: string[] = [];
-  for (const statement of Stack.of(scope).resolve(added) as typeof added) {
-    if (statement.Effect !== 'Allow') continue;
-    const actions = ([] as string[]).concat(statement.Action ?? []);
-    const resources = ([] as unknown[]).concat(statement.Resource ?? []);
-    findings.push(...actions.filter(a => a.includes('*')).map(a => `Action::${a}`));
-    findings.push(...resources.map(flattenForNag).filter(r => r.includes('*')).map(r => `Resource::${r}`));
-  }
-  return { result, findings };
+  const added = Stack.of(scope).resolve(defaultPolicyStatements(role).slice(before)) as Array<Record<string, unknown>>;
+  return { result, findings: added.flatMap(wildcardFindingsOfJson) };
 }
 
 function defaultPolicyStatements(role: iam.Role): unknown[] {

@@ -16,14 +16,25 @@ export function wildcardFindings(scope: IConstruct, statements: iam.PolicyStatem
   for (const statement of statements) {
     if (statement.effect !== iam.Effect.ALLOW) continue;
     const json = stack.resolve(statement.toStatementJson()) as { Action?: unknown; Resource?: unknown };
-    for (const action of asArray(json.Action)) {
-      if (typeof action === 'string' && action.includes('*')) findings.add(`Action::${action}`);
-    }
-    for (const resource of asArray(json.Resource).map(flattenReference)) {
-      if (resource.includes('*')) findings.add(`Resource::${resource}`);
-    }
+    for (const finding of wildcardFindingsOfJson(json)) findings.add(finding);
   }
   return [...findings];
+}
+
+/** The same for one policy statement already resolved to CloudFormation JSON. */
+export function wildcardFindingsOfJson(statement: { Effect?: unknown; Action?: unknown; Resource?: unknown }): string[] {
+  if (statement.Effect !== undefined && statement.Effect !== 'Allow') return [];
+  const actions = asArray(statement.Action).filter((a): a is string => typeof a === 'string' && a.includes('*'));
+  const resources = asArray(statement.Resource).map(flattenReference).filter(r => r.includes('*'));
+  return [...actions.map(a => `Action::${a}`), ...resources.map(r => `Resource::${r}`)];
+}
+
+/**
+ * The id cdk-nag gives a wildcard finding on `value` (`Resource::<Bucket.Arn>/prefix/*`, `Action::kms:ReEncrypt*`),
+ * resolved in the stack of `scope`.
+ */
+export function nagFinding(scope: IConstruct, kind: 'Resource' | 'Action', value: string): string {
+  return `${kind}::${flattenReference(Stack.of(scope).resolve(value))}`;
 }
 
 /** The default policy of a grantee that is a role made in this app, which is where its grants land. */
