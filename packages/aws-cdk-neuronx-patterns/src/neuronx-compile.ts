@@ -16,7 +16,7 @@ import { CONTRACT, compileEnv, quantDtypeValue, RUNTIME_DIR } from './private/co
 import { HandlerFunction, handlerFunction, LOG_RETENTION } from './private/handler-function';
 import { COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { NagSuppression, suppressNag } from './private/nag';
-import { nagFinding, wildcardFindingsOfJson } from './private/nag-finding';
+import { nagFinding, wildcardFindings, wildcardFindingsOfJson } from './private/nag-finding';
 import { grantPrefix } from './private/s3-prefix';
 import {
   checkPositiveInteger, checkpointBytes, DEFAULT_N_POSITIONS, GIB, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
@@ -320,7 +320,7 @@ export class NeuronxCompile extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Neuron compile job: reads the model, writes its own artifact prefix',
     });
-    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, jobRole, 'readWrite');
+    const jobPrefixFindings = wildcardFindings(this, grantPrefix(props.bucket, this.compiledArtifactS3Prefix, jobRole, 'readWrite'));
     grantAssetRead(code, jobRole);
     // What the model grants (its weights' prefix, its token secret) is the model's to scope: the wildcards it grants
     // are listed in the job role's cdk-nag suppression as they are granted.
@@ -406,7 +406,7 @@ export class NeuronxCompile extends Construct {
       },
     });
     stateFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
-    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, stateFunction.role, 'read');
+    const statePrefixFindings = wildcardFindings(this, grantPrefix(props.bucket, this.compiledArtifactS3Prefix, stateFunction.role, 'read'));
     // An L1 rule and permission: aws-events-targets would load most of aws-cdk-lib for one Lambda target.
     const rule = new events.CfnRule(this, 'JobStateRule', {
       description: 'Neuron compile job ended',
@@ -458,7 +458,7 @@ export class NeuronxCompile extends Construct {
       conditions: { StringEquals: { [`aws:ResourceTag/${COMPILE_JOB_TAG_KEY}`]: jobTagValue } },
     }));
     startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
-    grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction.role, 'read');
+    const startPrefixFindings = wildcardFindings(this, grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction.role, 'read'));
     const compileJobProperties: CompileJobProperties = {
       JobQueueArn: jobQueue.jobQueueArn,
       JobDefinitionArn: jobDefinition.ref,
@@ -487,8 +487,9 @@ export class NeuronxCompile extends Construct {
     });
     wait.node.addDependency(start);
 
-    this.suppressNagFindings(props.bucket, computeEnvironment, {
-      jobRole, executionRole, startFunction, stateFunction, jobArns, jobDefinitionArns, modelFindings,
+    this.suppressNagFindings(computeEnvironment, {
+      jobRole, executionRole, startFunction, stateFunction, jobArns, jobDefinitionArns,
+      jobFindings: [...jobPrefixFindings, ...modelFindings], startFindings: startPrefixFindings, stateFindings: statePrefixFindings,
     });
   }
 
@@ -516,7 +517,7 @@ export class NeuronxCompile extends Construct {
    * Each suppression lists exactly the wildcard findings it is for (cdk-nag's `Resource::`/`Action::` ids), so a
    * wildcard added later is reported, not hidden.
    */
-  private suppressNagFindings(bucket: s3.IBucket, computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, grants: NagGrants) {
+  private suppressNagFindings(computeEnvironment: batch.ManagedEc2EcsComputeEnvironment, grants: NagGrants) {
     const instanceRole = computeEnvironment.instanceRole;
     if (instanceRole) {
       suppressNag(instanceRole, [{
@@ -525,24 +526,22 @@ export class NeuronxCompile extends Construct {
         appliesTo: ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role'],
       }]);
     }
-    const prefixObjects = nagFinding(this, 'Resource', bucket.arnForObjects(`${this.compiledArtifactS3Prefix}*`));
     const anyResource = nagFinding(this, 'Resource', '*');
     const prefixReason = 'Object actions are limited to this compile\'s artifact prefix (prefix/*); s3:ListBucket is limited to it by condition.';
-    // grantEncryptDecrypt on a KMS-encrypted bucket: the key's data-key and re-encrypt actions, on that key only.
-    const kmsActions = bucket.encryptionKey ? ['kms:ReEncrypt*', 'kms:GenerateDataKey*'].map(a => nagFinding(this, 'Action', a)) : [];
-    const kmsReason = bucket.encryptionKey ? ' kms:ReEncrypt* and kms:GenerateDataKey* are on the bucket\'s key only.' : '';
-    suppressIam5(grants.jobRole, [prefixObjects, ...kmsActions, ...grants.modelFindings],
+    // On a KMS-encrypted bucket the prefix grant adds the key's data-key and re-encrypt actions, on that key only.
+    const kmsReason = grants.jobFindings.some(f => f.startsWith('Action::kms:')) ? ' kms:ReEncrypt* and kms:GenerateDataKey* are on the bucket\'s key only.' : '';
+    suppressIam5(grants.jobRole, grants.jobFindings,
       `${prefixReason} Weights in S3 are read under their own prefix, the same way; the compile code is read with s3:GetObject `
       + `on its one asset object.${kmsReason}`);
     suppressIam5(grants.executionRole, [anyResource],
       'ecr:GetAuthorizationToken has no resource type; the image is pulled from its one repository and logs go to this job\'s log group only.');
     suppressIam5(grants.startFunction.role, [
-      prefixObjects, anyResource, nagFinding(this, 'Resource', grants.jobArns), nagFinding(this, 'Resource', grants.jobDefinitionArns),
+      ...grants.startFindings, anyResource, nagFinding(this, 'Resource', grants.jobArns), nagFinding(this, 'Resource', grants.jobDefinitionArns),
     ], `${prefixReason} batch:DescribeJobs supports no resource-level permissions. batch:SubmitJob is on this compile's queue and `
       + 'any revision of its job definition (job-definition/<name>:*). Job ids are known only at run time (job/*), so batch:SubmitJob '
       + `and batch:TagResource on jobs require the request tag ${COMPILE_JOB_TAG_KEY}=<this compile> and no other tag, and `
       + 'batch:TerminateJob requires that tag on the job: the function can stop only the jobs it started for this compile.');
-    suppressIam5(grants.stateFunction.role, [prefixObjects, anyResource],
+    suppressIam5(grants.stateFunction.role, [...grants.stateFindings, anyResource],
       `${prefixReason} batch:DescribeJobs supports no resource-level permissions.`);
   }
 }
@@ -554,8 +553,12 @@ interface NagGrants {
   readonly stateFunction: HandlerFunction;
   readonly jobArns: string;
   readonly jobDefinitionArns: string;
-  /** The wildcard findings of what the model's bind granted the job role. */
-  readonly modelFindings: string[];
+  /** The wildcard findings of the job role's grants: its artifact prefix and what the model's bind granted. */
+  readonly jobFindings: string[];
+  /** The wildcard findings of the start function's artifact prefix read. */
+  readonly startFindings: string[];
+  /** The wildcard findings of the state function's artifact prefix read. */
+  readonly stateFindings: string[];
 }
 
 function suppressIam5(role: iam.Role, appliesTo: string[], reason: string): void {
