@@ -314,7 +314,8 @@ export class NeuronxCompile extends Construct {
     this.logGroup = logGroup;
     const code = stageAsset(this, 'CompileCode', {
       path: RUNTIME_DIR,
-      exclude: ['*', '.*', '!contract.json', '!compile', '!compile/**', 'compile/**/__pycache__', '**/*.pyc', '**/.*'],
+      // compile/ and the handler, whose model-building function the compile job imports (see neuronx_compile.py).
+      exclude: ['*', '.*', '!contract.json', '!compile', '!compile/**', '!inference', '!inference/inference.py', '**/__pycache__', '**/*.pyc', '**/.*'],
     });
     const jobRole = new iam.Role(this, 'JobRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),

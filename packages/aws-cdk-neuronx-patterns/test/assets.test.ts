@@ -47,7 +47,7 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     expect(files.every(f => f.source.executable === undefined)).toBe(true);
   });
 
-  test('the compile program asset holds only the compile code and the contract, no tests or caches', () => {
+  test('the compile program asset holds only the compile code, the handler it imports and the contract, no tests or caches', () => {
     const dirs = Object.values(manifest.files ?? {})
       .map(f => path.join(outdir, f.source.path ?? ''))
       .filter(p => fs.existsSync(path.join(p, 'contract.json')) && fs.existsSync(path.join(p, 'compile')));
@@ -59,8 +59,10 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     const contents = list(dirs[0]);
     expect(contents).toContain('contract.json');
     expect(contents).toContain('compile/compile_job.py');
-    // Not the Python tests, the inference handler, the README or dotfiles.
-    expect(contents.filter(f => !f.startsWith('compile/') && f !== 'contract.json')).toEqual([]);
+    // The compile job builds the model with the handler's own function (compile/neuronx_compile.py imports it).
+    expect(contents).toContain('inference/inference.py');
+    // Not the Python tests, the README or dotfiles.
+    expect(contents.filter(f => !f.startsWith('compile/') && !['contract.json', 'inference/inference.py'].includes(f))).toEqual([]);
     expect(contents.filter(f => f.includes('__pycache__') || f.endsWith('.pyc'))).toEqual([]);
   });
 

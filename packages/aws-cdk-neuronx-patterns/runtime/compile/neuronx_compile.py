@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping, Sequence
+
+# The endpoint's handler owns how the model is built and which Neuron packages it records: the compile job uses
+# the handler's own functions (inference.py ships beside compile/ in the compile asset, as in the endpoint's code/),
+# so the from_pretrained arguments, and with them the HLO hash the NEFFs are found by, cannot drift apart.
+_INFERENCE_DIR = str(Path(__file__).resolve().parent.parent / "inference")
+if _INFERENCE_DIR not in sys.path:
+    sys.path.append(_INFERENCE_DIR)
+from inference import installed_versions, llama_from_pretrained_kwargs  # noqa: E402  (needs the path above)
+
 
 NEURON_CC_FLAGS = "NEURON_CC_FLAGS"
 """Environment variable transformers-neuronx passes on to neuronx-cc."""
@@ -39,41 +49,6 @@ def neuron_cc_flags(existing: str, target: str, opt_level: int) -> str:
         elif not _ATTACHED_FLAG.fullmatch(token):
             kept.append(token)
     return shlex.join([*kept, f"--target={target}", f"-O{opt_level}"])
-
-
-def installed_versions(packages: Sequence[str]) -> dict[str, str | None]:
-    """The installed version of each distribution (None when it is not installed)."""
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any) -> dict[str, Any]:
-    """LlamaForSampling.from_pretrained's keyword arguments for the manifest `options`.
-
-    The compile job and the handler must build the model with exactly these: any difference changes
-    the HLO, hence the hash the NEFFs are found by, and the endpoint would not find its artifacts.
-    `neuronx_config` is the transformers_neuronx.config module. inference.py ships alone, so it
-    carries a copy of this function; tests/test_neuron_layer.py holds the two copies identical.
-    """
-    neuron_config = None
-    if options["quantDtype"]:
-        neuron_config = neuronx_config.NeuronConfig(
-            quant=neuronx_config.QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
-        )
-    return {
-        "batch_size": options["batchSize"],
-        "tp_degree": options["tpDegree"],
-        "n_positions": options["nPositions"],
-        "amp": options["amp"],
-        "neuron_config": neuron_config,
-    }
 
 
 def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> None:

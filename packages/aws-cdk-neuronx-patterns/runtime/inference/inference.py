@@ -512,8 +512,8 @@ def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any
 
     The compile job and the handler must build the model with exactly these: any difference changes
     the HLO, hence the hash the NEFFs are found by, and the endpoint would not find its artifacts.
-    `neuronx_config` is the transformers_neuronx.config module. inference.py ships alone, so it
-    carries a copy of this function; tests/test_neuron_layer.py holds the two copies identical.
+    `neuronx_config` is the transformers_neuronx.config module. The compile job imports this function
+    from here (compile/neuronx_compile.py), so there is one definition.
     """
     neuron_config = None
     if options["quantDtype"]:

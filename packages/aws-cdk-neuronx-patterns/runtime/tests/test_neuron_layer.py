@@ -2,14 +2,16 @@
 
 The compile job and the handler must build LlamaForSampling identically: a difference in the
 from_pretrained arguments changes the HLO hash, and the endpoint would not find its NEFFs. The
-handler ships alone as code/inference.py, so the argument builder exists twice; these tests hold the
-copies identical in source and in effect, and check the call order on each side.
+compile job imports the handler's argument builder; these tests check it does, that both sides call
+it the same way, and the call order on each side.
 """
 
-import inspect
+import shutil
+import subprocess
 import sys
 import types
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -132,10 +134,9 @@ def dirs(tmp_path):
     return checkpoint_dir, compiled_dir
 
 
-def test_the_two_copies_of_the_argument_builder_are_identical():
-    assert inspect.getsource(inference.llama_from_pretrained_kwargs) == inspect.getsource(
-        neuronx_compile.llama_from_pretrained_kwargs
-    )
+def test_the_compile_job_builds_the_model_with_the_handlers_own_function():
+    # One definition: a copy in the compile job could drift and change the HLO hash the NEFFs are found by.
+    assert neuronx_compile.llama_from_pretrained_kwargs is inference.llama_from_pretrained_kwargs
 
 
 @pytest.mark.parametrize("options", [QUANTIZED, UNQUANTIZED], ids=["s8", "bf16-batch2"])
@@ -209,3 +210,22 @@ def test_the_loaded_generator_answers_a_request_end_to_end(neuron, dirs):
     assert generator.n_positions == QUANTIZED["nPositions"]
     (sample,) = [call for call in neuron.calls if call[0] == "sample"]
     assert (sample[2]["top_k"], sample[2]["temperature"]) == (1, 1.0)  # greedy
+
+
+def test_the_compile_asset_layout_finds_the_handler(tmp_path):
+    # As the compile job runs in AWS: code/compile/compile_job.py started as a script, code/inference/inference.py and
+    # code/contract.json beside it (the compile asset's layout, asserted on the TypeScript side in test/assets.test.ts).
+    runtime = Path(__file__).resolve().parent.parent
+    code = tmp_path / "code"
+    shutil.copytree(runtime / "compile", code / "compile")
+    (code / "inference").mkdir()
+    shutil.copy(runtime / "inference" / "inference.py", code / "inference" / "inference.py")
+    shutil.copy(runtime / "contract.json", code / "contract.json")
+    probe = "import neuronx_compile; print(neuronx_compile.llama_from_pretrained_kwargs.__module__)"
+    result = subprocess.run(
+        [sys.executable, "-B", "-c", f"import sys; sys.path.insert(0, 'code/compile'); {probe}"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "inference"
