@@ -489,8 +489,15 @@ export class NeuronxCompile extends Construct {
     wait.node.addDependency(start);
 
     this.suppressNagFindings(computeEnvironment, {
-      jobRole, executionRole, startFunction, stateFunction, jobArns, jobDefinitionArns,
-      jobFindings: [...jobPrefixFindings, ...modelFindings], startFindings: startPrefixFindings, stateFindings: statePrefixFindings,
+      jobRole,
+      executionRole,
+      startFunction,
+      stateFunction,
+      jobArns,
+      jobDefinitionArns,
+      jobFindings: [...jobPrefixFindings, ...modelFindings],
+      startFindings: startPrefixFindings,
+      stateFindings: statePrefixFindings,
     });
   }
 
