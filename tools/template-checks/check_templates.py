@@ -207,12 +207,20 @@ def run_cfn_lint(templates: list[Template]) -> list[Finding]:
 def run_checkov(templates: list[Template]) -> list[Finding]:
     if not templates:
         return []
-    by_file = {str(t.path.resolve()): t for t in templates}
-    cmd = [_tool('checkov'), '--framework', 'cloudformation', '--skip-download', '--output', 'json', '--quiet',
-           '--compact']
-    for t in templates:
-        cmd += ['--file', str(t.path.resolve())]
     with tempfile.TemporaryDirectory() as cwd:
+        # checkov sees each template as a copy named by its index, given by a relative path. Its parser adds the file
+        # name to every mapping as the key __file__, and CKV_AWS_45 tests every value of a Lambda environment,
+        # that one too, against a pattern for secret keys (40 characters of [A-Za-z0-9/+=]): a function in a template
+        # at /check/work/main/examples/typescript/cdk.out/... was reported as a hard-coded secret, in another
+        # checkout of the same commit not. A short name makes the result independent of where the templates are.
+        by_file: dict[str, Template] = {}
+        cmd = [_tool('checkov'), '--framework', 'cloudformation', '--skip-download', '--output', 'json', '--quiet',
+               '--compact']
+        for index, t in enumerate(templates):
+            name = f'{index}.json'
+            shutil.copyfile(t.path, Path(cwd, name))
+            by_file[name] = t
+            cmd += ['--file', name]
         # No .checkov.yaml of the caller's directory, no cache outside the temporary directory.
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False,
                              env={**_offline_env(), 'CKV_CACHE_DIR': cwd, 'HOME': cwd})
@@ -225,11 +233,12 @@ def run_checkov(templates: list[Template]) -> list[Finding]:
         summary = report.get('summary', report)
         if summary.get('parsing_errors'):
             for path in (report.get('results') or {}).get('parsing_errors', []) or ['(unknown file)']:
-                findings.append(Finding('checkov', 'parsing-error', str(path), None, None, None, 'checkov could not parse the template'))
+                template = by_file.get(Path(str(path)).name)
+                findings.append(Finding('checkov', 'parsing-error', _display(template, str(path)), None, None, None,
+                                        'checkov could not parse the template'))
         for r in (report.get('results') or {}).get('failed_checks', []):
-            template = _checkov_template(r, by_file)
+            template = by_file.get(Path(r.get('file_path') or '').name)
             resource_type, _, logical_id = r['resource'].partition('.')
-            resource = template.resource(logical_id) if template else {}
             findings.append(Finding(
                 tool='checkov', rule=r['check_id'], template=_display(template, r.get('file_path', '?')),
                 logical_id=logical_id or None, resource_type=resource_type or None,
@@ -237,16 +246,6 @@ def run_checkov(templates: list[Template]) -> list[Finding]:
                 message=r['check_name'], severity=r.get('severity'),
             ))
     return findings
-
-
-def _checkov_template(result: dict, by_file: dict[str, Template]) -> Template | None:
-    for key in ('file_abs_path', 'file_path', 'repo_file_path'):
-        value = result.get(key)
-        if value and str(Path(value).resolve()) in by_file:
-            return by_file[str(Path(value).resolve())]
-    name = Path(result.get('file_path', '')).name
-    matches = [t for f, t in by_file.items() if Path(f).name == name]
-    return matches[0] if len(matches) == 1 else None
 
 
 def _display(template: Template | None, fallback: str) -> str:

@@ -1,5 +1,7 @@
 """Each gate fails on a deliberately bad template or cloud assembly, names the finding, and passes a clean one."""
 import io
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +100,37 @@ def test_checkov_runs_offline(monkeypatch):
     monkeypatch.delenv('no_proxy', raising=False)
     findings = ct.run_checkov(ct.collect_templates([BAD]))
     assert 'CKV_AWS_24' in {f.rule for f in findings}
+
+
+def _function_template(environment: dict) -> dict:
+    return {'Resources': {'Fn': {'Type': 'AWS::Lambda::Function', 'Properties': {
+        'Role': 'arn:aws:iam::111111111111:role/r', 'Runtime': 'nodejs22.x', 'Handler': 'index.handler',
+        'Code': {'ZipFile': 'exports.handler = async () => {};'}, 'Environment': {'Variables': environment},
+    }}}}
+
+
+# CKV_AWS_45's pattern for a secret access key: exactly 40 characters of [A-Za-z0-9/+=].
+SECRET_KEY_PATTERN = re.compile(r'(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])')
+
+
+def test_checkov_secret_check_does_not_depend_on_where_the_template_is(tmp_path):
+    # checkov's parser puts the file name into the Lambda environment it checks (as __file__); under a directory
+    # whose path has such a run (CI's /check/work/main/examples/typescript/cdk.out had one), a function with
+    # harmless variables was a finding.
+    template = tmp_path / ('run-' + 'a' * 40 + '.d') / 'Stack.template.json'
+    assert SECRET_KEY_PATTERN.search(str(template))
+    template.parent.mkdir()
+    template.write_text(json.dumps(_function_template({'MARKER_NAME': 'marker.json', 'TIMEOUT': '1800'})))
+    findings = ct.run_checkov(ct.collect_templates([template]))
+    assert 'CKV_AWS_115' in {f.rule for f in findings}  # the function was checked
+    assert 'CKV_AWS_45' not in {f.rule for f in findings}
+
+
+def test_checkov_still_reports_a_secret_in_a_lambda_environment(tmp_path):
+    template = tmp_path / 'Stack.template.json'
+    template.write_text(json.dumps(_function_template({'AWS_SECRET': 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'})))
+    findings = ct.run_checkov(ct.collect_templates([template]))
+    assert ('CKV_AWS_45', 'Fn', 'Stack.template.json') in {(f.rule, f.logical_id, f.template) for f in findings}
 
 
 # --- cdk-nag
