@@ -108,9 +108,11 @@ patterns.bundler.addBundle('src/handlers.lambda.ts', {
   target: 'node24',
   externals: ['@aws-sdk/*'],
 });
+// The compile job's program as one zip (build-tools/compile-code-zip.js says why), built with the handler bundle.
+patterns.bundler.bundleTask.exec('node build-tools/compile-code-zip.js', { name: 'compile job program (assets/compile-code.zip)' });
 patterns.package.addVersion(VERSION);
 // The package is the constructs, the Lambda bundles and the programs that run in AWS: not their tests or tools.
-for (const p of ['/benchmark/', '/runtime/tests/', '/runtime/pytest.ini', '/runtime/requirements-test.txt']) patterns.addPackageIgnore(p);
+for (const p of ['/benchmark/', '/build-tools/', '/runtime/tests/', '/runtime/pytest.ini', '/runtime/requirements-test.txt']) patterns.addPackageIgnore(p);
 // The workspace root installs everything once; a nested `npm install` here would fork node_modules.
 for (const t of ['install', 'install:ci']) {
   patterns.tasks.tryFind(t)?.reset('echo "installed by the workspace root"');

@@ -12,7 +12,7 @@ import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
-import { CONTRACT, compileEnv, quantDtypeValue, RUNTIME_DIR } from './private/contract';
+import { COMPILE_CODE_ZIP, CONTRACT, compileEnv, quantDtypeValue } from './private/contract';
 import { HandlerFunction, handlerFunction, LOG_RETENTION } from './private/handler-function';
 import { COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { NagSuppression, suppressNag } from './private/nag';
@@ -312,11 +312,8 @@ export class NeuronxCompile extends Construct {
     // --- The job: the pinned image as it is, the compile program from a small file asset.
     const logGroup = new logs.LogGroup(this, 'JobLogs', { retention: LOG_RETENTION });
     this.logGroup = logGroup;
-    const code = stageAsset(this, 'CompileCode', {
-      path: RUNTIME_DIR,
-      // compile/ and the handler, whose model-building function the compile job imports (see neuronx_compile.py).
-      exclude: ['*', '.*', '!contract.json', '!compile', '!compile/**', '!inference', '!inference/inference.py', '**/__pycache__', '**/*.pyc', '**/.*'],
-    });
+    // compile/ and the handler, whose model-building function the compile job imports (see neuronx_compile.py).
+    const code = stageAsset(this, 'CompileCode', { path: COMPILE_CODE_ZIP });
     const jobRole = new iam.Role(this, 'JobRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Neuron compile job: reads the model, writes its own artifact prefix',

@@ -1,9 +1,16 @@
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { endpointFixture } from './fixtures';
 
 const MAX_TOTAL_BYTES = 1024 * 1024;
+
+/** The names in a zip, read by Python's zipfile (what the compile job unpacks it with). */
+function zipEntries(file: string): string[] {
+  const script = 'import json, sys, zipfile; print(json.dumps(zipfile.ZipFile(sys.argv[1]).namelist()))';
+  return JSON.parse(execFileSync('python3', ['-c', script, file], { encoding: 'utf-8' }));
+}
 
 function sizeOnDisk(p: string): number {
   const stat = fs.statSync(p);
@@ -47,16 +54,12 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     expect(files.every(f => f.source.executable === undefined)).toBe(true);
   });
 
-  test('the compile program asset holds only the compile code, the handler it imports and the contract, no tests or caches', () => {
-    const dirs = Object.values(manifest.files ?? {})
-      .map(f => path.join(outdir, f.source.path ?? ''))
-      .filter(p => fs.existsSync(path.join(p, 'contract.json')) && fs.existsSync(path.join(p, 'compile')));
-    expect(dirs).toHaveLength(1);
-    const list = (dir: string, prefix = ''): string[] => fs.readdirSync(dir).flatMap(name => {
-      const full = path.join(dir, name);
-      return fs.statSync(full).isDirectory() ? list(full, `${prefix}${name}/`) : [`${prefix}${name}`];
-    });
-    const contents = list(dirs[0]);
+  test('the compile program is one zip of the compile code, the handler it imports and the contract, no tests or caches', () => {
+    const zips = Object.values(manifest.files ?? {})
+      .filter(f => f.source.packaging === 'file' && f.source.path?.endsWith('.zip'))
+      .map(f => path.join(outdir, f.source.path!));
+    expect(zips).toHaveLength(1);
+    const contents = zipEntries(zips[0]);
     expect(contents).toContain('contract.json');
     expect(contents).toContain('compile/compile_job.py');
     // The compile job builds the model with the handler's own function (compile/neuronx_compile.py imports it).

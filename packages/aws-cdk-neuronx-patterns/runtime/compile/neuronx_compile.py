@@ -14,7 +14,7 @@ from typing import Any
 from collections.abc import Mapping, Sequence
 
 # The endpoint's handler owns how the model is built and which Neuron packages it records: the compile job uses
-# the handler's own functions (inference.py ships beside compile/ in the compile asset, as in the endpoint's code/),
+# the handler's own functions (inference.py ships beside compile/ in the compile code zip, as in the endpoint's code/),
 # so the from_pretrained arguments, and with them the HLO hash the NEFFs are found by, cannot drift apart.
 _INFERENCE_DIR = str(Path(__file__).resolve().parent.parent / "inference")
 if _INFERENCE_DIR not in sys.path:

@@ -6,6 +6,12 @@ import { QuantDtype } from '../compile-options';
 export const RUNTIME_DIR = path.join(__dirname, '..', '..', 'runtime');
 
 /**
+ * The compile job's program: runtime/compile, runtime/inference/inference.py and contract.json in one zip, built by
+ * build-tools/compile-code-zip.js (the bundle task) and shipped in the npm package.
+ */
+export const COMPILE_CODE_ZIP = path.join(__dirname, '..', '..', 'assets', 'compile-code.zip');
+
+/**
  * The contract between the constructs and the Python programs that run in AWS, read from the one file both sides
  * read: `runtime/contract.json`. Typed here only for the keys the constructs use.
  */

@@ -17,8 +17,8 @@ export interface StagedAsset {
  * IBucket that Asset builds for the staging bucket: importing that bucket loads aws-cdk-lib's table of region
  * facts, the largest single cost of synthesizing these constructs. The cloud assembly is the same.
  */
-export function stageAsset(scope: Construct, id: string, options: { path: string; exclude?: string[] }): StagedAsset {
-  const staging = new AssetStaging(scope, id, { sourcePath: options.path, exclude: options.exclude });
+export function stageAsset(scope: Construct, id: string, options: { path: string }): StagedAsset {
+  const staging = new AssetStaging(scope, id, { sourcePath: options.path });
   const stack = Stack.of(scope);
   const location = stack.synthesizer.addFileAsset({
     packaging: staging.packaging,

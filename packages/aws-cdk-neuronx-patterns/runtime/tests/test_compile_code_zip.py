@@ -1,0 +1,35 @@
+"""The compile job's code.zip, unpacked the way the job script unpacks it, runs on its own."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2]
+BUILDER = PACKAGE_DIR / "build-tools" / "compile-code-zip.js"
+
+
+@pytest.fixture()
+def unpacked(tmp_path):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node builds the zip")
+    zip_path = tmp_path / "code.zip"
+    subprocess.run([node, str(BUILDER), str(zip_path)], check=True, capture_output=True)
+    # As the job definition's command does: python3 -m zipfile -e code.zip code
+    subprocess.run([sys.executable, "-m", "zipfile", "-e", str(zip_path), str(tmp_path / "code")], check=True)
+    return tmp_path / "code"
+
+
+def test_the_entry_point_imports_everything_it_needs_from_the_zip(unpacked):
+    # The entry point's folder is the first sys.path entry when the job runs `python3 code/compile/<script>`;
+    # nothing of runtime/ outside the zip (tests, conftest) may be needed.
+    probe = (
+        "import sys; sys.path.insert(0, 'code/compile');"
+        "import compile_job, neuronx_compile, inference;"
+        "print(inference.__file__)"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", probe], cwd=unpacked.parent, check=True, capture_output=True, text=True)
+    assert Path(out.stdout.strip()) == unpacked / "inference" / "inference.py"
+    assert (unpacked / "contract.json").is_file()

@@ -1,0 +1,59 @@
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+const PACKAGE_DIR = path.join(__dirname, '..');
+const RUNTIME_DIR = path.join(PACKAGE_DIR, 'runtime');
+const BUILDER = path.join(PACKAGE_DIR, 'build-tools', 'compile-code-zip.js');
+
+function build(output: string): Buffer {
+  execFileSync(process.execPath, [BUILDER, output], { encoding: 'utf-8' });
+  return fs.readFileSync(output);
+}
+
+/** Each entry's name and bytes, as Python's zipfile extracts them, after it has checked every CRC. */
+function unzip(file: string): Record<string, string> {
+  const script = [
+    'import base64, json, sys, zipfile',
+    'z = zipfile.ZipFile(sys.argv[1])',
+    'assert z.testzip() is None',
+    'print(json.dumps({n: base64.b64encode(z.read(n)).decode() for n in z.namelist()}))',
+  ].join('\n');
+  return JSON.parse(execFileSync('python3', ['-c', script, file], { encoding: 'utf-8' }));
+}
+
+describe('assets/compile-code.zip (build-tools/compile-code-zip.js)', () => {
+  let dir: string;
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'compile-code-zip-')); });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('holds the compile program, the handler it imports and the contract, byte for byte', () => {
+    const file = path.join(dir, 'code.zip');
+    build(file);
+    const entries = unzip(file);
+    const compileFiles = fs.readdirSync(path.join(RUNTIME_DIR, 'compile')).filter(n => n.endsWith('.py')).map(n => `compile/${n}`);
+    expect(Object.keys(entries).sort()).toEqual([...compileFiles, 'contract.json', 'inference/inference.py'].sort());
+    for (const [name, base64] of Object.entries(entries)) {
+      expect(Buffer.from(base64, 'base64').equals(fs.readFileSync(path.join(RUNTIME_DIR, name)))).toBe(true);
+    }
+  });
+
+  test('is the same bytes whenever and wherever it is built: the asset hash depends on the sources only', () => {
+    const first = build(path.join(dir, 'a.zip'));
+    // A checkout gives the files new modification times; they must not reach the zip.
+    const later = new Date(Date.now() + 86_400_000);
+    const source = path.join(RUNTIME_DIR, 'contract.json');
+    const { atime, mtime } = fs.statSync(source);
+    fs.utimesSync(source, later, later);
+    try {
+      expect(build(path.join(dir, 'b.zip')).equals(first)).toBe(true);
+    } finally {
+      fs.utimesSync(source, atime, mtime);
+    }
+  });
+
+  test('the zip the constructs stage (assets/) is the one the current sources make: the bundle task ran', () => {
+    expect(fs.readFileSync(path.join(PACKAGE_DIR, 'assets', 'compile-code.zip')).equals(build(path.join(dir, 'now.zip')))).toBe(true);
+  });
+});
