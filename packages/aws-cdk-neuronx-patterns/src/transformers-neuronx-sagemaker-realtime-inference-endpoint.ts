@@ -206,18 +206,6 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     this.endpointArn = endpoint.ref;
     const volumeKeyGrant = props.volumeEncryptionKey?.grantEncryptDecrypt(role);
 
-    suppressNag(model, [{
-      id: 'AwsSolutions-SM1',
-      reason: 'The model runs with network isolation (no network access at all); SageMaker copies its model data from S3 before the container starts, so a VPC would add nothing.',
-    }]);
-    if (!props.volumeEncryptionKey) {
-      suppressNag(this.endpointConfig, [{
-        id: 'AwsSolutions-SM2',
-        reason: instanceType.volumeSizeSupported
-          ? 'The storage volume is encrypted with an AWS managed key; pass volumeEncryptionKey to use a customer managed key.'
-          : `${instanceType} has local NVMe instance storage, for which SageMaker does not accept a KMS key.`,
-      }]);
-    }
     // The model data suppresses the wildcard of its own read grant (prefix/*) where it makes it.
     suppressNag(role.node.findChild('DefaultPolicy'), [{
       id: 'AwsSolutions-IAM5',
