@@ -2,7 +2,8 @@
 //
 // Synthesizes, in a fresh Node process each time (as `cdk synth` does), a stack with a VPC and a bucket, either
 // with or without NeuronxCompile and TransformersNeuronxSageMakerRealtimeInferenceEndpoint, alternating the two
-// several times, and prints the median wall-time ratio (with / without) and the peak memory of each.
+// several times, and prints the median wall-time ratio (with / without) and the peak memory of each, and, to show
+// where the difference is, the median time of building the constructs (with loading the library) and of app.synth().
 // Two baselines: a bare `new App()`, and an app with the feature flags `cdk init` writes to cdk.json (with those,
 // the VPC alone already stages a Lambda asset, so the fixed cost of the first file asset is in both sides).
 // Run after the package is compiled (lib/): `npx projen benchmark` or `node benchmark/synth-benchmark.js [runs]`.
@@ -24,6 +25,7 @@ function child(withConstructs, cdkInitFlags) {
   const stack = new Stack(app, 'Bench', { env: { account: '111111111111', region: 'us-east-1' } });
   const vpc = new ec2.Vpc(stack, 'Vpc');
   const bucket = new s3.Bucket(stack, 'Bucket');
+  const constructsStarted = process.hrtime.bigint();
   if (withConstructs) {
     const p = require('..');
     const compile = new p.NeuronxCompile(stack, 'Compile', {
@@ -38,13 +40,19 @@ function child(withConstructs, cdkInitFlags) {
       modelData: p.TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile),
     });
   }
+  const synthStarted = process.hrtime.bigint();
   app.synth();
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const ended = process.hrtime.bigint();
+  const seconds = Number(ended - started) / 1e9;
+  // Where the difference is: loading the library and building its constructs (lazily loaded aws-cdk-lib modules
+  // included), and app.synth().
+  const constructSeconds = Number(synthStarted - constructsStarted) / 1e9;
+  const synthSeconds = Number(ended - synthStarted) / 1e9;
   fs.rmSync(outdir, { recursive: true, force: true });
   // CPU time of this process since it started (less sensitive than wall time to other load on the machine);
   // maxRSS is in KiB.
   const cpu = process.cpuUsage();
-  process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakMiB: process.resourceUsage().maxRSS / 1024 }));
+  process.stdout.write(JSON.stringify({ seconds, constructSeconds, synthSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakMiB: process.resourceUsage().maxRSS / 1024 }));
 }
 
 function measure(withConstructs, cdkInitFlags) {
@@ -75,6 +83,9 @@ function compare(cdkInitFlags) {
     medianWallSecondsWith: median(withRuns.map(r => r.wall)),
     medianWallSecondsWithout: median(withoutRuns.map(r => r.wall)),
     medianWallTimeRatio: median(ratios),
+    medianConstructSecondsWith: median(withRuns.map(r => r.constructSeconds)),
+    medianSynthSecondsWith: median(withRuns.map(r => r.synthSeconds)),
+    medianSynthSecondsWithout: median(withoutRuns.map(r => r.synthSeconds)),
     medianCpuSecondsWith: median(withRuns.map(r => r.cpuSeconds)),
     medianCpuSecondsWithout: median(withoutRuns.map(r => r.cpuSeconds)),
     medianCpuTimeRatio: median(withRuns.map((w, i) => w.cpuSeconds / withoutRuns[i].cpuSeconds)),
