@@ -34,38 +34,36 @@ const VERSION = 20;
 const MADE_BY_UNIX = (3 << 8) | VERSION;
 const REGULAR_FILE_0644 = (0o100644 << 16) >>> 0;
 
+// The fields a local file header (from byte 4) and a central directory header (from byte 6) share, in the same order:
+// version needed, flags, method (0: stored), time, date, CRC-32, compressed and uncompressed size, name length
+// (the extra field length after them stays 0).
+function writeEntryFields(header, at, { crc, size, nameLength }) {
+  header.writeUInt16LE(VERSION, at);
+  header.writeUInt16LE(UTF8_NAMES, at + 2);
+  header.writeUInt16LE(0, at + 4);
+  header.writeUInt16LE(DOS_TIME, at + 6);
+  header.writeUInt16LE(DOS_DATE, at + 8);
+  header.writeUInt32LE(crc, at + 10);
+  header.writeUInt32LE(size, at + 14);
+  header.writeUInt32LE(size, at + 18);
+  header.writeUInt16LE(nameLength, at + 22);
+}
+
 function zip(files) {
   const locals = [];
   const centrals = [];
   let offset = 0;
   for (const { name, data } of files) {
     const nameBytes = Buffer.from(name, 'utf-8');
-    const crc = zlib.crc32(data);
+    const fields = { crc: zlib.crc32(data), size: data.length, nameLength: nameBytes.length };
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(VERSION, 4);
-    local.writeUInt16LE(UTF8_NAMES, 6);
-    local.writeUInt16LE(0, 8); // stored
-    local.writeUInt16LE(DOS_TIME, 10);
-    local.writeUInt16LE(DOS_DATE, 12);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(nameBytes.length, 26);
-    local.writeUInt16LE(0, 28);
+    writeEntryFields(local, 4, fields);
     const central = Buffer.alloc(46);
     central.writeUInt32LE(0x02014b50, 0);
     central.writeUInt16LE(MADE_BY_UNIX, 4);
-    central.writeUInt16LE(VERSION, 6);
-    central.writeUInt16LE(UTF8_NAMES, 8);
-    central.writeUInt16LE(0, 10);
-    central.writeUInt16LE(DOS_TIME, 12);
-    central.writeUInt16LE(DOS_DATE, 14);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(data.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(nameBytes.length, 28);
-    // extra field, comment, disk number, internal attributes: all zero
+    writeEntryFields(central, 6, fields);
+    // comment length, disk number, internal attributes: zero
     central.writeUInt32LE(REGULAR_FILE_0644, 38);
     central.writeUInt32LE(offset, 42);
     locals.push(local, nameBytes, data);
