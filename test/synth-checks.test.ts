@@ -115,6 +115,11 @@ const BUILDERS: Record<string, () => unknown> = {
   },
   'endpoint-volume-size-range': () => endpoint({ volumeSize: Size.gibibytes(1024) }),
   'endpoint-reserved-environment': () => endpoint({ environment: { SAGEMAKER_MODEL_SERVER_WORKERS: '2' } }),
+  'endpoint-environment-name': () => endpoint({ environment: { 'my-setting': 'on' } }),
+  'endpoint-environment-value-size': () => endpoint({ environment: { MY_SETTING: 'x'.repeat(2000) } }),
+  'endpoint-environment-size': () => endpoint({
+    environment: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`SETTING_${i}`, 'x'.repeat(1000)])),
+  }),
   'inference-code-handler': () => {
     const c = compile(HIGH_PERFORMANCE);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'code-'));

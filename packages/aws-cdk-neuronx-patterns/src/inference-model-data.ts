@@ -13,8 +13,7 @@ import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, RUNTIME_DIR } from './private/contract';
 import { handlerFunction } from './private/handler-function';
 import { InferenceCodeProperties } from './private/handler-protocol';
-import { suppressNag } from './private/nag';
-import { defaultPolicyOf, wildcardFindings } from './private/nag-finding';
+import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
 import { DEFAULT_N_POSITIONS } from './private/sizing';
 import { grantAssetRead, stageAsset } from './private/staged-asset';
@@ -162,15 +161,8 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
 
   public bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxModelDataConfig {
     const { bucket, prefix } = this.props;
-    const reads = wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read'));
-    const policy = defaultPolicyOf(grantable);
-    if (policy && reads.length > 0) {
-      suppressNag(policy, [{
-        id: 'AwsSolutions-IAM5',
-        reason: 'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.',
-        appliesTo: reads,
-      }]);
-    }
+    suppressWildcardFindings(grantable, wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read')),
+      'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.');
     const code = placeInferenceCode(scope, bucket, prefix, this.props.code);
     return {
       s3Uri: bucket.s3UrlForObject(prefix),
@@ -223,12 +215,9 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
     properties: { ...properties },
   });
   // The asset reads name their objects and the log writes their log group: only the writes have wildcards.
-  suppressNag(fn.role.node.findChild('DefaultPolicy'), [{
-    id: 'AwsSolutions-IAM5',
-    reason: 'Writes only under the model data\'s code/ prefix (code/*)'
-      + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'),
-    appliesTo: wildcardFindings(container, writes.flatMap(g => g.principalStatements)),
-  }]);
+  suppressWildcardFindings(fn.role, wildcardFindings(container, writes.flatMap(g => g.principalStatements)),
+    'Writes only under the model data\'s code/ prefix (code/*)'
+    + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'));
   const hash = crypto.createHash('sha256').update(assets.map(a => `${a.name}:${a.asset.assetHash}`).join('\n')).digest('hex').slice(0, 16);
   return { resource, hash };
 }

@@ -15,8 +15,8 @@ import { NeuronxRuntime } from './neuronx-runtime';
 import { COMPILE_CODE_ZIP, CONTRACT, compileEnv, quantDtypeValue } from './private/contract';
 import { HandlerFunction, handlerFunction, LOG_RETENTION } from './private/handler-function';
 import { COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
-import { NagSuppression, suppressNag } from './private/nag';
-import { nagFinding, wildcardFindings, wildcardFindingsOfJson } from './private/nag-finding';
+import { suppressNag } from './private/nag';
+import { defaultPolicyStatements, nagFinding, suppressWildcardFindings, wildcardFindings, wildcardFindingsOfJson } from './private/nag-finding';
 import { grantPrefix } from './private/s3-prefix';
 import {
   checkPositiveInteger, checkpointBytes, DEFAULT_N_POSITIONS, GIB, compileHostBytesNeeded, compileInstanceProblems, hostBytes, ModelSizing,
@@ -535,18 +535,18 @@ export class NeuronxCompile extends Construct {
     const prefixReason = 'Object actions are limited to this compile\'s artifact prefix (prefix/*); s3:ListBucket is limited to it by condition.';
     // On a KMS-encrypted bucket the prefix grant adds the key's data-key and re-encrypt actions, on that key only.
     const kmsReason = grants.jobFindings.some(f => f.startsWith('Action::kms:')) ? ' kms:ReEncrypt* and kms:GenerateDataKey* are on the bucket\'s key only.' : '';
-    suppressIam5(grants.jobRole, grants.jobFindings,
+    suppressWildcardFindings(grants.jobRole, grants.jobFindings,
       `${prefixReason} Weights in S3 are read under their own prefix, the same way; the compile code is read with s3:GetObject `
       + `on its one asset object.${kmsReason}`);
-    suppressIam5(grants.executionRole, [anyResource],
+    suppressWildcardFindings(grants.executionRole, [anyResource],
       'ecr:GetAuthorizationToken has no resource type; the image is pulled from its one repository and logs go to this job\'s log group only.');
-    suppressIam5(grants.startFunction.role, [
+    suppressWildcardFindings(grants.startFunction.role, [
       ...grants.startFindings, anyResource, nagFinding(this, 'Resource', grants.jobArns), nagFinding(this, 'Resource', grants.jobDefinitionArns),
     ], `${prefixReason} batch:DescribeJobs supports no resource-level permissions. batch:SubmitJob is on this compile's queue and `
       + 'any revision of its job definition (job-definition/<name>:*). Job ids are known only at run time (job/*), so batch:SubmitJob '
       + `and batch:TagResource on jobs require the request tag ${COMPILE_JOB_TAG_KEY}=<this compile> and no other tag, and `
       + 'batch:TerminateJob requires that tag on the job: the function can stop only the jobs it started for this compile.');
-    suppressIam5(grants.stateFunction.role, [...grants.stateFindings, anyResource],
+    suppressWildcardFindings(grants.stateFunction.role, [...grants.stateFindings, anyResource],
       `${prefixReason} batch:DescribeJobs supports no resource-level permissions.`);
   }
 }
@@ -566,24 +566,12 @@ interface NagGrants {
   readonly stateFindings: string[];
 }
 
-function suppressIam5(role: iam.Role, appliesTo: string[], reason: string): void {
-  const policy = role.node.tryFindChild('DefaultPolicy');
-  if (!policy) return;
-  const suppression: NagSuppression = { id: 'AwsSolutions-IAM5', reason, appliesTo: [...new Set(appliesTo)] };
-  suppressNag(policy, [suppression]);
-}
-
 /** Runs `grant` and returns its result with the wildcard findings of the statements it added to the role's default policy. */
 function withWildcardFindings<T>(scope: Construct, role: iam.Role, grant: () => T): { result: T; findings: string[] } {
   const before = defaultPolicyStatements(role).length;
   const result = grant();
   const added = Stack.of(scope).resolve(defaultPolicyStatements(role).slice(before)) as Array<Record<string, unknown>>;
   return { result, findings: added.flatMap(wildcardFindingsOfJson) };
-}
-
-function defaultPolicyStatements(role: iam.Role): unknown[] {
-  const policy = role.node.tryFindChild('DefaultPolicy') as iam.Policy | undefined;
-  return policy?.document.toJSON()?.Statement ?? [];
 }
 
 /**

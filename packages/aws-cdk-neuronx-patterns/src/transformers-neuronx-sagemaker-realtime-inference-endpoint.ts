@@ -7,8 +7,7 @@ import { TransformersNeuronxSageMakerInferenceModelData } from './inference-mode
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
-import { suppressNag } from './private/nag';
-import { wildcardFindings } from './private/nag-finding';
+import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import {
   checkPositiveInteger, checkpointBytes, GIB, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
 } from './private/sizing';
@@ -28,6 +27,11 @@ const STARTUP_SECONDS_PER_GIB = 30;
 // Volume for the model data: the bf16 checkpoint, the compiled artifacts and the code, with headroom.
 const VOLUME_CHECKPOINT_FACTOR = 1.25;
 const VOLUME_BASE_GIB = 16;
+// SageMaker's bounds for a container's Environment (CreateModel, ContainerDefinition): the name pattern, bytes per
+// name and per value, and bytes of all names and values together.
+const ENVIRONMENT_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const MAX_ENVIRONMENT_ENTRY_BYTES = 1024;
+const MAX_ENVIRONMENT_BYTES = 32 * 1024;
 // Seconds TorchServe waits for one response (a long generation); SageMaker's own invocation limit is 60 s.
 const RESPONSE_TIMEOUT_SECONDS = 60;
 
@@ -54,7 +58,8 @@ export interface TransformersNeuronxSageMakerRealtimeInferenceEndpointProps {
 
   /**
    * Extra environment variables for the container. Variables the library sets (worker count, NeuronCores,
-   * compile options) cannot be overridden here.
+   * compile options) cannot be overridden here. Names are letters, digits and '_', not starting with a digit;
+   * SageMaker takes at most 1024 bytes per name and per value, and 32 KiB for all of them with the library's own.
    *
    * @default - none
    */
@@ -141,7 +146,8 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
         : undefined);
     const reserved = new Set(Object.values(CONTRACT.endpoint.environment));
 
-    throwIfProblems(`TransformersNeuronxSageMakerRealtimeInferenceEndpoint '${this.node.path}'`, [
+    const what = `TransformersNeuronxSageMakerRealtimeInferenceEndpoint '${this.node.path}'`;
+    throwIfProblems(what, [
       ...servingProblems('modelData', sizing, instanceType, options),
       ...(data.compiledFor && data.compiledFor.family !== instanceType.family
         ? [`instanceType is ${instanceType} but the model data was compiled for ${data.compiledFor.family}: Neuron artifacts load only on the family they were compiled for; use a ${data.compiledFor.family} instance type or compile for ${instanceType.family}.`]
@@ -155,11 +161,28 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       ...volumeProblems(instanceType, props.volumeSize, volumeSize, props.volumeEncryptionKey),
       ...Object.keys(props.environment ?? {}).filter(k => reserved.has(k))
         .map(k => `environment sets ${k}, which the library sets from the compile options and instance type: remove it.`),
+      ...environmentEntryProblems(props.environment ?? {}),
     ]);
 
     this.workersPerInstance = workersPerInstance(instanceType, data.tpDegree);
     data.runtime.grantPull(this, role);
     const ownStatements = this.grantLogsAndMetrics(role);
+
+    const environment: Record<string, string> = {
+      ...props.environment,
+      ...data.environment,
+      [endpointEnv('program')]: CONTRACT.endpoint.handlerScript,
+      [endpointEnv('tpDegree')]: String(data.tpDegree),
+      [endpointEnv('nPositions')]: String(data.nPositions),
+      [endpointEnv('batchSize')]: String(CONTRACT.defaults.batchSize),
+      [endpointEnv('amp')]: CONTRACT.defaults.amp,
+      [endpointEnv('quantDtype')]: quantDtypeValue(data.quantDtype),
+      [endpointEnv('workers')]: String(this.workersPerInstance),
+      // Each worker process takes the next tpDegree free NeuronCores: workers never share cores.
+      [endpointEnv('coresPerWorker')]: String(data.tpDegree),
+      [endpointEnv('responseTimeout')]: String(RESPONSE_TIMEOUT_SECONDS),
+    };
+    throwIfProblems(what, environmentSizeProblems(environment));
 
     const model = new sagemaker.CfnModel(this, 'Model', {
       executionRoleArn: role.roleArn,
@@ -169,20 +192,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
         modelDataSource: {
           s3DataSource: { s3Uri: data.s3Uri, s3DataType: 'S3Prefix', compressionType: 'None' },
         },
-        environment: {
-          ...props.environment,
-          ...data.environment,
-          [endpointEnv('program')]: CONTRACT.endpoint.handlerScript,
-          [endpointEnv('tpDegree')]: String(data.tpDegree),
-          [endpointEnv('nPositions')]: String(data.nPositions),
-          [endpointEnv('batchSize')]: String(CONTRACT.defaults.batchSize),
-          [endpointEnv('amp')]: CONTRACT.defaults.amp,
-          [endpointEnv('quantDtype')]: quantDtypeValue(data.quantDtype),
-          [endpointEnv('workers')]: String(this.workersPerInstance),
-          // Each worker process takes the next tpDegree free NeuronCores: workers never share cores.
-          [endpointEnv('coresPerWorker')]: String(data.tpDegree),
-          [endpointEnv('responseTimeout')]: String(RESPONSE_TIMEOUT_SECONDS),
-        },
+        environment,
       },
     });
     // The role's policy must exist before SageMaker checks the model can read its data and image.
@@ -207,15 +217,11 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     const volumeKeyGrant = props.volumeEncryptionKey?.grantEncryptDecrypt(role);
 
     // The model data suppresses the wildcard of its own read grant (prefix/*) where it makes it.
-    suppressNag(role.node.findChild('DefaultPolicy'), [{
-      id: 'AwsSolutions-IAM5',
-      reason: 'ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource type (the latter is limited to the SageMaker namespaces by condition); logs are limited to /aws/sagemaker/Endpoints/*'
-        + (volumeKeyGrant ? '; kms:GenerateDataKey* and kms:ReEncrypt* are on the volume key only.' : '.'),
-      appliesTo: [...new Set([
-        'Resource::*', // ecr:GetAuthorizationToken, granted by NeuronxRuntime.grantPull
-        ...wildcardFindings(this, [...ownStatements, ...(volumeKeyGrant?.principalStatements ?? [])]),
-      ])],
-    }]);
+    suppressWildcardFindings(role, [
+      'Resource::*', // ecr:GetAuthorizationToken, granted by NeuronxRuntime.grantPull
+      ...wildcardFindings(this, [...ownStatements, ...(volumeKeyGrant?.principalStatements ?? [])]),
+    ], 'ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource type (the latter is limited to the SageMaker namespaces by condition); logs are limited to /aws/sagemaker/Endpoints/*'
+      + (volumeKeyGrant ? '; kms:GenerateDataKey* and kms:ReEncrypt* are on the volume key only.' : '.'));
   }
 
   /** Grants invoking this endpoint. */
@@ -244,6 +250,37 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     statements.forEach(statement => role.addToPrincipalPolicy(statement));
     return statements;
   }
+}
+
+/** Names SageMaker rejects, and names or values longer than it accepts (tokens are checked by SageMaker). */
+function environmentEntryProblems(environment: Record<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(environment)) {
+    if (Token.isUnresolved(name)) continue;
+    if (!ENVIRONMENT_NAME.test(name)) {
+      problems.push(`environment name '${name}' is not one SageMaker accepts: use letters, digits and '_', not starting with a digit, e.g. '${suggestedName(name)}'.`);
+    } else if (Buffer.byteLength(name) > MAX_ENVIRONMENT_ENTRY_BYTES) {
+      problems.push(`environment name '${name.slice(0, 20)}…' is ${Buffer.byteLength(name)} bytes: SageMaker accepts at most ${MAX_ENVIRONMENT_ENTRY_BYTES}.`);
+    }
+    if (!Token.isUnresolved(value) && Buffer.byteLength(value) > MAX_ENVIRONMENT_ENTRY_BYTES) {
+      problems.push(`environment ${name} is ${Buffer.byteLength(value)} bytes: SageMaker accepts at most ${MAX_ENVIRONMENT_ENTRY_BYTES} bytes per value; pass large settings through the model data instead.`);
+    }
+  }
+  return problems;
+}
+
+/** The container's whole environment (the caller's and the library's) against SageMaker's total. */
+function environmentSizeProblems(environment: Record<string, string>): string[] {
+  const entries = Object.entries(environment);
+  if (entries.some(([name, value]) => Token.isUnresolved(name) || Token.isUnresolved(value))) return [];
+  const bytes = entries.reduce((sum, [name, value]) => sum + Buffer.byteLength(name) + Buffer.byteLength(value), 0);
+  if (bytes <= MAX_ENVIRONMENT_BYTES) return [];
+  return [`environment is ${bytes} bytes with the library's own variables: SageMaker accepts at most ${MAX_ENVIRONMENT_BYTES} bytes of names and values in all; pass large settings through the model data instead.`];
+}
+
+function suggestedName(name: string): string {
+  const cleaned = name.replace(/[^a-zA-Z0-9_]/g, '_');
+  return /^[0-9]/.test(cleaned) ? `_${cleaned}` : cleaned || 'MY_SETTING';
 }
 
 function clamp(seconds: number): number {

@@ -1,16 +1,9 @@
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Template } from 'aws-cdk-lib/assertions';
-import { endpointFixture } from './fixtures';
+import { endpointFixture, readZip } from './fixtures';
 
 const MAX_TOTAL_BYTES = 1024 * 1024;
-
-/** The names in a zip, read by Python's zipfile (what the compile job unpacks it with). */
-function zipEntries(file: string): string[] {
-  const script = 'import json, sys, zipfile; print(json.dumps(zipfile.ZipFile(sys.argv[1]).namelist()))';
-  return JSON.parse(execFileSync('python3', ['-c', script, file], { encoding: 'utf-8' }));
-}
 
 function sizeOnDisk(p: string): number {
   const stat = fs.statSync(p);
@@ -59,7 +52,7 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
       .filter(f => f.source.packaging === 'file' && f.source.path?.endsWith('.zip'))
       .map(f => path.join(outdir, f.source.path!));
     expect(zips).toHaveLength(1);
-    const contents = zipEntries(zips[0]);
+    const contents = Object.keys(readZip(zips[0]));
     expect(contents).toContain('contract.json');
     expect(contents).toContain('compile/compile_job.py');
     // The compile job builds the model with the handler's own function (compile/neuronx_compile.py imports it).

@@ -2,6 +2,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { readZip } from './fixtures';
 
 const PACKAGE_DIR = path.join(__dirname, '..');
 const RUNTIME_DIR = path.join(PACKAGE_DIR, 'runtime');
@@ -12,17 +13,6 @@ function build(output: string): Buffer {
   return fs.readFileSync(output);
 }
 
-/** Each entry's name and bytes, as Python's zipfile extracts them, after it has checked every CRC. */
-function unzip(file: string): Record<string, string> {
-  const script = [
-    'import base64, json, sys, zipfile',
-    'z = zipfile.ZipFile(sys.argv[1])',
-    'assert z.testzip() is None',
-    'print(json.dumps({n: base64.b64encode(z.read(n)).decode() for n in z.namelist()}))',
-  ].join('\n');
-  return JSON.parse(execFileSync('python3', ['-c', script, file], { encoding: 'utf-8' }));
-}
-
 describe('assets/compile-code.zip (build-tools/compile-code-zip.js)', () => {
   let dir: string;
   beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'compile-code-zip-')); });
@@ -31,11 +21,11 @@ describe('assets/compile-code.zip (build-tools/compile-code-zip.js)', () => {
   test('holds the compile program, the handler it imports and the contract, byte for byte', () => {
     const file = path.join(dir, 'code.zip');
     build(file);
-    const entries = unzip(file);
+    const entries = readZip(file);
     const compileFiles = fs.readdirSync(path.join(RUNTIME_DIR, 'compile')).filter(n => n.endsWith('.py')).map(n => `compile/${n}`);
     expect(Object.keys(entries).sort()).toEqual([...compileFiles, 'contract.json', 'inference/inference.py'].sort());
-    for (const [name, base64] of Object.entries(entries)) {
-      expect(Buffer.from(base64, 'base64').equals(fs.readFileSync(path.join(RUNTIME_DIR, name)))).toBe(true);
+    for (const [name, bytes] of Object.entries(entries)) {
+      expect(bytes.equals(fs.readFileSync(path.join(RUNTIME_DIR, name)))).toBe(true);
     }
   });
 

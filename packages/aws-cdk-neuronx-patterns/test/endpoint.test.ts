@@ -269,6 +269,39 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
       /image is pytorch-inference-neuronx:2\.1\.2-neuronx-py310-sdk2\.20\.2-ubuntu20\.04 but the model data was compiled with pytorch-inference-neuronx:2\.5\.1-neuronx-py310-sdk2\.21\.0-ubuntu22\.04: .*leave image unset/);
   });
 
+  test.each([
+    ['my-setting', 'my_setting'],
+    ['1ST_SETTING', '_1ST_SETTING'],
+    ['MY SETTING', 'MY_SETTING'],
+  ])('an environment name SageMaker rejects: %s', (name, suggestion) => {
+    expect(endpointError({ environment: { [name]: 'on' } })).toContain(
+      `environment name '${name}' is not one SageMaker accepts: use letters, digits and '_', not starting with a digit, e.g. '${suggestion}'.`);
+  });
+
+  test('an environment value over 1024 bytes (counted in bytes, not characters)', () => {
+    // 342 three-byte characters: 342 characters, 1026 bytes.
+    expect(endpointError({ environment: { GREETING: 'あ'.repeat(342) } }))
+      .toContain('environment GREETING is 1026 bytes: SageMaker accepts at most 1024 bytes per value');
+  });
+
+  test('an environment over 32 KiB in all, counting the library\'s own variables', () => {
+    // Names and values of 32700 bytes in all, each value within the per-value limit: the caller's map alone fits,
+    // the library's variables take it over 32768 bytes.
+    const environment: Record<string, string> = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`S${String(i).padStart(2, '0')}`, 'x'.repeat(1000)]));
+    environment.S32 = 'x'.repeat(32700 - 32 * 1003 - 3);
+    const callerBytes = Object.entries(environment).reduce((sum, [k, v]) => sum + k.length + v.length, 0);
+    expect(callerBytes).toBe(32700);
+    expect(endpointError({ environment })).toMatch(/environment is \d+ bytes with the library's own variables: SageMaker accepts at most 32768 bytes/);
+  });
+
+  test('valid names and values, also tokens, reach the container as given', () => {
+    const { template, stack } = synth({}, { environment: { MY_SETTING: 'on', _PRIVATE: '', REGION: Stack.of(new Stack()).region } });
+    const env = containerEnv(template);
+    expect(env.MY_SETTING).toBe('on');
+    expect(env._PRIVATE).toBe('');
+    expect(stack.resolve(env.REGION)).toEqual({ Ref: 'AWS::Region' });
+  });
+
   test.each(['NEURON_RT_NUM_CORES', 'SAGEMAKER_MODEL_SERVER_WORKERS', 'NEURONX_TP_DEGREE'])('environment overriding %s', (name) => {
     expect(endpointError({ environment: { [name]: '1' } }))
       .toMatch(new RegExp(`environment sets ${name}, which the library sets from the compile options and instance type: remove it`));

@@ -1,5 +1,6 @@
 // Shared stack setup for the template tests: a VPC and a bucket that pass cdk-nag on their own, and the facts of
 // cyberagent/calm3-22b-chat (Hugging Face model card and config.json) that the sizing checks are exercised with.
+import { execFileSync } from 'child_process';
 import { App, Duration, Environment, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -239,4 +240,19 @@ export function tinyLlamaCompile(stack: Stack, vpc: ec2.IVpc, bucket: s3.IBucket
     compileOptions: { tpDegree: 2, nPositions: 2048, optLevel: OptLevel.MINIMIZE_COMPILE_TIME },
     timeout: Duration.hours(2),
   });
+}
+
+/**
+ * Each entry of a zip and its bytes, as Python's zipfile (what the compile job unpacks code.zip with) reads them,
+ * after it has checked every CRC.
+ */
+export function readZip(file: string): Record<string, Buffer> {
+  const script = [
+    'import base64, json, sys, zipfile',
+    'z = zipfile.ZipFile(sys.argv[1])',
+    'assert z.testzip() is None',
+    'print(json.dumps({n: base64.b64encode(z.read(n)).decode() for n in z.namelist()}))',
+  ].join('\n');
+  const entries: Record<string, string> = JSON.parse(execFileSync('python3', ['-c', script, file], { encoding: 'utf-8', maxBuffer: 16 * 1024 * 1024 }));
+  return Object.fromEntries(Object.entries(entries).map(([name, base64]) => [name, Buffer.from(base64, 'base64')]));
 }

@@ -1,6 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { IConstruct } from 'constructs';
+import { suppressNag } from './nag';
 
 /**
  * The AwsSolutions-IAM5 findings that `statements` make, spelled as cdk-nag spells them: `Action::<action>` for each
@@ -41,6 +42,22 @@ export function nagFinding(scope: IConstruct, kind: 'Resource' | 'Action', value
 export function defaultPolicyOf(grantable: iam.IGrantable): IConstruct | undefined {
   const principal = grantable.grantPrincipal as Partial<IConstruct>;
   return principal.node?.tryFindChild('DefaultPolicy');
+}
+
+/** The statements of that default policy so far, as they stand before resolution (none without a policy). */
+export function defaultPolicyStatements(grantable: iam.IGrantable): unknown[] {
+  const policy = defaultPolicyOf(grantable) as iam.Policy | undefined;
+  return policy?.document.toJSON()?.Statement ?? [];
+}
+
+/**
+ * Suppresses AwsSolutions-IAM5 on the default policy of `grantable` for exactly `findings` (see wildcardFindings),
+ * with the reason a reviewer reads. No findings, or no default policy, means nothing to suppress.
+ */
+export function suppressWildcardFindings(grantable: iam.IGrantable, findings: string[], reason: string): void {
+  const policy = defaultPolicyOf(grantable);
+  if (!policy || findings.length === 0) return;
+  suppressNag(policy, [{ id: 'AwsSolutions-IAM5', reason, appliesTo: [...new Set(findings)] }]);
 }
 
 function asArray(value: unknown): unknown[] {
