@@ -45,7 +45,8 @@ function commonOptions(kind: 'models' | 'patterns') {
       mavenArtifactId: name,
     },
     publishToNuget: { dotNetNamespace: `AwsCdkNeuronx.${pascal}`, packageId: `AwsCdkNeuronx.${pascal}` },
-    tsconfig: { compilerOptions: { resolveJsonModule: true } },
+    // Source maps: see the package ignores below.
+    tsconfig: { compilerOptions: { resolveJsonModule: true, sourceMap: true, inlineSourceMap: false, inlineSources: true } },
     // Snapshots are assertions: CI must fail on a changed template, never rewrite it.
     jestOptions: { updateSnapshot: javascript.UpdateSnapshot.NEVER },
   };
@@ -117,6 +118,12 @@ for (const p of ['/benchmark/', '/build-tools/', '/runtime/tests/', '/runtime/py
 for (const t of ['install', 'install:ci']) {
   patterns.tasks.tryFind(t)?.reset('echo "installed by the workspace root"');
 }
+
+// Source maps in .js.map files beside the JavaScript (sources included), not inline: jsii's default inlines them,
+// which tripled the size of lib/ that every `cdk synth` reads and parses (about 10 ms of the patterns package's
+// load). Node reads the files only when asked to (--enable-source-maps).
+// (compilerOptions in commonOptions).
+for (const p of [project, patterns]) p.addPackageIgnore('!/lib/**/*.js.map');
 
 // In the sub-package jsii-docgen cannot find the assemblies the workspace hoists to the root;
 // build-tools/docgen.js points it there. (The root package's own jsii-docgen finds everything.)
