@@ -60,7 +60,7 @@ async function startCompile(props: CompileJobProperties): Promise<string> {
   }
   if (!props.JobTagValue) {
     throw new Error(`JobTagValue is empty: a job without the ${COMPILE_JOB_TAG_KEY} tag could not be terminated on delete; `
-      + 'set it to the value the start function\'s role allows (the NeuronxCompile construct does).');
+      + 'set it to the value the lifecycle function\'s role allows (the NeuronxCompile construct does).');
   }
   const submitted = await withThrottlingRetries(() => batch.send(new SubmitJobCommand({
     jobName: props.JobName,

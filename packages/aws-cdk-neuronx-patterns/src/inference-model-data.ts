@@ -10,9 +10,10 @@ import { Model } from './model';
 import { NeuronxCompile } from './neuronx-compile';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
+import { compileFunctionFor } from './private/compile-function';
 import { CONTRACT, RUNTIME_DIR } from './private/contract';
 import { handlerFunction } from './private/handler-function';
-import { InferenceCodeProperties } from './private/handler-protocol';
+import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './private/handler-protocol';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
 import { DEFAULT_N_POSITIONS } from './private/sizing';
@@ -163,7 +164,7 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
     const { bucket, prefix } = this.props;
     suppressWildcardFindings(grantable, wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read')),
       'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.');
-    const code = placeInferenceCode(scope, bucket, prefix, this.props.code);
+    const code = placeInferenceCode(scope, bucket, prefix, this.props.code, this.props.compile);
     return {
       s3Uri: bucket.s3UrlForObject(prefix),
       runtime: this.props.runtime ?? NeuronxRuntime.DEFAULT,
@@ -179,7 +180,13 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
   }
 }
 
-function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string, codeDir?: string): { resource: CustomResource; hash: string } {
+/**
+ * Places the inference code under `<prefix>code/` with a custom resource. Model data made from a compile in the same
+ * stack has the compile's function do it (it already reads that prefix); other model data gets a function of its own.
+ */
+function placeInferenceCode(
+  scope: Construct, bucket: s3.IBucket, prefix: string, codeDir?: string, compile?: NeuronxCompile,
+): { resource: CustomResource; hash: string } {
   const files = codeDir
     ? fs.readdirSync(codeDir).map(f => path.join(codeDir, f)).filter(f => fs.statSync(f).isFile())
     : DEFAULT_CODE_FILES;
@@ -187,7 +194,7 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
     throw new Error(`code is '${codeDir}', which has no ${CONTRACT.endpoint.handlerScript}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
   }
   const container = new Construct(scope, 'InferenceCode');
-  const fn = handlerFunction(container, 'Function', {
+  const fn = (compile && compileFunctionFor(compile, container)) ?? handlerFunction(container, 'Function', {
     handler: 'inferenceCode',
     description: 'Places the inference code beside the SageMaker model data',
     timeout: Duration.minutes(2),
@@ -210,13 +217,13 @@ function placeInferenceCode(scope: Construct, bucket: s3.IBucket, prefix: string
   };
   const resource = new CustomResource(container, 'Resource', {
     serviceToken: fn.functionArn,
-    resourceType: 'Custom::NeuronxInferenceCode',
+    resourceType: INFERENCE_CODE_RESOURCE_TYPE,
     serviceTimeout: Duration.minutes(5),
     properties: { ...properties },
   });
   // The asset reads name their objects and the log writes their log group: only the writes have wildcards.
   suppressWildcardFindings(fn.role, wildcardFindings(container, writes.flatMap(g => g.principalStatements)),
-    'Writes only under the model data\'s code/ prefix (code/*)'
+    'Placing the inference code writes only under the model data\'s code/ prefix (code/*)'
     + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'));
   const hash = crypto.createHash('sha256').update(assets.map(a => `${a.name}:${a.asset.assetHash}`).join('\n')).digest('hex').slice(0, 16);
   return { resource, hash };

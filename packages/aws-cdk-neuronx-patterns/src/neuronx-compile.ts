@@ -12,9 +12,10 @@ import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
+import { registerCompileFunction } from './private/compile-function';
 import { COMPILE_CODE_ZIP, CONTRACT, compileEnv, quantDtypeValue } from './private/contract';
 import { HandlerFunction, handlerFunction, LOG_RETENTION } from './private/handler-function';
-import { COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
+import { COMPILE_JOB_RESOURCE_TYPE, COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './private/handler-protocol';
 import { suppressNag } from './private/nag';
 import { defaultPolicyStatements, nagFinding, suppressWildcardFindings, wildcardFindings, wildcardFindingsOfJson } from './private/nag-finding';
 import { grantPrefix } from './private/s3-prefix';
@@ -389,13 +390,14 @@ export class NeuronxCompile extends Construct {
     const waitId = fingerprint.slice(0, 8);
     const handle = new CfnWaitConditionHandle(this, `WaitHandle${waitId}`);
 
-    // The job's end is signalled by a rule on the queue's job-state events. The rule and its permission to invoke
-    // the state function exist before the job is submitted (the custom resource below depends on them): a job that
-    // ended before them would signal nothing, and the deploy would wait out the whole WaitCondition timeout.
-    const stateFunction = handlerFunction(this, 'StateFunction', {
-      handler: 'compileJobState',
-      description: 'Signals the deploy when the Neuron compile job ends',
-      timeout: Duration.minutes(1),
+    // One function for everything that happens to the prefix during a deploy (see compile-lifecycle.lambda.ts):
+    // CloudFormation's requests start the job (or find it compiled already) and stop it; the job-state rule's
+    // events signal the deploy when it ends; model data made from this compile has it place the inference code.
+    // What the events need (describe jobs, read the artifact prefix) the requests need too: one role serves all.
+    const lifecycleFunction = handlerFunction(this, 'LifecycleFunction', {
+      handler: 'compileLifecycle',
+      description: 'Starts the Neuron compile job on deploy, stops it on delete, and signals the deploy when it ends',
+      timeout: Duration.minutes(2),
       environment: {
         [STATE_HANDLER_ENV.artifactUriEnvName]: compileEnv('artifactS3Uri'),
         [STATE_HANDLER_ENV.markerName]: CONTRACT.layout.marker,
@@ -403,8 +405,12 @@ export class NeuronxCompile extends Construct {
         [STATE_HANDLER_ENV.logGroupName]: logGroup.logGroupName,
       },
     });
-    stateFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
-    const statePrefixFindings = wildcardFindings(this, grantPrefix(props.bucket, this.compiledArtifactS3Prefix, stateFunction.role, 'read'));
+    const lifecycleRole = lifecycleFunction.role;
+    registerCompileFunction(this, lifecycleFunction);
+
+    // The job's end is signalled by a rule on the queue's job-state events. The rule and its permission to invoke
+    // the function exist before the job is submitted (the custom resource below depends on them): a job that
+    // ended before them would signal nothing, and the deploy would wait out the whole WaitCondition timeout.
     // An L1 rule and permission: aws-events-targets would load most of aws-cdk-lib for one Lambda target.
     const rule = new events.CfnRule(this, 'JobStateRule', {
       description: 'Neuron compile job ended',
@@ -414,35 +420,30 @@ export class NeuronxCompile extends Construct {
         'detail': { jobQueue: [jobQueue.jobQueueArn], status: ['SUCCEEDED', 'FAILED'] },
       },
       targets: [{
-        id: 'StateFunction',
-        arn: stateFunction.functionArn,
+        id: 'LifecycleFunction',
+        arn: lifecycleFunction.functionArn,
         retryPolicy: { maximumRetryAttempts: 10, maximumEventAgeInSeconds: Duration.hours(1).toSeconds() },
       }],
     });
     const rulePermission = new lambda.CfnPermission(this, 'JobStateRulePermission', {
       action: 'lambda:InvokeFunction',
-      functionName: stateFunction.functionArn,
+      functionName: lifecycleFunction.functionArn,
       principal: 'events.amazonaws.com',
       sourceArn: rule.attrArn,
     });
 
-    // The start function may stop only jobs it tagged as this compile's: it submits each job with the tag
+    // The function may stop only jobs it tagged as this compile's: it submits each job with the tag
     // `neuronx-compile: <this construct's id>` (Batch authorizes tagging on submit as batch:TagResource), and may
     // terminate a job only when it carries that tag. The value names the construct, not the artifact prefix, so
     // that after a replacement (a new prefix, a new job) the old job still carries a tag the policy allows.
     const jobTagValue = compileTagValue(this);
     const jobArns = Stack.of(this).formatArn({ service: 'batch', resource: 'job', resourceName: '*' });
     const jobDefinitionArns = jobDefinitionArnAnyRevision(this, jobDefinition);
-    const startFunction = handlerFunction(this, 'StartFunction', {
-      handler: 'compileJob',
-      description: 'Starts the Neuron compile job on deploy and stops it on delete',
-      timeout: Duration.minutes(2),
-    });
-    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
+    lifecycleRole.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['batch:SubmitJob'],
       resources: [jobQueue.jobQueueArn, jobDefinitionArns],
     }));
-    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
+    lifecycleRole.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['batch:SubmitJob', 'batch:TagResource'],
       resources: [jobArns],
       conditions: {
@@ -450,13 +451,15 @@ export class NeuronxCompile extends Construct {
         'ForAllValues:StringEquals': { 'aws:TagKeys': [COMPILE_JOB_TAG_KEY] },
       },
     }));
-    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({
+    lifecycleRole.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['batch:TerminateJob'],
       resources: [jobArns],
       conditions: { StringEquals: { [`aws:ResourceTag/${COMPILE_JOB_TAG_KEY}`]: jobTagValue } },
     }));
-    startFunction.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
-    const startPrefixFindings = wildcardFindings(this, grantPrefix(props.bucket, this.compiledArtifactS3Prefix, startFunction.role, 'read'));
+    // Stopping a job on delete, and reading a failed job's details when the event lacks them.
+    lifecycleRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
+    // The completion marker: whether to start a job at all, and whether a job that succeeded wrote everything.
+    const lifecyclePrefixFindings = wildcardFindings(this, grantPrefix(props.bucket, this.compiledArtifactS3Prefix, lifecycleRole, 'read'));
     const compileJobProperties: CompileJobProperties = {
       JobQueueArn: jobQueue.jobQueueArn,
       JobDefinitionArn: jobDefinition.ref,
@@ -468,8 +471,8 @@ export class NeuronxCompile extends Construct {
       WaitHandleUrl: handle.ref,
     };
     const start = new CustomResource(this, 'CompileJob', {
-      serviceToken: startFunction.functionArn,
-      resourceType: 'Custom::NeuronxCompileJob',
+      serviceToken: lifecycleFunction.functionArn,
+      resourceType: COMPILE_JOB_RESOURCE_TYPE,
       serviceTimeout: Duration.minutes(5),
       properties: { ...compileJobProperties },
     });
@@ -488,13 +491,11 @@ export class NeuronxCompile extends Construct {
     this.suppressNagFindings(computeEnvironment, {
       jobRole,
       executionRole,
-      startFunction,
-      stateFunction,
+      lifecycleFunction,
       jobArns,
       jobDefinitionArns,
       jobFindings: [...jobPrefixFindings, ...modelFindings],
-      startFindings: startPrefixFindings,
-      stateFindings: statePrefixFindings,
+      lifecycleFindings: lifecyclePrefixFindings,
     });
   }
 
@@ -540,30 +541,25 @@ export class NeuronxCompile extends Construct {
       + `on its one asset object.${kmsReason}`);
     suppressWildcardFindings(grants.executionRole, [anyResource],
       'ecr:GetAuthorizationToken has no resource type; the image is pulled from its one repository and logs go to this job\'s log group only.');
-    suppressWildcardFindings(grants.startFunction.role, [
-      ...grants.startFindings, anyResource, nagFinding(this, 'Resource', grants.jobArns), nagFinding(this, 'Resource', grants.jobDefinitionArns),
+    suppressWildcardFindings(grants.lifecycleFunction.role, [
+      ...grants.lifecycleFindings, anyResource, nagFinding(this, 'Resource', grants.jobArns), nagFinding(this, 'Resource', grants.jobDefinitionArns),
     ], `${prefixReason} batch:DescribeJobs supports no resource-level permissions. batch:SubmitJob is on this compile's queue and `
       + 'any revision of its job definition (job-definition/<name>:*). Job ids are known only at run time (job/*), so batch:SubmitJob '
       + `and batch:TagResource on jobs require the request tag ${COMPILE_JOB_TAG_KEY}=<this compile> and no other tag, and `
       + 'batch:TerminateJob requires that tag on the job: the function can stop only the jobs it started for this compile.');
-    suppressWildcardFindings(grants.stateFunction.role, [...grants.stateFindings, anyResource],
-      `${prefixReason} batch:DescribeJobs supports no resource-level permissions.`);
   }
 }
 
 interface NagGrants {
   readonly jobRole: iam.Role;
   readonly executionRole: iam.Role;
-  readonly startFunction: HandlerFunction;
-  readonly stateFunction: HandlerFunction;
+  readonly lifecycleFunction: HandlerFunction;
   readonly jobArns: string;
   readonly jobDefinitionArns: string;
   /** The wildcard findings of the job role's grants: its artifact prefix and what the model's bind granted. */
   readonly jobFindings: string[];
-  /** The wildcard findings of the start function's artifact prefix read. */
-  readonly startFindings: string[];
-  /** The wildcard findings of the state function's artifact prefix read. */
-  readonly stateFindings: string[];
+  /** The wildcard findings of the lifecycle function's artifact prefix read. */
+  readonly lifecycleFindings: string[];
 }
 
 /** Runs `grant` and returns its result with the wildcard findings of the statements it added to the role's default policy. */

@@ -62,10 +62,13 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     expect(contents.filter(f => f.includes('__pycache__') || f.endsWith('.pyc'))).toEqual([]);
   });
 
-  test('every Lambda function runs from the one handler bundle, each from its own entry point', () => {
-    const functions = Object.values(template.findResources('AWS::Lambda::Function'));
-    expect(functions).toHaveLength(3);
-    expect(new Set(functions.map(f => JSON.stringify(f.Properties.Code))).size).toBe(1);
-    expect(functions.map(f => f.Properties.Handler).sort()).toEqual(['index.compileJob', 'index.compileJobState', 'index.inferenceCode']);
+  test('one Lambda function, the compile\'s, from the handler bundle, serves both custom resources and the job-state rule', () => {
+    const functions = Object.entries(template.findResources('AWS::Lambda::Function'));
+    expect(functions).toHaveLength(1);
+    const [[functionId, fn]] = functions;
+    expect(fn.Properties.Handler).toBe('index.compileLifecycle');
+    const serviceTokens = Object.values(template.toJSON().Resources as Record<string, { Type: string; Properties: { ServiceToken?: unknown } }>)
+      .filter(r => r.Type.startsWith('Custom::Neuronx')).map(r => r.Properties.ServiceToken);
+    expect(serviceTokens).toEqual([{ 'Fn::GetAtt': [functionId, 'Arn'] }, { 'Fn::GetAtt': [functionId, 'Arn'] }]);
   });
 });

@@ -135,6 +135,7 @@ describe('respond', () => {
     StackId: 'stack',
     RequestId: 'request',
     LogicalResourceId: 'Resource',
+    ResourceType: 'Custom::NeuronxCompileJob',
     ResourceProperties: { ServiceToken: 'token' },
   };
 
@@ -157,6 +158,7 @@ describe('respond', () => {
     StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/a-stack-with-a-rather-long-name/0123abcd-4567-89ef-0123-456789abcdef',
     RequestId: '0123abcd-4567-89ef-0123-456789abcdef',
     LogicalResourceId: 'NeuronxCompileCompileJob0123ABCD',
+    ResourceType: 'Custom::NeuronxCompileJob',
   };
 
   test.each([

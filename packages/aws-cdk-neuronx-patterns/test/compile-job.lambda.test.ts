@@ -31,6 +31,7 @@ function event(overrides: Partial<CompileJobEvent> = {}): CompileJobEvent {
     StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1',
     RequestId: 'request-1',
     LogicalResourceId: 'CompileJob',
+    ResourceType: 'Custom::NeuronxCompileJob',
     ResourceProperties: { ...PROPS, ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:start' },
     ...overrides,
   };
@@ -132,7 +133,7 @@ describe('Create', () => {
       jobQueue: PROPS.JobQueueArn,
       jobDefinition: PROPS.JobDefinitionArn,
       containerOverrides: { environment: [{ name: WAIT_HANDLE_URL_ENV, value: WAIT_HANDLE_URL }] },
-      // The start function's role may terminate only jobs with this tag (aws:ResourceTag/neuronx-compile).
+      // The lifecycle function's role may terminate only jobs with this tag (aws:ResourceTag/neuronx-compile).
       tags: { 'neuronx-compile': '0c4c8d97986cd57c' },
     });
     expect(waitSignals()).toEqual([]);

@@ -25,6 +25,7 @@ function event(overrides: Partial<InferenceCodeEvent> = {}): InferenceCodeEvent 
     StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1',
     RequestId: 'request-1',
     LogicalResourceId: 'InferenceCode',
+    ResourceType: 'Custom::NeuronxInferenceCode',
     ResourceProperties: { ...PROPS, ServiceToken: 'token' },
     ...overrides,
   };

@@ -5,6 +5,7 @@ import { App, CfnParameter, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
 import * as ts from 'typescript';
 import {
   NeuronxInstanceType, NeuronxRuntime, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
@@ -51,7 +52,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     expect(lists.map(s => s.Condition)).toEqual([{ StringLike: { 's3:prefix': [`${compile.compiledArtifactS3Prefix}*`] } }]);
   });
 
-  test('places inference.py and contract.json under <prefix>code/, with a function that can write only there', () => {
+  test('places inference.py and contract.json under <prefix>code/ through the compile\'s own function, which may write only there', () => {
     const { stack, compile, bucket } = compileFixture();
     TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
     const template = Template.fromStack(stack);
@@ -61,29 +62,50 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     expect(props.DestinationPrefix).toBe(`${compile.compiledArtifactS3Prefix}code/`);
     expect(props.DestinationBucket).toEqual({ Ref: logicalId(stack, bucket) });
     expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', 'inference.py']);
+    // The compile's function serves it: no function of its own.
+    expect(props.ServiceToken).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('LifecycleFunction')), 'Arn'] });
+    expect(stack.node.tryFindChild('InferenceCode')?.node.tryFindChild('Function')).toBeUndefined();
+    expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(1);
 
-    const fnRole = stack.node.findAll().find(c => c.node.path.endsWith('InferenceCode/FunctionRole'))!;
-    const statements = statementsOfRole(template, logicalId(stack, fnRole));
+    const statements = statementsOfRole(template, logicalId(stack, compile.node.findChild('LifecycleFunctionRole')));
     expect(statementsAllowing(statements, 's3:PutObject').flatMap(resourcesOf))
       .toEqual([`\${${logicalId(stack, bucket)}.Arn}/${compile.compiledArtifactS3Prefix}code/*`]);
-    // It reads the two code objects, not the whole CDK asset bucket.
+    // It reads the two code objects, not the whole CDK asset bucket (and, for the compile, its own prefix).
     const reads = statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf);
-    expect(reads).toHaveLength(2);
-    for (const [i, file] of props.Files.entries()) {
-      expect(reads[i]).toBe(`arn:\${AWS::Partition}:s3:::${file.SourceBucket}/${file.SourceKey}`);
-    }
+    expect(reads).toEqual([
+      `\${${logicalId(stack, bucket)}.Arn}/${compile.compiledArtifactS3Prefix}*`,
+      ...props.Files.map((file: { SourceBucket: string; SourceKey: string }) => `arn:\${AWS::Partition}:s3:::${file.SourceBucket}/${file.SourceKey}`),
+    ]);
+  });
+
+  test('in another stack than the compile, the model data places its code with a function of its own', () => {
+    const { app, compile } = compileFixture();
+    const other = new Stack(app, 'Serving', { env: ENV });
+    TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(other, role(other));
+    const template = Template.fromStack(other);
+    const [placed] = Object.values(template.findResources('Custom::NeuronxInferenceCode'));
+    const fn = other.node.findChild('InferenceCode').node.findChild('Function');
+    expect(placed.Properties.ServiceToken).toEqual({ 'Fn::GetAtt': [logicalId(other, fn), 'Arn'] });
+    const statements = statementsOfRole(template, logicalId(other, other.node.findChild('InferenceCode').node.findChild('FunctionRole')));
+    expect(statementsAllowing(statements, 's3:PutObject').flatMap(resourcesOf).map(flatten))
+      .toEqual([expect.stringMatching(new RegExp(`/${compile.compiledArtifactS3Prefix}code/\\*$`))]);
   });
 });
 
 test('each of the library\'s functions waits for its role\'s policy, with no DependsOn on the role it references (cfn-lint W3005)', () => {
-  const { stack, compile } = compileFixture();
+  const { stack, compile, bucket } = compileFixture();
   TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
+  // Model data from a bucket places its code with a function of its own.
+  const other = new Construct(stack, 'Other');
+  TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/', { model: calm3(), tpDegree: 2 }).bind(other, role(stack, 'OtherRole'));
   const template = Template.fromStack(stack);
   const policies = template.findResources('AWS::IAM::Policy');
   const functions = Object.entries(template.findResources('AWS::Lambda::Function'));
-  // The code placer and the compile's two handlers, all made by handlerFunction.
-  expect(functions.map(([id]) => id)).toEqual(expect.arrayContaining([expect.stringMatching(/^InferenceCodeFunction/)]));
-  expect(functions.length).toBeGreaterThanOrEqual(3);
+  // The compile's function and the other code placer, both made by handlerFunction.
+  expect(functions.map(([id]) => id)).toEqual(expect.arrayContaining([
+    logicalId(stack, compile.node.findChild('LifecycleFunction')), expect.stringMatching(/^OtherInferenceCodeFunction/),
+  ]));
+  expect(functions).toHaveLength(2);
   for (const [, fn] of functions) {
     const roleId: string = fn.Properties.Role['Fn::GetAtt'][0];
     const policyIds = Object.entries(policies)

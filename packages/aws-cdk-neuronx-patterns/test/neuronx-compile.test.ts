@@ -240,16 +240,16 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
     expect(waits[0].DependsOn).toContain(jobId);
   });
 
-  test('the job is submitted only after the job-state rule and its permission to invoke the state function exist', () => {
+  test('the job is submitted only after the job-state rule and its permission to invoke the lifecycle function exist', () => {
     const { template, stack, compile } = fixture;
     const start = template.findResources('Custom::NeuronxCompileJob')[logicalId(stack, compile.node.findChild('CompileJob'))];
     expect(start.DependsOn).toEqual(expect.arrayContaining([
       logicalId(stack, compile.node.findChild('JobStateRule')),
       logicalId(stack, compile.node.findChild('JobStateRulePermission')),
     ]));
-    // The rule targets the state function, so the function (and, through it, its role and policy) comes first too.
+    // The rule targets the lifecycle function, so the function (and, through it, its role and policy) comes first too.
     const [, rule] = onlyResourceWithId(template, 'AWS::Events::Rule');
-    expect(rule.Properties.Targets[0].Arn).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('StateFunction')), 'Arn'] });
+    expect(rule.Properties.Targets[0].Arn).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('LifecycleFunction')), 'Arn'] });
   });
 
   test('the job-starting custom resource is deleted before the queue, compute environment and job definition', () => {
@@ -625,9 +625,9 @@ describe('NeuronxCompile: subnets', () => {
   });
 });
 
-describe('NeuronxCompile: the functions that start the job and signal its end', () => {
+describe('NeuronxCompile: the function that starts and stops the job and signals its end', () => {
   let fixture: CompileFixture & { template: Template };
-  let ids: { queue: string; jobDefinition: string; bucketArn: string; startFunction: string; stateFunction: string; rule: string };
+  let ids: { queue: string; jobDefinition: string; bucketArn: string; lifecycleFunction: string; rule: string };
   const JOB_ARNS = 'arn:${AWS::Partition}:batch:us-east-1:123456789012:job/*';
   beforeAll(() => {
     fixture = synth();
@@ -637,8 +637,7 @@ describe('NeuronxCompile: the functions that start the job and signal its end', 
       queue: id('JobQueue'),
       jobDefinition: id('JobDefinition'),
       bucketArn: `\${${logicalId(stack, bucket)}.Arn}`,
-      startFunction: id('StartFunction'),
-      stateFunction: id('StateFunction'),
+      lifecycleFunction: id('LifecycleFunction'),
       rule: id('JobStateRule'),
     };
   });
@@ -648,8 +647,8 @@ describe('NeuronxCompile: the functions that start the job and signal its end', 
     return start.Properties.JobTagValue;
   }
 
-  test('the start function submits jobs to this queue and any revision of this job definition only', () => {
-    const submits = statementsAllowing(roleStatements(fixture, 'StartFunctionRole'), 'batch:SubmitJob');
+  test('the lifecycle function submits jobs to this queue and any revision of this job definition only', () => {
+    const submits = statementsAllowing(roleStatements(fixture, 'LifecycleFunctionRole'), 'batch:SubmitJob');
     const [onQueue, onJobs] = [submits.filter(s => !s.Condition), submits.filter(s => s.Condition)];
     expect(onQueue).toHaveLength(1);
     expect(actionsOf(onQueue[0])).toEqual(['batch:SubmitJob']);
@@ -661,8 +660,8 @@ describe('NeuronxCompile: the functions that start the job and signal its end', 
     expect(onJobs).toHaveLength(1);
   });
 
-  test('the start function may tag a job only while submitting it with this compile\'s tag and no other', () => {
-    const tagging = statementsAllowing(roleStatements(fixture, 'StartFunctionRole'), 'batch:TagResource');
+  test('the lifecycle function may tag a job only while submitting it with this compile\'s tag and no other', () => {
+    const tagging = statementsAllowing(roleStatements(fixture, 'LifecycleFunctionRole'), 'batch:TagResource');
     expect(tagging).toHaveLength(1);
     expect(actionsOf(tagging[0]).sort()).toEqual(['batch:SubmitJob', 'batch:TagResource']);
     expect(resourcesOf(tagging[0])).toEqual([JOB_ARNS]);
@@ -672,8 +671,8 @@ describe('NeuronxCompile: the functions that start the job and signal its end', 
     });
   });
 
-  test('the start function may terminate only jobs that carry this compile\'s tag', () => {
-    const statements = roleStatements(fixture, 'StartFunctionRole');
+  test('the lifecycle function may terminate only jobs that carry this compile\'s tag', () => {
+    const statements = roleStatements(fixture, 'LifecycleFunctionRole');
     const terminates = statementsAllowing(statements, 'batch:TerminateJob');
     expect(terminates).toHaveLength(1);
     expect(actionsOf(terminates[0])).toEqual(['batch:TerminateJob']);
@@ -704,25 +703,37 @@ describe('NeuronxCompile: the functions that start the job and signal its end', 
     expect(second).not.toEqual(first);
   });
 
-  test('both functions describe jobs (no resource-level permission exists for it) and read only the artifact prefix', () => {
-    for (const role of ['StartFunctionRole', 'StateFunctionRole']) {
-      const statements = roleStatements(fixture, role);
-      const describes = statementsAllowing(statements, 'batch:DescribeJobs');
-      expect(describes).toHaveLength(1);
-      expect(actionsOf(describes[0])).toEqual(['batch:DescribeJobs']);
-      expect(describes[0].Resource).toBe('*');
-      const s3Actions = statements.flatMap(actionsOf).filter(a => a.startsWith('s3:')).sort();
-      expect(s3Actions).toEqual(['s3:GetObject', 's3:ListBucket']);
-      expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${ids.bucketArn}/${fixture.compile.compiledArtifactS3Prefix}*`]);
-      const lists = statementsAllowing(statements, 's3:ListBucket');
-      expect(lists.flatMap(resourcesOf)).toEqual([ids.bucketArn]);
-      expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': [`${fixture.compile.compiledArtifactS3Prefix}*`] } });
-    }
-    // The state function starts and stops nothing.
-    expect(roleStatements(fixture, 'StateFunctionRole').flatMap(actionsOf).filter(a => a.startsWith('batch:'))).toEqual(['batch:DescribeJobs']);
+  test('the lifecycle function describes jobs (no resource-level permission exists for it) and reads only the artifact prefix', () => {
+    const statements = roleStatements(fixture, 'LifecycleFunctionRole');
+    const describes = statementsAllowing(statements, 'batch:DescribeJobs');
+    expect(describes).toHaveLength(1);
+    expect(actionsOf(describes[0])).toEqual(['batch:DescribeJobs']);
+    expect(describes[0].Resource).toBe('*');
+    const s3Actions = statements.flatMap(actionsOf).filter(a => a.startsWith('s3:')).sort();
+    expect(s3Actions).toEqual(['s3:GetObject', 's3:ListBucket']);
+    expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${ids.bucketArn}/${fixture.compile.compiledArtifactS3Prefix}*`]);
+    const lists = statementsAllowing(statements, 's3:ListBucket');
+    expect(lists.flatMap(resourcesOf)).toEqual([ids.bucketArn]);
+    expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': [`${fixture.compile.compiledArtifactS3Prefix}*`] } });
   });
 
-  test('the rule matches the end (SUCCEEDED or FAILED) of jobs in this queue only, and targets the state function', () => {
+  test('the lifecycle function\'s Batch rights are the four it calls, and nothing else', () => {
+    const batchActions = new Set(roleStatements(fixture, 'LifecycleFunctionRole').flatMap(actionsOf).filter(a => a.startsWith('batch:')));
+    expect([...batchActions].sort()).toEqual(['batch:DescribeJobs', 'batch:SubmitJob', 'batch:TagResource', 'batch:TerminateJob']);
+  });
+
+  test('the compile has one Lambda function, whose role is the only one that may start or stop jobs', () => {
+    const { template, stack, compile } = fixture;
+    expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toEqual([ids.lifecycleFunction]);
+    const roleIds = Object.keys(template.findResources('AWS::IAM::Role'));
+    const mayStartOrStop = roleIds.filter(roleId => Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter(p => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: roleId }]))
+      .flatMap(p => p.Properties.PolicyDocument.Statement as Array<{ Action: string | string[] }>)
+      .some(st => [st.Action].flat().some(a => a === 'batch:SubmitJob' || a === 'batch:TerminateJob')));
+    expect(mayStartOrStop).toEqual([logicalId(stack, compile.node.findChild('LifecycleFunctionRole'))]);
+  });
+
+  test('the rule matches the end (SUCCEEDED or FAILED) of jobs in this queue only, and targets the lifecycle function', () => {
     const [, rule] = onlyResourceWithId(fixture.template, 'AWS::Events::Rule');
     expect(rule.Properties.EventPattern).toEqual({
       'source': ['aws.batch'],
@@ -730,25 +741,24 @@ describe('NeuronxCompile: the functions that start the job and signal its end', 
       'detail': { jobQueue: [{ 'Fn::GetAtt': [ids.queue, 'JobQueueArn'] }], status: ['SUCCEEDED', 'FAILED'] },
     });
     expect(rule.Properties.Targets).toEqual([{
-      Id: 'StateFunction',
-      Arn: { 'Fn::GetAtt': [ids.stateFunction, 'Arn'] },
+      Id: 'LifecycleFunction',
+      Arn: { 'Fn::GetAtt': [ids.lifecycleFunction, 'Arn'] },
       RetryPolicy: { MaximumRetryAttempts: 10, MaximumEventAgeInSeconds: 3600 },
     }]);
   });
 
-  test('only this rule may invoke the state function', () => {
+  test('only this rule may invoke the lifecycle function', () => {
     const [, permission] = onlyResourceWithId(fixture.template, 'AWS::Lambda::Permission');
     expect(permission.Properties).toEqual({
       Action: 'lambda:InvokeFunction',
-      FunctionName: { 'Fn::GetAtt': [ids.stateFunction, 'Arn'] },
+      FunctionName: { 'Fn::GetAtt': [ids.lifecycleFunction, 'Arn'] },
       Principal: 'events.amazonaws.com',
       SourceArn: { 'Fn::GetAtt': [ids.rule, 'Arn'] },
     });
   });
 
   test.each([
-    ['StartFunction', 'index.compileJob', 120],
-    ['StateFunction', 'index.compileJobState', 60],
+    ['LifecycleFunction', 'index.compileLifecycle', 120],
   ])('%s runs on nodejs24.x with its timeout (%s, %i s) and logs to its own log group, kept 30 days', (id, handler, timeout) => {
     const { template, stack, compile } = fixture;
     const fn = template.findResources('AWS::Lambda::Function')[logicalId(stack, compile.node.findChild(id))];
@@ -789,8 +799,7 @@ describe('NeuronxCompile: each cdk-nag suppression names the wildcards it is for
     const expected: Record<string, string[]> = {
       JobRole: [prefixObjects],
       ExecutionRole: ['Resource::*'],
-      StateFunctionRole: [prefixObjects, 'Resource::*'],
-      StartFunctionRole: [
+      LifecycleFunctionRole: [
         prefixObjects,
         'Resource::*',
         'Resource::arn:<AWS::Partition>:batch:us-east-1:123456789012:job/*',
@@ -803,7 +812,7 @@ describe('NeuronxCompile: each cdk-nag suppression names the wildcards it is for
       expect(suppressions).toHaveLength(1);
       expect([...suppressions[0].applies_to ?? []].sort()).toEqual([...appliesTo].sort());
     }
-    expect(iam5('StartFunctionRole')[0].reason).toMatch(/batch:TerminateJob requires that tag on the job/);
+    expect(iam5('LifecycleFunctionRole')[0].reason).toMatch(/batch:TerminateJob requires that tag on the job/);
   });
 
   test('a wildcard granted to a role later is reported, not hidden by the construct\'s suppression', () => {

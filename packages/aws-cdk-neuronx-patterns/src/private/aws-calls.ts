@@ -63,6 +63,7 @@ export interface CustomResourceEvent<P> {
   readonly StackId: string;
   readonly RequestId: string;
   readonly LogicalResourceId: string;
+  readonly ResourceType: string;
   readonly PhysicalResourceId?: string;
   readonly ResourceProperties: P & { ServiceToken: string };
   readonly OldResourceProperties?: P & { ServiceToken: string };

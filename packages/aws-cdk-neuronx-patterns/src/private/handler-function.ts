@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import { stageAsset } from './staged-asset';
 
 /** The Lambda handlers of this package: entry points of the one bundle the build writes (src/handlers.lambda.ts). */
-export type Handler = 'compileJob' | 'compileJobState' | 'inferenceCode';
+export type Handler = 'compileLifecycle' | 'inferenceCode';
 
 const BUNDLE_DIR = path.join(__dirname, '..', '..', 'assets', 'handlers.lambda');
 /** How long the library's log groups (handlers, compile job) keep their logs. */

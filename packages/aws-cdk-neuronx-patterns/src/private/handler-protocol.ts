@@ -6,10 +6,14 @@
 export const WAIT_HANDLE_URL_ENV = 'NEURONX_WAIT_HANDLE_URL';
 
 /**
- * Tag every compile job is submitted with; its value identifies the NeuronxCompile. The start function may
+ * Tag every compile job is submitted with; its value identifies the NeuronxCompile. The lifecycle function may
  * terminate only jobs that carry the tag with its compile's value (an IAM condition on aws:ResourceTag).
  */
 export const COMPILE_JOB_TAG_KEY = 'neuronx-compile';
+
+/** The CloudFormation types of the library's custom resources: the compile's function routes requests on them. */
+export const COMPILE_JOB_RESOURCE_TYPE = 'Custom::NeuronxCompileJob';
+export const INFERENCE_CODE_RESOURCE_TYPE = 'Custom::NeuronxInferenceCode';
 
 /** Properties of the custom resource that starts (and stops) the compile job. */
 export interface CompileJobProperties {
