@@ -396,7 +396,7 @@ export class NeuronxCompile extends Construct {
     // What the events need (describe jobs, read the artifact prefix) the requests need too: one role serves all.
     const lifecycleFunction = handlerFunction(this, 'LifecycleFunction', {
       handler: 'compileLifecycle',
-      description: 'Starts the Neuron compile job on deploy, stops it on delete, and signals the deploy when it ends',
+      description: 'Starts and stops the Neuron compile job, signals the deploy when it ends, and places the inference code',
       timeout: Duration.minutes(2),
       environment: {
         [STATE_HANDLER_ENV.artifactUriEnvName]: compileEnv('artifactS3Uri'),
