@@ -128,6 +128,17 @@ const BUILDERS: Record<string, () => unknown> = {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c, dir),
     });
   },
+  'inference-code-one-per-prefix': () => {
+    const c = compile(HIGH_PERFORMANCE);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'code-'));
+    fs.writeFileSync(path.join(dir, 'inference.py'), '');
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c),
+    });
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Other', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c, dir),
+    });
+  },
   'calm3-strategy': () => {
     const s = stack();
     new calm3chat22b.SageMakerRealtimeInference(s, 'Calm3', {

@@ -1,7 +1,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { CustomResource, Duration } from 'aws-cdk-lib';
+import { CustomResource, Duration, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IDependable } from 'constructs';
@@ -165,6 +165,7 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
     suppressWildcardFindings(grantable, wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read')),
       'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.');
     const code = placeInferenceCode(scope, bucket, prefix, this.props.code, this.props.compile);
+    checkOneCodePerPrefix(this.props.compile ?? bucket, prefix, code.hash, scope, this.props.code);
     return {
       s3Uri: bucket.s3UrlForObject(prefix),
       runtime: this.props.runtime ?? NeuronxRuntime.DEFAULT,
@@ -177,6 +178,29 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
       // A code change must replace the SageMaker model, or the endpoint would keep serving the old code.
       environment: { NEURONX_CODE_HASH: code.hash },
     };
+  }
+}
+
+// The code placed under each prefix in this app, by the compile (or bucket) and the literal prefix.
+const PLACED_CODE = new WeakMap<object, Map<string, { hash: string; scope: string; code?: string }>>();
+
+/**
+ * Endpoints that serve one prefix share its `code/`: a second, different code directory would overwrite the first at
+ * deploy, and one of the endpoints would serve code it was not given. (A token prefix is not compared.)
+ */
+function checkOneCodePerPrefix(owner: object, prefix: string, hash: string, scope: Construct, code?: string): void {
+  if (Token.isUnresolved(prefix)) return;
+  const placed = PLACED_CODE.get(owner) ?? new Map<string, { hash: string; scope: string; code?: string }>();
+  PLACED_CODE.set(owner, placed);
+  const earlier = placed.get(prefix);
+  if (!earlier) {
+    placed.set(prefix, { hash, scope: scope.node.path, code });
+    return;
+  }
+  if (earlier.hash !== hash) {
+    const describe = (dir?: string) => (dir ? `'${dir}'` : 'the library\'s handler');
+    throw new Error(`'${scope.node.path}' places the inference code ${describe(code)} under ${prefix}${CONTRACT.layout.codeDir}, where `
+      + `'${earlier.scope}' places ${describe(earlier.code)}: endpoints that serve one prefix share its code; give them the same code.`);
   }
 }
 

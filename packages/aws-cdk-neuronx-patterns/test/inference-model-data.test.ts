@@ -197,3 +197,33 @@ test('every optional prop of the public API says its @default (the API reference
   }
   expect(missing).toEqual([]);
 });
+
+describe('one prefix, one code: endpoints that serve one prefix share its code/', () => {
+  test('two model data of one compile with different code directories fail at synth, naming both', () => {
+    const { stack, compile } = compileFixture();
+    const dir = codeDir({ 'inference.py': 'mine' });
+    TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(new Construct(stack, 'First'), role(stack, 'R1'));
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile, dir).bind(new Construct(stack, 'Second'), role(stack, 'R2')))
+      .toThrow(new RegExp(`'TestStack/Second' places the inference code '${dir}' under .*code/, where 'TestStack/First' places the library's handler: `
+        + 'endpoints that serve one prefix share its code; give them the same code'));
+  });
+
+  test('the same code for both is fine, and each gets its placement', () => {
+    const { stack, compile } = compileFixture();
+    for (const id of ['First', 'Second']) {
+      TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(new Construct(stack, id), role(stack, `${id}Role`));
+    }
+    expect(Object.keys(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))).toHaveLength(2);
+  });
+
+  test('model data from one bucket prefix with different code fails too; another prefix does not', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    const options = { model: calm3(), tpDegree: 4 };
+    TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/', options).bind(new Construct(stack, 'A'), role(stack, 'RA'));
+    const other = { ...options, code: codeDir({ 'inference.py': 'mine' }) };
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'other/', other).bind(new Construct(stack, 'B2'), role(stack, 'RB'))).not.toThrow();
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled', other).bind(new Construct(stack, 'C'), role(stack, 'RC')))
+      .toThrow(/'S\/C' places the inference code '.*' under compiled\/code\/, where 'S\/A' places the library's handler/);
+  });
+});
