@@ -111,6 +111,8 @@ patterns.bundler.addBundle('src/handlers.lambda.ts', {
 });
 // The compile job's program as one zip (build-tools/compile-code-zip.js says why), built with the handler bundle.
 patterns.bundler.bundleTask.exec('node build-tools/compile-code-zip.js', { name: 'compile job program (assets/compile-code.zip)' });
+// The handler bundle as the zip Lambda deploys (build-tools/handlers-zip.js says why), after the bundle.
+patterns.bundler.bundleTask.exec('node build-tools/handlers-zip.js', { name: 'Lambda handlers (assets/handlers.zip)' });
 patterns.package.addVersion(VERSION);
 // The package is the constructs, the Lambda bundles and the programs that run in AWS: not their tests or tools.
 for (const p of ['/benchmark/', '/build-tools/', '/runtime/tests/', '/runtime/pytest.ini', '/runtime/requirements-test.txt']) patterns.addPackageIgnore(p);

@@ -88,7 +88,7 @@ function build(output = DEFAULT_OUTPUT) {
   return { output, entries: files.map(f => f.name) };
 }
 
-module.exports = { build, entries, DEFAULT_OUTPUT };
+module.exports = { build, entries, zip, DEFAULT_OUTPUT };
 
 if (require.main === module) {
   const { output, entries: names } = build(process.argv[2] ? path.resolve(process.argv[2]) : undefined);

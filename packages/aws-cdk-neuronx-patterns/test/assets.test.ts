@@ -47,10 +47,25 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     expect(files.every(f => f.source.executable === undefined)).toBe(true);
   });
 
+  test('every library asset is one file with a content hash: a zip for the handlers, no directory to walk', () => {
+    const files = Object.values(manifest.files ?? {}).filter(f => f.source.path !== undefined && !f.source.path.endsWith('.template.json'));
+    expect(files.every(f => f.source.packaging === 'file')).toBe(true);
+    const [fn] = Object.values(template.findResources('AWS::Lambda::Function'));
+    const handlers = files.filter(f => path.basename(f.source.path!) === `asset.${String(fn.Properties.Code.S3Key).replace(/\.zip$/, '')}.zip`);
+    expect(handlers).toHaveLength(1);
+    // The zip holds the esbuild bundle, byte for byte.
+    const bundleDir = path.join(__dirname, '..', 'assets', 'handlers.lambda');
+    const entries = readZip(path.join(outdir, handlers[0].source.path!));
+    expect(Object.keys(entries)).toEqual(fs.readdirSync(bundleDir).sort());
+    for (const [name, bytes] of Object.entries(entries)) expect(bytes.equals(fs.readFileSync(path.join(bundleDir, name)))).toBe(true);
+  });
+
   test('the compile program is one zip of the compile code, the handler it imports and the contract, no tests or caches', () => {
     const zips = Object.values(manifest.files ?? {})
       .filter(f => f.source.packaging === 'file' && f.source.path?.endsWith('.zip'))
-      .map(f => path.join(outdir, f.source.path!));
+      .map(f => path.join(outdir, f.source.path!))
+      // The other zip is the handler bundle (its own test above).
+      .filter(z => !Object.keys(readZip(z)).includes('index.js'));
     expect(zips).toHaveLength(1);
     const contents = Object.keys(readZip(zips[0]));
     expect(contents).toContain('contract.json');

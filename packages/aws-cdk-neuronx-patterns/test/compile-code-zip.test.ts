@@ -7,6 +7,7 @@ import { readZip } from './fixtures';
 const PACKAGE_DIR = path.join(__dirname, '..');
 const RUNTIME_DIR = path.join(PACKAGE_DIR, 'runtime');
 const BUILDER = path.join(PACKAGE_DIR, 'build-tools', 'compile-code-zip.js');
+const HANDLERS_BUILDER = path.join(PACKAGE_DIR, 'build-tools', 'handlers-zip.js');
 
 function build(output: string): Buffer {
   execFileSync(process.execPath, [BUILDER, output], { encoding: 'utf-8' });
@@ -45,5 +46,19 @@ describe('assets/compile-code.zip (build-tools/compile-code-zip.js)', () => {
 
   test('the zip the constructs stage (assets/) is the one the current sources make: the bundle task ran', () => {
     expect(fs.readFileSync(path.join(PACKAGE_DIR, 'assets', 'compile-code.zip')).equals(build(path.join(dir, 'now.zip')))).toBe(true);
+  });
+});
+
+describe('assets/handlers.zip (build-tools/handlers-zip.js)', () => {
+  test('is the bundle the build wrote, stored the same reproducible way: the bundle task ran', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'handlers-zip-'));
+    try {
+      const output = path.join(dir, 'handlers.zip');
+      execFileSync(process.execPath, [HANDLERS_BUILDER, output], { encoding: 'utf-8' });
+      expect(fs.readFileSync(path.join(PACKAGE_DIR, 'assets', 'handlers.zip')).equals(fs.readFileSync(output))).toBe(true);
+      expect(Object.keys(readZip(output))).toEqual(['index.js']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

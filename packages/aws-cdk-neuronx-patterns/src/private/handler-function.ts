@@ -9,7 +9,8 @@ import { stageAsset } from './staged-asset';
 /** The Lambda handlers of this package: entry points of the one bundle the build writes (src/handlers.lambda.ts). */
 export type Handler = 'compileLifecycle' | 'inferenceCode';
 
-const BUNDLE_DIR = path.join(__dirname, '..', '..', 'assets', 'handlers.lambda');
+// The bundle as one reproducible zip (build-tools/handlers-zip.js): staged as a file, with no directory to walk.
+const BUNDLE_ZIP = path.join(__dirname, '..', '..', 'assets', 'handlers.zip');
 /** How long the library's log groups (handlers, compile job) keep their logs. */
 export const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 // Node 20 is past end of life; 24 is the newest runtime aws-cdk-lib 2.245 knows, which is what cdk-nag's
@@ -49,8 +50,8 @@ export function handlerFunction(scope: Construct, id: string, props: HandlerFunc
   const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: LOG_RETENTION });
   const role = new iam.Role(scope, `${id}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
   logGroup.grantWrite(role);
-  // Every function stages the same directory: AssetStaging fingerprints and copies it once per app.
-  const code = stageAsset(scope, `${id}Code`, { path: BUNDLE_DIR });
+  // Every function stages the same file: AssetStaging copies it once per app.
+  const code = stageAsset(scope, `${id}Code`, { path: BUNDLE_ZIP });
   const fn = new lambda.CfnFunction(scope, id, {
     description: props.description,
     runtime: RUNTIME.name,

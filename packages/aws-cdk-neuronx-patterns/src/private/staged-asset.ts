@@ -1,4 +1,6 @@
-import { AssetStaging, Aws, Stack } from 'aws-cdk-lib';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import { AssetHashType, AssetStaging, Aws, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 
@@ -18,7 +20,16 @@ export interface StagedAsset {
  * facts, the largest single cost of synthesizing these constructs. The cloud assembly is the same.
  */
 export function stageAsset(scope: Construct, id: string, options: { path: string }): StagedAsset {
-  const staging = new AssetStaging(scope, id, { sourcePath: options.path });
+  // A file's hash is the SHA-256 of its bytes, computed here: AssetStaging's own fingerprint would set up its exclude
+  // patterns (minimatch) for each asset, which for the library's few small files costs more than reading them.
+  // A directory keeps AssetStaging's fingerprint.
+  const contentHash = fs.existsSync(options.path) && fs.statSync(options.path).isFile()
+    ? crypto.createHash('sha256').update(fs.readFileSync(options.path)).digest('hex')
+    : undefined;
+  const staging = new AssetStaging(scope, id, {
+    sourcePath: options.path,
+    ...(contentHash ? { assetHashType: AssetHashType.CUSTOM, assetHash: contentHash } : {}),
+  });
   const stack = Stack.of(scope);
   const location = stack.synthesizer.addFileAsset({
     packaging: staging.packaging,
