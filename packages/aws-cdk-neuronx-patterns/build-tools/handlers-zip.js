@@ -13,7 +13,10 @@ const BUNDLE_DIR = path.join(__dirname, '..', 'assets', 'handlers.lambda');
 const DEFAULT_OUTPUT = path.join(__dirname, '..', 'assets', 'handlers.zip');
 
 function build(output = DEFAULT_OUTPUT) {
-  const names = fs.readdirSync(BUNDLE_DIR).filter(name => fs.statSync(path.join(BUNDLE_DIR, name)).isFile()).sort();
+  const names = fs.readdirSync(BUNDLE_DIR).sort();
+  // The zip is flat: a subdirectory (esbuild's output has none today) would be left out, and the handler broken.
+  const dirs = names.filter(name => !fs.statSync(path.join(BUNDLE_DIR, name)).isFile());
+  if (dirs.length > 0) throw new Error(`${BUNDLE_DIR} has ${dirs.join(', ')}, which is not a file: handlers-zip writes a flat zip; extend it first.`);
   if (!names.includes('index.js')) throw new Error(`${BUNDLE_DIR} has no index.js: run the bundle first.`);
   const files = names.map(name => ({ name, data: fs.readFileSync(path.join(BUNDLE_DIR, name)) }));
   fs.writeFileSync(output, zip(files));

@@ -182,7 +182,8 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
 }
 
 // The code placed under each prefix in this app, by the compile (or bucket) and the literal prefix.
-const PLACED_CODE = new WeakMap<object, Map<string, { hash: string; scope: string; code?: string }>>();
+interface PlacedCode { readonly hash: string; readonly scope: string; readonly code?: string }
+const PLACED_CODE = new WeakMap<object, Map<string, PlacedCode>>();
 
 /**
  * Endpoints that serve one prefix share its `code/`: a second, different code directory would overwrite the first at
@@ -190,7 +191,7 @@ const PLACED_CODE = new WeakMap<object, Map<string, { hash: string; scope: strin
  */
 function checkOneCodePerPrefix(owner: object, prefix: string, hash: string, scope: Construct, code?: string): void {
   if (Token.isUnresolved(prefix)) return;
-  const placed = PLACED_CODE.get(owner) ?? new Map<string, { hash: string; scope: string; code?: string }>();
+  const placed = PLACED_CODE.get(owner) ?? new Map<string, PlacedCode>();
   PLACED_CODE.set(owner, placed);
   const earlier = placed.get(prefix);
   if (!earlier) {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -51,13 +52,31 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     const files = Object.values(manifest.files ?? {}).filter(f => f.source.path !== undefined && !f.source.path.endsWith('.template.json'));
     expect(files.every(f => f.source.packaging === 'file')).toBe(true);
     const [fn] = Object.values(template.findResources('AWS::Lambda::Function'));
-    const handlers = files.filter(f => path.basename(f.source.path!) === `asset.${String(fn.Properties.Code.S3Key).replace(/\.zip$/, '')}.zip`);
+    // The staged file is asset.<S3Key>, the key being <hash>.zip.
+    const handlers = files.filter(f => path.basename(f.source.path!) === `asset.${fn.Properties.Code.S3Key}`);
     expect(handlers).toHaveLength(1);
     // The zip holds the esbuild bundle, byte for byte.
     const bundleDir = path.join(__dirname, '..', 'assets', 'handlers.lambda');
     const entries = readZip(path.join(outdir, handlers[0].source.path!));
     expect(Object.keys(entries)).toEqual(fs.readdirSync(bundleDir).sort());
     for (const [name, bytes] of Object.entries(entries)) expect(bytes.equals(fs.readFileSync(path.join(bundleDir, name)))).toBe(true);
+  });
+
+  test('synthesizing the stack never fingerprints or walks a directory (aws-cdk-lib\'s fs/fingerprint is not even loaded)', () => {
+    // In a fresh Node process: jest's module registry would hide what a real synth loads.
+    const script = `
+      const { App, Stack } = require('aws-cdk-lib');
+      const ec2 = require('aws-cdk-lib/aws-ec2'); const s3 = require('aws-cdk-lib/aws-s3');
+      const p = require(${JSON.stringify(path.join(__dirname, '..'))});
+      const app = new App({ outdir: require('fs').mkdtempSync(require('path').join(require('os').tmpdir(), 'fp-')) });
+      const stack = new Stack(app, 'S', { env: { account: '111111111111', region: 'us-east-1' } });
+      const compile = new p.NeuronxCompile(stack, 'C', { vpc: new ec2.Vpc(stack, 'V'), bucket: new s3.Bucket(stack, 'B'),
+        model: p.Model.fromHuggingFace('cyberagent/calm3-22b-chat', { revision: 'r' }), instanceType: p.NeuronxInstanceType.INF2_24XLARGE });
+      new p.TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'E', { modelData: p.TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile) });
+      app.synth();
+      console.log(JSON.stringify(Object.keys(require.cache).filter(k => /aws-cdk-lib[\\/]core[\\/]lib[\\/]fs[\\/]/.test(k))));`;
+    const loaded = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf-8', cwd: path.join(__dirname, '..') }).trim().split('\n').pop()!);
+    expect(loaded).toEqual([]);
   });
 
   test('the compile program is one zip of the compile code, the handler it imports and the contract, no tests or caches', () => {
