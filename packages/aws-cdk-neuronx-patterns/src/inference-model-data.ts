@@ -55,7 +55,8 @@ export interface TransformersNeuronxBucketModelDataOptions {
    */
   readonly compiledFor?: NeuronxInstanceType;
   /**
-   * A local directory whose files are placed under `<prefix>code/` as the inference code.
+   * A local directory whose files are placed under `<prefix>code/` as the inference code (files only, no
+   * subdirectories).
    *
    * @default - the library's handler (`inference.py`)
    */
@@ -101,7 +102,8 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
    * The artifacts of a NeuronxCompile in this app; the endpoint waits for the compile.
    *
    * @param compile the compile
-   * @param code a local directory whose files are placed under `<prefix>code/`; default: the library's handler
+   * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`; default: the
+   * library's handler
    */
   public static fromNeuronxCompile(compile: NeuronxCompile, code?: string): TransformersNeuronxSageMakerInferenceModelData {
     return new PrefixModelData({
@@ -215,6 +217,12 @@ function placeInferenceCode(
   const files = codeDir
     ? fs.readdirSync(codeDir).map(f => path.join(codeDir, f)).filter(f => fs.statSync(f).isFile())
     : DEFAULT_CODE_FILES;
+  // Only the files directly in the directory are placed: a subdirectory would be missing on the endpoint, and an
+  // import from it would fail there, after the deploy, instead of here.
+  const subdirectories = codeDir ? fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory()) : [];
+  if (subdirectories.length > 0) {
+    throw new Error(`code is '${codeDir}', which has the subdirectory ${subdirectories.map(d => `'${d}'`).join(', ')}: only the files directly in it are placed under code/; move them up beside ${CONTRACT.endpoint.handlerScript}.`);
+  }
   if (!files.some(f => path.basename(f) === CONTRACT.endpoint.handlerScript)) {
     throw new Error(`code is '${codeDir}', which has no ${CONTRACT.endpoint.handlerScript}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
   }

@@ -145,6 +145,16 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     expect(hashOf(codeDir({ 'inference.py': 'v1', 'requirements.txt': 'x' })).hash).toEqual(a.hash);
   });
 
+  test('a code directory with a subdirectory fails at synth (its files would be missing on the endpoint)', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    const dir = codeDir({ 'inference.py': 'import helpers.x' });
+    fs.mkdirSync(path.join(dir, 'helpers'));
+    fs.writeFileSync(path.join(dir, 'helpers', 'x.py'), '');
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
+      .toThrow(/which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
+  });
+
   test('a code directory without inference.py fails at synth', () => {
     const stack = new Stack(new App(), 'S', { env: ENV });
     const bucket = new s3.Bucket(stack, 'B');
