@@ -24,6 +24,7 @@ export interface RuntimeContract {
   readonly endpoint: {
     readonly environment: Record<string, string>;
     readonly handlerScript: string;
+    readonly serviceHandlerFunction: string;
   };
   readonly layout: {
     readonly checkpointDir: string;
@@ -37,7 +38,7 @@ export interface RuntimeContract {
     readonly optionKeys: string[];
   };
   readonly quantDtypeNone: string;
-  readonly defaults: { readonly batchSize: number; readonly amp: string };
+  readonly defaults: { readonly batchSize: number; readonly amp: string; readonly generationTimeLimitSeconds: number };
 }
 
 export const CONTRACT: RuntimeContract = JSON.parse(fs.readFileSync(path.join(RUNTIME_DIR, 'contract.json'), 'utf-8'));
