@@ -65,10 +65,19 @@ async function withEnvironment(detail: JobDetail): Promise<JobDetail> {
   return described.jobs?.[0] ?? detail;
 }
 
+/**
+ * The status reason of a job that the queue's RUNNABLE time limit cancelled: Batch prefixes the blocking reason with
+ * `Canceled by JobStateTimeLimit action due to reason: ` (AWS Batch user guide, "Jobs stuck in RUNNABLE due to
+ * capacity" and "... due to misconfiguration": e.g. `Canceled by JobStateTimeLimit action due to reason:
+ * CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY`; its SageMaker-queue pages say `Terminated by`). While the job is still
+ * RUNNABLE the reason is the bare `CAPACITY:...`/`MISCONFIGURATION:...`, which is accepted too.
+ */
+const RUNNABLE_TIME_LIMIT_REASON = /^(?:(?:Canceled|Terminated) by JobStateTimeLimit action due to reason: )?(?:CAPACITY|MISCONFIGURATION):/;
+
 export function failureReason(job: JobDetail): string {
   const statusReason = job.statusReason ?? 'no status reason';
   const name = `Compile job ${job.jobName ?? ''} (${job.jobId})`.replace('  ', ' ');
-  const neverStarted = !job.startedAt && /^(CAPACITY|MISCONFIGURATION):/.test(statusReason);
+  const neverStarted = !job.startedAt && RUNNABLE_TIME_LIMIT_REASON.test(statusReason);
   if (neverStarted) {
     const minutes = Math.round(Number(process.env[STATE_HANDLER_ENV.runnableTimeoutSeconds] ?? 0) / 60);
     return `${name} could not start within ${minutes} minutes and was cancelled: ${statusReason}. `

@@ -186,7 +186,9 @@ describe('FAILED', () => {
   test('a job cancelled while RUNNABLE: could not start within 30 minutes, check the quota', async () => {
     await handler(event(job({
       status: 'FAILED',
-      statusReason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type [inf2.8xlarge]',
+      // The wording Batch gives a job its RUNNABLE time limit cancelled (AWS Batch user guide, "Jobs stuck in
+      // RUNNABLE due to capacity").
+      statusReason: 'Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY',
       startedAt: undefined,
       container: { environment: JOB_ENVIRONMENT },
     })));
@@ -200,7 +202,20 @@ describe('FAILED', () => {
   });
 
   test('MISCONFIGURATION reasons before start get the same message', () => {
-    const reason = failureReason(job({ status: 'FAILED', statusReason: 'MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT', startedAt: undefined }));
+    const reason = failureReason(job({
+      status: 'FAILED', statusReason: 'Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT', startedAt: undefined,
+    }));
+
+    expect(reason).toContain('could not start within 30 minutes');
+    expect(reason).toContain('MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT');
+  });
+
+  test('the bare blocking reason (a job still RUNNABLE when it was stopped) gets the same message', () => {
+    const reason = failureReason(job({
+      status: 'FAILED',
+      statusReason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type [inf2.8xlarge]',
+      startedAt: undefined,
+    }));
 
     expect(reason).toContain('could not start within 30 minutes');
   });
