@@ -7,11 +7,16 @@ import { markerExists } from './private/marker';
 /**
  * Custom resource that starts the compile job during deploy, and stops it when the resource goes away.
  *
- * - Create (or Update to a new artifact prefix): if the prefix already holds the completion marker, signal the
- *   WaitCondition at once and start no job; otherwise submit the job, which carries the WaitCondition handle URL
- *   so that its outcome can be signalled when it ends (see compile-job-state.lambda.ts), and the tag
- *   `neuronx-compile: <JobTagValue>` without which this function's role may not terminate it.
- * - Update with the same artifact prefix: nothing to do (same physical id).
+ * - Create, or Update to a new wait (a new artifact bucket or prefix, or a new wait timeout: each gives a new
+ *   WaitCondition with a new handle): if the prefix already holds the completion marker, signal the new handle at
+ *   once and start no job; otherwise submit the job, which carries the new handle's URL so that its outcome is
+ *   signalled there when it ends (see compile-job-state.lambda.ts), and the tag `neuronx-compile: <JobTagValue>`
+ *   without which this function's role may not terminate it. A new physical id makes CloudFormation delete the
+ *   old one after the update (below): an old job still running is terminated then; it could only signal its own,
+ *   replaced handle.
+ * - Update with the same bucket, prefix and handle (e.g. a new job definition revision): nothing to do (same
+ *   physical id). An Update that changed the handle and answered without signalling it would leave the new
+ *   WaitCondition waiting out its whole timeout.
  * - Delete (stack delete, rollback, or the old resource after a replacement): terminate the job if it has not
  *   ended, so no Neuron instance outlives its stack.
  */
@@ -31,8 +36,8 @@ export async function handler(event: CompileJobEvent): Promise<void> {
       await respond(event, 'SUCCESS', physicalId, 'Compile job stopped if it was running.');
       return;
     }
-    if (event.RequestType === 'Update' && samePrefix(event)) {
-      await respond(event, 'SUCCESS', physicalId, 'Same artifact prefix: nothing to compile.');
+    if (event.RequestType === 'Update' && sameWait(event)) {
+      await respond(event, 'SUCCESS', physicalId, 'Same artifact prefix and wait: nothing to compile or signal.');
       return;
     }
     physicalId = await startCompile(props);
@@ -45,10 +50,12 @@ export async function handler(event: CompileJobEvent): Promise<void> {
   }
 }
 
-function samePrefix(event: CompileJobEvent): boolean {
+/** The update leaves what the deploy waits for, and the handle it waits on, as they were. */
+function sameWait(event: CompileJobEvent): boolean {
   const old = event.OldResourceProperties;
-  return !!old && old.ArtifactBucket === event.ResourceProperties.ArtifactBucket
-    && old.ArtifactPrefix === event.ResourceProperties.ArtifactPrefix;
+  const props = event.ResourceProperties;
+  return !!old && old.ArtifactBucket === props.ArtifactBucket && old.ArtifactPrefix === props.ArtifactPrefix
+    && old.WaitHandleUrl === props.WaitHandleUrl;
 }
 
 /** Returns the job id, or the already-compiled physical id when the marker exists. */

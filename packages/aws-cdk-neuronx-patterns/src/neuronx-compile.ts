@@ -298,6 +298,14 @@ export class NeuronxCompile extends Construct {
         imageType: batch.EcsMachineImageType.ECS_AL2023,
       }],
     });
+    // Pin the launch template version. Without one Batch uses the template's default version, read when the
+    // compute environment was created; CloudFormation updates the template in place (a new version) and leaves the
+    // compute environment's properties as they were, so a new volume size would never reach an instance. A changed
+    // version is a changed property: CloudFormation updates the compute environment, and Batch's infrastructure
+    // update takes the new version (AWS Batch API reference, LaunchTemplateSpecification: "changing the launch
+    // template requires an infrastructure update of the compute environment"). aws-cdk-lib renders only the id.
+    (computeEnvironment.node.defaultChild as batch.CfnComputeEnvironment)
+      .addPropertyOverride('ComputeResources.LaunchTemplate.Version', launchTemplate.latestVersionNumber);
     const jobQueue = new batch.JobQueue(this, 'JobQueue', {
       computeEnvironments: [{ computeEnvironment, order: 1 }],
       jobStateTimeLimitActions: [
@@ -386,8 +394,11 @@ export class NeuronxCompile extends Construct {
       },
     });
 
-    // --- The wait: a WaitCondition per artifact prefix (a new compile gets a new one), signalled with the outcome.
-    const waitId = fingerprint.slice(0, 8);
+    // --- The wait, signalled with the outcome. CloudFormation cannot update a WaitCondition (Count, Handle and
+    // Timeout: "Updates aren't supported", AWS::CloudFormation::WaitCondition reference), and an old handle may hold
+    // an earlier deploy's signal: whatever the deploy waits for (the artifacts' bucket and prefix) and the wait's own
+    // Timeout name a new WaitCondition with a new handle; nothing else does (no needless re-waits).
+    const waitId = waitIdentity(Stack.of(this).resolve(props.bucket.bucketName), this.compiledArtifactS3Prefix, this.waitTimeout);
     const handle = new CfnWaitConditionHandle(this, `WaitHandle${waitId}`);
 
     // One function for everything that happens to the prefix during a deploy (see compile-lifecycle.lambda.ts):
@@ -631,6 +642,16 @@ function timeoutProblems(timeout: Duration, startTimeout: Duration): string[] {
     problems.push(`timeout is ${timeout.toHumanString()}: Batch needs at least 60 seconds.`);
   }
   return problems;
+}
+
+/**
+ * Identifies one wait: the artifacts' location (the bucket as the template names it, a token's resolved form being
+ * the same in every synth) and the wait's Timeout. 8 hex digits, as the logical id suffix of the WaitCondition and
+ * its handle.
+ */
+function waitIdentity(bucket: unknown, prefix: string, timeout: Duration): string {
+  const inputs = { bucket, prefix, timeoutSeconds: timeout.toSeconds() };
+  return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 8);
 }
 
 /** Everything that determines the artifacts, hashed: the same inputs give the same prefix. */

@@ -341,6 +341,56 @@ describe('Update', () => {
     expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `already-compiled:${NEW_PREFIX}` });
   });
 
+  // A new wait timeout (or anything else that gives a new WaitCondition) on the same prefix: the new handle must be
+  // signalled, or the deploy waits out the new WaitCondition's whole timeout and fails.
+  const NEW_WAIT_HANDLE_URL = 'https://cloudformation-waitcondition.s3.amazonaws.com/handle?sig=new';
+  function newHandleEvent(physicalId: string): CompileJobEvent {
+    return event({
+      RequestType: 'Update',
+      PhysicalResourceId: physicalId,
+      ResourceProperties: { ...PROPS, WaitHandleUrl: NEW_WAIT_HANDLE_URL, ServiceToken: 'token' },
+      OldResourceProperties: { ...PROPS, ServiceToken: 'token' },
+    });
+  }
+
+  test('the same prefix with a new wait handle, already compiled: signals the new handle, not the old one', async () => {
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await handler(newHandleEvent('job-old'));
+
+    const signalled = puts().filter(p => p.url !== RESPONSE_URL);
+    expect(signalled.map(p => p.url)).toEqual([NEW_WAIT_HANDLE_URL]);
+    expect(signalled[0].body).toMatchObject({ Status: 'SUCCESS' });
+    expect(batchMock.commandCalls(SubmitJobCommand)).toHaveLength(0);
+    expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `already-compiled:${PREFIX}` });
+  });
+
+  test('the same prefix with a new wait handle, artifacts gone: a new job that signals the new handle', async () => {
+    s3Mock.on(HeadObjectCommand).rejects(s3Error('NotFound', 404));
+    batchMock.on(SubmitJobCommand).resolves({ jobId: 'job-new', jobName: PROPS.JobName, jobArn: 'arn' });
+
+    await handler(newHandleEvent('job-old'));
+
+    const submitted = batchMock.commandCalls(SubmitJobCommand)[0].args[0].input;
+    expect(submitted.containerOverrides?.environment).toEqual([{ name: WAIT_HANDLE_URL_ENV, value: NEW_WAIT_HANDLE_URL }]);
+    expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: 'job-new' });
+  });
+
+  test('a new bucket with the same prefix is a new compile', async () => {
+    s3Mock.on(HeadObjectCommand).rejects(s3Error('NotFound', 404));
+    batchMock.on(SubmitJobCommand).resolves({ jobId: 'job-new', jobName: PROPS.JobName, jobArn: 'arn' });
+
+    await handler(event({
+      RequestType: 'Update',
+      PhysicalResourceId: 'job-old',
+      ResourceProperties: { ...PROPS, ArtifactBucket: 'other-bucket', ServiceToken: 'token' },
+      OldResourceProperties: { ...PROPS, ServiceToken: 'token' },
+    }));
+
+    expect(s3Mock.commandCalls(HeadObjectCommand)[0].args[0].input).toEqual({ Bucket: 'other-bucket', Key: PROPS.MarkerKey });
+    expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: 'job-new' });
+  });
+
   test('the same prefix submits nothing and keeps the physical id', async () => {
     await handler(updateEvent(PREFIX, 'job-old'));
 

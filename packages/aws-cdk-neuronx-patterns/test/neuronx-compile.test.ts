@@ -110,8 +110,13 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
   test('the launch template requires IMDSv2 and encrypts a gp3 root volume sized from the model', () => {
     const { template, stack, compile } = fixture;
     const launchTemplateId = logicalId(stack, compile.node.findChild('LaunchTemplate'));
+    // Pinned to the template's latest version: a changed volume size is a new version, so the compute environment
+    // changes too and Batch's infrastructure update starts new instances from it (without a version, Batch keeps the
+    // version it read at creation).
     template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
-      ComputeResources: Match.objectLike({ LaunchTemplate: Match.objectLike({ LaunchTemplateId: { Ref: launchTemplateId } }) }),
+      ComputeResources: Match.objectLike({
+        LaunchTemplate: { LaunchTemplateId: { Ref: launchTemplateId }, Version: { 'Fn::GetAtt': [launchTemplateId, 'LatestVersionNumber'] } },
+      }),
     });
     // calm3: 2 x 45 GB bf16 checkpoint (83.8 GiB, rounded up) + 64 GiB.
     template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
@@ -474,6 +479,59 @@ describe('NeuronxCompile: the artifact prefix is a pure function of what determi
     const base = prefixAndWait();
     const props = { timeout: Duration.hours(3), spot: true, instanceType: NeuronxInstanceType.INF2_24XLARGE };
     expect(prefixAndWait({ props }).prefix).toEqual(base.prefix);
+  });
+
+  /** The one WaitCondition, its handle, and the handle the job-starting custom resource signals. */
+  function theWait(options: CompileFixtureOptions = {}): { waitId: string; handleId: string; signalledHandle: unknown; timeout: string } {
+    const { template } = synth(options);
+    const [waitId, wait] = onlyResourceWithId(template, 'AWS::CloudFormation::WaitCondition');
+    const [handleId] = onlyResourceWithId(template, 'AWS::CloudFormation::WaitConditionHandle');
+    expect(wait.Properties.Handle).toEqual({ Ref: handleId });
+    const [, start] = onlyResourceWithId(template, 'Custom::NeuronxCompileJob');
+    return { waitId, handleId, signalledHandle: start.Properties.WaitHandleUrl, timeout: wait.Properties.Timeout };
+  }
+
+  // CloudFormation cannot update a WaitCondition ("Updates aren't supported"), and an old handle may hold an earlier
+  // deploy's signal: a new location or a new Timeout is a new WaitCondition with a new handle.
+  test.each([
+    ['timeout (the wait\'s Timeout)', { timeout: Duration.hours(3) }],
+    ['startTimeout (the wait\'s Timeout)', { startTimeout: Duration.minutes(45) }],
+    ['artifactRootPrefix (the artifacts\' location)', { artifactRootPrefix: 'models/' }],
+  ])('a change of %s gives a new WaitCondition and a new handle, which the custom resource signals', (_what, props) => {
+    const base = theWait();
+    const changed = theWait({ props });
+    expect(changed.waitId).not.toEqual(base.waitId);
+    expect(changed.handleId).not.toEqual(base.handleId);
+    expect(changed.signalledHandle).toEqual({ Ref: changed.handleId });
+  });
+
+  test('another bucket (same prefix) gives a new WaitCondition and a new handle', () => {
+    const base = theWait();
+    const app = new App();
+    const stack = new Stack(app, 'TestStack', { env: ENV });
+    const { vpc } = network(stack);
+    const other = s3.Bucket.fromBucketName(stack, 'Other', 'other-artifact-bucket');
+    new NeuronxCompile(stack, 'Compile', {
+      vpc, bucket: other, model: calm3(), instanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: LOW_COST.options,
+    });
+    const template = Template.fromStack(stack);
+    const [waitId] = onlyResourceWithId(template, 'AWS::CloudFormation::WaitCondition');
+    const [handleId] = onlyResourceWithId(template, 'AWS::CloudFormation::WaitConditionHandle');
+    expect(waitId).not.toEqual(base.waitId);
+    expect(handleId).not.toEqual(base.handleId);
+  });
+
+  test('what changes neither the location nor the Timeout keeps the WaitCondition (no needless re-wait)', () => {
+    const base = theWait();
+    const props = {
+      spot: true,
+      volumeSize: Size.gibibytes(500),
+      instanceType: NeuronxInstanceType.INF2_24XLARGE,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, onePerAz: true },
+    };
+    expect(theWait({ props })).toEqual(base);
+    // 15 minutes moved from startTimeout to timeout: the same Timeout (10 h 30 min + 15 min margin), the same wait.
+    expect(theWait({ props: { timeout: Duration.minutes(615), startTimeout: Duration.minutes(15) } })).toEqual(base);
   });
 
   test('artifactRootPrefix moves the artifacts', () => {
