@@ -191,6 +191,19 @@ const checkTemplates = project.addTask('check:templates', {
 });
 project.testTask.spawn(checkTemplates);
 
+// Updates CloudFormation accepts: pairs of apps that differ as real updates do (each compile and endpoint prop, the
+// bucket, the artifact root, the preset, the revision), checked against the resource schemas cfn-lint ships: no
+// create-only change under a fixed name, no change to a WaitCondition, a new wait for new artifacts, pinned launch
+// template versions. The checker's own tests prove it catches each fault on a hand-made pair.
+const checkUpdates = project.addTask('check:updates', {
+  description: 'Synthesize pairs of apps that differ as updates do and check each against CloudFormation\'s resource schemas',
+  steps: [
+    { exec: 'tools/template-checks/.venv/bin/python -m pytest tools/update-checks -q -p no:cacheprovider', name: 'the update check fails on bad pairs' },
+    { exec: 'tools/update-checks/run.sh' },
+  ],
+});
+project.testTask.spawn(checkUpdates);
+
 // Packaging is the same in CI and locally. The npm package of each is made by its own build; the Python wheels
 // and Java jars of both are made here, in one jsii-pacmak call with the patterns package first (pacmak only links
 // the patterns jar into the models' Maven build when it builds both). .NET is generated only: this machine has no

@@ -1,0 +1,233 @@
+"""Checks pairs of CloudFormation templates, each an update from one synthesized app to another, against what
+CloudFormation can do with them (its resource schemas, as cfn-lint ships them):
+
+1. A resource whose physical name the template fixes (a literal name property) may not change a create-only
+   property under the same logical id: CloudFormation would replace it, and the replacement fails because the
+   old resource still holds the name.
+2. An AWS::CloudFormation::WaitCondition or WaitConditionHandle may not change at all under the same logical id:
+   CloudFormation cannot update one (its Count, Handle and Timeout say "Updates aren't supported").
+3. A Custom::NeuronxCompileJob whose artifact location (ArtifactBucket, ArtifactPrefix) or whose wait's properties
+   change must wait on a NEW WaitCondition with a NEW handle (an old handle may hold an earlier deploy's signal),
+   and its WaitHandleUrl must be that handle.
+4. A change CloudFormation accepts but that never reaches the running resource: a launch template whose data
+   changes (a new version) must be referenced with its `LatestVersionNumber`. Without a version a Batch compute
+   environment keeps the version it read when it was created, and its own properties do not change, so
+   CloudFormation never updates it (AWS Batch API reference, LaunchTemplateSpecification).
+
+    check_updates.py <pairs dir>
+
+Each subdirectory of <pairs dir> is one pair: before.template.json and after.template.json. Every pair is checked in
+both directions (going back is an update too). Exit 0: no fault; 1: faults (each listed); 2: nothing to check.
+"""
+
+import json
+import pathlib
+import sys
+
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+COMPILE_JOB_TYPE = "Custom::NeuronxCompileJob"
+WAIT_TYPES = ("AWS::CloudFormation::WaitCondition", "AWS::CloudFormation::WaitConditionHandle")
+# The schemas are the same for the resource types these templates use in every commercial region.
+SCHEMA_REGION = "us-east-1"
+# Values CloudFormation fills in per stack, the same on both sides of an update.
+PSEUDO_PARAMETERS = {"AWS::AccountId", "AWS::Partition", "AWS::Region", "AWS::StackName", "AWS::StackId", "AWS::URLSuffix"}
+
+
+def _schema(type_name):
+    if not type_name.startswith("AWS::"):
+        return None  # custom resources have no schema
+    return PROVIDER_SCHEMA_MANAGER.get_resource_schema(SCHEMA_REGION, type_name).schema
+
+
+def create_only_paths(type_name):
+    """The create-only properties of a type, each as a list of keys below Properties."""
+    schema = _schema(type_name) or {}
+    return [p.split("/")[2:] for p in schema.get("createOnlyProperties", [])]
+
+
+def name_properties(type_name):
+    """The create-only properties that name the resource: `Name`, or `<X>Name` where the type's name ends with X
+    (BucketName, RoleName, LogGroupName, ComputeEnvironmentName, the security group's GroupName), not the name of
+    another resource it points to (a Lambda permission's FunctionName)."""
+    kind = type_name.split("::")[-1]
+    names = []
+    for path in create_only_paths(type_name):
+        if len(path) != 1 or not path[0].endswith("Name"):
+            continue
+        stem = path[0][: -len("Name")]
+        if stem == "" or kind.endswith(stem):
+            names.append(path[0])
+    return names
+
+
+def is_fixed(value, template):
+    """Whether a value is the same literal in every deploy of the template: a string, or a join or substitution of
+    literals and pseudo parameters. A Ref or GetAtt of a resource is not fixed (a replacement gets a new one)."""
+    if isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, list):
+        return all(is_fixed(v, template) for v in value)
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Ref":
+            return arg in PSEUDO_PARAMETERS or arg in template.get("Parameters", {})
+        if fn == "Fn::Sub":
+            text = arg if isinstance(arg, str) else arg[0]
+            variables = {} if isinstance(arg, str) else arg[1]
+            refs = [part.split("}")[0] for part in text.split("${")[1:]]
+            return all(r in PSEUDO_PARAMETERS or r in template.get("Parameters", {}) or (r in variables and is_fixed(variables[r], template))
+                       for r in refs)
+        if fn in ("Fn::Join", "Fn::Select", "Fn::FindInMap"):
+            return is_fixed(arg, template)
+    return False
+
+
+def value_at(properties, path):
+    """The value at a path of keys ('*' for every item of a list), or None where it is absent."""
+    if not path:
+        return properties
+    if isinstance(properties, list):
+        return [value_at(item, path if path[0] != "*" else path[1:]) for item in properties]
+    if not isinstance(properties, dict):
+        return None
+    return value_at(properties.get(path[0]), path[1:])
+
+
+def _resources(template):
+    return template.get("Resources", {})
+
+
+def replaced_named_resources(before, after):
+    """Rule 1."""
+    faults = []
+    for logical_id, new in _resources(after).items():
+        old = _resources(before).get(logical_id)
+        if not old or old.get("Type") != new.get("Type"):
+            continue
+        old_props, new_props = old.get("Properties", {}), new.get("Properties", {})
+        fixed_names = [n for n in name_properties(new["Type"])
+                       if n in new_props and is_fixed(new_props[n], after) and old_props.get(n) == new_props[n]]
+        if not fixed_names:
+            continue
+        for path in create_only_paths(new["Type"]):
+            if value_at(old_props, path) != value_at(new_props, path):
+                faults.append(f"{logical_id} ({new['Type']}) changes create-only {'/'.join(path)} under the fixed name "
+                              f"{fixed_names[0]}={json.dumps(new_props[fixed_names[0]])}: its replacement fails, the name is taken")
+    return faults
+
+
+def changed_waits(before, after):
+    """Rule 2."""
+    faults = []
+    for logical_id, new in _resources(after).items():
+        old = _resources(before).get(logical_id)
+        if new.get("Type") in WAIT_TYPES and old and old.get("Properties", {}) != new.get("Properties", {}):
+            faults.append(f"{logical_id} ({new['Type']}) changes under the same logical id "
+                          f"({json.dumps(old.get('Properties', {}))} -> {json.dumps(new.get('Properties', {}))}): "
+                          "CloudFormation cannot update a wait condition")
+    return faults
+
+
+def _wait_of(template, handle_url):
+    """The handle a WaitHandleUrl refers to and the WaitCondition on that handle, as (handle id, wait id, wait)."""
+    handle_id = handle_url.get("Ref") if isinstance(handle_url, dict) else None
+    resources = _resources(template)
+    if resources.get(handle_id, {}).get("Type") != "AWS::CloudFormation::WaitConditionHandle":
+        return None
+    for wait_id, wait in resources.items():
+        if wait.get("Type") == "AWS::CloudFormation::WaitCondition" and wait.get("Properties", {}).get("Handle") == {"Ref": handle_id}:
+            return handle_id, wait_id, wait
+    return None
+
+
+def _wait_settings(wait):
+    return {k: v for k, v in wait.get("Properties", {}).items() if k != "Handle"}
+
+
+def unwaited_compiles(before, after):
+    """Rule 3."""
+    faults = []
+    for logical_id, new in _resources(after).items():
+        if new.get("Type") != COMPILE_JOB_TYPE:
+            continue
+        props = new.get("Properties", {})
+        found = _wait_of(after, props.get("WaitHandleUrl"))
+        if not found:
+            faults.append(f"{logical_id} ({COMPILE_JOB_TYPE}): WaitHandleUrl {json.dumps(props.get('WaitHandleUrl'))} is not the handle of a WaitCondition")
+            continue
+        handle_id, wait_id, wait = found
+        old = _resources(before).get(logical_id, {})
+        old_props = old.get("Properties", {})
+        old_found = _wait_of(before, old_props.get("WaitHandleUrl")) if old else None
+        reasons = [k for k in ("ArtifactBucket", "ArtifactPrefix") if old_props.get(k) != props.get(k)]
+        if old_found is None or _wait_settings(old_found[2]) != _wait_settings(wait):
+            reasons.append("the wait's properties")
+        if not reasons:
+            continue
+        reused = [i for i in (handle_id, wait_id) if i in _resources(before)]
+        if reused:
+            faults.append(f"{logical_id} ({COMPILE_JOB_TYPE}) changes {', '.join(reasons)} but waits on "
+                          f"{' and '.join(reused)} of the previous deploy: it needs a new WaitCondition and a new handle")
+    return faults
+
+
+def _launch_template_references(value):
+    """Every launch template specification in a value: a dict that names a template by LaunchTemplateId/Name."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _launch_template_references(item)
+    elif isinstance(value, dict):
+        if "LaunchTemplateId" in value or "LaunchTemplateName" in value:
+            yield value
+        for item in value.values():
+            yield from _launch_template_references(item)
+
+
+def unpinned_launch_templates(before, after):
+    """Rule 4."""
+    faults = []
+    changed = {logical_id for logical_id, new in _resources(after).items()
+               if new.get("Type") == "AWS::EC2::LaunchTemplate" and logical_id in _resources(before)
+               and _resources(before)[logical_id].get("Properties") != new.get("Properties")}
+    for logical_id, resource in _resources(after).items():
+        for spec in _launch_template_references(resource.get("Properties", {})):
+            template_id = (spec.get("LaunchTemplateId") or spec.get("LaunchTemplateName") or {}).get("Ref") \
+                if isinstance(spec.get("LaunchTemplateId") or spec.get("LaunchTemplateName"), dict) else None
+            if template_id in changed and spec.get("Version") != {"Fn::GetAtt": [template_id, "LatestVersionNumber"]}:
+                faults.append(f"{logical_id} ({resource['Type']}) uses launch template {template_id}, which changes, without pinning "
+                              f"its LatestVersionNumber (Version: {json.dumps(spec.get('Version'))}): the change never reaches it")
+    return faults
+
+
+def check_pair(before, after):
+    """Every fault of the update from `before` to `after`."""
+    return (replaced_named_resources(before, after) + changed_waits(before, after) + unwaited_compiles(before, after)
+            + unpinned_launch_templates(before, after))
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    pairs = sorted(p for p in pathlib.Path(argv[1]).iterdir() if p.is_dir())
+    if not pairs:
+        print(f"no pairs under {argv[1]}", file=sys.stderr)
+        return 2
+    faults = 0
+    for pair in pairs:
+        before = json.loads((pair / "before.template.json").read_text())
+        after = json.loads((pair / "after.template.json").read_text())
+        if not _resources(before) or not _resources(after):
+            print(f"{pair.name}: a template without resources", file=sys.stderr)
+            return 2
+        for direction, (a, b) in (("forward", (before, after)), ("back", (after, before))):
+            for fault in check_pair(a, b):
+                faults += 1
+                print(f"FAULT {pair.name} ({direction}): {fault}")
+    print(f"{len(pairs)} update pairs checked in both directions: {faults} faults")
+    return 1 if faults else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

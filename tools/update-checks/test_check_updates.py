@@ -1,0 +1,185 @@
+"""The update check catches each class of fault on a hand-made pair, and passes the same pair done right."""
+
+import copy
+import json
+
+import pytest
+
+import check_updates
+from check_updates import check_pair
+
+
+def template(**resources):
+    return {"Resources": copy.deepcopy(resources)}
+
+
+def compute_environment(**props):
+    return {"Type": "AWS::Batch::ComputeEnvironment", "Properties": {"Type": "managed", "ComputeResources": {"Type": "EC2"}, **props}}
+
+
+def compile_stack(wait_suffix, prefix="models/m/0123/", timeout="38700", bucket=None, handle_suffix=None):
+    handle = f"WaitHandle{handle_suffix or wait_suffix}"
+    return template(**{
+        "CompileJob": {"Type": "Custom::NeuronxCompileJob", "Properties": {
+            "ArtifactBucket": bucket or {"Ref": "Bucket"}, "ArtifactPrefix": prefix, "WaitHandleUrl": {"Ref": handle}}},
+        handle: {"Type": "AWS::CloudFormation::WaitConditionHandle"},
+        f"Wait{wait_suffix}": {"Type": "AWS::CloudFormation::WaitCondition",
+                               "Properties": {"Count": 1, "Handle": {"Ref": handle}, "Timeout": timeout}},
+    })
+
+
+# --- rule 1: a create-only property under a fixed physical name
+
+def test_the_schemas_name_the_create_only_properties():
+    assert ["ComputeEnvironmentName"] in check_updates.create_only_paths("AWS::Batch::ComputeEnvironment")
+    assert check_updates.name_properties("AWS::Batch::ComputeEnvironment") == ["ComputeEnvironmentName"]
+    assert check_updates.name_properties("AWS::EC2::SecurityGroup") == ["GroupName"]
+    # A permission's FunctionName is the function it grants on, not its own name.
+    assert check_updates.name_properties("AWS::Lambda::Permission") == []
+
+
+def test_a_create_only_change_under_a_literal_name_is_a_fault():
+    before = template(Env=compute_environment(ComputeEnvironmentName="compile"))
+    after = template(Env=compute_environment(ComputeEnvironmentName="compile", Tags={"team": "ml"}))
+    faults = check_pair(before, after)
+    assert len(faults) == 1
+    assert "Env (AWS::Batch::ComputeEnvironment) changes create-only Tags under the fixed name ComputeEnvironmentName" in faults[0]
+
+
+def test_a_nested_create_only_change_under_a_joined_name_is_a_fault():
+    name = {"Fn::Join": ["-", [{"Ref": "AWS::StackName"}, "compile"]]}
+    before = template(Env=compute_environment(ComputeEnvironmentName=name, ComputeResources={"SpotIamFleetRole": "a"}))
+    after = template(Env=compute_environment(ComputeEnvironmentName=name, ComputeResources={"SpotIamFleetRole": "b"}))
+    assert "changes create-only ComputeResources/SpotIamFleetRole" in check_pair(before, after)[0]
+
+
+def test_the_same_change_without_a_fixed_name_is_replaced_and_fine():
+    assert check_pair(template(Env=compute_environment()), template(Env=compute_environment(Tags={"team": "ml"}))) == []
+    # A name that is another resource's attribute changes with a replacement of that resource: not fixed.
+    named = {"Fn::GetAtt": ["Other", "Name"]}
+    before = template(Env=compute_environment(ComputeEnvironmentName=named))
+    after = template(Env=compute_environment(ComputeEnvironmentName=named, Tags={"team": "ml"}))
+    assert check_pair(before, after) == []
+
+
+def test_a_change_of_the_name_itself_is_a_replacement_under_a_new_name():
+    before = template(Env=compute_environment(ComputeEnvironmentName="compile-a"))
+    after = template(Env=compute_environment(ComputeEnvironmentName="compile-b", Tags={"team": "ml"}))
+    assert check_pair(before, after) == []
+
+
+def test_an_updatable_property_under_a_fixed_name_is_fine():
+    before = template(Env=compute_environment(ComputeEnvironmentName="compile", State="ENABLED"))
+    after = template(Env=compute_environment(ComputeEnvironmentName="compile", State="DISABLED"))
+    assert check_pair(before, after) == []
+
+
+# --- rule 2: a wait condition never changes under the same logical id
+
+def test_a_wait_condition_whose_timeout_changes_under_the_same_id_is_a_fault():
+    faults = check_pair(compile_stack("A", timeout="38700"), compile_stack("A", timeout="10800"))
+    assert any("WaitA (AWS::CloudFormation::WaitCondition) changes under the same logical id" in f for f in faults)
+
+
+def test_a_wait_condition_that_moves_to_another_handle_under_the_same_id_is_a_fault():
+    faults = check_pair(compile_stack("A"), compile_stack("A", handle_suffix="B"))
+    assert any("WaitA (AWS::CloudFormation::WaitCondition) changes under the same logical id" in f for f in faults)
+
+
+# --- rule 3: new artifacts or a new wait setting need a new WaitCondition and a new handle
+
+@pytest.mark.parametrize("change", [
+    {"prefix": "other-root/m/0123/"},
+    {"bucket": "other-bucket"},
+])
+def test_a_new_artifact_location_on_the_old_wait_is_a_fault(change):
+    faults = check_pair(compile_stack("A"), compile_stack("A", **change))
+    assert len(faults) == 1
+    assert "CompileJob (Custom::NeuronxCompileJob) changes Artifact" in faults[0]
+    assert "waits on WaitHandleA and WaitA of the previous deploy" in faults[0]
+
+
+def test_a_new_wait_on_the_old_handle_is_a_fault():
+    faults = check_pair(compile_stack("A"), compile_stack("B", prefix="other-root/m/0123/", handle_suffix="A"))
+    assert faults == ["CompileJob (Custom::NeuronxCompileJob) changes ArtifactPrefix but waits on WaitHandleA of the previous deploy: "
+                      "it needs a new WaitCondition and a new handle"]
+
+
+def test_a_new_timeout_on_a_new_wait_with_the_old_handle_is_a_fault():
+    faults = check_pair(compile_stack("A"), compile_stack("B", timeout="10800", handle_suffix="A"))
+    assert faults == ["CompileJob (Custom::NeuronxCompileJob) changes the wait's properties but waits on WaitHandleA of the previous deploy: "
+                      "it needs a new WaitCondition and a new handle"]
+
+
+def test_a_handle_url_that_is_no_wait_conditions_handle_is_a_fault():
+    after = compile_stack("A")
+    after["Resources"]["CompileJob"]["Properties"]["WaitHandleUrl"] = "https://example.com/handle"
+    assert "WaitHandleUrl \"https://example.com/handle\" is not the handle of a WaitCondition" in check_pair(compile_stack("A"), after)[0]
+
+
+@pytest.mark.parametrize("change", [
+    {"prefix": "other-root/m/0123/"},
+    {"bucket": "other-bucket"},
+    {"timeout": "10800"},
+])
+def test_a_new_wait_with_a_new_handle_is_fine(change):
+    assert check_pair(compile_stack("A"), compile_stack("B", **change)) == []
+
+
+def test_an_unchanged_compile_keeps_its_wait():
+    assert check_pair(compile_stack("A"), compile_stack("A")) == []
+
+
+# --- rule 4: a launch template change must reach the compute environment
+
+def launch_template_stack(volume_gib, version=None):
+    spec = {"LaunchTemplateId": {"Ref": "LaunchTemplate"}}
+    if version is not None:
+        spec["Version"] = version
+    return template(
+        LaunchTemplate={"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+            "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": volume_gib}}]}}},
+        Env=compute_environment(ComputeResources={"Type": "EC2", "LaunchTemplate": spec}),
+    )
+
+
+def test_a_changed_launch_template_without_a_pinned_version_is_a_fault():
+    faults = check_pair(launch_template_stack(100), launch_template_stack(200))
+    assert faults == ["Env (AWS::Batch::ComputeEnvironment) uses launch template LaunchTemplate, which changes, without pinning its "
+                      "LatestVersionNumber (Version: null): the change never reaches it"]
+    assert check_pair(launch_template_stack(100, "$Latest"), launch_template_stack(200, "$Latest")) != []
+
+
+def test_a_changed_launch_template_pinned_to_its_latest_version_is_fine():
+    latest = {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}
+    assert check_pair(launch_template_stack(100, latest), launch_template_stack(200, latest)) == []
+    # Unpinned but unchanged: nothing to reach.
+    assert check_pair(launch_template_stack(100), launch_template_stack(100)) == []
+
+
+# --- the program
+
+def write_pair(root, name, before, after):
+    pair = root / name
+    pair.mkdir()
+    (pair / "before.template.json").write_text(json.dumps(before))
+    (pair / "after.template.json").write_text(json.dumps(after))
+
+
+def test_main_checks_both_directions_and_fails_on_a_fault(tmp_path, capsys):
+    # Forward the prefix moves onto a new wait (fine); back, the old wait's ids come back with the old prefix, and
+    # the check must still see each side's wait as its own (fine too). A timeout change on the same ids is not.
+    write_pair(tmp_path, "prefix", compile_stack("A"), compile_stack("B", prefix="other-root/m/0123/"))
+    write_pair(tmp_path, "timeout", compile_stack("A"), compile_stack("A", timeout="10800"))
+    assert check_updates.main(["check_updates.py", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAULT prefix" not in out
+    assert "FAULT timeout (forward): WaitA" in out
+    assert "FAULT timeout (back): WaitA" in out
+    assert "2 update pairs checked in both directions" in out
+
+
+def test_main_passes_good_pairs_and_refuses_an_empty_dir(tmp_path):
+    assert check_updates.main(["check_updates.py", str(tmp_path)]) == 2
+    write_pair(tmp_path, "prefix", compile_stack("A"), compile_stack("B", prefix="other-root/m/0123/"))
+    assert check_updates.main(["check_updates.py", str(tmp_path)]) == 0
