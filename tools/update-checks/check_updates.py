@@ -8,7 +8,8 @@ CloudFormation can do with them (its resource schemas, as cfn-lint ships them):
    CloudFormation cannot update one (its Count, Handle and Timeout say "Updates aren't supported").
 3. A Custom::NeuronxCompileJob whose artifact location (ArtifactBucket, ArtifactPrefix) or whose wait's properties
    change must wait on a NEW WaitCondition with a NEW handle (an old handle may hold an earlier deploy's signal),
-   and its WaitHandleUrl must be that handle.
+   and its WaitHandleUrl must be that handle; a SageMaker model that serves its prefix must depend on that
+   WaitCondition (or it would be created before the artifacts exist).
 4. A change CloudFormation accepts but that never reaches the running resource: a launch template whose data
    changes (a new version) must be referenced with its `LatestVersionNumber`. Without a version a Batch compute
    environment keeps the version it read when it was created, and its own properties do not change, so
@@ -145,6 +146,19 @@ def _wait_settings(wait):
     return {k: v for k, v in wait.get("Properties", {}).items() if k != "Handle"}
 
 
+def _models_not_waiting(template, prefix, wait_id):
+    faults = []
+    for logical_id, model in _resources(template).items():
+        if model.get("Type") != "AWS::SageMaker::Model" or not isinstance(prefix, str):
+            continue
+        serves = prefix in json.dumps(model.get("Properties", {}).get("ModelDataSource", model.get("Properties", {}).get("PrimaryContainer", {})))
+        depends = model.get("DependsOn", [])
+        if serves and wait_id not in (depends if isinstance(depends, list) else [depends]):
+            faults.append(f"{logical_id} (AWS::SageMaker::Model) serves {prefix} but does not depend on {wait_id}: "
+                          "it would be created before the compile ends")
+    return faults
+
+
 def unwaited_compiles(before, after):
     """Rule 3."""
     faults = []
@@ -157,6 +171,7 @@ def unwaited_compiles(before, after):
             faults.append(f"{logical_id} ({COMPILE_JOB_TYPE}): WaitHandleUrl {json.dumps(props.get('WaitHandleUrl'))} is not the handle of a WaitCondition")
             continue
         handle_id, wait_id, wait = found
+        faults += _models_not_waiting(after, props.get("ArtifactPrefix"), wait_id)
         old = _resources(before).get(logical_id, {})
         old_props = old.get("Properties", {})
         old_found = _wait_of(before, old_props.get("WaitHandleUrl")) if old else None

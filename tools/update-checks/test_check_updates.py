@@ -126,6 +126,21 @@ def test_a_new_wait_with_a_new_handle_is_fine(change):
     assert check_pair(compile_stack("A"), compile_stack("B", **change)) == []
 
 
+def model(depends_on):
+    return {"Type": "AWS::SageMaker::Model", "DependsOn": depends_on, "Properties": {"ModelDataSource": {"S3DataSource": {
+        "S3Uri": {"Fn::Join": ["", ["s3://", {"Ref": "Bucket"}, "/models/m/0123/"]]}}}}}
+
+
+def test_a_model_of_the_compiled_prefix_must_wait_for_the_compile():
+    before = compile_stack("A")
+    after = compile_stack("A")
+    after["Resources"]["Model"] = model(["CompileJob"])
+    assert check_pair(before, after) == ["Model (AWS::SageMaker::Model) serves models/m/0123/ but does not depend on WaitA: "
+                                         "it would be created before the compile ends"]
+    after["Resources"]["Model"] = model(["CompileJob", "WaitA"])
+    assert check_pair(before, after) == []
+
+
 def test_an_unchanged_compile_keeps_its_wait():
     assert check_pair(compile_stack("A"), compile_stack("A")) == []
 
