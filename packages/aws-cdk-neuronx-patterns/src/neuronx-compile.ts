@@ -303,7 +303,9 @@ export class NeuronxCompile extends Construct {
     // compute environment's properties as they were, so a new volume size would never reach an instance. A changed
     // version is a changed property: CloudFormation updates the compute environment, and Batch's infrastructure
     // update takes the new version (AWS Batch API reference, LaunchTemplateSpecification: "changing the launch
-    // template requires an infrastructure update of the compute environment"). aws-cdk-lib renders only the id.
+    // template requires an infrastructure update of the compute environment"). Infrastructure updates need the Batch
+    // service-linked role (no ServiceRole set) and BEST_FIT_PROGRESSIVE or SPOT_PRICE_CAPACITY_OPTIMIZED, as here
+    // (AWS Batch user guide, "Perform infrastructure updates"). aws-cdk-lib renders only the id.
     (computeEnvironment.node.defaultChild as batch.CfnComputeEnvironment)
       .addPropertyOverride('ComputeResources.LaunchTemplate.Version', launchTemplate.latestVersionNumber);
     const jobQueue = new batch.JobQueue(this, 'JobQueue', {
