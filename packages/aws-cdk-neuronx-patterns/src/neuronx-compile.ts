@@ -397,9 +397,11 @@ export class NeuronxCompile extends Construct {
     });
 
     // --- The wait, signalled with the outcome. CloudFormation cannot update a WaitCondition (Count, Handle and
-    // Timeout: "Updates aren't supported", AWS::CloudFormation::WaitCondition reference), and an old handle may hold
-    // an earlier deploy's signal: whatever the deploy waits for (the artifacts' bucket and prefix) and the wait's own
-    // Timeout name a new WaitCondition with a new handle; nothing else does (no needless re-waits).
+    // Timeout: "Updates aren't supported"), and a WaitCondition added in an update needs a new handle: it evaluates
+    // the signals its handle already holds, an earlier deploy's too (AWS::CloudFormation::WaitCondition reference,
+    // Handle). So whatever the deploy waits for (the artifacts' bucket and prefix) and the wait's own Timeout name a
+    // new WaitCondition with a new handle; nothing else does (no needless re-waits). The custom resource signals the
+    // handle before the WaitCondition exists (it depends on the custom resource): the signal waits at the handle.
     const waitId = waitIdentity(Stack.of(this).resolve(props.bucket.bucketName), this.compiledArtifactS3Prefix, this.waitTimeout);
     const handle = new CfnWaitConditionHandle(this, `WaitHandle${waitId}`);
 
