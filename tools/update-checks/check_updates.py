@@ -199,6 +199,15 @@ def _launch_template_references(value):
             yield from _launch_template_references(item)
 
 
+def _referenced_resource(value):
+    """The logical id a Ref or GetAtt names, else None."""
+    if isinstance(value, dict) and "Ref" in value:
+        return value["Ref"]
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return value["Fn::GetAtt"][0]
+    return None
+
+
 def unpinned_launch_templates(before, after):
     """Rule 4."""
     faults = []
@@ -207,8 +216,7 @@ def unpinned_launch_templates(before, after):
                and _resources(before)[logical_id].get("Properties") != new.get("Properties")}
     for logical_id, resource in _resources(after).items():
         for spec in _launch_template_references(resource.get("Properties", {})):
-            template_id = (spec.get("LaunchTemplateId") or spec.get("LaunchTemplateName") or {}).get("Ref") \
-                if isinstance(spec.get("LaunchTemplateId") or spec.get("LaunchTemplateName"), dict) else None
+            template_id = _referenced_resource(spec.get("LaunchTemplateId") or spec.get("LaunchTemplateName"))
             if template_id in changed and spec.get("Version") != {"Fn::GetAtt": [template_id, "LatestVersionNumber"]}:
                 faults.append(f"{logical_id} ({resource['Type']}) uses launch template {template_id}, which changes, without pinning "
                               f"its LatestVersionNumber (Version: {json.dumps(spec.get('Version'))}): the change never reaches it")
