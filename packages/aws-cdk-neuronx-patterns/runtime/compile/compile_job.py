@@ -428,7 +428,7 @@ def run(config: JobConfig, s3: Any) -> None:
         presharded = neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, config.options, workers)
         measure["bytes"] = sum(path.stat().st_size for path in local_files(compiled_dir))
         log.info(
-            "the largest compiler process peaked at %.1f GiB; weights %s",
+            "the largest child process (the compilers and their workers) peaked at %.1f GiB resident; weights %s",
             neuronx_compile.peak_child_rss_bytes() / GIB,
             "saved presharded in the compiled dir" if presharded else "left in the checkpoint",
         )

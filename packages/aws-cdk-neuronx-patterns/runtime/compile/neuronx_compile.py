@@ -80,8 +80,13 @@ def available_memory_bytes(
     meminfo: Path = Path("/proc/meminfo"), limits: Sequence[Path] = _CGROUP_MEMORY_LIMITS
 ) -> int:
     """The smaller of the host's MemAvailable and the container's cgroup memory limit (when one is set)."""
+    lines = meminfo.read_text().splitlines()
+    # MemAvailable since Linux 3.14; MemFree (less than what could be freed) before that.
     available = next(
-        int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines() if line.startswith("MemAvailable:")
+        int(line.split()[1]) * 1024
+        for key in ("MemAvailable:", "MemFree:")
+        for line in lines
+        if line.startswith(key)
     )
     for limit in limits:
         try:

@@ -70,3 +70,9 @@ def test_available_memory_is_capped_by_the_container_limit(tmp_path):
     limit = tmp_path / "memory.max"
     limit.write_text(f"{115 * GIB}\n")
     assert available_memory_bytes(meminfo(tmp_path, 125 * 1024**2), (limit,)) == 115 * GIB
+
+
+def test_available_memory_falls_back_to_free_memory_on_an_old_kernel(tmp_path):
+    path = tmp_path / "meminfo"
+    path.write_text("MemTotal:       134000000 kB\nMemFree:        2097152 kB\n")
+    assert available_memory_bytes(path, ()) == 2 * GIB
