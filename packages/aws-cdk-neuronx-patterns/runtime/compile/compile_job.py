@@ -5,11 +5,13 @@ Phases, each logged with its seconds and bytes:
 
   check-marker  the artifact prefix already holds the marker: log it and exit 0 at once
   read-token    the Hugging Face token from Secrets Manager (only when a secret is configured)
-  disk-check    resolves the revision to a commit, then the work dir must hold the checkpoint and the
-                compiler's output (contract diskSpace)
+  disk-check    resolves the revision to a commit, reads that commit's config.json alone (the model must be a
+                Llama: model_type 'llama'), then the work dir must hold the checkpoint and the compiler's output
+                (contract diskSpace)
   download      the checkpoint (that commit) from the Hugging Face Hub or from S3 into <workDir>/<checkpointDir>
-  compile       transformers-neuronx for the serving family into <workDir>/<compiledDir>
-  upload        both directories to the artifact prefix, under the same names
+  compile       transformers-neuronx into <workDir>/<compiledDir>, as many graphs at once as host memory allows
+  upload        both directories to the artifact prefix, under the same names (without the checkpoint's weights
+                when the compiled dir holds the presharded ones)
   write-marker  the manifest, last: a prefix without it is incomplete, whatever else it holds
 
 Any failure logs `phase <name> failed: <reason>` and exits with the contract's failure code,
@@ -58,13 +60,15 @@ LAYOUT = CONTRACT["layout"]
 MANIFEST = CONTRACT["manifest"]
 QUANT_NONE = CONTRACT["quantDtypeNone"]
 
-GIB = 1024**3
+GIB = neuronx_compile.GIB
 SUPPORTED_QUANT_DTYPES = ("s8",)
 """transformers-neuronx QuantizationConfig dtypes this job builds (int8 weights)."""
 SUPPORTED_AMPS = ("bf16", "f16", "f32")
 ENABLED = "1"
 """Value that turns on a boolean environment variable (releaseEntrypoint)."""
 REDACTED = "***"
+SUPPORTED_MODEL_TYPE = "llama"
+"""config.json `model_type` of the checkpoints this job builds (it compiles transformers-neuronx LlamaForSampling)."""
 
 log = logging.getLogger("compile_job")
 
@@ -283,6 +287,21 @@ def check_disk(work_dir: Path, snapshot_bytes: int, quantized: bool) -> None:
     log.info("disk space ok: %s", numbers)
 
 
+def check_model_type(config_path: Path, source: object) -> None:
+    """Raises ValueError unless config.json names a Llama model (what LlamaForSampling builds)."""
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{model_source.CONFIG_FILE} of {source} is not a JSON object: {error}") from error
+    if model_type != SUPPORTED_MODEL_TYPE:
+        raise ValueError(
+            f"{source} is not a Llama model: its {model_source.CONFIG_FILE} has model_type {model_type!r}, and this"
+            f" job compiles only model_type {SUPPORTED_MODEL_TYPE!r} (transformers-neuronx LlamaForSampling);"
+            " use a Llama-architecture checkpoint"
+        )
+    log.info("%s of %s: model_type %r", model_source.CONFIG_FILE, source, model_type)
+
+
 def local_files(directory: Path) -> list[Path]:
     """Files under `directory`, without hidden entries (huggingface_hub keeps metadata in .cache/)."""
     return sorted(
@@ -292,12 +311,20 @@ def local_files(directory: Path) -> list[Path]:
     )
 
 
-def upload_artifacts(s3: Any, work_dir: Path, artifact: s3_objects.S3Uri) -> list[dict[str, Any]]:
-    """Uploads the checkpoint and compiled dirs; returns the manifest's `files` entries."""
+def upload_artifacts(
+    s3: Any, work_dir: Path, artifact: s3_objects.S3Uri, checkpoint_weights: bool = True
+) -> list[dict[str, Any]]:
+    """Uploads the checkpoint and compiled dirs; returns the manifest's `files` entries.
+
+    Without `checkpoint_weights` the checkpoint's safetensors stay behind (the compiled dir holds the weights the
+    handler loads); its config, tokenizer and generation config go up all the same.
+    """
     files = []
     for layout_key in ("checkpointDir", "compiledDir"):
         directory = work_dir / _local_dir(layout_key)
         for path in local_files(directory):
+            if layout_key == "checkpointDir" and not checkpoint_weights and path.match(model_source.WEIGHTS_PATTERN):
+                continue
             key = LAYOUT[layout_key] + path.relative_to(directory).as_posix()
             s3_objects.upload_file(s3, path, artifact.bucket, artifact.key + key)
             files.append({"key": key, "bytes": path.stat().st_size})
@@ -363,31 +390,51 @@ def run(config: JobConfig, s3: Any) -> None:
         if source.commit:
             revision = config.model_revision or "(default branch)"
             log.info("revision %s of %s is commit %s: downloading that", revision, config.model_id, source.commit)
+        # Minutes after the start, not after a download of tens of GB: a model this job cannot build fails here.
+        check_model_type(source.download_config(checkpoint_dir), source)
         check_disk(config.work_dir, measure["bytes"], quantized=config.options["quantDtype"] != QUANT_NONE)
 
     with phases.phase("download") as measure:
         log.info("downloading %s to %s", source, checkpoint_dir)
         source.download(checkpoint_dir)
         measure["bytes"] = sum(path.stat().st_size for path in local_files(checkpoint_dir))
+        if not (checkpoint_dir / model_source.GENERATION_CONFIG_FILE).is_file():
+            log.warning(
+                "%s has no %s: the endpoint knows only the tokenizer's end-of-turn tokens",
+                source,
+                model_source.GENERATION_CONFIG_FILE,
+            )
 
     with phases.phase("compile") as measure:
         flags = neuronx_compile.neuron_cc_flags(
-            os.environ.get(neuronx_compile.NEURON_CC_FLAGS, ""), config.compiler_target, config.options["optLevel"]
+            os.environ.get(neuronx_compile.NEURON_CC_FLAGS, ""), config.options["optLevel"]
         )
         os.environ[neuronx_compile.NEURON_CC_FLAGS] = flags
         neuron_packages = neuronx_compile.installed_versions(MANIFEST["neuronPackages"])
+        available = neuronx_compile.available_memory_bytes()
+        workers = neuronx_compile.compile_workers(available)
         log.info(
-            "compiling with %s=%r, options %s and %s",
+            "compiling for %s (NEFFs of the trn1 target, which inf2 and trn1 both load) with %s=%r, options %s and %s;"
+            " at most %d graphs at once (%.1f GiB available, %d GiB each)",
+            config.compiler_target,
             neuronx_compile.NEURON_CC_FLAGS,
             flags,
             json.dumps(config.options),
             json.dumps(neuron_packages),
+            workers,
+            available / GIB,
+            neuronx_compile.COMPILE_WORKER_MEMORY_GIB,
         )
-        neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, config.options)
+        presharded = neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, config.options, workers)
         measure["bytes"] = sum(path.stat().st_size for path in local_files(compiled_dir))
+        log.info(
+            "the largest child process (the compilers and their workers) peaked at %.1f GiB resident; weights %s",
+            neuronx_compile.peak_child_rss_bytes() / GIB,
+            "saved presharded in the compiled dir" if presharded else "left in the checkpoint",
+        )
 
     with phases.phase("upload") as measure:
-        files = upload_artifacts(s3, config.work_dir, artifact)
+        files = upload_artifacts(s3, config.work_dir, artifact, checkpoint_weights=not presharded)
         measure["bytes"] = sum(entry["bytes"] for entry in files)
 
     with phases.phase("write-marker"):

@@ -24,6 +24,12 @@ CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt")
 
 WEIGHTS_PATTERN = "*.safetensors"
 
+CONFIG_FILE = "config.json"
+"""The model's Hugging Face configuration: read first, alone, to check the architecture before the weights come."""
+
+GENERATION_CONFIG_FILE = "generation_config.json"
+"""The checkpoint's generation defaults: the handler reads the end-of-turn token ids from it (matched by *.json)."""
+
 HF_DOWNLOAD_WORKERS = 16
 """Files downloaded in parallel by huggingface_hub.snapshot_download."""
 
@@ -100,6 +106,18 @@ class HuggingFaceSource:
         _require_weights((sibling.rfilename for sibling in files), str(self))
         return sum(sibling.size or 0 for sibling in files)
 
+    def download_config(self, destination: Path) -> Path:
+        """config.json alone, of the resolved commit, into `destination`; returns its path."""
+        commit = self.commit
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from huggingface_hub import hf_hub_download
+
+        return Path(
+            hf_hub_download(
+                self.repo_id, CONFIG_FILE, revision=commit, local_dir=str(destination), token=self._token
+            )
+        )
+
     def download(self, destination: Path) -> None:
         commit = self.commit
         # Progress bars only add noise to CloudWatch; huggingface_hub reads this when imported.
@@ -140,6 +158,15 @@ class S3Source:
 
     def size_bytes(self) -> int:
         return sum(obj.size for obj in self._files())
+
+    def download_config(self, destination: Path) -> Path:
+        """config.json alone into `destination`; returns its path."""
+        key = self._prefix + CONFIG_FILE
+        if not s3_objects.object_exists(self._s3, self._bucket, key):
+            raise ValueError(f"{self} holds no {CONFIG_FILE}")
+        path = destination / CONFIG_FILE
+        s3_objects.download_file(self._s3, self._bucket, key, path)
+        return path
 
     def download(self, destination: Path) -> None:
         for obj in self._files():

@@ -7,6 +7,7 @@ orchestration in compile_job.py imports and tests without the Neuron SDK.
 from __future__ import annotations
 
 import re
+import resource
 import shlex
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ NEURON_CC_FLAGS = "NEURON_CC_FLAGS"
 """Environment variable transformers-neuronx passes on to neuronx-cc."""
 
 COMPILER_TARGETS = ("inf2", "trn1")
-"""neuronx-cc `--target` values of the instance families this library serves on."""
+"""The instance families this library serves on. The job records the serving family in the manifest; it passes
+no `--target` to neuronx-cc (see neuron_cc_flags)."""
 
 OPT_LEVELS = (1, 2, 3)
 """neuronx-cc `-O` levels (2 is the compiler's default)."""
@@ -34,12 +36,35 @@ OPT_LEVELS = (1, 2, 3)
 _FLAGS_WITH_VALUE = ("--target", "--optlevel", "-O")
 _ATTACHED_FLAG = re.compile(r"(--target=|--optlevel=|-O).+")
 
+GIB = 1024**3
 
-def neuron_cc_flags(existing: str, target: str, opt_level: int) -> str:
-    """NEURON_CC_FLAGS with our target and opt level, keeping every other flag of `existing`.
+COMPILE_WORKER_MEMORY_GIB = 14
+"""Host memory set aside for each neuronx-cc that runs at once. A budget, not a measurement: nothing published gives
+neuronx-cc's peak memory for a Llama graph of this size, so the job logs the largest compiler process's peak
+(`peak_child_rss_bytes`) for the next decision. 14 GiB keeps the presets' full parallelism (lowCost compiles 8
+graphs in the 115 GiB container of an inf2.8xlarge, highPerformance 12 in 345 GiB: 0.9 of host memory, the
+container's share in neuronx-compile.ts) and stops a small compile instance (trn1.2xlarge: 28 GiB) from starting
+8 compilers at once."""
 
-    A target or opt level already in `existing` (`--target=trn1`, `--target trn1`, `-O1`, `-O 1`,
-    `--optlevel=1`, `--optlevel 1`) is replaced: the artifacts must be built for the serving family.
+_CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+"""The container's memory limit under cgroup v2 and v1 (AWS Batch sets it from the job's MEMORY requirement)."""
+
+
+def neuron_cc_flags(existing: str, opt_level: int) -> str:
+    """NEURON_CC_FLAGS with our opt level and no `--target`, keeping every other flag of `existing`.
+
+    An opt level already in `existing` (`-O1`, `-O 1`, `--optlevel=1`, `--optlevel 1`) is replaced. A target
+    (`--target=inf2`, `--target inf2`) is removed, never added: transformers-neuronx 0.13 compiles every graph with
+    `neuron_xla_compile(flags, platform_target="trn1")` (src/transformers_neuronx/compiler.py, compile_hlo_module,
+    in aws-neuron/transformers-neuronx at the Dec 2024 sync = 0.13.322 of SDK 2.21), and libneuronxla puts
+    `--target=trn1` in front of NEURON_CC_FLAGS: the compile flags it records for transformers-neuronx graphs read
+    ["--target=trn1", "--model-type=transformer", "--auto-cast=none", "--execute-repetition=1"] (compile_flags.json
+    of neuronx-cc 2.16.372 entries in the aws-neuron/optimum-neuron-cache Hub repository). A target of ours would be
+    a second one, and which of two wins is up to the compiler's argument parser. None is needed: inf2 and trn1 have
+    the same NeuronCore-v2, and AWS says the switch makes no difference, so trn1-target NEFFs serve on inf2
+    (aws-neuron/transformers-neuronx issue 31, huggingface/optimum-neuron issue 171, aws-neuron/aws-neuron-sdk
+    issue 865). The NEFFs are found at load by the hash of the HLO alone (base.py hash_hlo), so flags never stop
+    the endpoint from finding them.
     """
     kept: list[str] = []
     tokens = iter(shlex.split(existing))
@@ -48,15 +73,61 @@ def neuron_cc_flags(existing: str, target: str, opt_level: int) -> str:
             next(tokens, None)
         elif not _ATTACHED_FLAG.fullmatch(token):
             kept.append(token)
-    return shlex.join([*kept, f"--target={target}", f"-O{opt_level}"])
+    return shlex.join([*kept, f"-O{opt_level}"])
 
 
-def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> None:
-    """Compiles the Hugging Face Llama checkpoint and saves the NEFFs to `compiled_dir`.
+def available_memory_bytes(
+    meminfo: Path = Path("/proc/meminfo"), limits: Sequence[Path] = _CGROUP_MEMORY_LIMITS
+) -> int:
+    """The smaller of the host's MemAvailable and the container's cgroup memory limit (when one is set)."""
+    lines = meminfo.read_text().splitlines()
+    # MemAvailable since Linux 3.14; MemFree (less than what could be freed) before that.
+    available = next(
+        int(line.split()[1]) * 1024
+        for key in ("MemAvailable:", "MemFree:")
+        for line in lines
+        if line.startswith(key)
+    )
+    for limit in limits:
+        try:
+            value = limit.read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit():
+            available = min(available, int(value))
+    return available
 
-    `options` holds the contract's manifest option keys. neuronx-cc reads its target and opt level
-    from NEURON_CC_FLAGS, which the caller sets. The inference handler builds the model with the
-    same arguments (llama_from_pretrained_kwargs) before loading these artifacts.
+
+def compile_workers(available_bytes: int) -> int:
+    """How many graphs neuronx-cc may compile at once in `available_bytes` of memory (at least one).
+
+    transformers-neuronx 0.13 compiles all graphs of a model at once unless told otherwise: `to_neuron()` calls
+    `compile(parallel_degree=neuron_config.compilation_worker_count)`, and a None count becomes
+    `ProcessPoolExecutor(len(kernels))` (src/transformers_neuronx/base.py, NeuronModelBase.compile). There is one
+    graph per position bucket for token generation (128, 256, ... up to nPositions) and one per context bucket
+    (half those sizes), for each batch size (bucket.py token_sizes, context_sizes): 8 at 1024 positions, 12 at 4096.
+    """
+    return max(1, available_bytes // (COMPILE_WORKER_MEMORY_GIB * GIB))
+
+
+def peak_child_rss_bytes() -> int:
+    """The largest peak resident memory of any finished child process, the compilers included (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any], workers: int) -> bool:
+    """Compiles the Hugging Face Llama checkpoint and saves the NEFFs to `compiled_dir`; True if it saved weights too.
+
+    `options` holds the contract's manifest option keys. neuronx-cc reads its opt level from NEURON_CC_FLAGS,
+    which the caller sets. At most `workers` graphs compile at once (compile_workers). The inference handler builds
+    the model with the same arguments (llama_from_pretrained_kwargs) before loading these artifacts.
+
+    When those arguments put the embedding on the device (NeuronConfig on_device_embedding), the weights as loaded
+    on the device (sharded, and quantized when quantDtype is set) are saved beside the NEFFs as well, with a
+    config.json that marks `compiled_dir` as a presharded checkpoint: `save(directory, sharded_weights=True)`, which
+    transformers-neuronx 0.13 allows only with on_device_embedding (base.py NeuronModelBase.save; "Serialization
+    support" in the transformers-neuronx developer guide). The handler then builds the model from `compiled_dir` and
+    neither reads the bf16 checkpoint nor quantizes it again at every start.
     """
     import transformers_neuronx.config as neuronx_config
     from transformers_neuronx.llama.model import LlamaForSampling
@@ -64,5 +135,10 @@ def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mappin
     model = LlamaForSampling.from_pretrained(
         str(checkpoint_dir), **llama_from_pretrained_kwargs(options, neuronx_config)
     )
+    # Only NeuronModelBase.compile reads it (base.py): it is not part of any graph, so the HLO hash the handler finds
+    # the NEFFs by does not change. Set on the model's own NeuronConfig (from_pretrained makes one when given None).
+    model.neuron_config.compilation_worker_count = workers
     model.to_neuron()
-    model.save(str(compiled_dir))
+    presharded = bool(getattr(model.neuron_config, "on_device_embedding", False))
+    model.save(str(compiled_dir), sharded_weights=presharded)
+    return presharded

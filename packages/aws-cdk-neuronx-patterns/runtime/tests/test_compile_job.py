@@ -30,7 +30,8 @@ TOKEN = "hf_TopSecretTokenValue42"
 SECRET_NAME = "hf-token"
 
 CHECKPOINT = {
-    "config.json": b'{"architectures": ["LlamaForCausalLM"]}',
+    "config.json": b'{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}',
+    "generation_config.json": b'{"eos_token_id": [65001, 65008]}',
     "tokenizer.json": b'{"model": {}}',
     "model-00001-of-00001.safetensors": b"w" * 4096,
 }
@@ -50,6 +51,7 @@ class FakeHub(types.ModuleType):
         self.calls = []
         self.download_error = None
         self.sha = COMMIT
+        self.config = CHECKPOINT["config.json"]
         hub = self
 
         class HfApi:
@@ -61,6 +63,14 @@ class FakeHub(types.ModuleType):
                 )
 
         self.HfApi = HfApi
+
+    def hf_hub_download(self, repo_id, filename, **kwargs):
+        self.calls.append(("hf_hub_download", repo_id, filename, kwargs))
+        self.events.append(("config", filename))
+        path = compile_job.Path(kwargs["local_dir"]) / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.config)
+        return str(path)
 
     def snapshot_download(self, repo_id, **kwargs):
         self.calls.append(("snapshot_download", repo_id, kwargs))
@@ -116,6 +126,8 @@ class Job:
         self.hub = FakeHub(self.events)
         self.compile_calls = []
         self.compile_error = None
+        self.presharded = {}
+        """Files the fake compile saves beside the NEFF when the model's weights are saved presharded."""
         self.popen = mock.Mock()
         self.s3 = RecordingS3(boto3.client("s3", region_name=REGION), self.events)
         self.work_dir = tmp_path / "work"
@@ -144,15 +156,19 @@ class Job:
     def env(self, **values):
         return {self.env_names[key]: value for key, value in values.items()}
 
-    def fake_compile(self, checkpoint_dir, compiled_dir, options):
+    def fake_compile(self, checkpoint_dir, compiled_dir, options, workers):
         self.events.append("compile")
         self.compile_calls.append(
             (checkpoint_dir, compiled_dir, dict(options), compile_job.os.environ[neuronx_compile.NEURON_CC_FLAGS])
         )
+        self.compile_workers = workers
         if self.compile_error:
             raise self.compile_error
         compiled_dir.mkdir(parents=True)
         (compiled_dir / NEFF[0]).write_bytes(NEFF[1])
+        for name, content in self.presharded.items():
+            (compiled_dir / name).write_bytes(content)
+        return bool(self.presharded)
 
     def run(self):
         return compile_job.main(self.environ)
@@ -193,9 +209,9 @@ def test_success_uploads_checkpoint_and_neffs_then_writes_the_marker_last(job, c
     assert job.run() == contract["compileJob"]["exitCodes"]["success"]
 
     layout = contract["layout"]
-    assert job.events[:2] == ["download", "compile"]
-    uploads = [key for kind, key in job.events[2:-1]]
-    assert all(kind == "upload" for kind, _ in job.events[2:-1])
+    assert job.events[:3] == [("config", "config.json"), "download", "compile"]
+    uploads = [key for kind, key in job.events[3:-1]]
+    assert all(kind == "upload" for kind, _ in job.events[3:-1])
     assert sorted(uploads) == sorted(PREFIX + layout["checkpointDir"] + name for name in CHECKPOINT) + [
         PREFIX + layout["compiledDir"] + NEFF[0]
     ]
@@ -235,10 +251,12 @@ def test_manifest_matches_the_contract_and_the_uploaded_objects(job, contract):
 def test_download_and_compile_get_the_configured_options(job, contract):
     job.run()
 
-    (_, repo_id, info_args), (_, _, download_args) = job.hub.calls
+    (_, repo_id, info_args), (_, _, config_file, config_args), (_, _, download_args) = job.hub.calls
     assert repo_id == MODEL_ID
     assert info_args == {"revision": REVISION, "files_metadata": True, "token": None}
-    # The branch was resolved once; the download asks for that commit, not for the branch again.
+    # The branch was resolved once; config.json and the download ask for that commit, not for the branch again.
+    assert (config_file, config_args["revision"]) == ("config.json", COMMIT)
+    assert config_args["local_dir"] == download_args["local_dir"]
     assert download_args["revision"] == COMMIT
     assert download_args["max_workers"] > 1
     assert download_args["local_dir"] == str(job.work_dir / contract["layout"]["checkpointDir"].rstrip("/"))
@@ -246,13 +264,14 @@ def test_download_and_compile_get_the_configured_options(job, contract):
     assert str(checkpoint_dir) == download_args["local_dir"]
     assert compiled_dir == job.work_dir / contract["layout"]["compiledDir"].rstrip("/")
     assert options["quantDtype"] == "s8" and options["tpDegree"] == 2
-    assert flags == "--target=trn1 -O3"
+    # No --target: transformers-neuronx gives neuronx-cc --target=trn1 itself, and those NEFFs serve on inf2 too.
+    assert flags == "-O3"
 
 
-def test_existing_neuron_cc_flags_are_kept(job, monkeypatch):
-    monkeypatch.setenv(neuronx_compile.NEURON_CC_FLAGS, "--verbose=info -O1")
+def test_existing_neuron_cc_flags_are_kept_without_a_second_target(job, monkeypatch):
+    monkeypatch.setenv(neuronx_compile.NEURON_CC_FLAGS, "--verbose=info --target=inf2 -O1")
     job.run()
-    assert job.compile_calls[0][3] == "--verbose=info --target=trn1 -O3"
+    assert job.compile_calls[0][3] == "--verbose=info -O3"
 
 
 def test_existing_marker_exits_at_once_without_download_or_compile(job, contract, capsys):
@@ -375,7 +394,7 @@ def test_required_disk_space_uses_the_contract_factors(contract):
 def test_token_from_secrets_manager_reaches_the_hub(job, secret_string):
     add_token_secret(job, secret_string)
     job.run()
-    assert [call[2]["token"] for call in job.hub.calls] == [TOKEN, TOKEN]
+    assert [call[-1]["token"] for call in job.hub.calls] == [TOKEN, TOKEN, TOKEN]
 
 
 def test_token_never_appears_in_the_output_even_on_failure(job, contract, capsys):
@@ -430,6 +449,7 @@ def test_weights_already_in_s3_are_sized_downloaded_and_uploaded(job, contract):
 
 def test_without_a_model_id_the_s3_uri_names_the_model(job):
     job.s3.put_object(Bucket=BUCKET, Key="sources/calm3/model.safetensors", Body=b"w")
+    job.s3.put_object(Bucket=BUCKET, Key="sources/calm3/config.json", Body=CHECKPOINT["config.json"])
     del job.environ[job.env_names["modelId"]]
     job.environ[job.env_names["modelS3Uri"]] = f"s3://{BUCKET}/sources/calm3/"
 
@@ -520,7 +540,7 @@ def test_the_default_branch_is_resolved_and_recorded_as_given(job):
     del job.environ[job.env_names["modelRevision"]]
     job.run()
 
-    (_, _, info_args), (_, _, download_args) = job.hub.calls
+    (_, _, info_args), _, (_, _, download_args) = job.hub.calls
     assert info_args["revision"] is None and download_args["revision"] == COMMIT
     assert (job.marker()["modelRevision"], job.marker()["modelCommit"]) == ("", COMMIT)
 
@@ -560,3 +580,92 @@ def test_a_failed_marker_write_leaves_the_uploads_without_a_marker(job, contract
     # Everything else is there; without the marker the prefix still counts as incomplete and a rerun redoes it.
     assert contract["layout"]["compiledDir"] + NEFF[0] in job.objects()
     assert not job.has_marker()
+
+
+@pytest.mark.parametrize("config", [b'{"model_type": "mistral"}', b'{"architectures": ["GPT2LMHeadModel"]}'])
+def test_a_model_that_is_not_a_llama_fails_before_its_weights_are_downloaded(job, contract, capsys, config):
+    job.hub.config = config
+    model_type = json.loads(config).get("model_type")
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    line = next(line for line in capsys.readouterr().out.splitlines() if "failed" in line)
+    assert (
+        f"phase disk-check failed: ValueError: huggingface.co/{MODEL_ID}@{REVISION} (commit {COMMIT}) is not a Llama"
+        f" model: its config.json has model_type {model_type!r}, and this job compiles only model_type 'llama'"
+        in line
+    )
+    # config.json alone came down: no weights, no compile, no marker.
+    assert job.events == [("config", "config.json")]
+    assert [call[0] for call in job.hub.calls] == ["model_info", "hf_hub_download"]
+    assert not job.has_marker()
+
+
+def test_weights_in_s3_are_checked_for_their_model_type_first(job, contract, capsys):
+    job.s3.put_object(Bucket=BUCKET, Key="sources/m/config.json", Body=b'{"model_type": "qwen2"}')
+    job.s3.put_object(Bucket=BUCKET, Key="sources/m/model.safetensors", Body=b"w" * 64)
+    job.environ[job.env_names["modelS3Uri"]] = f"s3://{BUCKET}/sources/m/"
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    assert (
+        f"phase disk-check failed: ValueError: s3://{BUCKET}/sources/m/ is not a Llama model: its config.json has"
+        " model_type 'qwen2'" in capsys.readouterr().out
+    )
+    assert not (job.work_dir / "checkpoint" / "model.safetensors").exists()
+    assert "compile" not in job.events
+
+
+def test_weights_in_s3_without_a_config_fail_the_disk_check(job, contract, capsys):
+    job.s3.put_object(Bucket=BUCKET, Key="sources/m/model.safetensors", Body=b"w")
+    job.environ[job.env_names["modelS3Uri"]] = f"s3://{BUCKET}/sources/m/"
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+    expected = f"phase disk-check failed: ValueError: s3://{BUCKET}/sources/m/ holds no config.json"
+    assert expected in capsys.readouterr().out
+
+
+def test_the_generation_config_reaches_the_endpoints_checkpoint_dir_and_the_manifest(job, contract, capsys):
+    # The handler reads the end-of-turn ids from it: it must be in checkpoint/ of the prefix, listed with its size.
+    job.run()
+
+    key = contract["layout"]["checkpointDir"] + "generation_config.json"
+    assert job.objects()[key] == len(CHECKPOINT["generation_config.json"])
+    assert {"key": key, "bytes": len(CHECKPOINT["generation_config.json"])} in job.marker()["files"]
+    assert "generation_config.json" not in capsys.readouterr().out
+
+
+def test_a_checkpoint_without_a_generation_config_is_compiled_with_a_warning(job, contract, capsys, monkeypatch):
+    monkeypatch.delitem(CHECKPOINT, "generation_config.json")
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["success"]
+
+    assert (
+        f"WARNING compile_job huggingface.co/{MODEL_ID}@{REVISION} (commit {COMMIT}) has no generation_config.json"
+        in capsys.readouterr().out
+    )
+
+
+def test_the_compile_runs_as_many_graphs_at_once_as_memory_allows(job, capsys, monkeypatch):
+    # A trn1.2xlarge's container (0.9 x 32 GiB) holds two compilers, not the eight graphs of 1024 positions.
+    monkeypatch.setattr(neuronx_compile, "available_memory_bytes", lambda: int(0.9 * 32 * 1024**3))
+
+    job.run()
+
+    assert job.compile_workers == 2
+    assert "at most 2 graphs at once (28.8 GiB available, 14 GiB each)" in capsys.readouterr().out
+
+
+def test_presharded_weights_replace_the_checkpoints_weights_in_the_prefix(job, contract):
+    # With the weights saved presharded beside the NEFFs, the endpoint never reads the bf16 checkpoint: leave it out.
+    job.presharded = {"config.json": b'{"is_presharded_checkpoint": true}', "decoder_layer_0.safetensors": b"q" * 64}
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["success"]
+
+    layout = contract["layout"]
+    uploaded = {key for key in job.objects() if key != layout["marker"]}
+    assert uploaded == {
+        *(layout["checkpointDir"] + name for name in CHECKPOINT if not name.endswith(".safetensors")),
+        *(layout["compiledDir"] + name for name in (NEFF[0], *job.presharded)),
+    }
+    assert {entry["key"] for entry in job.marker()["files"]} == uploaded
