@@ -10,8 +10,7 @@ Phases, each logged with its seconds and bytes:
                 (contract diskSpace)
   download      the checkpoint (that commit) from the Hugging Face Hub or from S3 into <workDir>/<checkpointDir>
   compile       transformers-neuronx into <workDir>/<compiledDir>, as many graphs at once as host memory allows
-  upload        both directories to the artifact prefix, under the same names (without the checkpoint's weights
-                when the compiled dir holds the presharded ones)
+  upload        both directories to the artifact prefix, under the same names
   write-marker  the manifest, last: a prefix without it is incomplete, whatever else it holds
 
 Any failure logs `phase <name> failed: <reason>` and exits with the contract's failure code,
@@ -311,20 +310,12 @@ def local_files(directory: Path) -> list[Path]:
     )
 
 
-def upload_artifacts(
-    s3: Any, work_dir: Path, artifact: s3_objects.S3Uri, checkpoint_weights: bool = True
-) -> list[dict[str, Any]]:
-    """Uploads the checkpoint and compiled dirs; returns the manifest's `files` entries.
-
-    Without `checkpoint_weights` the checkpoint's safetensors stay behind (the compiled dir holds the weights the
-    handler loads); its config, tokenizer and generation config go up all the same.
-    """
+def upload_artifacts(s3: Any, work_dir: Path, artifact: s3_objects.S3Uri) -> list[dict[str, Any]]:
+    """Uploads the checkpoint and compiled dirs; returns the manifest's `files` entries."""
     files = []
     for layout_key in ("checkpointDir", "compiledDir"):
         directory = work_dir / _local_dir(layout_key)
         for path in local_files(directory):
-            if layout_key == "checkpointDir" and not checkpoint_weights and path.match(model_source.WEIGHTS_PATTERN):
-                continue
             key = LAYOUT[layout_key] + path.relative_to(directory).as_posix()
             s3_objects.upload_file(s3, path, artifact.bucket, artifact.key + key)
             files.append({"key": key, "bytes": path.stat().st_size})
@@ -425,16 +416,15 @@ def run(config: JobConfig, s3: Any) -> None:
             available / GIB,
             neuronx_compile.COMPILE_WORKER_MEMORY_GIB,
         )
-        presharded = neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, config.options, workers)
+        neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, config.options, workers)
         measure["bytes"] = sum(path.stat().st_size for path in local_files(compiled_dir))
         log.info(
-            "the largest child process (the compilers and their workers) peaked at %.1f GiB resident; weights %s",
+            "the largest child process (the compilers and their workers) peaked at %.1f GiB resident",
             neuronx_compile.peak_child_rss_bytes() / GIB,
-            "saved presharded in the compiled dir" if presharded else "left in the checkpoint",
         )
 
     with phases.phase("upload") as measure:
-        files = upload_artifacts(s3, config.work_dir, artifact, checkpoint_weights=not presharded)
+        files = upload_artifacts(s3, config.work_dir, artifact)
         measure["bytes"] = sum(entry["bytes"] for entry in files)
 
     with phases.phase("write-marker"):

@@ -115,19 +115,16 @@ def peak_child_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
-def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any], workers: int) -> bool:
-    """Compiles the Hugging Face Llama checkpoint and saves the NEFFs to `compiled_dir`; True if it saved weights too.
+def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any], workers: int) -> None:
+    """Compiles the Hugging Face Llama checkpoint and saves the NEFFs to `compiled_dir`.
 
     `options` holds the contract's manifest option keys. neuronx-cc reads its opt level from NEURON_CC_FLAGS,
     which the caller sets. At most `workers` graphs compile at once (compile_workers). The inference handler builds
     the model with the same arguments (llama_from_pretrained_kwargs) before loading these artifacts.
 
-    When those arguments put the embedding on the device (NeuronConfig on_device_embedding), the weights as loaded
-    on the device (sharded, and quantized when quantDtype is set) are saved beside the NEFFs as well, with a
-    config.json that marks `compiled_dir` as a presharded checkpoint: `save(directory, sharded_weights=True)`, which
-    transformers-neuronx 0.13 allows only with on_device_embedding (base.py NeuronModelBase.save; "Serialization
-    support" in the transformers-neuronx developer guide). The handler then builds the model from `compiled_dir` and
-    neither reads the bf16 checkpoint nor quantizes it again at every start.
+    The weights are not saved: the handler reads the checkpoint (and, for int8, quantizes it layer by layer on the
+    host) at every start. Saving them presharded (`save(dir, sharded_weights=True)`) needs on_device_embedding, which
+    changes the graphs; it is left until it can be tried on Neuron hardware (see the runtime README).
     """
     import transformers_neuronx.config as neuronx_config
     from transformers_neuronx.llama.model import LlamaForSampling
@@ -139,6 +136,4 @@ def compile_checkpoint(checkpoint_dir: Path, compiled_dir: Path, options: Mappin
     # the NEFFs by does not change. Set on the model's own NeuronConfig (from_pretrained makes one when given None).
     model.neuron_config.compilation_worker_count = workers
     model.to_neuron()
-    presharded = bool(getattr(model.neuron_config, "on_device_embedding", False))
-    model.save(str(compiled_dir), sharded_weights=presharded)
-    return presharded
+    model.save(str(compiled_dir))

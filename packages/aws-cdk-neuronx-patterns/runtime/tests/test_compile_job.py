@@ -126,8 +126,6 @@ class Job:
         self.hub = FakeHub(self.events)
         self.compile_calls = []
         self.compile_error = None
-        self.presharded = {}
-        """Files the fake compile saves beside the NEFF when the model's weights are saved presharded."""
         self.popen = mock.Mock()
         self.s3 = RecordingS3(boto3.client("s3", region_name=REGION), self.events)
         self.work_dir = tmp_path / "work"
@@ -166,9 +164,6 @@ class Job:
             raise self.compile_error
         compiled_dir.mkdir(parents=True)
         (compiled_dir / NEFF[0]).write_bytes(NEFF[1])
-        for name, content in self.presharded.items():
-            (compiled_dir / name).write_bytes(content)
-        return bool(self.presharded)
 
     def run(self):
         return compile_job.main(self.environ)
@@ -655,17 +650,3 @@ def test_the_compile_runs_as_many_graphs_at_once_as_memory_allows(job, capsys, m
     assert job.compile_workers == 2
     assert "at most 2 graphs at once (28.8 GiB available, 14 GiB each)" in capsys.readouterr().out
 
-
-def test_presharded_weights_replace_the_checkpoints_weights_in_the_prefix(job, contract):
-    # With the weights saved presharded beside the NEFFs, the endpoint never reads the bf16 checkpoint: leave it out.
-    job.presharded = {"config.json": b'{"is_presharded_checkpoint": true}', "decoder_layer_0.safetensors": b"q" * 64}
-
-    assert job.run() == contract["compileJob"]["exitCodes"]["success"]
-
-    layout = contract["layout"]
-    uploaded = {key for key in job.objects() if key != layout["marker"]}
-    assert uploaded == {
-        *(layout["checkpointDir"] + name for name in CHECKPOINT if not name.endswith(".safetensors")),
-        *(layout["compiledDir"] + name for name in (NEFF[0], *job.presharded)),
-    }
-    assert {entry["key"] for entry in job.marker()["files"]} == uploaded

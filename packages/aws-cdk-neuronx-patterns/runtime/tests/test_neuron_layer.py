@@ -83,8 +83,8 @@ class FakeNeuron:
                 # NeuronModelBase.to_neuron compiles with neuron_config.compilation_worker_count workers (None: all).
                 neuron.calls.append(("to_neuron", getattr(self.neuron_config, "compilation_worker_count", None)))
 
-            def save(self, directory, sharded_weights=False):
-                neuron.calls.append(("save", directory, sharded_weights))
+            def save(self, directory):
+                neuron.calls.append(("save", directory))
 
             def load(self, directory):
                 neuron.calls.append(("load", directory))
@@ -176,28 +176,12 @@ def test_compile_and_serve_build_the_model_with_identical_arguments(neuron, dirs
 @pytest.mark.parametrize("options", [QUANTIZED, UNQUANTIZED], ids=["s8", "bf16-batch2"])
 def test_the_compile_job_compiles_with_bounded_workers_then_saves_the_neffs(neuron, dirs, options):
     checkpoint_dir, compiled_dir = dirs
-    presharded = neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, options, workers=3)
+    neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, options, workers=3)
     assert [call[0] for call in neuron.calls] == ["from_pretrained", "to_neuron", "save"]
     # The bound is on the model's NeuronConfig when to_neuron compiles (without it: one process per graph).
     assert neuron.calls[1] == ("to_neuron", 3)
-    # The handler's arguments keep the embedding on the host: NEFFs only, the handler reads the checkpoint.
-    assert neuron.calls[-1] == ("save", str(compiled_dir), False)
-    assert presharded is False
-
-
-def test_the_compile_job_saves_presharded_weights_when_the_embedding_is_on_the_device(neuron, dirs, monkeypatch):
-    # transformers-neuronx 0.13 saves presharded (quantized) weights only with on_device_embedding (base.py save).
-    checkpoint_dir, compiled_dir = dirs
-    handler_kwargs = neuronx_compile.llama_from_pretrained_kwargs
-
-    def with_the_embedding_on_the_device(options, neuronx_config):
-        kwargs = handler_kwargs(options, neuronx_config)
-        return {**kwargs, "neuron_config": NeuronConfig(on_device_embedding=True)}
-
-    monkeypatch.setattr(neuronx_compile, "llama_from_pretrained_kwargs", with_the_embedding_on_the_device)
-
-    assert neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, QUANTIZED, workers=2) is True
-    assert neuron.calls[-1] == ("save", str(compiled_dir), True)
+    # NEFFs only: the handler reads the checkpoint.
+    assert neuron.calls[-1] == ("save", str(compiled_dir))
 
 
 def test_the_handler_loads_the_neffs_before_to_neuron_and_never_saves(neuron, dirs):
