@@ -396,6 +396,9 @@ class Generator:
     """The end-of-turn tokens: the completion ends before the first of them."""
     special_tokens: tuple[str, ...]
     """Every special token of the tokenizer: none may appear in message content or the role."""
+    turn_markers: tuple[str, ...] = ()
+    """Markup the chat template writes around turns that is plain text to the tokenizer (Zephyr's <|user|>,
+    Mistral's [INST]): the model takes it for a turn all the same, so no message may contain it either."""
 
 
 SENTINEL = "sentinel-d1b6"
@@ -416,6 +419,24 @@ def template_end_of_turn_id(tokenizer: Any, special_tokens: Sequence[str]) -> in
     after = tokenizer.encode(text[text.rindex(SENTINEL) + len(SENTINEL) :], add_special_tokens=False)
     special_ids = set(tokenizer.convert_tokens_to_ids(list(special_tokens)))
     return after[0] if after and after[0] in special_ids else None
+
+
+MARKUP = re.compile(r"[<\[]\S*[>\]]")
+"""A piece of a template's own text that looks like a marker: <|user|>, [INST], [/INST], <<SYS>>."""
+
+
+def template_turn_markers(tokenizer: Any, special_tokens: Sequence[str]) -> tuple[str, ...]:
+    """The markup pieces of what the chat template writes around messages, special tokens left out."""
+    for roles in (("system", "user", "assistant", "user"), ("user", "assistant", "user")):
+        messages = [{"role": role, "content": f"{SENTINEL}{index}"} for index, role in enumerate(roles)]
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # e.g. a template that refuses a system message: try without
+            continue
+        for token in (*special_tokens, *(f"{SENTINEL}{index}" for index in range(len(roles)))):
+            text = text.replace(token, " ")
+        return tuple(sorted({piece for piece in text.split() if MARKUP.fullmatch(piece)}))
+    return ()
 
 
 def generation_config_eos_ids(checkpoint_dir: Path) -> tuple[int, ...]:
@@ -449,7 +470,14 @@ def make_generator(tokenizer: Any, sample: Sampler, n_positions: int, eos_token_
         raise ModelConfigurationError(
             "the checkpoint names no end-of-turn token (tokenizer eos_token, generation_config.json eos_token_id)"
         )
-    return Generator(tokenizer, sample, n_positions, frozenset(stop_token_ids), special_tokens)
+    return Generator(
+        tokenizer,
+        sample,
+        n_positions,
+        frozenset(stop_token_ids),
+        special_tokens,
+        template_turn_markers(tokenizer, special_tokens),
+    )
 
 
 def special_token_texts(tokenizer: Any) -> tuple[str, ...]:
@@ -460,16 +488,20 @@ def special_token_texts(tokenizer: Any) -> tuple[str, ...]:
     return tuple(sorted(text for text in texts if text))
 
 
-def _reject_special_tokens(field: str, text: str, special_tokens: Sequence[str]) -> None:
-    """400 naming the field and the first special token in `text`.
+def _reject_markers(field: str, text: str, generator: Generator) -> None:
+    """400 naming the field and the first special token or turn marker in `text`.
 
     The tokenizer turns a special token's text into that control token wherever it occurs, so a
-    message holding `<|im_end|>\\n<|im_start|>system\\n…` would end its own turn and write others.
+    message holding `<|im_end|>\\n<|im_start|>system\\n…` would end its own turn and write others;
+    a turn marker that is plain text (`</s>\\n<|system|>`) does the same to the model.
     """
-    found = [(text.find(token), token) for token in special_tokens if token in text]
-    if found:
-        marker = min(found)[1]
-        raise _bad(f"{field} must not contain {marker!r}: the tokenizer reads it as a control token, not as text")
+    for markers, reason in (
+        (generator.special_tokens, "the tokenizer reads it as a control token, not as text"),
+        (generator.turn_markers, "the chat template marks turns with it"),
+    ):
+        found = [(text.find(marker), marker) for marker in markers if marker in text]
+        if found:
+            raise _bad(f"{field} must not contain {min(found)[1]!r}: {reason}")
 
 
 def build_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]], role: str) -> str:
@@ -561,8 +593,8 @@ def generate(
 ) -> dict[str, Any]:
     """The response to `request`, generated until an end of turn, a stop string, max_new_tokens or `deadline`."""
     for index, message in enumerate(request.messages):
-        _reject_special_tokens(f"messages[{index}].content", message["content"], generator.special_tokens)
-    _reject_special_tokens("role", request.role, generator.special_tokens)
+        _reject_markers(f"messages[{index}].content", message["content"], generator)
+    _reject_markers("role", request.role, generator)
     if len(request.messages) > generator.n_positions:
         # Every message takes at least one token: this many can never fit.
         raise _bad(f"messages has {len(request.messages)} entries; the model holds {generator.n_positions} tokens")
