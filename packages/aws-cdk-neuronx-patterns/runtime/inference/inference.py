@@ -369,7 +369,9 @@ def parse_request(payload: Any) -> GenerationRequest:
             _parse_bounded(payload, "top_p", lambda value: _is_number(value) and 0 < value <= 1, "a number in (0, 1]")
         )
     if "top_k" in payload:
-        fields["top_k"] = _parse_bounded(payload, "top_k", lambda value: _is_int(value) and value >= 1, "an integer >= 1")
+        fields["top_k"] = _parse_bounded(
+            payload, "top_k", lambda value: _is_int(value) and value >= 1, "an integer >= 1"
+        )
     if "stop" in payload:
         fields["stop"] = _parse_stop(payload["stop"])
     return GenerationRequest(**fields)
@@ -777,9 +779,9 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
     for index, request in enumerate(data):
         # The batch is answered at once: each request gets an equal share of the time still left.
         own_deadline = clock() + (deadline - clock()) / (len(data) - index)
-        status, body = _answer(_worker.generator, request, context, index, own_deadline)
-        if status != 200:
-            context.set_response_status(status, json.loads(body)["error"], index)
+        status, error, body = _answer(_worker.generator, request, context, index, own_deadline)
+        if error is not None:
+            context.set_response_status(status, error, index)
         context.set_response_content_type(index, JSON_CONTENT_TYPE)
         responses.append(body)
     return responses
@@ -787,7 +789,8 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
 
 def _answer(
     generator: Generator, request: Any, context: Any, index: int, deadline: float
-) -> tuple[int, bytes]:
+) -> tuple[int, str | None, bytes]:
+    """(status, error message or None, body): the error message is also the reason phrase."""
     request_id = bounded_ascii(str(context.get_request_id(index)))
     try:
         headers = context.get_all_request_header(index) or {}
@@ -805,14 +808,15 @@ def _answer(
             response["finish_reason"],
             clock() - started,
         )
-        return 200, json.dumps(response, ensure_ascii=False).encode("utf-8")
+        return 200, None, json.dumps(response, ensure_ascii=False).encode("utf-8")
     except RequestError as error:
         log.info("request %s: %d %s", request_id, error.status_code, error.message)
-        return error.status_code, json.dumps({"error": error.message}).encode("ascii")
+        status, message = error.status_code, error.message
     except Exception:
         log.exception("request %s failed", request_id)
-        message = f"internal error; the endpoint's log has the traceback (request {request_id})"
-        return HTTP_INTERNAL_ERROR, json.dumps({"error": bounded_ascii(message)}).encode("ascii")
+        status = HTTP_INTERNAL_ERROR
+        message = bounded_ascii(f"internal error; the endpoint's log has the traceback (request {request_id})")
+    return status, message, json.dumps({"error": message}).encode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -77,8 +77,15 @@ FAMILIES = {
     ),
     "llama3": Family(
         LLAMA3_CHAT_TEMPLATE,
-        ["[UNK]", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-         "<|eom_id|>"],
+        [
+            "[UNK]",
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|eom_id|>",
+        ],
         bos="<|begin_of_text|>",
         eos="<|end_of_text|>",  # as first published; generation_config.json adds the end-of-turn tokens
         generation_eos=["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"],

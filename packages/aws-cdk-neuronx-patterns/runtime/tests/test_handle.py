@@ -119,7 +119,9 @@ def test_an_unexpected_error_is_a_500_for_that_request_only_with_its_traceback_i
     server = serve("chatml", Failing([VOCAB["bye"], IM_END]))
     again = {"messages": [{"role": "user", "content": "again"}]}
     with caplog.at_level(logging.INFO, logger=inference.__name__):
-        answers = server.invoke_batch([(json.dumps(again).encode(), {"Content-Type": JSON}), (json.dumps(HELLO).encode(), {"Content-Type": JSON})])
+        answers = server.invoke_batch(
+            [(json.dumps(again).encode(), {"Content-Type": JSON}), (json.dumps(HELLO).encode(), {"Content-Type": JSON})]
+        )
     message = "internal error; the endpoint's log has the traceback (request request-0)"
     assert answers[0] == (500, message, JSON, {"error": message})
     assert answers[1][0] == 200
@@ -130,7 +132,11 @@ def test_an_unexpected_error_is_a_500_for_that_request_only_with_its_traceback_i
 
 @pytest.mark.parametrize(
     "headers",
-    [{"content-type": JSON}, {"CONTENT-TYPE": JSON, "ACCEPT": JSON}, {"Content-Type": "application/json; charset=utf-8"}],
+    [
+        {"content-type": JSON},
+        {"CONTENT-TYPE": JSON, "ACCEPT": JSON},
+        {"Content-Type": "application/json; charset=utf-8"},
+    ],
 )
 def test_header_names_in_any_case(serve, headers):
     server = serve("chatml", answering("bye", "<|im_end|>"))

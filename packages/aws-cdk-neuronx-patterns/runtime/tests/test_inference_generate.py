@@ -135,7 +135,12 @@ def test_an_end_of_turn_at_the_deadline_is_still_stop(tokenizer):
 
 def test_sampling_parameters_reach_the_model(tokenizer):
     _, sampler = generate(tokenizer, [IM_END], max_new_tokens=10, temperature=0.3, top_p=0.8, top_k=7)
-    assert sampler.calls[0][1] == {"sequence_length": len(PROMPT_IDS) + 10, "top_k": 7, "top_p": 0.8, "temperature": 0.3}
+    assert sampler.calls[0][1] == {
+        "sequence_length": len(PROMPT_IDS) + 10,
+        "top_k": 7,
+        "top_p": 0.8,
+        "temperature": 0.3,
+    }
 
 
 def test_temperature_zero_is_greedy(tokenizer):

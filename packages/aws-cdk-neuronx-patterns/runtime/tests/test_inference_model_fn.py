@@ -12,6 +12,7 @@ import inference
 from conftest import COMPILED_WITH, OPTIONS
 from inference import ModelConfigurationError, load_generator
 
+
 @pytest.fixture
 def loads(monkeypatch):
     calls = []

@@ -54,7 +54,13 @@ def test_every_field_is_read():
 
 @pytest.mark.parametrize(
     "content_type",
-    [JSON, "application/json; charset=utf-8", "Application/JSON", 'application/json;charset="UTF-8"', "application/json; foo=bar"],
+    [
+        JSON,
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        'application/json;charset="UTF-8"',
+        "application/json; foo=bar",
+    ],
 )
 def test_json_content_types(content_type):
     assert parse(body(), content_type).messages == tuple(HELLO)
