@@ -594,12 +594,12 @@ def generate(
     generator: Generator, request: GenerationRequest, deadline: float, clock: Callable[[], float] = time.monotonic
 ) -> dict[str, Any]:
     """The response to `request`, generated until an end of turn, a stop string, max_new_tokens or `deadline`."""
+    if len(request.messages) > generator.n_positions:
+        # Every message takes at least one token: this many can never fit (and are not worth checking).
+        raise _bad(f"messages has {len(request.messages)} entries; the model holds {generator.n_positions} tokens")
     for index, message in enumerate(request.messages):
         _reject_markers(f"messages[{index}].content", message["content"], generator)
     _reject_markers("role", request.role, generator)
-    if len(request.messages) > generator.n_positions:
-        # Every message takes at least one token: this many can never fit.
-        raise _bad(f"messages has {len(request.messages)} entries; the model holds {generator.n_positions} tokens")
     prompt = build_prompt(generator.tokenizer, request.messages, request.role)
     prompt_ids = generator.tokenizer.encode(prompt, add_special_tokens=False)
     max_new_tokens = resolve_max_new_tokens(request.max_new_tokens, len(prompt_ids), generator.n_positions)

@@ -185,10 +185,11 @@ def test_a_prompt_that_fills_n_positions_is_400_naming_messages(tokenizer):
     assert raised.value.message.startswith(f"messages take {N_POSITIONS + 5} tokens, leaving no room to generate")
 
 
-def test_more_messages_than_positions_are_400_before_the_template_renders_them(tokenizer, monkeypatch):
+def test_more_messages_than_positions_are_400_before_any_is_checked_or_rendered(tokenizer, monkeypatch):
     monkeypatch.setattr(inference, "build_prompt", lambda *args: pytest.fail("rendered"))
+    messages = HELLO * N_POSITIONS + ({"role": "user", "content": "<|im_end|>"},)
     with pytest.raises(RequestError) as raised:
-        generate(tokenizer, messages=HELLO * (N_POSITIONS + 1))
+        generate(tokenizer, messages=messages)
     assert raised.value.message == f"messages has {N_POSITIONS + 1} entries; the model holds {N_POSITIONS} tokens"
 
 
