@@ -404,7 +404,7 @@ class Generator:
 
 
 SENTINEL = "sentinel-d1b6"
-"""Content that no template changes, to find what the template writes after an assistant turn."""
+"""Message content no template changes: what surrounds it in a rendering is the template's own text."""
 
 
 def template_end_of_turn_id(tokenizer: Any, special_tokens: Sequence[str]) -> int | None:
