@@ -51,6 +51,13 @@ class QuantizationConfig(Recorded):
     pass
 
 
+class StoppingCriteriaList(list):
+    """transformers_neuronx.stopping_criteria.StoppingCriteriaList: true when any criterion is."""
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return any(criterion(input_ids, scores) for criterion in self)
+
+
 class FakeTensor:
     def __init__(self, rows, dtype=None):
         self.rows = [list(row) for row in rows]
@@ -94,6 +101,7 @@ class FakeNeuron:
                 self,
                 input_ids,
                 sequence_length,
+                cache_ids=None,
                 start_ids=None,
                 top_k=50,
                 top_p=1.0,
@@ -107,7 +115,19 @@ class FakeNeuron:
                     name: value for name, value in locals().items() if name not in ("self", "input_ids", "neuron")
                 }
                 neuron.calls.append(("sample", input_ids, arguments, neuron.inference_mode_depth))
-                return FakeTensor([row + neuron.COMPLETION for row in input_ids.rows])
+                # sampling.sample_loop_llama's order: a token per row, streamer.put([batch, 1]), stop when every
+                # row has an eos token, then when the stopping criteria say so.
+                eos = [eos_token_override] if isinstance(eos_token_override, int) else eos_token_override
+                new = []
+                for token in neuron.COMPLETION[: sequence_length - len(input_ids.rows[0])]:
+                    new.append(token)
+                    if streamer:
+                        streamer.put([[token]] * len(input_ids.rows))
+                    if token in eos or (stopping_criteria_list and stopping_criteria_list(input_ids, None)):
+                        break
+                if streamer:
+                    streamer.end()
+                return FakeTensor([row + new for row in input_ids.rows])
 
         @contextmanager
         def inference_mode():
@@ -122,11 +142,14 @@ class FakeNeuron:
         package = types.ModuleType("transformers_neuronx")
         config = types.ModuleType("transformers_neuronx.config")
         config.NeuronConfig, config.QuantizationConfig = NeuronConfig, QuantizationConfig
+        stopping_criteria = types.ModuleType("transformers_neuronx.stopping_criteria")
+        stopping_criteria.StoppingCriteriaList = StoppingCriteriaList
         llama = types.ModuleType("transformers_neuronx.llama")
         model = types.ModuleType("transformers_neuronx.llama.model")
         model.LlamaForSampling = LlamaForSampling
         package.config, package.llama, llama.model = config, llama, model
-        for module in (torch, package, config, llama, model):
+        package.stopping_criteria = stopping_criteria
+        for module in (torch, package, config, llama, model, stopping_criteria):
             monkeypatch.setitem(sys.modules, module.__name__, module)
 
     def from_pretrained_calls(self):
@@ -195,30 +218,51 @@ def test_sample_gets_the_prompt_in_every_batch_row_and_the_documented_keywords(n
     checkpoint_dir, compiled_dir = dirs
     generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
     neuron.calls.clear()
+    seen = []
 
     output = generator.sample(
-        [1, 2, 3], sequence_length=10, top_k=5, top_p=0.9, temperature=0.3, eos_token_id=VOCAB["<|im_end|>"]
+        [1, 2, 3],
+        sequence_length=10,
+        top_k=5,
+        top_p=0.9,
+        temperature=0.3,
+        stop_token_ids=[VOCAB["<|im_end|>"]],
+        should_stop=lambda token: seen.append(token) or False,
     )
 
     ((_, input_ids, arguments, inference_mode_depth),) = neuron.calls
     assert (input_ids.rows, input_ids.dtype) == ([[1, 2, 3]] * UNQUANTIZED["batchSize"], "torch.long")
+    step = arguments.pop("streamer")
+    assert isinstance(step, inference.SampleStep) and list(arguments.pop("stopping_criteria_list")) == [step]
     assert {name: value for name, value in arguments.items() if value is not None} == {
         "sequence_length": 10,
         "top_k": 5,
         "top_p": 0.9,
         "temperature": 0.3,
-        "eos_token_override": VOCAB["<|im_end|>"],
+        "eos_token_override": [VOCAB["<|im_end|>"]],
     }
     assert inference_mode_depth == 1
     assert output == [1, 2, 3] + FakeNeuron.COMPLETION
+    assert seen == FakeNeuron.COMPLETION  # each token, as it came
+
+
+def test_should_stop_ends_the_models_generation(neuron, dirs):
+    checkpoint_dir, compiled_dir = dirs
+    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
+    output = generator.sample(
+        [1], sequence_length=10, top_k=5, top_p=0.9, temperature=0.3, stop_token_ids=[0], should_stop=lambda token: True
+    )
+    assert output == [1, FakeNeuron.COMPLETION[0]]
 
 
 def test_the_loaded_generator_answers_a_request_end_to_end(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
     generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
 
-    response = inference.predict_fn(
-        inference.GenerationRequest(messages=({"role": "user", "content": "hello"},), temperature=0.0), generator
+    response = inference.generate(
+        generator,
+        inference.GenerationRequest(messages=({"role": "user", "content": "hello"},), temperature=0.0),
+        deadline=float("inf"),
     )
 
     assert response["generated_text"] == "bye"
