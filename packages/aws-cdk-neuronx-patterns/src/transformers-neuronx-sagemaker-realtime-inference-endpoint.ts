@@ -1,3 +1,4 @@
+import * as path from 'path';
 import { ArnFormat, Duration, Size, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -32,8 +33,9 @@ const VOLUME_BASE_GIB = 16;
 const ENVIRONMENT_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const MAX_ENVIRONMENT_ENTRY_BYTES = 1024;
 const MAX_ENVIRONMENT_BYTES = 32 * 1024;
-// Seconds TorchServe waits for one response (a long generation); SageMaker's own invocation limit is 60 s.
-const RESPONSE_TIMEOUT_SECONDS = 60;
+// TorchServe calls this function of the handler script for every batch (TS_DEFAULT_SERVICE_HANDLER is
+// `<module>:<function>`; pytorch/serve v0.11.0 ts/model_loader.py), instead of the toolkit's default handler.
+const SERVICE_HANDLER = `${path.parse(CONTRACT.endpoint.handlerScript).name}:${CONTRACT.endpoint.serviceHandlerFunction}`;
 
 /**
  * Properties of a TransformersNeuronxSageMakerRealtimeInferenceEndpoint.
@@ -180,7 +182,14 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       [endpointEnv('workers')]: String(this.workersPerInstance),
       // Each worker process takes the next tpDegree free NeuronCores: workers never share cores.
       [endpointEnv('coresPerWorker')]: String(data.tpDegree),
-      [endpointEnv('responseTimeout')]: String(RESPONSE_TIMEOUT_SECONDS),
+      // TorchServe 0.11.0 waits for a worker's model LOAD as long as for a response (WorkerThread.run polls every
+      // command, LOAD included, with the model's responseTimeout; pytorch/serve issue 2061, a separate startup
+      // timeout only after 0.11: PR 3315). A shorter timeout kills a loading worker, and every restart loads again.
+      // So give it the whole startup health-check time; the handler itself ends a generation within SageMaker's
+      // 60 s invocation limit (generationTimeLimit below), so no answer waits for this timeout.
+      [endpointEnv('responseTimeout')]: String(startupTimeout.toSeconds()),
+      [endpointEnv('serviceHandler')]: SERVICE_HANDLER,
+      [endpointEnv('generationTimeLimit')]: String(CONTRACT.defaults.generationTimeLimitSeconds),
     };
     throwIfProblems(what, environmentSizeProblems(environment));
 
