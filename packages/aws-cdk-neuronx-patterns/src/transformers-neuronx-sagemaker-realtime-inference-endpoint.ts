@@ -1,4 +1,3 @@
-import * as path from 'path';
 import { ArnFormat, Duration, Size, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -8,6 +7,7 @@ import { TransformersNeuronxSageMakerInferenceModelData } from './inference-mode
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
+import { SERVICE_HANDLER } from './private/service-handler';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import {
   checkPositiveInteger, checkpointBytes, GIB, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
@@ -33,9 +33,6 @@ const VOLUME_BASE_GIB = 16;
 const ENVIRONMENT_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const MAX_ENVIRONMENT_ENTRY_BYTES = 1024;
 const MAX_ENVIRONMENT_BYTES = 32 * 1024;
-// TorchServe calls this function of the handler script for every batch (TS_DEFAULT_SERVICE_HANDLER is
-// `<module>:<function>`; pytorch/serve v0.11.0 ts/model_loader.py), instead of the toolkit's default handler.
-const SERVICE_HANDLER = `${path.parse(CONTRACT.endpoint.handlerScript).name}:${CONTRACT.endpoint.serviceHandlerFunction}`;
 
 /**
  * Properties of a TransformersNeuronxSageMakerRealtimeInferenceEndpoint.
