@@ -14,9 +14,9 @@ import { compileFunctionFor } from './private/compile-function';
 import { CONTRACT, RUNTIME_DIR } from './private/contract';
 import { handlerFunction } from './private/handler-function';
 import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './private/handler-protocol';
-import { SERVICE_HANDLER } from './private/service-handler';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
+import { SERVICE_HANDLER } from './private/service-handler';
 import { DEFAULT_N_POSITIONS, throwIfProblems } from './private/sizing';
 import { grantAssetRead, stageAsset } from './private/staged-asset';
 

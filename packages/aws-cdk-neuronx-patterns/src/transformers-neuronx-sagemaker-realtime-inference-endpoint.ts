@@ -7,8 +7,8 @@ import { TransformersNeuronxSageMakerInferenceModelData } from './inference-mode
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
-import { SERVICE_HANDLER } from './private/service-handler';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
+import { SERVICE_HANDLER } from './private/service-handler';
 import {
   checkPositiveInteger, checkpointBytes, GIB, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
 } from './private/sizing';
