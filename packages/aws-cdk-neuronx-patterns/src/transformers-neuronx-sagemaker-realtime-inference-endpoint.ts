@@ -8,6 +8,7 @@ import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
+import { regionProblems } from './private/regions';
 import { SERVICE_HANDLER } from './private/service-handler';
 import {
   checkPositiveInteger, checkpointBytes, GIB, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
@@ -154,6 +155,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       ...(image.toString() !== data.runtime.toString()
         ? [`image is ${image} but the model data was compiled with ${data.runtime}: compiled artifacts load only under the compiler that made them; leave image unset.`]
         : []),
+      ...regionProblems(this, { image: image.toString(), sageMaker: { instanceType, prop: 'instanceType' } }),
       ...checkPositiveInteger('instanceCount', props.instanceCount),
       ...timeoutProblem('modelDataDownloadTimeout', downloadTimeout),
       ...timeoutProblem('containerStartupHealthCheckTimeout', startupTimeout),
@@ -194,7 +196,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       executionRoleArn: role.roleArn,
       enableNetworkIsolation: true,
       primaryContainer: {
-        image: image.imageUri(this),
+        image: image.imageUri(this, { sageMakerInstanceType: instanceType }),
         modelDataSource: {
           s3DataSource: { s3Uri: data.s3Uri, s3DataType: 'S3Prefix', compressionType: 'None' },
         },

@@ -344,6 +344,38 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
   });
 });
 
+describe('Endpoint regions', () => {
+  test('a region without SageMaker trn1 fails at synth, naming the region, the instance type and the regions that have it', () => {
+    // Tokyo serves the image and has inf2 (the compile passes), but not trn1 (the lowCost serving instance).
+    const message = endpointError({ instanceCount: 0 }, { env: { account: '123456789012', region: 'ap-northeast-1' } });
+    expect(message).toMatch(/^TransformersNeuronxSageMakerRealtimeInferenceEndpoint 'TestStack\/Endpoint' cannot work:\n/);
+    expect(message).toContain('- Region \'ap-northeast-1\' has no SageMaker ml.trn1.2xlarge instances (instanceType): '
+      + 'deploy the stack to one of us-east-1, us-east-2, us-west-2, or choose another instance type.');
+    expect(message).toContain('- instanceCount is 0'); // reported with the other problems
+  });
+
+  test('the same endpoint on inf2 in that region synthesizes', () => {
+    const { template } = synth({ env: { account: '123456789012', region: 'ap-northeast-1' }, props: HIGH_PERFORMANCE_PROPS });
+    expect(variant(template)).toMatchObject({ InstanceType: 'ml.inf2.24xlarge' });
+    expect(template.toJSON().Rules.NeuronxRegions).toBeUndefined();
+  });
+
+  test('an environment-agnostic stack with a compile and two endpoints gets one rule, with the serving instance in it', () => {
+    const fixture = endpointFixture({ env: null });
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(fixture.stack, 'Second', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(fixture.compile),
+    });
+    const rules = Template.fromStack(fixture.stack).toJSON().Rules;
+    expect(Object.keys(rules).filter(id => id !== 'CheckBootstrapVersion')).toEqual(['NeuronxRegions']);
+    const assertions: Array<{ Assert: { 'Fn::Contains': [string[], unknown] }; AssertDescription: string }> = rules.NeuronxRegions.Assertions;
+    const serving = assertions.filter(a => a.AssertDescription.includes('SageMaker ml.trn1.2xlarge'));
+    expect(serving).toHaveLength(1);
+    expect(serving[0].Assert).toEqual({ 'Fn::Contains': [['us-east-1', 'us-east-2', 'us-west-2'], { Ref: 'AWS::Region' }] });
+    expect(serving[0].AssertDescription).toMatch(/^The stack's region has no SageMaker ml\.trn1\.2xlarge instances \(instanceType\): deploy the stack to one of us-east-1, us-east-2, us-west-2, /);
+    expect(assertions.filter(a => a.AssertDescription.includes('Neuron image'))).toHaveLength(1);
+  });
+});
+
 test('the README example composes Model, NeuronxCompile, the model data and the endpoint, and synthesizes', () => {
   const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf-8');
   const example = /```ts\n([\s\S]*?)```/.exec(readme)?.[1];
