@@ -222,13 +222,14 @@ function checkOneCodePerPrefix(owner: object, prefix: string, hash: string, scop
  * without the entry TorchServe calls. The last is a text check for a top-level `def handle(`.
  */
 function codeDirProblems(codeDir: string, files: string[]): string[] {
+  const code = `code is '${codeDir}'`;
   const problems = fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory())
-    .map(d => `it has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}; move them up beside ${HANDLER_SCRIPT}.`);
+    .map(d => `${code}, which has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}; move them up beside ${HANDLER_SCRIPT}.`);
   const script = files.find(f => path.basename(f) === HANDLER_SCRIPT);
   if (!script) {
-    problems.push(`it has no ${HANDLER_SCRIPT}: the endpoint would find no handler; add it or leave code unset for the library's handler.`);
+    problems.push(`${code}, which has no ${HANDLER_SCRIPT}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
   } else if (!HANDLE_DEFINITION.test(fs.readFileSync(script, 'utf-8'))) {
-    problems.push(`its ${HANDLER_SCRIPT} defines no top-level 'def ${HANDLE}(data, context)': TorchServe calls `
+    problems.push(`${code}, whose ${HANDLER_SCRIPT} defines no top-level 'def ${HANDLE}(data, context)': TorchServe calls `
       + `${SERVICE_HANDLER} for every batch of requests (TS_DEFAULT_SERVICE_HANDLER), not the toolkit's model_fn/input_fn/predict_fn/output_fn; `
       + `add it, e.g. starting from the library's runtime/inference/${HANDLER_SCRIPT}.`);
   }
@@ -247,7 +248,7 @@ function placeInferenceCode(
     : DEFAULT_CODE_FILES;
   // Only the files directly in the directory are placed: a subdirectory would be missing on the endpoint, and an
   // import from it would fail there, after the deploy, instead of here.
-  if (codeDir) throwIfProblems(`code is '${codeDir}'`, codeDirProblems(codeDir, files));
+  if (codeDir) throwIfProblems(`The inference code of '${scope.node.path}'`, codeDirProblems(codeDir, files));
   const container = new Construct(scope, 'InferenceCode');
   const fn = (compile && compileFunctionFor(compile, container)) ?? handlerFunction(container, 'Function', {
     handler: 'inferenceCode',

@@ -157,7 +157,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     fs.mkdirSync(path.join(dir, 'helpers'));
     fs.writeFileSync(path.join(dir, 'helpers', 'x.py'), '');
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(/it has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
+      .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
   });
 
   test('a code directory without inference.py fails at synth', () => {
@@ -165,7 +165,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'handler.py': '' });
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(/has no inference\.py: the endpoint would find no handler/);
+      .toThrow(/code is '.*', which has no inference\.py: the SageMaker toolkit would not find a handler; add it or leave code unset/);
   });
 
   // TorchServe calls inference:handle itself (TS_DEFAULT_SERVICE_HANDLER): code written for the toolkit's
@@ -179,7 +179,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'inference.py': content });
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(new RegExp(`code is '${dir}' cannot work:\n- its inference\\.py defines no top-level 'def handle\\(data, context\\)': TorchServe calls inference:handle `
+      .toThrow(new RegExp(`^The inference code of 'S' cannot work:\n- code is '${dir}', whose inference\\.py defines no top-level 'def handle\\(data, context\\)': TorchServe calls inference:handle `
         + '.*add it, e\\.g\\. starting from the library\'s runtime/inference/inference\\.py'));
   });
 
@@ -189,7 +189,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     const dir = codeDir({ 'inference.py': 'def model_fn(model_dir):\n    pass\n' });
     fs.mkdirSync(path.join(dir, 'helpers'));
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(/subdirectory 'helpers'.*\n- its inference\.py defines no top-level 'def handle/);
+      .toThrow(/subdirectory 'helpers'.*\n- code is '.*', whose inference\.py defines no top-level 'def handle/);
   });
 });
 
