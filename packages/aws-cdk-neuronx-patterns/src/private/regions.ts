@@ -91,8 +91,11 @@ const EC2_REGIONS: Record<NeuronxInstanceFamily, readonly string[]> = {
  * SageMaker's instance types per region; SageMaker hosts on EC2 instances of the region, so it is the narrower of
  * the EC2 table above and the regions the SageMaker Python SDK serves the Neuron inference images in (above).
  */
-const SAGEMAKER_REGIONS = Object.fromEntries(Object.entries(EC2_REGIONS)
-  .map(([family, regions]) => [family, regions.filter(r => NEURONX_IMAGE_REGIONS.includes(r))])) as Record<NeuronxInstanceFamily, readonly string[]>;
+const servingImage = (regions: readonly string[]) => regions.filter(r => NEURONX_IMAGE_REGIONS.includes(r));
+const SAGEMAKER_REGIONS: Record<NeuronxInstanceFamily, readonly string[]> = {
+  [NeuronxInstanceFamily.INF2]: servingImage(EC2_REGIONS[NeuronxInstanceFamily.INF2]),
+  [NeuronxInstanceFamily.TRN1]: servingImage(EC2_REGIONS[NeuronxInstanceFamily.TRN1]),
+};
 
 /**
  * CDK context: regions (a list, or a comma-separated string) in which the instance checks are waived, for a region
