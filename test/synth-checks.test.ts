@@ -68,8 +68,18 @@ const BUILDERS: Record<string, () => unknown> = {
   'model-id': () => Model.fromHuggingFace('calm3-22b-chat'),
   'model-parameter-count-unknown': () => Model.fromHuggingFace('example-org/my-model'),
   'model-parameter-count-invalid': () => Model.fromHuggingFace('example-org/model-7b', { parameterCount: 0 }),
+  'model-type': () => Model.fromHuggingFace('mistralai/Mistral-7B-v0.1', {
+    architecture: { modelType: 'mistral', numLayers: 32, hiddenSize: 4096, numAttentionHeads: 32, numKeyValueHeads: 8 },
+  }),
   'instance-type-unknown': () => NeuronxInstanceType.of('ml.g5.xlarge'),
   'region-unknown': () => compile(HIGH_PERFORMANCE, stack('us-gov-east-1')),
+  'region-compile-instance': () => compile(HIGH_PERFORMANCE, stack('ap-south-2')),
+  'region-serving-instance': () => {
+    const c = compile(LOW_COST, stack('ap-northeast-1'));
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c),
+    });
+  },
   'tp-degree-not-positive': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 0 } }),
   'n-positions-not-positive': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 4, nPositions: 1.5 } }),
   'tp-degree-exceeds-cores': () => compile({ ...LOW_COST, compileOptions: { ...LOW_COST.compileOptions, tpDegree: 4 } }),
@@ -124,6 +134,14 @@ const BUILDERS: Record<string, () => unknown> = {
     const c = compile(HIGH_PERFORMANCE);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'code-'));
     fs.writeFileSync(path.join(dir, 'handler.py'), '');
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c, dir),
+    });
+  },
+  'inference-code-entry': () => {
+    const c = compile(HIGH_PERFORMANCE);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'code-'));
+    fs.writeFileSync(path.join(dir, 'inference.py'), 'def model_fn(model_dir):\n    pass\n');
     new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c, dir),
     });

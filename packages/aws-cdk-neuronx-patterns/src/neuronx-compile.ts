@@ -372,7 +372,7 @@ export class NeuronxCompile extends Construct {
         ],
       } : undefined,
       containerProperties: {
-        image: this.runtime.imageUri(this),
+        image: this.runtime.imageUri(this, { ec2InstanceType: compileInstance }),
         command: this.runtime.containerCommand(['bash', '-c', script]),
         environment: Object.entries(environment).map(([name, value]) => ({ name, value })),
         jobRoleArn: jobRole.roleArn,

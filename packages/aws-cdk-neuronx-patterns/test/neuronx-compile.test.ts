@@ -394,15 +394,31 @@ describe('NeuronxCompile: sizes and options', () => {
 });
 
 describe('NeuronxCompile: image registry by region', () => {
-  test('ap-east-1 pulls from its own DLC registry account', () => {
-    const { template } = synth({ env: { account: '123456789012', region: 'ap-east-1' } });
-    expect(jobImage(template)).toBe(`871362719292.dkr.ecr.ap-east-1.\${AWS::URLSuffix}${IMAGE_PATH}`);
+  test('ap-east-1 serves no Neuron image: the compile fails at synth, naming the regions that do', () => {
+    expect(() => synth({ env: { account: '123456789012', region: 'ap-east-1' } }))
+      .toThrow(/Region 'ap-east-1' has no AWS Deep Learning Container registry serving the Neuron image .*: deploy the stack to one of ap-northeast-1, /);
+  });
+
+  test('a region with the image but without EC2 inf2 fails at synth for the compile instance', () => {
+    expect(() => synth({ env: { account: '123456789012', region: 'ap-south-2' } }))
+      .toThrow(/Region 'ap-south-2' has no EC2 inf2\.8xlarge instances: deploy the stack to one of ap-northeast-1, ap-south-1, ap-southeast-1, eu-central-1, eu-west-1, us-east-1, us-east-2, us-west-2, /);
+  });
+
+  test('ap-northeast-1 pulls from the DLC registry account 763104351884', () => {
+    const { template } = synth({ env: { account: '123456789012', region: 'ap-northeast-1' } });
+    expect(jobImage(template)).toBe(`763104351884.dkr.ecr.ap-northeast-1.\${AWS::URLSuffix}${IMAGE_PATH}`);
   });
 
   test('an environment-agnostic stack resolves the account from a mapping at deploy time', () => {
     const { template } = synth({ env: null });
     expect(jobImage(template)).toBe(`\${FindInMap:NeuronxDlcRegistryAccounts:\${AWS::Region}:account}.dkr.ecr.\${AWS::Region}.\${AWS::URLSuffix}${IMAGE_PATH}`);
     expect(template.toJSON().Mappings.NeuronxDlcRegistryAccounts['us-east-1']).toEqual({ account: '763104351884' });
+    // The deploy fails before any resource where the image or the compile instance is missing.
+    const assertions: Array<{ AssertDescription: string }> = template.toJSON().Rules.NeuronxRegions.Assertions;
+    expect(assertions.map(a => a.AssertDescription)).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^The stack's region has no AWS Deep Learning Container registry serving the Neuron image /),
+      expect.stringMatching(/^The stack's region has no EC2 inf2\.8xlarge instances: /),
+    ]));
   });
 });
 
