@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { App, Duration, Size, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -389,4 +389,6 @@ test('the README example composes Model, NeuronxCompile, the model data and the 
   const template = Template.fromStack(stack);
   template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
   template.resourceCountIs('AWS::Batch::JobDefinition', 1);
+  // The example declares what the compile needs: no warning for the reader to copy along.
+  expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
 });
