@@ -174,6 +174,12 @@ describe('SageMakerRealtimeInference', () => {
     expect(unpinnedWarnings('main')).toHaveLength(1);
   });
 
+  test('calm3 is declared a Llama architecture, the one the compile builds: no unknown-model-type warning', () => {
+    const { stack, construct } = synth();
+    expect(construct.compile.model.architecture?.modelType).toBe('llama');
+    expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('modelTypeUnknown'))).toHaveLength(0);
+  });
+
   test.each([
     ['lowCost', calm3chat22b.InstanceTypeStrategy.lowCost],
     ['highPerformance', calm3chat22b.InstanceTypeStrategy.highPerformance],

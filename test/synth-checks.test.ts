@@ -29,7 +29,7 @@ const checks = loadChecks();
 const calm3 = (): Model => Model.fromHuggingFace('cyberagent/calm3-22b-chat', {
   revision: '055922aa0f0fb1fbfbc97a2e31134532485ee99b',
   parameterCount: 22.5e9,
-  architecture: { numLayers: 48, hiddenSize: 6144, numAttentionHeads: 48, numKeyValueHeads: 48, maxPositionEmbeddings: 16384 },
+  architecture: { modelType: 'llama', numLayers: 48, hiddenSize: 6144, numAttentionHeads: 48, numKeyValueHeads: 48, maxPositionEmbeddings: 16384 },
 });
 const LOW_COST: Partial<NeuronxCompileProps> = {
   servingInstanceType: NeuronxInstanceType.TRN1_2XLARGE,
@@ -131,7 +131,8 @@ const BUILDERS: Record<string, () => unknown> = {
   'inference-code-one-per-prefix': () => {
     const c = compile(HIGH_PERFORMANCE);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'code-'));
-    fs.writeFileSync(path.join(dir, 'inference.py'), '');
+    // A valid code directory (it defines TorchServe's entry), so that only the second placement is wrong.
+    fs.writeFileSync(path.join(dir, 'inference.py'), 'def handle(data, context):\n    return []\n');
     new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c),
     });

@@ -5,7 +5,7 @@ import { ModelArchitecture } from 'aws-cdk-neuronx-patterns';
  *
  * - Model card: https://huggingface.co/cyberagent/calm3-22b-chat (model size 22B, context length 16384,
  *   Apache-2.0, ChatML prompt format).
- * - config.json of the pinned revision: `LlamaForCausalLM`, `hidden_size` 6144, `num_hidden_layers` 48,
+ * - config.json of the pinned revision: `LlamaForCausalLM` (`model_type` llama), `hidden_size` 6144, `num_hidden_layers` 48,
  *   `num_attention_heads` 48, `num_key_value_heads` 48, `max_position_embeddings` 16384, `torch_dtype` bfloat16.
  */
 
@@ -29,6 +29,7 @@ export const PARAMETER_COUNT = 22.5e9;
 
 /** The architecture from config.json, for the tensor-parallel and KV-cache checks. */
 export const ARCHITECTURE: ModelArchitecture = {
+  modelType: 'llama', // model_type (architectures: LlamaForCausalLM): the architecture the compile builds
   numLayers: 48, // num_hidden_layers
   hiddenSize: 6144, // hidden_size
   numAttentionHeads: 48, // num_attention_heads

@@ -16,9 +16,14 @@ import { handlerFunction } from './private/handler-function';
 import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './private/handler-protocol';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
-import { DEFAULT_N_POSITIONS } from './private/sizing';
+import { SERVICE_HANDLER } from './private/service-handler';
+import { DEFAULT_N_POSITIONS, throwIfProblems } from './private/sizing';
 import { grantAssetRead, stageAsset } from './private/staged-asset';
 
+const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
+const HANDLE = CONTRACT.endpoint.serviceHandlerFunction;
+// A function definition at the start of a line (not nested in a class or another function).
+const HANDLE_DEFINITION = new RegExp(`^def ${HANDLE}\\s*\\(`, 'm');
 const DEFAULT_CODE_FILES = [
   path.join(RUNTIME_DIR, 'inference', CONTRACT.endpoint.handlerScript),
   path.join(RUNTIME_DIR, 'contract.json'),
@@ -56,7 +61,10 @@ export interface TransformersNeuronxBucketModelDataOptions {
   readonly compiledFor?: NeuronxInstanceType;
   /**
    * A local directory whose files are placed under `<prefix>code/` as the inference code (files only, no
-   * subdirectories).
+   * subdirectories). Its `inference.py` must define the TorchServe entry `def handle(data, context)` at the top
+   * level: the endpoint has TorchServe call `inference:handle` directly, not the toolkit's
+   * model_fn/input_fn/predict_fn/output_fn. Synth checks the file's text for a line starting with `def handle(`.
+   * Start from the library's `runtime/inference/inference.py`.
    *
    * @default - the library's handler (`inference.py`)
    */
@@ -102,8 +110,9 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
    * The artifacts of a NeuronxCompile in this app; the endpoint waits for the compile.
    *
    * @param compile the compile
-   * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`; default: the
-   * library's handler
+   * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`; its
+   * `inference.py` must define `def handle(data, context)` at the top level (see
+   * `TransformersNeuronxBucketModelDataOptions.code`); default: the library's handler
    */
   public static fromNeuronxCompile(compile: NeuronxCompile, code?: string): TransformersNeuronxSageMakerInferenceModelData {
     return new PrefixModelData({
@@ -208,6 +217,26 @@ function checkOneCodePerPrefix(owner: object, prefix: string, hash: string, scop
 }
 
 /**
+ * What would make a code directory fail on the endpoint: a subdirectory (only the files directly in it are placed,
+ * so an import from it would fail there, after the deploy, instead of here), no handler script, or a handler script
+ * without the entry TorchServe calls. The last is a text check for a top-level `def handle(`.
+ */
+function codeDirProblems(codeDir: string, files: string[]): string[] {
+  const code = `code is '${codeDir}'`;
+  const problems = fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory())
+    .map(d => `${code}, which has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}; move them up beside ${HANDLER_SCRIPT}.`);
+  const script = files.find(f => path.basename(f) === HANDLER_SCRIPT);
+  if (!script) {
+    problems.push(`${code}, which has no ${HANDLER_SCRIPT}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
+  } else if (!HANDLE_DEFINITION.test(fs.readFileSync(script, 'utf-8'))) {
+    problems.push(`${code}, whose ${HANDLER_SCRIPT} defines no top-level 'def ${HANDLE}(data, context)': TorchServe calls `
+      + `${SERVICE_HANDLER} for every batch of requests (TS_DEFAULT_SERVICE_HANDLER), not the toolkit's model_fn/input_fn/predict_fn/output_fn; `
+      + `add it, e.g. starting from the library's runtime/inference/${HANDLER_SCRIPT}.`);
+  }
+  return problems;
+}
+
+/**
  * Places the inference code under `<prefix>code/` with a custom resource. Model data made from a compile in the same
  * stack has the compile's function do it (it already reads that prefix); other model data gets a function of its own.
  */
@@ -219,13 +248,7 @@ function placeInferenceCode(
     : DEFAULT_CODE_FILES;
   // Only the files directly in the directory are placed: a subdirectory would be missing on the endpoint, and an
   // import from it would fail there, after the deploy, instead of here.
-  const subdirectories = codeDir ? fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory()) : [];
-  if (subdirectories.length > 0) {
-    throw new Error(`code is '${codeDir}', which has the subdirectory ${subdirectories.map(d => `'${d}'`).join(', ')}: only the files directly in it are placed under code/; move them up beside ${CONTRACT.endpoint.handlerScript}.`);
-  }
-  if (!files.some(f => path.basename(f) === CONTRACT.endpoint.handlerScript)) {
-    throw new Error(`code is '${codeDir}', which has no ${CONTRACT.endpoint.handlerScript}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
-  }
+  if (codeDir) throwIfProblems(`The inference code of '${scope.node.path}'`, codeDirProblems(codeDir, files));
   const container = new Construct(scope, 'InferenceCode');
   const fn = (compile && compileFunctionFor(compile, container)) ?? handlerFunction(container, 'Function', {
     handler: 'inferenceCode',

@@ -5,12 +5,20 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { compileEnv } from './private/contract';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
+import { throwIfProblems } from './private/sizing';
 
 /**
  * The shape of a decoder model, as in its Hugging Face `config.json`. With it the library checks tensor
  * parallelism against the attention heads and sizes the KV cache; without it, only the weights are checked.
  */
 export interface ModelArchitecture {
+  /**
+   * `model_type`. The compile job builds transformers-neuronx's `LlamaForSampling` only, so only Llama-architecture
+   * models (`model_type` 'llama', e.g. `LlamaForCausalLM`) compile; any other value fails at synth.
+   *
+   * @default - not checked at synth (a warning); the compile job checks config.json before it downloads the weights
+   */
+  readonly modelType?: string;
   /** `num_hidden_layers`. */
   readonly numLayers: number;
   /** `hidden_size`. */
@@ -91,6 +99,10 @@ export interface ModelBindConfig {
 }
 
 const DEFAULT_REVISION = 'main';
+// The one model_type the compile job builds: it loads every model with transformers-neuronx's
+// `transformers_neuronx.llama.model.LlamaForSampling` (runtime/compile), which reads a Llama config
+// (transformers' LlamaConfig, model_type 'llama').
+const COMPILABLE_MODEL_TYPE = 'llama';
 const HF_MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
 // `22b`, `8B`, `1.5b`, `350m` as a word of the model name (between separators).
 const PARAMETER_COUNT_IN_ID = /(?:^|[-_.])(\d+(?:\.\d+)?)([bBmM])(?=$|[-_.])/;
@@ -152,13 +164,30 @@ export abstract class Model {
     this.revision = revision;
     this.architecture = options.architecture;
     this.parameterCount = options.parameterCount ?? parameterCountFromId(modelId);
+    const problems = [];
     if (!(this.parameterCount > 0)) {
-      throw new Error(`Model '${modelId}': parameterCount is ${this.parameterCount}: give the number of parameters, e.g. 22.5e9.`);
+      problems.push(`parameterCount is ${this.parameterCount}: give the number of parameters, e.g. 22.5e9.`);
     }
+    const modelType = options.architecture?.modelType;
+    if (modelType !== undefined && modelType !== COMPILABLE_MODEL_TYPE) {
+      problems.push(`architecture.modelType is '${modelType}': the compile builds transformers-neuronx's LlamaForSampling, so only `
+        + `Llama-architecture models (config.json model_type '${COMPILABLE_MODEL_TYPE}') compile; choose a Llama-architecture model.`);
+    }
+    throwIfProblems(`Model '${modelId}'`, problems);
   }
 
   /** Grants the compile job what it needs to read the weights, and returns its configuration. */
   public abstract bind(scope: Construct, grantable: iam.IGrantable): ModelBindConfig;
+
+  /** Warns at `scope` when nothing said the model is a Llama architecture, the only one that compiles. */
+  protected warnIfModelTypeUnknown(scope: Construct): void {
+    if (this.architecture?.modelType === undefined) {
+      Annotations.of(scope).addWarningV2('aws-cdk-neuronx-patterns:modelTypeUnknown',
+        `Model '${this.modelId}' does not say its architecture.modelType: only Llama-architecture models (config.json model_type `
+        + `'${COMPILABLE_MODEL_TYPE}') compile, and the compile job fails on any other before downloading the weights. `
+        + 'Set architecture.modelType from the model\'s config.json to check it at synth.');
+    }
+  }
 }
 
 function parameterCountFromId(modelId: string): number {
@@ -180,6 +209,7 @@ class HuggingFaceModel extends Model {
   }
 
   public bind(scope: Construct, grantable: iam.IGrantable): ModelBindConfig {
+    this.warnIfModelTypeUnknown(scope);
     if (this.revision === DEFAULT_REVISION) {
       Annotations.of(scope).addWarningV2('aws-cdk-neuronx-patterns:unpinnedRevision',
         `Model '${this.modelId}' uses revision '${DEFAULT_REVISION}', a branch: a later deploy may compile different weights. Pin a commit hash with the 'revision' option.`);
@@ -204,7 +234,8 @@ class BucketModel extends Model {
     this.prefix = prefix;
   }
 
-  public bind(_scope: Construct, grantable: iam.IGrantable): ModelBindConfig {
+  public bind(scope: Construct, grantable: iam.IGrantable): ModelBindConfig {
+    this.warnIfModelTypeUnknown(scope);
     // Objects under the prefix, listing limited to it: not bucket.grantRead, which lists the whole bucket.
     grantPrefix(this.bucket, this.prefix, grantable, 'read');
     return {

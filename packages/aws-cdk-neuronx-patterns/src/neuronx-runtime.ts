@@ -1,48 +1,30 @@
 import { Aws, CfnMapping, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { NeuronxInstanceType } from './neuronx-instance-type';
+import { DLC_ACCOUNTS, NEURONX_IMAGE_REGIONS, RegionNeeds, regionProblems } from './private/regions';
 import { shellQuote } from './private/shell';
+import { throwIfProblems } from './private/sizing';
 
-// The AWS account of the Deep Learning Containers registry in each region with Neuron instances.
-// Source: aws/deep-learning-containers docs/reference/region_availability.md and the sagemaker-python-sdk
-// image_uri_config. aws-cdk-lib's own DLC_REPOSITORY_ACCOUNT fact knows only about 20 regions.
-const DLC_DEFAULT_ACCOUNT = '763104351884';
-const DLC_ACCOUNTS: { [region: string]: string } = {
-  'us-east-1': DLC_DEFAULT_ACCOUNT,
-  'us-east-2': DLC_DEFAULT_ACCOUNT,
-  'us-west-1': DLC_DEFAULT_ACCOUNT,
-  'us-west-2': DLC_DEFAULT_ACCOUNT,
-  'ca-central-1': DLC_DEFAULT_ACCOUNT,
-  'sa-east-1': DLC_DEFAULT_ACCOUNT,
-  'eu-central-1': DLC_DEFAULT_ACCOUNT,
-  'eu-north-1': DLC_DEFAULT_ACCOUNT,
-  'eu-west-1': DLC_DEFAULT_ACCOUNT,
-  'eu-west-2': DLC_DEFAULT_ACCOUNT,
-  'eu-west-3': DLC_DEFAULT_ACCOUNT,
-  'ap-northeast-1': DLC_DEFAULT_ACCOUNT,
-  'ap-northeast-2': DLC_DEFAULT_ACCOUNT,
-  'ap-northeast-3': DLC_DEFAULT_ACCOUNT,
-  'ap-south-1': DLC_DEFAULT_ACCOUNT,
-  'ap-southeast-1': DLC_DEFAULT_ACCOUNT,
-  'ap-southeast-2': DLC_DEFAULT_ACCOUNT,
-  'af-south-1': '626614931356',
-  'ap-east-1': '871362719292',
-  'ap-south-2': '772153158452',
-  'ap-southeast-3': '907027046896',
-  'ap-southeast-4': '457447274322',
-  'ca-west-1': '204538143572',
-  'eu-central-2': '380420809688',
-  'eu-south-1': '692866216735',
-  'eu-south-2': '503227376785',
-  'il-central-1': '780543022126',
-  'me-central-1': '914824155844',
-  'me-south-1': '217643126080',
-  'mx-central-1': '637423239942',
-  'cn-north-1': '727897471807',
-  'cn-northwest-1': '727897471807',
-  'us-gov-west-1': '442386744353',
-};
 const MAPPING_ID = 'NeuronxDlcRegistryAccounts';
+
+/**
+ * What runs an image, for the check that the stack's region has it.
+ */
+export interface NeuronxImageUriOptions {
+  /**
+   * The EC2 instance type that runs the image (e.g. the compile job's): the stack's region must have it.
+   *
+   * @default - not checked
+   */
+  readonly ec2InstanceType?: NeuronxInstanceType;
+  /**
+   * The SageMaker hosting instance type that runs the image (e.g. the endpoint's): the stack's region must have it.
+   *
+   * @default - not checked
+   */
+  readonly sageMakerInstanceType?: NeuronxInstanceType;
+}
 
 /**
  * A pinned AWS Deep Learning Container image with the Neuron SDK and transformers-neuronx.
@@ -65,10 +47,11 @@ export class NeuronxRuntime {
   public static readonly DEFAULT = NeuronxRuntime.PYTORCH_2_5_1_SDK_2_21_0;
 
   /**
-   * Regions this library knows the Deep Learning Containers registry account of.
+   * Regions whose Deep Learning Containers registry serves the Neuron inference images (sagemaker-python-sdk
+   * `image_uri_config/huggingface-neuronx.json`), each with its registry account known to this library.
    */
   public static knownRegions(): string[] {
-    return Object.keys(DLC_ACCOUNTS);
+    return [...NEURONX_IMAGE_REGIONS];
   }
 
   /**
@@ -82,10 +65,21 @@ export class NeuronxRuntime {
     public readonly neuronSdkVersion: string,
   ) {}
 
-  /** The image URI in the registry of the stack's region. */
-  public imageUri(scope: Construct): string {
+  /**
+   * The image URI in the registry of the stack's region.
+   *
+   * Fails at synth when the stack's region does not serve the image, or lacks the instance type given in `options`,
+   * naming the regions that have it. In an environment-agnostic stack the same checks become a template rule,
+   * which fails the deploy before any resource is created.
+   */
+  public imageUri(scope: Construct, options: NeuronxImageUriOptions = {}): string {
     const stack = Stack.of(scope);
-    return `${this.registryAccount(scope)}.dkr.ecr.${stack.region}.${stack.urlSuffix}/${this.repositoryName}:${this.tag}`;
+    const account = this.registryAccount(scope, {
+      image: this.toString(),
+      ec2: options.ec2InstanceType && { instanceType: options.ec2InstanceType },
+      sageMaker: options.sageMakerInstanceType && { instanceType: options.sageMakerInstanceType },
+    });
+    return `${account}.dkr.ecr.${stack.region}.${stack.urlSuffix}/${this.repositoryName}:${this.tag}`;
   }
 
   /** The ARN of the image's repository in the stack's region. */
@@ -130,19 +124,18 @@ export class NeuronxRuntime {
     return `${this.repositoryName}:${this.tag}`;
   }
 
-  private registryAccount(scope: Construct): string {
+  /** The registry account of the stack's region, once the region is known to have what `needs` names. */
+  private registryAccount(scope: Construct, needs: RegionNeeds = { image: this.toString() }): string {
     const stack = Stack.of(scope);
+    throwIfProblems(`${this} in '${scope.node.path}'`, regionProblems(scope, needs));
     if (!Token.isUnresolved(stack.region)) {
-      const account = DLC_ACCOUNTS[stack.region];
-      if (!account) {
-        throw new Error(`The Deep Learning Containers registry of region '${stack.region}' is not known to this library. Known regions: ${NeuronxRuntime.knownRegions().join(', ')}.`);
-      }
-      return account;
+      return DLC_ACCOUNTS[stack.region];
     }
-    // Environment-agnostic stack: resolve at deploy time from a mapping of every known region.
+    // Environment-agnostic stack: resolve at deploy time from a mapping of every region that serves the image (the
+    // stack's rule stops a deploy anywhere else before the lookup).
     const mapping = (stack.node.tryFindChild(MAPPING_ID) as CfnMapping | undefined)
       ?? new CfnMapping(stack, MAPPING_ID, {
-        mapping: Object.fromEntries(Object.entries(DLC_ACCOUNTS).map(([region, account]) => [region, { account }])),
+        mapping: Object.fromEntries(NEURONX_IMAGE_REGIONS.map(region => [region, { account: DLC_ACCOUNTS[region] }])),
       });
     return mapping.findInMap(Aws.REGION, 'account');
   }

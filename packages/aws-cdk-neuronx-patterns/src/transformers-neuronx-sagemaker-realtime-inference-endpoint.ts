@@ -8,6 +8,8 @@ import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
+import { regionProblems } from './private/regions';
+import { SERVICE_HANDLER } from './private/service-handler';
 import {
   checkPositiveInteger, checkpointBytes, GIB, servingProblems, throwIfProblems, weightBytes, workersPerInstance,
 } from './private/sizing';
@@ -32,8 +34,6 @@ const VOLUME_BASE_GIB = 16;
 const ENVIRONMENT_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const MAX_ENVIRONMENT_ENTRY_BYTES = 1024;
 const MAX_ENVIRONMENT_BYTES = 32 * 1024;
-// Seconds TorchServe waits for one response (a long generation); SageMaker's own invocation limit is 60 s.
-const RESPONSE_TIMEOUT_SECONDS = 60;
 
 /**
  * Properties of a TransformersNeuronxSageMakerRealtimeInferenceEndpoint.
@@ -155,6 +155,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       ...(image.toString() !== data.runtime.toString()
         ? [`image is ${image} but the model data was compiled with ${data.runtime}: compiled artifacts load only under the compiler that made them; leave image unset.`]
         : []),
+      ...regionProblems(this, { image: image.toString(), sageMaker: { instanceType, prop: 'instanceType' } }),
       ...checkPositiveInteger('instanceCount', props.instanceCount),
       ...timeoutProblem('modelDataDownloadTimeout', downloadTimeout),
       ...timeoutProblem('containerStartupHealthCheckTimeout', startupTimeout),
@@ -180,7 +181,14 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       [endpointEnv('workers')]: String(this.workersPerInstance),
       // Each worker process takes the next tpDegree free NeuronCores: workers never share cores.
       [endpointEnv('coresPerWorker')]: String(data.tpDegree),
-      [endpointEnv('responseTimeout')]: String(RESPONSE_TIMEOUT_SECONDS),
+      // TorchServe 0.11.0 waits for a worker's model LOAD as long as for a response (WorkerThread.run polls every
+      // command, LOAD included, with the model's responseTimeout; pytorch/serve issue 2061, a separate startup
+      // timeout only after 0.11: PR 3315). A shorter timeout kills a loading worker, and every restart loads again.
+      // So give it the whole startup health-check time; the handler itself ends a generation within SageMaker's
+      // 60 s invocation limit (generationTimeLimit below), so no answer waits for this timeout.
+      [endpointEnv('responseTimeout')]: String(startupTimeout.toSeconds()),
+      [endpointEnv('serviceHandler')]: SERVICE_HANDLER,
+      [endpointEnv('generationTimeLimit')]: String(CONTRACT.defaults.generationTimeLimitSeconds),
     };
     throwIfProblems(what, environmentSizeProblems(environment));
 
@@ -188,7 +196,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       executionRoleArn: role.roleArn,
       enableNetworkIsolation: true,
       primaryContainer: {
-        image: image.imageUri(this),
+        image: image.imageUri(this, { sageMakerInstanceType: instanceType }),
         modelDataSource: {
           s3DataSource: { s3Uri: data.s3Uri, s3DataType: 'S3Prefix', compressionType: 'None' },
         },

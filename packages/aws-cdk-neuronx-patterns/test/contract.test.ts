@@ -66,6 +66,14 @@ describe('the lowCost compile of calm3 and its endpoint', () => {
     expect(endpoint.workersPerInstance).toBe(1);
   });
 
+  test('the endpoint sets every variable of the contract\'s endpoint environment, the handler entry and time limit as the contract says', () => {
+    const names = Object.values(contract.endpoint.environment) as string[];
+    expect(names.filter(name => serving[name] === undefined)).toEqual([]);
+    expect(serving[contract.endpoint.environment.serviceHandler])
+      .toBe(`${path.parse(contract.endpoint.handlerScript).name}:${contract.endpoint.serviceHandlerFunction}`);
+    expect(Number(serving[contract.endpoint.environment.generationTimeLimit])).toBe(contract.defaults.generationTimeLimitSeconds);
+  });
+
   test('every variable the job gets from the contract is one the compile program reads', () => {
     const contractNames = new Set(Object.values(contract.compileJob.environment));
     const libraryNames = Object.keys(job).filter(name => name.startsWith('NEURONX_'));

@@ -100,6 +100,22 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
     });
   });
 
+  test('TorchServe gives a worker the whole startup health-check time to load the model, not 60 s', () => {
+    // TorchServe 0.11.0 waits for a worker's model load with the response timeout: at 60 s a load of 20 minutes
+    // would be killed and restarted for ever.
+    expect(containerEnv(s.template).TS_DEFAULT_RESPONSE_TIMEOUT).toBe('1229');
+    expect(variant(s.template).ContainerStartupHealthCheckTimeoutInSeconds).toBe(1229);
+  });
+
+  test('TorchServe calls the library handler\'s own entry, and the handler ends a generation within the invocation limit', () => {
+    expect(containerEnv(s.template)).toMatchObject({
+      TS_DEFAULT_SERVICE_HANDLER: 'inference:handle',
+      NEURONX_GENERATION_TIME_LIMIT_SECONDS: '50',
+    });
+    // SageMaker ends an invocation after 60 s (InvokeEndpoint API reference): the handler must answer before.
+    expect(Number(containerEnv(s.template).NEURONX_GENERATION_TIME_LIMIT_SECONDS)).toBeLessThan(60);
+  });
+
   test('the model role reads only its prefix and pulls only the pytorch-inference-neuronx repository', () => {
     const { template, stack, endpoint, compile, bucket } = s;
     const statements = statementsOfRole(template, logicalId(stack, endpoint.role));
@@ -137,7 +153,9 @@ describe('Endpoint serving the highPerformance compile (inf2.24xlarge, tp 4, bf1
 
   test('3 workers of 4 NeuronCores on the 12 cores', () => {
     expect(s.endpoint.workersPerInstance).toBe(3);
-    expect(containerEnv(s.template)).toMatchObject({ SAGEMAKER_MODEL_SERVER_WORKERS: '3', NEURON_RT_NUM_CORES: '4', NEURONX_QUANT_DTYPE: '' });
+    expect(containerEnv(s.template)).toMatchObject({
+      SAGEMAKER_MODEL_SERVER_WORKERS: '3', NEURON_RT_NUM_CORES: '4', NEURONX_QUANT_DTYPE: '', TS_DEFAULT_RESPONSE_TIMEOUT: '1857',
+    });
   });
 
   test('inf2 gets a volume sized from the model, and longer timeouts for bf16 weights', () => {
@@ -170,7 +188,7 @@ describe('Endpoint options', () => {
       volumeSize: Size.gibibytes(200),
       volumeEncryptionKey: key,
       modelDataDownloadTimeout: Duration.minutes(60),
-      containerStartupHealthCheckTimeout: Duration.seconds(60),
+      containerStartupHealthCheckTimeout: Duration.minutes(45),
       environment: { HF_HUB_OFFLINE: '1' },
     });
     const template = Template.fromStack(fixture.stack);
@@ -178,10 +196,13 @@ describe('Endpoint options', () => {
     const config = configs[logicalId(fixture.stack, endpoint.endpointConfig)].Properties;
     expect(config.KmsKeyId).toEqual({ 'Fn::GetAtt': [logicalId(fixture.stack, key), 'Arn'] });
     expect(config.ProductionVariants[0]).toMatchObject({
-      InitialInstanceCount: 2, VolumeSizeInGB: 200, ModelDataDownloadTimeoutInSeconds: 3600, ContainerStartupHealthCheckTimeoutInSeconds: 60,
+      InitialInstanceCount: 2, VolumeSizeInGB: 200, ModelDataDownloadTimeoutInSeconds: 3600, ContainerStartupHealthCheckTimeoutInSeconds: 2700,
     });
     const models = template.findResources('AWS::SageMaker::Model');
-    expect(models[logicalId(fixture.stack, endpoint.node.findChild('Model'))].Properties.PrimaryContainer.Environment.HF_HUB_OFFLINE).toBe('1');
+    const environment = models[logicalId(fixture.stack, endpoint.node.findChild('Model'))].Properties.PrimaryContainer.Environment;
+    expect(environment.HF_HUB_OFFLINE).toBe('1');
+    // The model load may take as long as the given startup health-check timeout.
+    expect(environment.TS_DEFAULT_RESPONSE_TIMEOUT).toBe('2700');
   });
 
   test('grantInvoke allows sagemaker:InvokeEndpoint on this endpoint only', () => {
@@ -302,7 +323,10 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     expect(stack.resolve(env.REGION)).toEqual({ Ref: 'AWS::Region' });
   });
 
-  test.each(['NEURON_RT_NUM_CORES', 'SAGEMAKER_MODEL_SERVER_WORKERS', 'NEURONX_TP_DEGREE'])('environment overriding %s', (name) => {
+  test.each([
+    'NEURON_RT_NUM_CORES', 'SAGEMAKER_MODEL_SERVER_WORKERS', 'NEURONX_TP_DEGREE',
+    'TS_DEFAULT_RESPONSE_TIMEOUT', 'TS_DEFAULT_SERVICE_HANDLER', 'NEURONX_GENERATION_TIME_LIMIT_SECONDS',
+  ])('environment overriding %s', (name) => {
     expect(endpointError({ environment: { [name]: '1' } }))
       .toMatch(new RegExp(`environment sets ${name}, which the library sets from the compile options and instance type: remove it`));
   });
@@ -317,6 +341,38 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     const message = endpointError({ instanceCount: 0, volumeSize: Size.gibibytes(10), environment: { NEURON_RT_NUM_CORES: '8' } });
     expect(message).toMatch(/^TransformersNeuronxSageMakerRealtimeInferenceEndpoint 'TestStack\/Endpoint' cannot work:\n/);
     expect(message.split('\n- ')).toHaveLength(4);
+  });
+});
+
+describe('Endpoint regions', () => {
+  test('a region without SageMaker trn1 fails at synth, naming the region, the instance type and the regions that have it', () => {
+    // Tokyo serves the image and has inf2 (the compile passes), but not trn1 (the lowCost serving instance).
+    const message = endpointError({ instanceCount: 0 }, { env: { account: '123456789012', region: 'ap-northeast-1' } });
+    expect(message).toMatch(/^TransformersNeuronxSageMakerRealtimeInferenceEndpoint 'TestStack\/Endpoint' cannot work:\n/);
+    expect(message).toContain('- Region \'ap-northeast-1\' has no SageMaker ml.trn1.2xlarge instances (instanceType): '
+      + 'deploy the stack to one of us-east-1, us-east-2, us-west-2, or choose another instance type.');
+    expect(message).toContain('- instanceCount is 0'); // reported with the other problems
+  });
+
+  test('the same endpoint on inf2 in that region synthesizes', () => {
+    const { template } = synth({ env: { account: '123456789012', region: 'ap-northeast-1' }, props: HIGH_PERFORMANCE_PROPS });
+    expect(variant(template)).toMatchObject({ InstanceType: 'ml.inf2.24xlarge' });
+    expect(template.toJSON().Rules.NeuronxRegions).toBeUndefined();
+  });
+
+  test('an environment-agnostic stack with a compile and two endpoints gets one rule, with the serving instance in it', () => {
+    const fixture = endpointFixture({ env: null });
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(fixture.stack, 'Second', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(fixture.compile),
+    });
+    const rules = Template.fromStack(fixture.stack).toJSON().Rules;
+    expect(Object.keys(rules).filter(id => id !== 'CheckBootstrapVersion')).toEqual(['NeuronxRegions']);
+    const assertions: Array<{ Assert: { 'Fn::Contains': [string[], unknown] }; AssertDescription: string }> = rules.NeuronxRegions.Assertions;
+    const serving = assertions.filter(a => a.AssertDescription.includes('SageMaker ml.trn1.2xlarge'));
+    expect(serving).toHaveLength(1);
+    expect(serving[0].Assert).toEqual({ 'Fn::Contains': [['us-east-1', 'us-east-2', 'us-west-2'], { Ref: 'AWS::Region' }] });
+    expect(serving[0].AssertDescription).toMatch(/^The stack's region has no SageMaker ml\.trn1\.2xlarge instances \(instanceType\): deploy the stack to one of us-east-1, us-east-2, us-west-2, /);
+    expect(assertions.filter(a => a.AssertDescription.includes('Neuron image'))).toHaveLength(1);
   });
 });
 

@@ -18,6 +18,7 @@ export const CALM3_ID = 'cyberagent/calm3-22b-chat';
 export const PINNED_REVISION = '0123456789abcdef0123456789abcdef01234567';
 export const CALM3_PARAMETERS = 22.5e9;
 export const CALM3_ARCHITECTURE: ModelArchitecture = {
+  modelType: 'llama', // architectures: LlamaForCausalLM
   numLayers: 48,
   hiddenSize: 6144,
   numAttentionHeads: 48,
@@ -57,13 +58,13 @@ export function calm3(options: HuggingFaceModelOptions = {}): Model {
 }
 
 /**
- * TinyLlama-1.1B-Chat-v1.0 at a fixed commit (config.json: 22 layers, hidden 2048, 32 heads, 4 KV heads,
+ * TinyLlama-1.1B-Chat-v1.0 at a fixed commit (config.json: model_type llama, 22 layers, hidden 2048, 32 heads, 4 KV heads,
  * 2048 positions): small enough for the integ apps to compile in minutes on one inf2.8xlarge.
  */
 export function tinyLlama(): Model {
   return Model.fromHuggingFace('TinyLlama/TinyLlama-1.1B-Chat-v1.0', {
     revision: 'fe8a4ea1ffedaf415f4da2f062534de366a451e6',
-    architecture: { numLayers: 22, hiddenSize: 2048, numAttentionHeads: 32, numKeyValueHeads: 4, maxPositionEmbeddings: 2048 },
+    architecture: { modelType: 'llama', numLayers: 22, hiddenSize: 2048, numAttentionHeads: 32, numKeyValueHeads: 4, maxPositionEmbeddings: 2048 },
   });
 }
 

@@ -21,6 +21,11 @@ function role(scope: Stack, id = 'Role'): iam.Role {
 const tempDirs: string[] = [];
 afterAll(() => tempDirs.forEach(dir => fs.rmSync(dir, { recursive: true, force: true })));
 
+/** An inference.py that defines the TorchServe entry, with `body` to tell versions apart. */
+function handler(body: string): string {
+  return `${body}\n\ndef handle(data, context):\n    return []\n`;
+}
+
 function codeDir(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'neuronx-code-'));
   tempDirs.push(dir);
@@ -138,21 +143,21 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
       const files = Object.values(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))[0].Properties.Files;
       return { hash: config.environment.NEURONX_CODE_HASH, names: files.map((f: { Name: string }) => f.Name).sort() };
     };
-    const a = hashOf(codeDir({ 'inference.py': 'v1', 'requirements.txt': 'x' }));
-    const b = hashOf(codeDir({ 'inference.py': 'v2', 'requirements.txt': 'x' }));
+    const a = hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' }));
+    const b = hashOf(codeDir({ 'inference.py': handler('v2'), 'requirements.txt': 'x' }));
     expect(a.names).toEqual(['inference.py', 'requirements.txt']);
     expect(a.hash).not.toEqual(b.hash);
-    expect(hashOf(codeDir({ 'inference.py': 'v1', 'requirements.txt': 'x' })).hash).toEqual(a.hash);
+    expect(hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' })).hash).toEqual(a.hash);
   });
 
   test('a code directory with a subdirectory fails at synth (its files would be missing on the endpoint)', () => {
     const stack = new Stack(new App(), 'S', { env: ENV });
     const bucket = new s3.Bucket(stack, 'B');
-    const dir = codeDir({ 'inference.py': 'import helpers.x' });
+    const dir = codeDir({ 'inference.py': handler('import helpers.x') });
     fs.mkdirSync(path.join(dir, 'helpers'));
     fs.writeFileSync(path.join(dir, 'helpers', 'x.py'), '');
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(/which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
+      .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
   });
 
   test('a code directory without inference.py fails at synth', () => {
@@ -160,7 +165,31 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'handler.py': '' });
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(/has no inference\.py: the SageMaker toolkit would not find a handler/);
+      .toThrow(/code is '.*', which has no inference\.py: the SageMaker toolkit would not find a handler; add it or leave code unset/);
+  });
+
+  // TorchServe calls inference:handle itself (TS_DEFAULT_SERVICE_HANDLER): code written for the toolkit's
+  // model_fn/predict_fn path would deploy and fail on the first request.
+  test.each([
+    ['only the toolkit functions', 'def model_fn(model_dir):\n    pass\n\ndef predict_fn(data, model):\n    pass\n'],
+    ['handle as a method, not at the top level', 'class Handler:\n    def handle(self, data, context):\n        pass\n'],
+    ['handle only in a comment', '# def handle(data, context) comes later\n'],
+  ])('a code directory whose inference.py has %s fails at synth, saying what to add', (_, content) => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    const dir = codeDir({ 'inference.py': content });
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
+      .toThrow(new RegExp(`^The inference code of 'S' cannot work:\n- code is '${dir}', whose inference\\.py defines no top-level 'def handle\\(data, context\\)': TorchServe calls inference:handle `
+        + '.*add it, e\\.g\\. starting from the library\'s runtime/inference/inference\\.py'));
+  });
+
+  test('a subdirectory and a missing entry are reported together', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    const dir = codeDir({ 'inference.py': 'def model_fn(model_dir):\n    pass\n' });
+    fs.mkdirSync(path.join(dir, 'helpers'));
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
+      .toThrow(/subdirectory 'helpers'.*\n- code is '.*', whose inference\.py defines no top-level 'def handle/);
   });
 });
 
@@ -211,7 +240,7 @@ test('every optional prop of the public API says its @default (the API reference
 describe('one prefix, one code: endpoints that serve one prefix share its code/', () => {
   test('two model data of one compile with different code directories fail at synth, naming both', () => {
     const { stack, compile } = compileFixture();
-    const dir = codeDir({ 'inference.py': 'mine' });
+    const dir = codeDir({ 'inference.py': handler('mine') });
     TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(new Construct(stack, 'First'), role(stack, 'R1'));
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile, dir).bind(new Construct(stack, 'Second'), role(stack, 'R2')))
       .toThrow(new RegExp(`'TestStack/Second' places the inference code '${dir}' under .*code/, where 'TestStack/First' places the library's handler: `
@@ -231,7 +260,7 @@ describe('one prefix, one code: endpoints that serve one prefix share its code/'
     const bucket = new s3.Bucket(stack, 'B');
     const options = { model: calm3(), tpDegree: 4 };
     TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/', options).bind(new Construct(stack, 'A'), role(stack, 'RA'));
-    const other = { ...options, code: codeDir({ 'inference.py': 'mine' }) };
+    const other = { ...options, code: codeDir({ 'inference.py': handler('mine') }) };
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'other/', other).bind(new Construct(stack, 'B2'), role(stack, 'RB'))).not.toThrow();
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled', other).bind(new Construct(stack, 'C'), role(stack, 'RC')))
       .toThrow(/'S\/C' places the inference code '.*' under compiled\/code\/, where 'S\/A' places the library's handler/);

@@ -1,5 +1,5 @@
 import { App, CfnParameter, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Model } from '../src';
@@ -30,6 +30,39 @@ describe('Model.fromHuggingFace', () => {
 
   test.each([0, -1, NaN])('rejects parameterCount %s', (count) => {
     expect(() => Model.fromHuggingFace('org/gpt2', { parameterCount: count })).toThrow(/parameterCount is .*: give the number of parameters/);
+  });
+
+  // The compile job builds transformers-neuronx's LlamaForSampling only: any other architecture would fail after
+  // the instance has started and the weights have been downloaded.
+  test.each(['mistral', 'gpt2', 'Llama', ''])('a model_type other than llama (%p) fails at synth, naming the prop and what compiles', (modelType) => {
+    expect(() => Model.fromHuggingFace('org/m-7b', { architecture: { modelType, numLayers: 32, hiddenSize: 4096, numAttentionHeads: 32 } }))
+      .toThrow(new RegExp(`^Model 'org/m-7b' cannot work:\n- architecture\\.modelType is '${modelType}': the compile builds transformers-neuronx's LlamaForSampling, `
+        + 'so only Llama-architecture models \\(config\\.json model_type \'llama\'\\) compile'));
+  });
+
+  test('model_type and parameterCount problems are reported together', () => {
+    expect(() => Model.fromHuggingFace('org/m-7b', { parameterCount: 0, architecture: { modelType: 'gpt_neox', numLayers: 1, hiddenSize: 1, numAttentionHeads: 1 } }))
+      .toThrow(/parameterCount is 0.*\n- architecture\.modelType is 'gpt_neox'/);
+  });
+
+  test('a llama model_type is accepted and gives no warning; a model without one warns where it is compiled', () => {
+    const warnings = (model: Model) => {
+      const stack = new Stack(new App(), 'S', { env: ENV });
+      model.bind(stack, new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') }));
+      return Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('modelTypeUnknown'));
+    };
+    const architecture = { numLayers: 32, hiddenSize: 4096, numAttentionHeads: 32 };
+    expect(warnings(Model.fromHuggingFace('org/m-7b', { revision: 'abc', architecture: { ...architecture, modelType: 'llama' } }))).toEqual([]);
+    expect(warnings(Model.fromBucket(s3.Bucket.fromBucketName(new Stack(), 'B', 'weights'), 'w/', { parameterCount: 7e9, architecture: { ...architecture, modelType: 'llama' } }))).toEqual([]);
+    for (const model of [
+      Model.fromHuggingFace('org/m-7b', { revision: 'abc' }),
+      Model.fromHuggingFace('org/m-7b', { revision: 'abc', architecture }),
+      Model.fromBucket(s3.Bucket.fromBucketName(new Stack(), 'B', 'weights'), 'w/', { parameterCount: 7e9 }),
+    ]) {
+      const found = warnings(model);
+      expect(found).toHaveLength(1);
+      expect(String(found[0].entry.data)).toMatch(/does not say its architecture\.modelType: only Llama-architecture models \(config\.json model_type 'llama'\) compile.*Set architecture\.modelType/);
+    }
   });
 
   test('the revision defaults to main and can be pinned', () => {

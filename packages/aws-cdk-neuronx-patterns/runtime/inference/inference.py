@@ -1,25 +1,37 @@
-"""SageMaker inference handler for a Llama chat model compiled by the compile job (transformers-neuronx).
+"""TorchServe handler for a Llama chat model compiled by the compile job (transformers-neuronx).
 
-Served by the SageMaker PyTorch inference toolkit from <model dir>/code/inference.py, beside
-<model dir>/code/contract.json. The model dir is the compile job's artifact prefix:
-<checkpointDir> (config, tokenizer, weights), <compiledDir> (NEFFs) and the marker (manifest).
+TorchServe calls `handle(data, context)` in <model dir>/code/inference.py directly
+(TS_DEFAULT_SERVICE_HANDLER=inference:handle, contract `endpoint.serviceHandlerFunction`); the SageMaker
+PyTorch inference toolkit only starts TorchServe and serves /ping and /invocations. TorchServe 0.11.0
+calls `handle(None, context)` once when the worker starts (ts/model_loader.py, _get_function_entry_point):
+that call loads the model, and a load that fails raises, so the worker does not come up. Every later call
+gets a batch: a list of requests, each a dict whose "body" is the request's bytes (the toolkit's
+default-ts.properties sets decode_input_request=false), and returns one response per request.
 
-Request (Content-Type application/json):
+The model dir is the compile job's artifact prefix: <checkpointDir> (config, tokenizer,
+generation_config.json, weights), <compiledDir> (NEFFs) and the marker (manifest), beside code/.
+
+Request (Content-Type application/json, UTF-8):
   {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...],   required, non-empty;
-                           content without the tokenizer's special tokens (<|im_start|>, <|im_end|>, eos, ...)
+                           content without the tokenizer's special tokens (<|im_end|>, <|eot_id|>, </s>, ...)
    "max_new_tokens": int,   1..n_positions - prompt tokens; default min(256, what is left)
    "temperature": number,   0..2, default 0.7; 0 means greedy (top_k 1)
    "top_p": number,         (0, 1], default 1.0
    "top_k": int,            >= 1, default 50
-   "stop": [str],           up to 4 non-empty strings; the completion ends before the first found
-   "role": str}             answering role, default "assistant"; "" also means the default (see build_prompt)
+   "stop": [str],           up to 4 strings of 1 to 256 characters; the completion ends before the first found
+   "role": str}             answering role, default "assistant"; "" also means the default. Another role
+                            only for a ChatML template (<|im_start|>{role}); other families answer 400.
 Any other field is rejected. Response (application/json):
   {"generated_text": str, "usage": {"prompt_tokens": n, "completion_tokens": m},
-   "finish_reason": "stop" (end of turn or stop string) | "length" (max_new_tokens reached)}
-A bad request is answered 4xx with a message naming the field, never 500.
+   "finish_reason": "stop" (end of turn or stop string)
+                  | "length" (max_new_tokens reached, or the generation time limit)}
+Each generation ends within NEURONX_GENERATION_TIME_LIMIT_SECONDS (the whole batch shares it), inside
+SageMaker's 60 s invocation limit, with the answer so far. A bad request is answered 4xx with
+{"error": message naming the field}; anything else that fails in one request is a 500 for that request
+only, with a generic message, and its traceback in the log. The other requests of a batch are answered.
 
 Only the functions at the end import torch, transformers and transformers_neuronx; everything
-else is plain Python, tested with a real tokenizer and a fake model.
+else is plain Python, tested with real tokenizers and a fake model.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +64,22 @@ LAYOUT = CONTRACT["layout"]
 MANIFEST = CONTRACT["manifest"]
 
 JSON_CONTENT_TYPE = "application/json"
-ACCEPTED_RESPONSE_TYPES = (JSON_CONTENT_TYPE, "application/*", "*/*")
+BODY_KEY = "body"
+"""TorchServe 0.11.0 hands a plain (not multipart) request's bytes over as the parameter "body"
+(frontend InferenceRequestHandler.parseRequest; ts/service.py retrieve_data_for_inference)."""
+GENERATION_CONFIG = "generation_config.json"
 
 HTTP_BAD_REQUEST = 400
 HTTP_NOT_ACCEPTABLE = 406
 HTTP_UNSUPPORTED_MEDIA_TYPE = 415
+HTTP_INTERNAL_ERROR = 500
+
+MAX_PHRASE_CHARS = 200
+"""Bound of an error message, which is also the HTTP reason phrase. TorchServe 0.11.0 frames the phrase by
+its length in characters and writes its UTF-8 bytes (ts/protocol/otf_message_handler.py,
+create_predict_response): only ASCII keeps the worker's stream intact, so messages are ASCII-escaped."""
+MAX_ECHO_CHARS = 40
+"""At most this much of a client's value is quoted back in a message."""
 
 MESSAGE_ROLES = ("system", "user", "assistant")
 MESSAGE_FIELDS = ("role", "content")
@@ -69,13 +93,12 @@ GREEDY_TEMPERATURE = 0.0
 DEFAULT_TOP_P = 1.0
 DEFAULT_TOP_K = 50
 MAX_STOP_STRINGS = 4
+MAX_STOP_CHARS = 256
 REQUEST_FIELDS = ("messages", "max_new_tokens", "temperature", "top_p", "top_k", "stop", "role")
 
-TURN_START = "<|im_start|>"
-END_OF_TURN = "<|im_end|>"
-CHATML_MARKERS = (TURN_START, END_OF_TURN)
-"""ChatML markers of calm3's chat template. Message content must not contain them, nor any other
-special token of the model's tokenizer (checked once the tokenizer is loaded, in generate)."""
+CHATML_TURN_START = "<|im_start|>"
+"""ChatML (calm3's template) opens a turn with <|im_start|>{role}\\n: the only family whose answering
+role a request may choose."""
 
 log = logging.getLogger(__name__)
 
@@ -84,27 +107,13 @@ log = logging.getLogger(__name__)
 # Errors
 
 
-try:
-    # The serving image's toolkit (sagemaker-pytorch-inference carries its own copy of sagemaker_inference):
-    # the Transformer answers an error of this type with its status_code, and any other error with 500.
-    from sagemaker_inference.errors import BaseInferenceToolkitError as _ErrorBase
-except ImportError:  # outside the serving image
-    _ErrorBase = Exception
-
-
-class RequestError(_ErrorBase):
-    """A bad request: `status_code` (4xx) and a `message` naming the field.
-
-    A BaseInferenceToolkitError when the toolkit is installed, so that the toolkit answers with this
-    status and message instead of 500.
-    """
+class RequestError(Exception):
+    """A bad request: `status_code` (4xx) and a `message` naming the field (ASCII, bounded)."""
 
     def __init__(self, status_code: int, message: str):
-        Exception.__init__(self, status_code, message)
         self.status_code = status_code
-        self.message = message
-        self.phrase = message
-        """The toolkit's HTTP reason phrase (it strips CR and LF)."""
+        self.message = bounded_ascii(message)
+        super().__init__(status_code, self.message)
 
 
 def _bad(message: str) -> RequestError:
@@ -112,11 +121,135 @@ def _bad(message: str) -> RequestError:
 
 
 class ModelConfigurationError(RuntimeError):
-    """The artifacts in the model dir do not match the endpoint's configuration."""
+    """The artifacts in the model dir or the endpoint's environment are not what this handler serves."""
+
+
+def bounded_ascii(text: str) -> str:
+    """`text` with every non-ASCII or non-printable character escaped as ascii() does, cut to MAX_PHRASE_CHARS."""
+    escaped = "".join(char if " " <= char <= "~" else ascii(char)[1:-1] for char in text)
+    return escaped if len(escaped) <= MAX_PHRASE_CHARS else escaped[: MAX_PHRASE_CHARS - 3] + "..."
+
+
+def describe(value: Any) -> str:
+    """A short, safe rendering of a client's value: never the whole of a long string, a huge number or a
+    deep container (whose repr could recurse past the interpreter's limit)."""
+    if isinstance(value, (list, dict)):
+        kind = "a list" if isinstance(value, list) else "an object"
+        return f"{kind} of {len(value)} item(s)"
+    if isinstance(value, str):
+        text = value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "..."
+        return ascii(text)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_ECHO_CHARS:
+        return f"an integer of more than {MAX_ECHO_CHARS} digits"
+    return ascii(value)
 
 
 # ---------------------------------------------------------------------------------------------
-# Request parsing and validation
+# Headers and body
+
+
+def header(headers: Mapping[str, Any], name: str) -> str | None:
+    """The value of header `name`, whatever its case (TorchServe passes names as the client sent them)."""
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name and isinstance(value, str):
+            return value
+    return None
+
+
+def _parameters(value: str) -> tuple[str, dict[str, str]]:
+    """`type/subtype; name=value; ...` -> (lower-case media type, {lower-case name: unquoted value})."""
+    media_type, *parameters = value.split(";")
+    pairs = {}
+    for parameter in parameters:
+        name, _, parameter_value = parameter.partition("=")
+        pairs[name.strip().lower()] = parameter_value.strip().strip('"')
+    return media_type.strip().lower(), pairs
+
+
+def check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        raise RequestError(HTTP_UNSUPPORTED_MEDIA_TYPE, f"Content-Type is missing; send {JSON_CONTENT_TYPE}")
+    media_type, parameters = _parameters(content_type)
+    if media_type != JSON_CONTENT_TYPE:
+        raise RequestError(
+            HTTP_UNSUPPORTED_MEDIA_TYPE, f"Content-Type must be {JSON_CONTENT_TYPE}, got {describe(content_type)}"
+        )
+    charset = parameters.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        # RFC 8259 section 8.1: JSON exchanged between systems is UTF-8.
+        raise RequestError(
+            HTTP_UNSUPPORTED_MEDIA_TYPE, f"Content-Type charset must be utf-8 (JSON is UTF-8), got {describe(charset)}"
+        )
+
+
+QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+"""RFC 9110 section 12.4.2: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )."""
+JSON_RANGES = {JSON_CONTENT_TYPE: 3, "application/*": 2, "*/*": 1}
+"""The media ranges that cover application/json, the most specific first (RFC 9110 section 12.5.1)."""
+
+
+def check_accept(accept: str | None) -> None:
+    """406 unless the most specific range of `accept` that covers application/json has q > 0.
+
+    No Accept (or an empty one) accepts anything.
+    """
+    if accept is None or not accept.strip():
+        return
+    best: tuple[int, float] | None = None
+    for item in accept.split(","):
+        media_type, parameters = _parameters(item)
+        quality = parameters.get("q", "1")
+        if not QVALUE.fullmatch(quality):
+            raise _bad(f"Accept has q={describe(quality)}; a q value is 0 to 1 with at most 3 decimals")
+        rank = JSON_RANGES.get(media_type)
+        if rank and (best is None or rank > best[0]):
+            best = (rank, float(quality))
+    if best is None or best[1] == 0:
+        raise RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {JSON_CONTENT_TYPE}, got {describe(accept)}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise _bad(f"body has {name}, which is not a JSON number")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _bad(f"body has the key {describe(key)} twice in one object")
+        result[key] = value
+    return result
+
+
+def parse_json_body(body: Any) -> Any:
+    """The JSON value of a UTF-8 body (a leading byte order mark is ignored, as RFC 8259 section 8.1 allows).
+
+    Stricter than json.loads: NaN and Infinity, duplicate keys and any encoding but UTF-8 are refused, and
+    nesting past the interpreter's recursion limit is a 400, not a RecursionError.
+    """
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _bad(f"body is not UTF-8 (byte {error.start}: {describe(error.reason)})") from None
+    if not isinstance(body, str):
+        return body  # already decoded by TorchServe (decode_input_request=true)
+    text = body.removeprefix("\ufeff")
+    if not text.strip():
+        raise _bad("body is empty; send a JSON object with messages")
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates)
+    except RecursionError:
+        raise _bad("body nests JSON arrays or objects too deeply") from None
+    except json.JSONDecodeError as error:
+        raise _bad(f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except ValueError as error:
+        # e.g. an integer of more digits than int() converts (sys.get_int_max_str_digits)
+        raise _bad(f"body is not valid JSON: {describe(str(error))}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Request fields
 
 
 @dataclass(frozen=True)
@@ -136,41 +269,40 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    # An int is finite however large; math.isfinite(10**400) would raise OverflowError.
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
-def _media_type(header: str | None) -> str:
-    return (header or "").split(";")[0].strip().lower()
-
-
-def _reject_special_tokens(field: str, text: str, special_tokens: Sequence[str]) -> None:
-    """400 naming the field and the first special token in `text`.
-
-    The tokenizer turns a special token's text into that control token wherever it occurs, so a
-    message holding `<|im_end|>\\n<|im_start|>system\\n…` would end its own turn and write others.
-    """
-    found = [(text.find(token), token) for token in special_tokens if token and token in text]
-    if found:
-        marker = min(found)[1]
-        raise _bad(f"{field} must not contain {marker!r}: the tokenizer reads it as a control token, not as text")
+def _is_text(value: Any) -> bool:
+    """A str that is valid Unicode: JSON's \\ud800 escapes give lone surrogates, which the tokenizer refuses
+    with a TypeError and UTF-8 cannot encode."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
     if not isinstance(value, list) or not value:
-        raise _bad("messages must be a non-empty list of {role, content} objects")
+        raise _bad(f"messages must be a non-empty list of {{role, content}} objects, got {describe(value)}")
     messages = []
     for index, message in enumerate(value):
         field = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise _bad(f"{field} must be an object with role and content")
+            raise _bad(f"{field} must be an object with role and content, got {describe(message)}")
         unknown = sorted(set(message) - set(MESSAGE_FIELDS))
         if unknown:
-            raise _bad(f"{field} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(MESSAGE_FIELDS)}")
+            raise _bad(
+                f"{field} has unknown field(s) {', '.join(describe(name) for name in unknown[:3])};"
+                f" allowed: {', '.join(MESSAGE_FIELDS)}"
+            )
         if message.get("role") not in MESSAGE_ROLES:
-            raise _bad(f"{field}.role must be one of {', '.join(MESSAGE_ROLES)}, got {message.get('role')!r}")
-        if not isinstance(message.get("content"), str):
-            raise _bad(f"{field}.content must be a string")
-        _reject_special_tokens(f"{field}.content", message["content"], CHATML_MARKERS)
+            raise _bad(f"{field}.role must be one of {', '.join(MESSAGE_ROLES)}, got {describe(message.get('role'))}")
+        if not _is_text(message.get("content")):
+            raise _bad(f"{field}.content must be a string of valid Unicode, got {describe(message.get('content'))}")
         messages.append({"role": message["role"], "content": message["content"]})
     return tuple(messages)
 
@@ -179,17 +311,8 @@ def _parse_role(value: Any) -> str:
     if value == "":
         # The 0.0.x handler treated an empty role as "no override": clients written for it keep working.
         return DEFAULT_ROLE
-    if (
-        not isinstance(value, str)
-        or not 0 < len(value) <= MAX_ROLE_CHARS
-        or not value.isprintable()
-        or TURN_START in value
-        or END_OF_TURN in value
-    ):
-        raise _bad(
-            f"role must be a string of 1 to {MAX_ROLE_CHARS} printable characters"
-            f" without {TURN_START} or {END_OF_TURN}"
-        )
+    if not _is_text(value) or not 0 < len(value) <= MAX_ROLE_CHARS or not value.isprintable():
+        raise _bad(f"role must be a string of 1 to {MAX_ROLE_CHARS} printable characters, got {describe(value)}")
     return value
 
 
@@ -197,27 +320,31 @@ def _parse_stop(value: Any) -> tuple[str, ...]:
     if (
         not isinstance(value, list)
         or len(value) > MAX_STOP_STRINGS
-        or not all(isinstance(item, str) and item for item in value)
+        or not all(_is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in value)
     ):
-        raise _bad(f"stop must be a list of at most {MAX_STOP_STRINGS} non-empty strings")
+        raise _bad(
+            f"stop must be a list of at most {MAX_STOP_STRINGS} strings of 1 to {MAX_STOP_CHARS} characters,"
+            f" got {describe(value)}"
+        )
     return tuple(value)
 
 
-def parse_request(body: bytes | str, content_type: str | None) -> GenerationRequest:
-    """Checks the content type, the JSON and every field; raises RequestError naming the field."""
-    if _media_type(content_type) != JSON_CONTENT_TYPE:
-        raise RequestError(
-            HTTP_UNSUPPORTED_MEDIA_TYPE, f"Content-Type must be {JSON_CONTENT_TYPE}, got {content_type!r}"
-        )
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise _bad(f"body is not valid UTF-8 JSON: {error}") from error
+def _parse_bounded(payload: Mapping[str, Any], field: str, check: Callable[[Any], bool], expected: str) -> Any:
+    value = payload[field]
+    if not check(value):
+        raise _bad(f"{field} must be {expected}, got {describe(value)}")
+    return value
+
+
+def parse_request(payload: Any) -> GenerationRequest:
+    """Checks every field of the decoded body; raises RequestError naming the field."""
     if not isinstance(payload, dict):
-        raise _bad("body must be a JSON object")
+        raise _bad(f"body must be a JSON object with messages, got {describe(payload)}")
     unknown = sorted(set(payload) - set(REQUEST_FIELDS))
     if unknown:
-        raise _bad(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_FIELDS)}")
+        raise _bad(
+            f"unknown field(s) {', '.join(describe(name) for name in unknown[:3])}; allowed: {', '.join(REQUEST_FIELDS)}"
+        )
     if "messages" not in payload:
         raise _bad("messages is required")
 
@@ -225,86 +352,182 @@ def parse_request(body: bytes | str, content_type: str | None) -> GenerationRequ
     if "role" in payload:
         fields["role"] = _parse_role(payload["role"])
     if "max_new_tokens" in payload:
-        value = payload["max_new_tokens"]
-        if not _is_int(value) or value < 1:
-            raise _bad(f"max_new_tokens must be an integer >= 1, got {value!r}")
-        fields["max_new_tokens"] = value
+        fields["max_new_tokens"] = _parse_bounded(
+            payload, "max_new_tokens", lambda value: _is_int(value) and value >= 1, "an integer >= 1"
+        )
     if "temperature" in payload:
-        value = payload["temperature"]
-        if not _is_number(value) or not GREEDY_TEMPERATURE <= value <= MAX_TEMPERATURE:
-            raise _bad(
-                f"temperature must be a number from {GREEDY_TEMPERATURE} (greedy) to {MAX_TEMPERATURE}, got {value!r}"
+        fields["temperature"] = float(
+            _parse_bounded(
+                payload,
+                "temperature",
+                lambda value: _is_number(value) and GREEDY_TEMPERATURE <= value <= MAX_TEMPERATURE,
+                f"a number from {GREEDY_TEMPERATURE} (greedy) to {MAX_TEMPERATURE}",
             )
-        fields["temperature"] = float(value)
+        )
     if "top_p" in payload:
-        value = payload["top_p"]
-        if not _is_number(value) or not 0 < value <= 1:
-            raise _bad(f"top_p must be a number in (0, 1], got {value!r}")
-        fields["top_p"] = float(value)
+        fields["top_p"] = float(
+            _parse_bounded(payload, "top_p", lambda value: _is_number(value) and 0 < value <= 1, "a number in (0, 1]")
+        )
     if "top_k" in payload:
-        value = payload["top_k"]
-        if not _is_int(value) or value < 1:
-            raise _bad(f"top_k must be an integer >= 1, got {value!r}")
-        fields["top_k"] = value
+        fields["top_k"] = _parse_bounded(
+            payload, "top_k", lambda value: _is_int(value) and value >= 1, "an integer >= 1"
+        )
     if "stop" in payload:
         fields["stop"] = _parse_stop(payload["stop"])
     return GenerationRequest(**fields)
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompt, generation and response
+# Chat template, generation and response
 
 
 Sampler = Callable[..., Sequence[int]]
-"""sample(prompt_ids, *, sequence_length, top_k, top_p, temperature, eos_token_id) -> prompt ids + new ids."""
+"""sample(prompt_ids, *, sequence_length, top_k, top_p, temperature, stop_token_ids, should_stop)
+-> prompt ids + new ids. The model calls should_stop(token_id) with each new token as it produces it and
+ends the generation after the first for which it returns True (or at a stop token, or at sequence_length)."""
 
 
 @dataclass(frozen=True)
 class Generator:
-    """What model_fn returns: the tokenizer, the compiled model's sampler and its limits."""
+    """The loaded model: the tokenizer, the compiled model's sampler and its limits."""
 
     tokenizer: Any
     sample: Sampler
     n_positions: int
-    end_of_turn_id: int
     stop_token_ids: frozenset[int]
-    """End of turn and the tokenizer's eos: the completion ends before the first of them."""
-    special_tokens: tuple[str, ...] = CHATML_MARKERS
+    """The end-of-turn tokens: the completion ends before the first of them."""
+    special_tokens: tuple[str, ...]
     """Every special token of the tokenizer: none may appear in message content or the role."""
+    turn_markers: tuple[str, ...] = ()
+    """Markup the chat template writes around turns that is plain text to the tokenizer (Zephyr's <|user|>,
+    Mistral's [INST]): the model takes it for a turn all the same, so no message may contain it either."""
 
 
-def make_generator(tokenizer: Any, sample: Sampler, n_positions: int) -> Generator:
-    end_of_turn_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    if end_of_turn_id is None or end_of_turn_id == tokenizer.unk_token_id:
-        raise ModelConfigurationError(f"the tokenizer has no {END_OF_TURN} token: not a ChatML chat model")
-    stop_token_ids = {end_of_turn_id}
-    if tokenizer.eos_token_id is not None:
-        stop_token_ids.add(tokenizer.eos_token_id)
+SENTINEL = "sentinel-d1b6"
+"""Message content no template changes: what surrounds it in a rendering is the template's own text."""
+
+
+def template_end_of_turn_id(tokenizer: Any, special_tokens: Sequence[str]) -> int | None:
+    """The special token the chat template writes right after an assistant message (<|im_end|>, <|eot_id|>,
+    </s>), or None. It ends a turn even when neither eos_token_id names it."""
+    exchange = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": SENTINEL}]
+    try:
+        text = tokenizer.apply_chat_template(exchange, tokenize=False)
+    except Exception:  # a template that refuses this exchange says nothing about its end of turn
+        log.warning("the chat template does not render a user/assistant exchange", exc_info=True)
+        return None
+    if SENTINEL not in text:
+        return None
+    after = tokenizer.encode(text[text.rindex(SENTINEL) + len(SENTINEL) :], add_special_tokens=False)
+    special_ids = set(tokenizer.convert_tokens_to_ids(list(special_tokens)))
+    return after[0] if after and after[0] in special_ids else None
+
+
+MARKUP = re.compile(r"[<\[]\S*[>\]]")
+"""A piece of a template's own text that looks like a marker: <|user|>, [INST], [/INST], <<SYS>>."""
+
+
+def template_turn_markers(tokenizer: Any, special_tokens: Sequence[str]) -> tuple[str, ...]:
+    """The markup pieces of what the chat template writes around messages, special tokens left out."""
+    for roles in (("system", "user", "assistant", "user"), ("user", "assistant", "user")):
+        messages = [{"role": role, "content": f"{SENTINEL}{index}"} for index, role in enumerate(roles)]
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # e.g. a template that refuses a system message: try without
+            continue
+        for token in (*special_tokens, *(f"{SENTINEL}{index}" for index in range(len(roles)))):
+            text = text.replace(token, " ")
+        return tuple(sorted({piece for piece in text.split() if MARKUP.fullmatch(piece)}))
+    return ()
+
+
+def generation_config_eos_ids(checkpoint_dir: Path) -> tuple[int, ...]:
+    """eos_token_id of the checkpoint's generation_config.json (an int or a list; none without the file)."""
+    path = checkpoint_dir / GENERATION_CONFIG
+    if not path.is_file():
+        return ()
+    value = json.loads(path.read_text()).get("eos_token_id")
+    ids = [value] if _is_int(value) or value is None else value
+    if not isinstance(ids, list) or not all(_is_int(item) or item is None for item in ids):
+        raise ModelConfigurationError(f"{path}: eos_token_id must be an integer or a list of integers, got {value!r}")
+    return tuple(item for item in ids if item is not None)
+
+
+def require_chat_template(tokenizer: Any) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelConfigurationError(
+            "the checkpoint's tokenizer has no chat template (tokenizer_config.json chat_template):"
+            " this handler serves chat models only; use a chat or instruct model"
+        )
+
+
+def make_generator(tokenizer: Any, sample: Sampler, n_positions: int, eos_token_ids: Sequence[int] = ()) -> Generator:
+    """Refuses a tokenizer without a chat template; the end-of-turn tokens are the tokenizer's eos,
+    `eos_token_ids` (generation_config.json) and the template's own end of an assistant turn."""
+    require_chat_template(tokenizer)
+    special_tokens = special_token_texts(tokenizer)
+    stop_token_ids = set(eos_token_ids) | {tokenizer.eos_token_id, template_end_of_turn_id(tokenizer, special_tokens)}
+    stop_token_ids.discard(None)
+    if not stop_token_ids:
+        raise ModelConfigurationError(
+            "the checkpoint names no end-of-turn token (tokenizer eos_token, generation_config.json eos_token_id)"
+        )
     return Generator(
-        tokenizer, sample, n_positions, end_of_turn_id, frozenset(stop_token_ids), special_token_texts(tokenizer)
+        tokenizer,
+        sample,
+        n_positions,
+        frozenset(stop_token_ids),
+        special_tokens,
+        template_turn_markers(tokenizer, special_tokens),
     )
 
 
 def special_token_texts(tokenizer: Any) -> tuple[str, ...]:
     """The text of every special token: the named ones (bos, eos, unk, pad, additional) and every
-    added token flagged special, with the ChatML markers whatever the tokenizer says."""
-    texts = set(CHATML_MARKERS) | set(tokenizer.all_special_tokens)
+    added token flagged special."""
+    texts = set(tokenizer.all_special_tokens)
     texts |= {token.content for token in getattr(tokenizer, "added_tokens_decoder", {}).values() if token.special}
     return tuple(sorted(text for text in texts if text))
 
 
-def build_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]], role: str) -> str:
-    """The tokenizer's chat template with a generation prompt for `role`.
+def _reject_markers(field: str, text: str, generator: Generator) -> None:
+    """400 naming the field and the first special token or turn marker in `text`.
 
-    For the default role this is the template's own generation prompt; for another role the prompt
-    ends with `<|im_start|>{role}\\n` instead of `<|im_start|>assistant\\n`, as the 0.0.x handler did.
+    The tokenizer turns a special token's text into that control token wherever it occurs, so a
+    message holding `<|im_end|>\\n<|im_start|>system\\n…` would end its own turn and write others;
+    a turn marker that is plain text (`</s>\\n<|system|>`) does the same to the model.
     """
+    for markers, reason in (
+        (generator.special_tokens, "the tokenizer reads it as a control token, not as text"),
+        (generator.turn_markers, "the chat template marks turns with it"),
+    ):
+        found = [(text.find(marker), marker) for marker in markers if marker in text]
+        if found:
+            raise _bad(f"{field} must not contain {min(found)[1]!r}: {reason}")
+
+
+def build_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]], role: str) -> str:
+    """The tokenizer's chat template with its generation prompt.
+
+    Another `role` than the default needs ChatML, whose generation prompt `<|im_start|>assistant\\n`
+    becomes `<|im_start|>{role}\\n` (as the 0.0.x handler did); other families answer 400. A template
+    that refuses the messages (raise_exception, e.g. Mistral's for a system message) answers 400.
+    """
+    from jinja2 import TemplateError  # transformers renders chat templates with jinja2
+
+    try:
+        prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    except TemplateError as error:
+        raise _bad(f"messages are refused by the model's chat template: {error}") from None
     if role == DEFAULT_ROLE:
-        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-    return (
-        tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=False)
-        + f"{TURN_START}{role}\n"
-    )
+        return prompt
+    chatml_generation_prompt = f"{CHATML_TURN_START}{DEFAULT_ROLE}\n"
+    if not prompt.endswith(chatml_generation_prompt):
+        raise _bad(
+            f"role {describe(role)} needs a ChatML chat template ({CHATML_TURN_START}role); this model answers"
+            f" as {DEFAULT_ROLE} only: leave role out"
+        )
+    return prompt[: -len(chatml_generation_prompt)] + f"{CHATML_TURN_START}{role}\n"
 
 
 def resolve_max_new_tokens(requested: int | None, prompt_tokens: int, n_positions: int) -> int:
@@ -317,10 +540,34 @@ def resolve_max_new_tokens(requested: int | None, prompt_tokens: int, n_position
         return min(DEFAULT_MAX_NEW_TOKENS, room)
     if requested > room:
         raise _bad(
-            f"max_new_tokens {requested} + {prompt_tokens} prompt tokens exceed the model's {n_positions} positions;"
-            f" at most {max(room, 0)} new tokens fit"
+            f"max_new_tokens {describe(requested)} + {prompt_tokens} prompt tokens exceed the model's"
+            f" {n_positions} positions; at most {max(room, 0)} new tokens fit"
         )
     return requested
+
+
+class StopMonitor:
+    """The sampler's should_stop: ends the generation at an end-of-turn token, at a stop string or at the
+    deadline (`clock()` >= `deadline`), each checked as a token arrives."""
+
+    def __init__(self, generator: Generator, stop: Sequence[str], deadline: float, clock: Callable[[], float]):
+        self.generator, self.stop, self.deadline, self.clock = generator, stop, deadline, clock
+        # A character is at most 4 byte-level tokens, so the last 4 tokens per character (and a margin for
+        # a partial character at the window's start) hold any stop string that just appeared.
+        self.window = 4 * max((len(string) for string in stop), default=0) + 8
+        self.new_ids: list[int] = []
+        self.timed_out = False
+
+    def __call__(self, token_id: int) -> bool:
+        self.new_ids.append(token_id)
+        if token_id in self.generator.stop_token_ids:
+            return True
+        if self.stop:
+            tail = self.generator.tokenizer.decode(self.new_ids[-self.window :], skip_special_tokens=True)
+            if any(string in tail for string in self.stop):
+                return True
+        self.timed_out = self.clock() >= self.deadline
+        return self.timed_out
 
 
 def shape_response(
@@ -343,25 +590,36 @@ def shape_response(
     }
 
 
-def generate(generator: Generator, request: GenerationRequest) -> dict[str, Any]:
+def generate(
+    generator: Generator, request: GenerationRequest, deadline: float, clock: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
+    """The response to `request`, generated until an end of turn, a stop string, max_new_tokens or `deadline`."""
+    if len(request.messages) > generator.n_positions:
+        # Every message takes at least one token: this many can never fit (and are not worth checking).
+        raise _bad(f"messages has {len(request.messages)} entries; the model holds {generator.n_positions} tokens")
     for index, message in enumerate(request.messages):
-        _reject_special_tokens(f"messages[{index}].content", message["content"], generator.special_tokens)
-    _reject_special_tokens("role", request.role, generator.special_tokens)
+        _reject_markers(f"messages[{index}].content", message["content"], generator)
+    _reject_markers("role", request.role, generator)
     prompt = build_prompt(generator.tokenizer, request.messages, request.role)
     prompt_ids = generator.tokenizer.encode(prompt, add_special_tokens=False)
     max_new_tokens = resolve_max_new_tokens(request.max_new_tokens, len(prompt_ids), generator.n_positions)
     greedy = request.temperature == GREEDY_TEMPERATURE
+    monitor = StopMonitor(generator, request.stop, deadline, clock)
     output_ids = generator.sample(
         prompt_ids,
         sequence_length=len(prompt_ids) + max_new_tokens,
         top_k=1 if greedy else request.top_k,
         top_p=request.top_p,
         temperature=1.0 if greedy else request.temperature,
-        eos_token_id=generator.end_of_turn_id,
+        stop_token_ids=sorted(generator.stop_token_ids),
+        should_stop=monitor,
     )
     if list(output_ids[: len(prompt_ids)]) != prompt_ids:
         raise RuntimeError("the model's output does not start with the prompt: cannot cut the completion")
-    return shape_response(generator, output_ids, len(prompt_ids), request.stop)
+    response = shape_response(generator, output_ids, len(prompt_ids), request.stop)
+    if monitor.timed_out:
+        log.warning("generation time limit reached after %d tokens", response["usage"]["completion_tokens"])
+    return response
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,10 +686,10 @@ def missing_files(model_dir: Path, files: Sequence[Mapping[str, Any]]) -> list[s
 
 
 # ---------------------------------------------------------------------------------------------
-# SageMaker inference toolkit functions
+# Loading (the worker's initialization)
 
 
-def model_fn(model_dir: str) -> Generator:
+def load_generator(model_dir: str | Path) -> Generator:
     """Checks the artifacts against the configuration, then loads the NEFFs (never compiles)."""
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
@@ -466,6 +724,8 @@ def model_fn(model_dir: str) -> Generator:
         return _load_neuron_generator(
             model_dir / LAYOUT["checkpointDir"], model_dir / LAYOUT["compiledDir"], manifest["options"]
         )
+    except ModelConfigurationError:
+        raise
     except Exception as error:
         raise ModelConfigurationError(
             f"loading the compiled artifacts from {model_dir} failed ({type(error).__name__}: {error});"
@@ -474,33 +734,89 @@ def model_fn(model_dir: str) -> Generator:
         ) from error
 
 
-def input_fn(input_data: bytes | str, content_type: str) -> GenerationRequest:
-    return parse_request(input_data, content_type)
+def generation_time_limit(environ: Mapping[str, str]) -> float:
+    """Seconds a batch may generate (contract endpoint.environment.generationTimeLimit; default
+    defaults.generationTimeLimitSeconds): SageMaker ends an InvokeEndpoint call after 60 s."""
+    name = ENV["generationTimeLimit"]
+    raw = environ.get(name)
+    if raw is None:
+        return float(CONTRACT["defaults"]["generationTimeLimitSeconds"])
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ModelConfigurationError(f"{name}={raw!r} must be a number of seconds > 0")
+    return seconds
 
 
-def predict_fn(data: GenerationRequest, model: Generator) -> dict[str, Any]:
-    started = time.monotonic()
-    response = generate(model, data)
-    log.info(
-        "generated prompt_tokens=%d completion_tokens=%d finish_reason=%s seconds=%.2f",
-        response["usage"]["prompt_tokens"],
-        response["usage"]["completion_tokens"],
-        response["finish_reason"],
-        time.monotonic() - started,
-    )
-    return response
+# ---------------------------------------------------------------------------------------------
+# The TorchServe entry point
 
 
-def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]:
-    """The JSON body and its content type.
+@dataclass(frozen=True)
+class Worker:
+    generator: Generator
+    time_limit: float
+    """Seconds a whole batch may generate."""
 
-    The toolkit sets the response's Content-Type to the second element; given a bare body it would
-    use the request's Accept header as it came (e.g. `application/*` or `text/html, application/json`).
-    """
-    accepted = [_media_type(item) for item in (accept or JSON_CONTENT_TYPE).split(",")]
-    if not any(media_type in ACCEPTED_RESPONSE_TYPES for media_type in accepted):
-        raise RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {JSON_CONTENT_TYPE}, got {accept!r}")
-    return json.dumps(prediction, ensure_ascii=False), JSON_CONTENT_TYPE
+
+_worker: Worker | None = None
+clock: Callable[[], float] = time.monotonic
+
+
+def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | None:
+    """TorchServe's entry point: `handle(None, context)` loads the model; `handle(batch, context)` answers
+    each request of the batch, with its own status and content type; it raises for no request's fault."""
+    global _worker
+    if data is None:
+        _worker = Worker(load_generator(context.system_properties["model_dir"]), generation_time_limit(os.environ))
+        return None
+    if _worker is None:
+        raise ModelConfigurationError("handle was called with requests before the model was loaded")
+    deadline = clock() + _worker.time_limit
+    responses = []
+    for index, request in enumerate(data):
+        # The batch is answered at once: each request gets an equal share of the time still left.
+        own_deadline = clock() + (deadline - clock()) / (len(data) - index)
+        status, error, body = _answer(_worker.generator, request, context, index, own_deadline)
+        if error is not None:
+            context.set_response_status(status, error, index)
+        context.set_response_content_type(index, JSON_CONTENT_TYPE)
+        responses.append(body)
+    return responses
+
+
+def _answer(
+    generator: Generator, request: Any, context: Any, index: int, deadline: float
+) -> tuple[int, str | None, bytes]:
+    """(status, error message or None, body): the error message is also the reason phrase."""
+    request_id = bounded_ascii(str(context.get_request_id(index)))
+    try:
+        headers = context.get_all_request_header(index) or {}
+        check_content_type(header(headers, "content-type"))
+        check_accept(header(headers, "accept"))
+        if not isinstance(request, Mapping) or BODY_KEY not in request:
+            raise _bad("body is missing")
+        started = clock()
+        response = generate(generator, parse_request(parse_json_body(request[BODY_KEY])), deadline, clock)
+        log.info(
+            "request %s: prompt_tokens=%d completion_tokens=%d finish_reason=%s seconds=%.2f",
+            request_id,
+            response["usage"]["prompt_tokens"],
+            response["usage"]["completion_tokens"],
+            response["finish_reason"],
+            clock() - started,
+        )
+        return 200, None, json.dumps(response, ensure_ascii=False).encode("utf-8")
+    except RequestError as error:
+        log.info("request %s: %d %s", request_id, error.status_code, error.message)
+        status, message = error.status_code, error.message
+    except Exception:
+        log.exception("request %s failed", request_id)
+        status = HTTP_INTERNAL_ERROR
+        message = bounded_ascii(f"internal error; the endpoint's log has the traceback (request {request_id})")
+    return status, message, json.dumps({"error": message}).encode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,25 +845,69 @@ def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any
     }
 
 
+class SampleStep:
+    """transformers-neuronx 0.13's per-token hooks of LlamaForSampling.sample (sampling.sample_loop_llama at
+    the Neuron 2.21 sync, commit 1ade6d7): after each new token the loop calls `streamer.put(token)` with a
+    [batch, 1] tensor, breaks at sequence_length or when every row has an eos token, then breaks when
+    `stopping_criteria_list(input_ids, probs)` is true. This is both: put() asks should_stop about row 0's
+    token (every row holds the same prompt), the criterion answers with what it said."""
+
+    def __init__(self, should_stop: Callable[[int], bool]):
+        self.should_stop = should_stop
+        self.stop = False
+
+    def put(self, token: Any) -> None:
+        self.stop = self.should_stop(int(token[0][0]))
+
+    def end(self) -> None:
+        pass
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+        return self.stop
+
+
+def load_chat_tokenizer(checkpoint_dir: Path) -> Any:
+    """The checkpoint's tokenizer; one without a chat template fails here, before the long NEFF load."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir))
+    require_chat_template(tokenizer)
+    return tokenizer
+
+
 def _load_neuron_generator(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Generator:
-    """Builds the model exactly as the compile job did, loads its NEFFs and wraps `model.sample`."""
+    """The tokenizer, then the model built exactly as the compile job built it, with its NEFFs loaded."""
+    tokenizer = load_chat_tokenizer(checkpoint_dir)
+    sample = _load_neuron_sampler(checkpoint_dir, compiled_dir, options)
+    return make_generator(tokenizer, sample, options["nPositions"], generation_config_eos_ids(checkpoint_dir))
+
+
+def _load_neuron_sampler(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Sampler:
+    """Builds LlamaForSampling as the compile job did, loads its NEFFs and wraps `model.sample`."""
     import torch
     import transformers_neuronx.config as neuronx_config
-    from transformers import AutoTokenizer
     from transformers_neuronx.llama.model import LlamaForSampling
+    from transformers_neuronx.stopping_criteria import StoppingCriteriaList
 
     model = LlamaForSampling.from_pretrained(
         str(checkpoint_dir), **llama_from_pretrained_kwargs(options, neuronx_config)
     )
     model.load(str(compiled_dir))
     model.to_neuron()
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir))
 
     def sample(
-        prompt_ids: list[int], *, sequence_length: int, top_k: int, top_p: float, temperature: float, eos_token_id: int
+        prompt_ids: list[int],
+        *,
+        sequence_length: int,
+        top_k: int,
+        top_p: float,
+        temperature: float,
+        stop_token_ids: Sequence[int],
+        should_stop: Callable[[int], bool],
     ) -> list[int]:
         # One request per call; a model compiled for a larger batch gets the prompt in every row.
         input_ids = torch.tensor([prompt_ids] * options["batchSize"], dtype=torch.long)
+        step = SampleStep(should_stop)
         with torch.inference_mode():
             output = model.sample(
                 input_ids,
@@ -555,8 +915,10 @@ def _load_neuron_generator(checkpoint_dir: Path, compiled_dir: Path, options: Ma
                 top_k=top_k,
                 top_p=top_p,
                 temperature=temperature,
-                eos_token_override=eos_token_id,
+                eos_token_override=list(stop_token_ids),  # an int or a list (sample_loop_llama)
+                streamer=step,
+                stopping_criteria_list=StoppingCriteriaList([step]),
             )
         return output[0].tolist()
 
-    return make_generator(tokenizer, sample, options["nPositions"])
+    return sample

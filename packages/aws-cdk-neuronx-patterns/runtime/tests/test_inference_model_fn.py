@@ -1,4 +1,4 @@
-"""model_fn: the endpoint refuses artifacts that do not match its configuration."""
+"""load_generator (the worker's initialization): the endpoint refuses artifacts that do not match its configuration."""
 
 import ast
 import importlib.metadata
@@ -9,48 +9,8 @@ from pathlib import Path
 import pytest
 
 import inference
-from inference import ModelConfigurationError, model_fn
-
-OPTIONS = {"tpDegree": 2, "nPositions": 1024, "batchSize": 1, "amp": "bf16", "quantDtype": "s8", "optLevel": 3}
-FILES = {"checkpoint/config.json": b"{}", "compiled/model.neff": b"neff"}
-COMPILED_WITH = {"neuronx-cc": "2.16.372.0", "transformers-neuronx": "0.13.380"}
-
-
-@pytest.fixture
-def model_dir(tmp_path, contract):
-    layout = contract["layout"]
-    assert {key.split("/")[0] + "/" for key in FILES} == {layout["checkpointDir"], layout["compiledDir"]}
-    for key, content in FILES.items():
-        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / key).write_bytes(content)
-    manifest = {
-        "schemaVersion": contract["manifest"]["schemaVersion"],
-        "modelId": "cyberagent/calm3-22b-chat",
-        "modelRevision": "main",
-        "modelCommit": "0123abcd" * 5,
-        "imageUri": "image",
-        "neuronPackages": COMPILED_WITH,
-        "compilerTarget": "trn1",
-        "options": OPTIONS,
-        "files": [{"key": key, "bytes": len(content)} for key, content in FILES.items()],
-        "phases": {"compile": 1.0},
-        "completedAt": "2026-01-01T00:00:00Z",
-    }
-    (tmp_path / layout["marker"]).write_text(json.dumps(manifest))
-    return tmp_path
-
-
-@pytest.fixture
-def endpoint_env(contract, monkeypatch):
-    """The endpoint environment the constructs set for OPTIONS; unset variables take defaults."""
-    names = contract["endpoint"]["environment"]
-    for name in names.values():
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(names["tpDegree"], "2")
-    monkeypatch.setenv(names["nPositions"], "1024")
-    monkeypatch.setenv(names["quantDtype"], "s8")
-    monkeypatch.setenv(names["coresPerWorker"], "2")
-    return names
+from conftest import COMPILED_WITH, OPTIONS
+from inference import ModelConfigurationError, load_generator
 
 
 @pytest.fixture
@@ -61,7 +21,7 @@ def loads(monkeypatch):
 
 
 def test_matching_artifacts_are_loaded_from_the_layout_dirs(model_dir, endpoint_env, loads, contract):
-    assert model_fn(str(model_dir)) == "generator"
+    assert load_generator(str(model_dir)) == "generator"
     assert loads == [
         (model_dir / contract["layout"]["checkpointDir"], model_dir / contract["layout"]["compiledDir"], OPTIONS)
     ]
@@ -74,7 +34,7 @@ def test_every_mismatch_is_named(model_dir, endpoint_env, loads, monkeypatch):
     monkeypatch.setenv(endpoint_env["amp"], "f16")
 
     with pytest.raises(ModelConfigurationError) as raised:
-        model_fn(str(model_dir))
+        load_generator(str(model_dir))
 
     message = str(raised.value)
     assert message.startswith(
@@ -95,7 +55,7 @@ def test_unset_tp_degree_is_a_mismatch_and_cores_must_equal_it(model_dir, endpoi
     monkeypatch.delenv(endpoint_env["tpDegree"])
     monkeypatch.setenv(endpoint_env["coresPerWorker"], "4")
     with pytest.raises(ModelConfigurationError) as raised:
-        model_fn(str(model_dir))
+        load_generator(str(model_dir))
     assert f"{endpoint_env['tpDegree']}='' but the artifacts were compiled with tpDegree=2" in str(raised.value)
     assert f"{endpoint_env['coresPerWorker']}='4' but each worker needs tpDegree=2 NeuronCores" in str(raised.value)
 
@@ -103,7 +63,7 @@ def test_unset_tp_degree_is_a_mismatch_and_cores_must_equal_it(model_dir, endpoi
 def test_a_model_dir_without_marker_is_incomplete(model_dir, endpoint_env, loads, contract):
     (model_dir / contract["layout"]["marker"]).unlink()
     with pytest.raises(ModelConfigurationError, match="did not finish"):
-        model_fn(str(model_dir))
+        load_generator(str(model_dir))
     assert loads == []
 
 
@@ -111,7 +71,7 @@ def test_an_unknown_schema_version_is_refused(model_dir, endpoint_env, loads, co
     marker = model_dir / contract["layout"]["marker"]
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "schemaVersion": 99}))
     with pytest.raises(ModelConfigurationError, match="schemaVersion 99, this handler reads 1"):
-        model_fn(str(model_dir))
+        load_generator(str(model_dir))
 
 
 def test_missing_or_truncated_files_are_named(model_dir, endpoint_env, loads):
@@ -120,7 +80,7 @@ def test_missing_or_truncated_files_are_named(model_dir, endpoint_env, loads):
     with pytest.raises(
         ModelConfigurationError, match="2 file.* missing or truncated .*: checkpoint/config.json, compiled/model.neff"
     ):
-        model_fn(str(model_dir))
+        load_generator(str(model_dir))
 
 
 def test_the_handler_reads_the_contract_beside_or_above_it(contract):
@@ -133,7 +93,7 @@ def test_the_handler_imports_only_what_the_serving_image_has():
         "torch",
         "transformers",
         "transformers_neuronx",
-        "sagemaker_inference",
+        "jinja2",
         "__future__",
     }
     tree = ast.parse(Path(inference.__file__).read_text())
@@ -177,7 +137,7 @@ def test_a_failing_load_names_the_versions_compiled_with_and_installed(
 
     monkeypatch.setattr(inference, "_load_neuron_generator", fail)
     with pytest.raises(ModelConfigurationError) as raised:
-        model_fn(str(model_dir))
+        load_generator(str(model_dir))
 
     assert str(raised.value) == (
         f"loading the compiled artifacts from {model_dir} failed"
@@ -193,7 +153,7 @@ def test_a_manifest_written_before_the_commit_and_version_keys_still_loads(model
     old = json.loads(marker.read_text())
     del old["neuronPackages"], old["modelCommit"]
     marker.write_text(json.dumps(old))
-    assert model_fn(str(model_dir)) == "generator"
+    assert load_generator(str(model_dir)) == "generator"
 
 
 def test_the_handler_reads_the_versions_as_the_compile_job_does():
