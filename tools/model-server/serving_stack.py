@@ -53,7 +53,7 @@ IMAGE_ENV = {
 }
 IMAGE_TEMP = "TEMP"  # ENV TEMP=/home/model-server/tmp; TorchServe keeps its pid file there (tempfile.gettempdir())
 TS_CONFIG_FILE = Path("/etc/sagemaker-ts.properties")
-"""Where toolkit 2.0.21 writes TorchServe's configuration (torchserve.py TS_CONFIG_FILE): fixed, so saved and put back."""
+"""Toolkit 2.0.21 writes TorchServe's configuration there (torchserve.py TS_CONFIG_FILE): saved and put back."""
 INFERENCE_PORT = 8080  # the toolkit's default SAGEMAKER_BIND_TO_PORT (sagemaker_inference/environment.py)
 MANAGEMENT_PORT = 8081  # TorchServe's default management port, as in the image's config.properties
 # Deviations, all on the host side of the container boundary:
@@ -218,7 +218,9 @@ def lay_out_model_dir(model_dir: Path, deployment: Deployment) -> dict[str, int]
 class ModelServer:
     """The image's `serve` in a process group of its own, under `root` (a temporary directory)."""
 
-    def __init__(self, root: Path, deployment: Deployment, *, load_seconds: float, overrides: dict[str, str] = {}):
+    def __init__(
+        self, root: Path, deployment: Deployment, *, load_seconds: float, overrides: dict[str, str] | None = None
+    ):
         self.root = root
         self.deployment = deployment
         self.state_dir = root / "neuron-device"
@@ -243,7 +245,7 @@ class ModelServer:
             neuron_device.LOAD_SECONDS: str(load_seconds),
             "FAKE_NEURON_ANSWER_IDS": ",".join(map(str, self.token_ids["answer"])),
             "FAKE_NEURON_GOODBYE_ID": str(self.token_ids["goodbye"]),
-            **overrides,
+            **(overrides or {}),
         }
         self.process: subprocess.Popen | None = None
         self._saved_ts_config = TS_CONFIG_FILE.read_bytes() if TS_CONFIG_FILE.exists() else None
@@ -335,7 +337,9 @@ class Response:
         return json.loads(self.body)
 
 
-def invoke(body: bytes, headers: dict[str, str] | None = None, *, method: str = "POST", timeout: float = 90) -> Response:
+def invoke(
+    body: bytes, headers: dict[str, str] | None = None, *, method: str = "POST", timeout: float = 90
+) -> Response:
     """One request to /invocations as SageMaker's InvokeEndpoint forwards it (raw bytes, the client's headers)."""
     import http.client
 

@@ -8,7 +8,9 @@ class QuantizationConfig:
     def __init__(self, quant_dtype="s8", dequant_dtype="f16", quantize_method="vector_dynamic",
                  quantize_attn=True, no_quantize_list=()):
         if quant_dtype not in QUANT_DTYPES:
-            raise NotImplementedError(f"{quant_dtype} is not implemented. Available options are {','.join(QUANT_DTYPES)}")
+            raise NotImplementedError(
+                f"{quant_dtype} is not implemented. Available options are {','.join(QUANT_DTYPES)}"
+            )
         if quantize_method not in QUANTIZE_METHODS:
             raise NotImplementedError(
                 f"{quantize_method} is not implemented. Available options are {','.join(QUANTIZE_METHODS)}"

@@ -24,7 +24,9 @@ from transformers_neuronx.config import NeuronConfig
 
 ANSWER_IDS = "FAKE_NEURON_ANSWER_IDS"
 GOODBYE_ID = "FAKE_NEURON_GOODBYE_ID"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
+)  # fmt: skip
 """What PretrainedModel.load_state_dict_dir looks for, in its order."""
 NEFF_SUFFIX = ".neff"
 
@@ -55,7 +57,9 @@ class LlamaForSampling:
     def to_neuron(self):
         self._cores = neuron_device.claim_cores()
         if self.tp_degree > len(self._cores):
-            raise RuntimeError(f"tp_degree {self.tp_degree} needs {self.tp_degree} NeuronCores, this process has {len(self._cores)}")
+            raise RuntimeError(
+                f"tp_degree {self.tp_degree} needs {self.tp_degree} NeuronCores, this process has {len(self._cores)}"
+            )
         if self._compiled_artifacts_directory is None:
             raise RuntimeError("the fake device cannot compile: call load(directory) with compiled artifacts first")
         if not any(Path(self._compiled_artifacts_directory).glob(f"*{NEFF_SUFFIX}")):
