@@ -126,6 +126,14 @@ class Deployment:
     def instance_cores(self) -> int:
         return NEURON_CORES[self.instance_type]
 
+    @property
+    def seconds_per_token(self) -> float:
+        """The fake device's time per token for the model options the endpoint loads."""
+        env = self.environment
+        return neuron_device.seconds_per_token(
+            int(env[ENDPOINT_ENV["tpDegree"]]), env[ENDPOINT_ENV["amp"]], env[ENDPOINT_ENV["quantDtype"]]
+        )
+
 
 def _one(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
     found = [resource["Properties"] for resource in resources.values() if resource["Type"] == resource_type]

@@ -15,6 +15,7 @@ fi
 test -x "$venv/bin/python" || PYENV_VERSION="${PYENV_VERSION:-3.10.13}" python3.10 -m venv "$venv"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+  # pip then reports torch's missing triton as a dependency conflict: expected (requirements-torch.txt says why).
   "${pip[@]}" --no-deps -r "$here/requirements-torch.txt"
   "${pip[@]}" -r "$here/requirements.txt"
   echo "$want" > "$stamp"
