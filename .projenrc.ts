@@ -143,6 +143,8 @@ const setupPython = project.addTask('setup:python', {
     { exec: `.venv/bin/python -m pip install --quiet --disable-pip-version-check ${PYTHON_REQUIREMENTS.map(r => `-r ${r}`).join(' ')}` },
     // The template checkers have a venv of their own: checkov pins a boto3 the runtime tests cannot share.
     { exec: 'bash tools/template-checks/setup.sh' },
+    // The model-server test has one too: the serving image's Python (3.10) and versions (tools/model-server).
+    { exec: 'bash tools/model-server/setup.sh' },
   ],
 });
 patterns.testTask.exec('../../.venv/bin/python -m pytest runtime -q -p no:cacheprovider', { name: 'runtime tests (pytest)' });
@@ -203,6 +205,14 @@ const checkUpdates = project.addTask('check:updates', {
   ],
 });
 project.testTask.spawn(checkUpdates);
+
+// The example's endpoint served for real on this machine: TorchServe and the SageMaker toolkit at the serving image's
+// versions, started as the image starts them, with the container environment read from the templates that
+// check:templates synthesized (so after it) and only the Neuron device faked (tools/model-server/README.md).
+project.testTask.spawn(project.addTask('test:model-server', {
+  description: 'The example endpoint on the serving image\'s TorchServe and SageMaker toolkit, with a fake Neuron device',
+  exec: 'tools/model-server/.venv/bin/python -m pytest tools/model-server -q',
+}));
 
 // Packaging is the same in CI and locally. The npm package of each is made by its own build; the Python wheels
 // and Java jars of both are made here, in one jsii-pacmak call with the patterns package first (pacmak only links

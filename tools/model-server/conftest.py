@@ -1,0 +1,53 @@
+"""Fixtures: the example app's endpoint served by the image's stack, one server per preset and test module."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import serving_stack
+
+SLOW_LOAD_SECONDS = 75
+"""How long the fake device's to_neuron() takes: longer than the 60 s that TorchServe 0.11.0 used to allow a worker's
+model load (the old TS_DEFAULT_RESPONSE_TIMEOUT), far shorter than calm3's real load (the endpoint's own startup
+estimate, 1229 s for lowCost), to keep the suite short."""
+STARTUP_MARGIN_SECONDS = 60
+"""Time on top of the load for TorchServe, the worker processes and their imports (torch, transformers)."""
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_server(root: Path, preset: str, **overrides: str) -> serving_stack.ModelServer:
+    busy = [port for port in (serving_stack.INFERENCE_PORT, serving_stack.MANAGEMENT_PORT) if port_in_use(port)]
+    if busy:
+        pytest.fail(f"port(s) {busy} already in use on 127.0.0.1: another model server is running; stop it first")
+    server = serving_stack.ModelServer(
+        root, serving_stack.read_deployment(preset), load_seconds=SLOW_LOAD_SECONDS, overrides=overrides
+    )
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module", params=["lowCost", "highPerformance"])
+def server(request, tmp_path_factory):
+    """The preset's endpoint, started as the image starts it; ended (process group and all) after the module."""
+    server = start_server(tmp_path_factory.mktemp(request.param), request.param)
+    yield server
+    server.stop()
+
+
+def wait_until(condition, timeout: float, interval: float = 1.0):
+    """Polls `condition` until it returns a truthy value (returned) or `timeout` seconds pass (None)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None

@@ -1,0 +1,10 @@
+"""A stand-in for transformers-neuronx 0.13 on a machine without Neuron devices: for tests only, never shipped.
+
+Only what the endpoint's handler uses, at the real module paths and with the real signatures
+(aws-neuron/transformers-neuronx, src/transformers_neuronx/{config,llama/model,base,module,sampling,
+stopping_criteria}.py, the 0.13 line the serving image carries). Everything above the device is real:
+transformers reads the checkpoint's config, torch holds the tensors. The device itself is
+neuron_device.py beside this package: NeuronCores claimed from a pool, a slow load and a set time per token.
+"""
+
+__version__ = "0.13.322"  # the serving image's (DLC tag 2.21.0, ARG NEURONX_TRANSFORMERS_VERSION)

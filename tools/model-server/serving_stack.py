@@ -1,0 +1,369 @@
+"""The serving image's stack on this machine: the endpoint as the synthesized template configures it, the model
+directory as SageMaker lays out the compile job's S3 prefix, and the image's own entry point started as the image
+starts it. Used by test_model_server.py; see README.md for what is real and what is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RUNTIME = REPO / "packages" / "aws-cdk-neuronx-patterns" / "runtime"
+EXAMPLE_OUT = REPO / "examples" / "typescript" / "cdk.out"
+FAKE_NEURON = HERE / "fake_neuron"
+
+sys.path[:0] = [str(FAKE_NEURON), str(RUNTIME / "compile"), str(RUNTIME / "inference"), str(RUNTIME / "tests")]
+import compile_job  # noqa: E402  the compile job's own manifest code, so the marker is what a compile writes
+import neuron_device  # noqa: E402
+from chat_tokenizer import build_chat_tokenizer  # noqa: E402  the runtime tests' tiny calm3 (ChatML) tokenizer
+
+CONTRACT = json.loads((RUNTIME / "contract.json").read_text())
+ENDPOINT_ENV = CONTRACT["endpoint"]["environment"]
+LAYOUT = CONTRACT["layout"]
+
+# NeuronCores per SageMaker instance type: two per Inferentia2 or Trainium chip (aws-neuron-sdk docs, inf2-arch and
+# trn1-arch; the table in shared FACTS.md). The library's own table is TypeScript (neuronx-instance-type.ts).
+NEURON_CORES = {
+    "ml.inf2.xlarge": 2, "ml.inf2.8xlarge": 2, "ml.inf2.24xlarge": 12, "ml.inf2.48xlarge": 24,
+    "ml.trn1.2xlarge": 2, "ml.trn1.32xlarge": 32,
+}  # fmt: skip
+
+# How the image starts the server (aws-neuron/deep-learning-containers tag 2.21.0):
+# docker/pytorch/inference/2.5.1/Dockerfile.neuronx has ENTRYPOINT ["python", "/usr/local/bin/dockerd-entrypoint.py"],
+# no WORKDIR (so /) and these ENV lines; SageMaker runs the image with the argument `serve`, for which
+# docker/pytorch/inference/common/neuron-entrypoint.py (copied to dockerd-entrypoint.py) starts neuron-monitor.sh
+# (Neuron device metrics: nothing to monitor here) and then calls the toolkit's serving.main().
+SERVE = "from sagemaker_pytorch_serving_container import serving; serving.main()"
+IMAGE_ENV = {
+    "LANG": "C.UTF-8",
+    "SAGEMAKER_SERVING_MODULE": "sagemaker_pytorch_serving_container.serving:main",
+}
+IMAGE_TEMP = "TEMP"  # ENV TEMP=/home/model-server/tmp; TorchServe keeps its pid file there (tempfile.gettempdir())
+TS_CONFIG_FILE = Path("/etc/sagemaker-ts.properties")
+"""Toolkit 2.0.21 writes TorchServe's configuration there (torchserve.py TS_CONFIG_FILE): saved and put back."""
+INFERENCE_PORT = 8080  # the toolkit's default SAGEMAKER_BIND_TO_PORT (sagemaker_inference/environment.py)
+MANAGEMENT_PORT = 8081  # TorchServe's default management port, as in the image's config.properties
+# Deviations, all on the host side of the container boundary:
+# - the toolkit finds /opt/ml through SAGEMAKER_BASE_DIR (sagemaker_inference/parameters.py BASE_PATH_ENV; SageMaker
+#   leaves it unset, so /opt/ml): a temporary directory instead, so that nothing is written to the host's /opt/ml;
+# - the toolkit binds 0.0.0.0; TorchServe reads TS_<KEY> over its config file (enable_envvars_config=true in the
+#   toolkit's default-ts.properties), so the addresses below keep it on loopback;
+# - the working directory is a temporary directory, not /: only the toolkit's empty model store
+#   (<cwd>/.sagemaker/ts/models) and TorchServe's logs/ are written under it.
+LOOPBACK_ENV = {
+    "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{INFERENCE_PORT}",
+    "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{MANAGEMENT_PORT}",
+    "TS_METRICS_ADDRESS": "http://127.0.0.1:8082",
+}
+PASSED_THROUGH = ("PATH", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+ANSWER_WORDS = ("hello", "world", "again")
+"""What the fake model says, in a cycle (ids from the tokenizer built here)."""
+GOODBYE_WORD = "bye"
+"""A prompt holding it gets "bye" and then the end-of-turn token: finish_reason "stop"."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthesized template
+
+
+def resolve(value: Any) -> str:
+    """A template value as a string: intrinsic functions rendered with a stand-in for what only a deploy knows
+    (Ref X -> "ref-x"; ${AWS::AccountId} -> "111111111111")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    (function, argument), = value.items()
+    if function == "Ref":
+        return "111111111111" if argument == "AWS::AccountId" else f"ref-{argument.lower().replace('::', '-')}"
+    if function == "Fn::Join":
+        separator, parts = argument
+        return separator.join(resolve(part) for part in parts)
+    if function == "Fn::Sub":
+        text = argument if isinstance(argument, str) else argument[0]
+        return text.replace("${AWS::AccountId}", "111111111111").replace("${AWS::Region}", "us-east-1")
+    raise ValueError(f"cannot render {function} without a deploy: {value!r}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the synthesized template says the endpoint runs with."""
+
+    preset: str
+    environment: dict[str, str]
+    """The SageMaker Model's PrimaryContainer.Environment."""
+    instance_type: str
+    startup_timeout: int
+    """The production variant's ContainerStartupHealthCheckTimeoutInSeconds."""
+    compile_environment: dict[str, str]
+    """The compile job definition's environment (what the compile job ran with)."""
+    code_files: dict[str, Path]
+    """The code placer's files: name in code/ -> the staged asset in cdk.out."""
+
+    @property
+    def workers(self) -> int:
+        return int(self.environment[ENDPOINT_ENV["workers"]])
+
+    @property
+    def cores_per_worker(self) -> int:
+        return int(self.environment[ENDPOINT_ENV["coresPerWorker"]])
+
+    @property
+    def instance_cores(self) -> int:
+        return NEURON_CORES[self.instance_type]
+
+    @property
+    def seconds_per_token(self) -> float:
+        """The fake device's time per token for the model options the endpoint loads."""
+        env = self.environment
+        return neuron_device.seconds_per_token(
+            int(env[ENDPOINT_ENV["tpDegree"]]), env[ENDPOINT_ENV["amp"]], env[ENDPOINT_ENV["quantDtype"]]
+        )
+
+
+def _one(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    found = [resource["Properties"] for resource in resources.values() if resource["Type"] == resource_type]
+    if len(found) != 1:
+        raise AssertionError(f"expected one {resource_type} in the template, found {len(found)}")
+    return found[0]
+
+
+def read_deployment(preset: str, cdk_out: Path = EXAMPLE_OUT) -> Deployment:
+    """The example app's template for `preset`, as `npx projen synth:example` writes it."""
+    out = cdk_out / preset
+    templates = sorted(out.glob("*.template.json"))
+    if len(templates) != 1:
+        raise FileNotFoundError(f"no single *.template.json in {out}: run `npx projen synth:example` first")
+    resources = json.loads(templates[0].read_text())["Resources"]
+    model = _one(resources, "AWS::SageMaker::Model")
+    (variant,) = _one(resources, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    job_definition = _one(resources, "AWS::Batch::JobDefinition")
+    code = _one(resources, "Custom::NeuronxInferenceCode")
+    return Deployment(
+        preset=preset,
+        environment={name: resolve(value) for name, value in model["PrimaryContainer"]["Environment"].items()},
+        instance_type=variant["InstanceType"],
+        startup_timeout=int(variant["ContainerStartupHealthCheckTimeoutInSeconds"]),
+        compile_environment={
+            entry["Name"]: resolve(entry["Value"]) for entry in job_definition["ContainerProperties"]["Environment"]
+        },
+        code_files={entry["Name"]: out / f"asset.{entry['SourceKey']}" for entry in code["Files"]},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The model directory (SageMaker copies the artifact prefix to /opt/ml/model)
+
+
+def lay_out_model_dir(model_dir: Path, deployment: Deployment) -> dict[str, int]:
+    """Writes what the compile job and the code placer leave under the artifact prefix; returns the fake model's
+    token ids (answer words, goodbye)."""
+    checkpoint = model_dir / LAYOUT["checkpointDir"]
+    compiled = model_dir / LAYOUT["compiledDir"]
+    code = model_dir / LAYOUT["codeDir"]
+    for directory in (checkpoint, compiled, code):
+        directory.mkdir(parents=True)
+    tokenizer = build_chat_tokenizer(checkpoint)
+    # A Llama config of calm3's shape except for the sizes the fake never uses (calm3's config.json: FACTS.md).
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 16384,
+        "torch_dtype": "bfloat16",
+        "eos_token_id": tokenizer.eos_token_id,
+        "tie_word_embeddings": False,
+    }
+    (checkpoint / "config.json").write_text(json.dumps(config, indent=2))
+    generation_config = checkpoint / "generation_config.json"
+    if not generation_config.exists():
+        # calm3's names one eos id (65001, FACTS.md); here the tiny tokenizer's eos.
+        generation_config.write_text(json.dumps({"eos_token_id": tokenizer.eos_token_id}))
+    # The fake device reads no weights; from_pretrained still requires the file (module.py load_state_dict_dir).
+    (checkpoint / "model.safetensors").write_bytes(b"\0" * 1024)
+    (compiled / "0123456789abcdef.neff").write_bytes(b"\0" * 4096)
+    for name, source in deployment.code_files.items():
+        shutil.copyfile(source, code / name)
+
+    config = compile_job.JobConfig.from_environ(deployment.compile_environment)
+    files = [
+        {"key": path.relative_to(model_dir).as_posix(), "bytes": path.stat().st_size}
+        for directory in (checkpoint, compiled)
+        for path in compile_job.local_files(directory)
+    ]
+    packages = {"neuronx-cc": None, "transformers-neuronx": "0.13.322"}  # as this machine has them (fake_neuron)
+    manifest = compile_job.build_manifest(
+        config, config.model_revision, packages, files, {"compile": 1.0}, datetime.now(timezone.utc)
+    )
+    (model_dir / LAYOUT["marker"]).write_text(json.dumps(manifest, indent=2))
+    ids = tokenizer.convert_tokens_to_ids([*ANSWER_WORDS, GOODBYE_WORD])
+    return {"answer": ids[:-1], "goodbye": ids[-1]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+class ModelServer:
+    """The image's `serve` in a process group of its own, under `root` (a temporary directory)."""
+
+    def __init__(
+        self, root: Path, deployment: Deployment, *, load_seconds: float, overrides: dict[str, str] | None = None
+    ):
+        self.root = root
+        self.deployment = deployment
+        self.state_dir = root / "neuron-device"
+        self.work_dir = root / "work"
+        self.log_path = root / "serve.log"
+        self.model_dir = root / "opt-ml" / "model"
+        self.token_ids = lay_out_model_dir(self.model_dir, deployment)
+        temp = root / "home-model-server-tmp"
+        for directory in (self.work_dir, temp):
+            directory.mkdir(parents=True)
+        self.environ = {
+            **{name: os.environ[name] for name in PASSED_THROUGH if name in os.environ},
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            **IMAGE_ENV,
+            IMAGE_TEMP: str(temp),
+            **deployment.environment,
+            "SAGEMAKER_BASE_DIR": str(root / "opt-ml"),
+            **LOOPBACK_ENV,
+            "PYTHONPATH": str(FAKE_NEURON),
+            neuron_device.STATE_DIR: str(self.state_dir),
+            neuron_device.POOL_CORES: str(deployment.instance_cores),
+            neuron_device.LOAD_SECONDS: str(load_seconds),
+            "FAKE_NEURON_ANSWER_IDS": ",".join(map(str, self.token_ids["answer"])),
+            "FAKE_NEURON_GOODBYE_ID": str(self.token_ids["goodbye"]),
+            **(overrides or {}),
+        }
+        self.process: subprocess.Popen | None = None
+        self._saved_ts_config = TS_CONFIG_FILE.read_bytes() if TS_CONFIG_FILE.exists() else None
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", SERVE],
+                cwd=self.work_dir,
+                env=self.environ,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # TorchServe's Java frontend and its Python workers stay in this group
+            )
+        self.started_at = time.time()
+
+    def stop(self) -> None:
+        """Ends the whole process group (serve, the torchserve launcher, Java, every worker) and puts the host's
+        toolkit config file back as it was."""
+        if self.process is not None:
+            for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.time() + grace
+                while time.time() < deadline and _group_alive(self.process.pid):
+                    self.process.poll()
+                    time.sleep(0.2)
+            self.process.wait(timeout=5)
+        if self._saved_ts_config is None:
+            TS_CONFIG_FILE.unlink(missing_ok=True)
+        else:
+            TS_CONFIG_FILE.write_bytes(self._saved_ts_config)
+
+    def logs(self) -> str:
+        """The serve process's output and TorchServe's log files (log4j2.xml of the toolkit: <cwd>/logs)."""
+        parts = [self.log_path.read_text(errors="replace")]
+        parts += [path.read_text(errors="replace") for path in sorted((self.work_dir / "logs").glob("*.log"))]
+        return "\n".join(parts)
+
+    def claims(self) -> list[dict[str, Any]]:
+        return neuron_device.read_claims(self.state_dir)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """TorchServe's own description of the model's workers (management API: id, pid, status, ...)."""
+        status, body = request("GET", "/models/model", port=MANAGEMENT_PORT)
+        if status != 200:
+            raise AssertionError(f"management API answered {status}: {body[:500]!r}")
+        (model,) = json.loads(body)
+        return model["workers"]
+
+    def ping(self) -> int | None:
+        try:
+            return request("GET", "/ping", timeout=5)[0]
+        except OSError:
+            return None  # not listening yet
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # Members that are only zombies are ended.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP on loopback
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def invoke(
+    body: bytes, headers: dict[str, str] | None = None, *, method: str = "POST", timeout: float = 90
+) -> Response:
+    """One request to /invocations as SageMaker's InvokeEndpoint forwards it (raw bytes, the client's headers)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", INFERENCE_PORT, timeout=timeout)
+    try:
+        connection.request(method, "/invocations", body=body, headers=headers or {})
+        response = connection.getresponse()
+        return Response(response.status, response.reason, dict(response.getheaders()), response.read())
+    finally:
+        connection.close()
+
+
+def request(method: str, path: str, *, port: int = INFERENCE_PORT, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method),
+                                    timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
