@@ -1,7 +1,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { CustomResource, Duration, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IDependable } from 'constructs';
@@ -10,7 +10,6 @@ import { Model } from './model';
 import { NeuronxCompile } from './neuronx-compile';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
-import { compileFunctionFor } from './private/compile-function';
 import { CONTRACT, RUNTIME_DIR } from './private/contract';
 import { handlerFunction } from './private/handler-function';
 import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './private/handler-protocol';
@@ -250,7 +249,10 @@ function placeInferenceCode(
   // import from it would fail there, after the deploy, instead of here.
   if (codeDir) throwIfProblems(`The inference code of '${scope.node.path}'`, codeDirProblems(codeDir, files));
   const container = new Construct(scope, 'InferenceCode');
-  const fn = (compile && compileFunctionFor(compile, container)) ?? handlerFunction(container, 'Function', {
+  // The compile's function, in the compile's stack only: in another stack, the custom resource would reference a
+  // function across stacks, so that stack gets its own.
+  const compileFunction = compile && Stack.of(compile) === Stack.of(container) ? compile._lifecycleFunction : undefined;
+  const fn = compileFunction ?? handlerFunction(container, 'Function', {
     handler: 'inferenceCode',
     description: 'Places the inference code beside the SageMaker model data',
     timeout: Duration.minutes(2),

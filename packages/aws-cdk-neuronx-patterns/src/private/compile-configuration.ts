@@ -1,0 +1,202 @@
+import * as crypto from 'crypto';
+import { Annotations, Duration, Size } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { IConstruct } from 'constructs';
+import { OptLevel } from '../compile-options';
+import { Model } from '../model';
+import { NeuronxCompileConfiguration, NeuronxCompileConfigurationNames, NeuronxCompileProps } from '../neuronx-compile';
+import { NeuronxInstanceType } from '../neuronx-instance-type';
+import { NeuronxRuntime } from '../neuronx-runtime';
+import { CONTRACT, compileEnv, quantDtypeValue } from './contract';
+import {
+  checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, DEFAULT_N_POSITIONS, GIB, hostBytes, ModelSizing,
+  ResolvedCompileOptions, servingProblems,
+} from './sizing';
+
+/**
+ * What a NeuronxCompile is built from, before anything is built: its props with their defaults, the values derived
+ * from them (instance types, timeouts, artifact prefix, volume size) and every reason they cannot work.
+ */
+
+// A WaitCondition waits at most 12 hours (AWS::CloudFormation::WaitCondition Timeout: 43200 s). This is the
+// longest a deploy can wait for a compile; a custom resource could wait only one hour (ServiceTimeout 3600 s).
+const MAX_WAIT = Duration.hours(12);
+// Time for the job-state event to reach its Lambda and the signal to land, after the job ends.
+const SIGNAL_MARGIN = Duration.minutes(15);
+// Batch's job-state time limit action accepts 600 to 86400 seconds.
+const MIN_START_TIMEOUT = Duration.minutes(10);
+const DEFAULT_START_TIMEOUT = Duration.minutes(30);
+const DEFAULT_TIMEOUT = Duration.hours(10);
+const DEFAULT_OPT_LEVEL = OptLevel.BEST_BALANCE;
+const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
+// Root volume: the bf16 checkpoint twice (download and the copy transformers-neuronx reads while compiling,
+// plus the compiled artifacts), and room for the ~20 GiB container image and the compiler's work files.
+const VOLUME_CHECKPOINT_FACTOR = 2;
+const VOLUME_BASE_GIB = 64;
+const MAX_VOLUME_GIB = 16384;
+// Instances big enough to compile, cheapest first (used when no compile instance type is given).
+const COMPILE_CANDIDATES = [
+  NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.TRN1_32XLARGE,
+];
+
+const OPT_LEVEL_FLAG: Record<OptLevel, number> = {
+  [OptLevel.MINIMIZE_COMPILE_TIME]: 1,
+  [OptLevel.BEST_BALANCE]: 2,
+  [OptLevel.BEST_EXECUTION]: 3,
+};
+
+/** A NeuronxCompile's props resolved: what its resources are made from. */
+export interface CompileSettings {
+  readonly runtime: NeuronxRuntime;
+  /** The instance type the job runs on. */
+  readonly compileInstance: NeuronxInstanceType;
+  /** The instance type the artifacts are compiled for. */
+  readonly serving: NeuronxInstanceType;
+  readonly options: ResolvedCompileOptions;
+  readonly optLevel: OptLevel;
+  /** The longest one attempt may run. */
+  readonly timeout: Duration;
+  /** The longest the job may wait for an instance. */
+  readonly startTimeout: Duration;
+  /** The longest the deploy waits: start, run and signal, at most 12 hours. */
+  readonly waitTimeout: Duration;
+  readonly vpcSubnets: ec2.SubnetSelection;
+  readonly volumeSize: Size;
+  /** The job's variables that determine the artifacts (and so their prefix). */
+  readonly jobEnvironment: Record<string, string>;
+  /** The key prefix of the artifacts (ends with '/'). */
+  readonly artifactPrefix: string;
+  /** The key of the completion marker. */
+  readonly markerKey: string;
+  /** Every reason the props cannot work, except the subnets' (see subnetProblems). */
+  readonly problems: string[];
+}
+
+/** The settings of a NeuronxCompile made with `props`. */
+export function compileSettings(props: NeuronxCompileProps): CompileSettings {
+  const runtime = props.runtime ?? NeuronxRuntime.DEFAULT;
+  const { compileInstance, serving, resolved, problems } = resolveConfiguration(props, {});
+  const startTimeout = props.startTimeout ?? DEFAULT_START_TIMEOUT;
+  const timeout = props.timeout ?? DEFAULT_TIMEOUT;
+  const optLevel = props.compileOptions?.optLevel ?? DEFAULT_OPT_LEVEL;
+  const jobEnvironment: Record<string, string> = {
+    [compileEnv('tpDegree')]: String(resolved.tpDegree),
+    [compileEnv('nPositions')]: String(resolved.nPositions),
+    [compileEnv('batchSize')]: String(resolved.batchSize),
+    [compileEnv('amp')]: CONTRACT.defaults.amp,
+    [compileEnv('quantDtype')]: quantDtypeValue(resolved.quantDtype),
+    [compileEnv('optLevel')]: String(OPT_LEVEL_FLAG[optLevel]),
+    [compileEnv('compilerTarget')]: serving.family,
+    [compileEnv('imageUri')]: runtime.toString(),
+  };
+  const fingerprint = artifactFingerprint(props.model, runtime, jobEnvironment);
+  const artifactPrefix = `${normalizePrefix(props.artifactRootPrefix ?? DEFAULT_ARTIFACT_ROOT)}${slug(props.model.modelId)}/${fingerprint}/`;
+  return {
+    runtime,
+    compileInstance,
+    serving,
+    options: resolved,
+    optLevel,
+    timeout,
+    startTimeout,
+    waitTimeout: Duration.seconds(Math.min(MAX_WAIT.toSeconds(), startTimeout.toSeconds() + timeout.toSeconds() + SIGNAL_MARGIN.toSeconds())),
+    vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    volumeSize: props.volumeSize ?? Size.gibibytes(Math.min(MAX_VOLUME_GIB,
+      Math.ceil(checkpointBytes(modelSizing(props.model)) / GIB * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB)),
+    jobEnvironment,
+    artifactPrefix,
+    markerKey: `${artifactPrefix}${CONTRACT.layout.marker}`,
+    problems: [...problems, ...timeoutProblems(timeout, startTimeout)],
+  };
+}
+
+/** The configuration with its defaults applied, and every reason it cannot work. */
+export function resolveConfiguration(config: NeuronxCompileConfiguration, names: NeuronxCompileConfigurationNames) {
+  const optionsName = names.compileOptions ?? 'compileOptions';
+  const instanceTypeName = names.instanceType ?? 'instanceType';
+  const sizing = modelSizing(config.model);
+  const options = config.compileOptions ?? {};
+  const compileInstance = config.instanceType
+    ?? COMPILE_CANDIDATES.find(t => hostBytes(t) >= compileHostBytesNeeded(sizing, options.quantDtype)
+      && t.neuronCores >= (options.tpDegree ?? config.servingInstanceType?.neuronCores ?? 1))
+    ?? NeuronxInstanceType.INF2_48XLARGE;
+  const serving = config.servingInstanceType ?? compileInstance;
+  const resolved: ResolvedCompileOptions = {
+    tpDegree: options.tpDegree ?? serving.neuronCores,
+    nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
+    quantDtype: options.quantDtype,
+    batchSize: CONTRACT.defaults.batchSize,
+  };
+  const notIntegers = [
+    ...checkPositiveInteger(`${optionsName}.tpDegree`, options.tpDegree),
+    ...checkPositiveInteger(`${optionsName}.nPositions`, options.nPositions),
+  ];
+  const problems = notIntegers.length > 0 ? notIntegers : [
+    ...servingProblems(optionsName, sizing, serving, resolved),
+    ...compileInstanceProblems(instanceTypeName, sizing, compileInstance, resolved),
+  ];
+  return { compileInstance, serving, resolved, problems };
+}
+
+/** What the sizing checks know of a model. */
+export function modelSizing(model: Model): ModelSizing {
+  return { parameterCount: model.parameterCount, ...model.architecture };
+}
+
+/**
+ * Batch launches the compile instance without a public IP: in a public subnet it can reach neither ECS nor
+ * Hugging Face and the job never starts. Isolated subnets work only with VPC endpoints (ECS, ECR, S3, logs)
+ * and weights in S3: a warning on `compile`.
+ */
+export function subnetProblems(compile: IConstruct, vpc: ec2.IVpc, selection: ec2.SubnetSelection): string[] {
+  const selected = vpc.selectSubnets(selection).subnets;
+  const isolated = new Set(vpc.isolatedSubnets.map(s => s.node.path));
+  const publicSubnets = new Set(vpc.publicSubnets.map(s => s.node.path));
+  if (selected.some(s => publicSubnets.has(s.node.path))) {
+    return ['vpcSubnets selects public subnets, where the compile instance gets no public IP and can reach neither ECS nor Hugging Face: '
+      + 'select private subnets with egress (a NAT gateway), e.g. { subnetType: SubnetType.PRIVATE_WITH_EGRESS }.'];
+  }
+  if (selected.length > 0 && selected.every(s => isolated.has(s.node.path))) {
+    Annotations.of(compile).addWarningV2('aws-cdk-neuronx-patterns:isolatedSubnets',
+      'vpcSubnets selects isolated subnets: the compile job needs VPC endpoints for ECS, ECR, S3 and CloudWatch Logs, and cannot download from Hugging Face (use Model.fromBucket).');
+  }
+  return [];
+}
+
+function timeoutProblems(timeout: Duration, startTimeout: Duration): string[] {
+  const problems: string[] = [];
+  if (startTimeout.toSeconds() < MIN_START_TIMEOUT.toSeconds()) {
+    problems.push(`startTimeout is ${startTimeout.toHumanString()}: Batch needs at least ${MIN_START_TIMEOUT.toHumanString()}.`);
+  }
+  const budget = MAX_WAIT.toSeconds() - SIGNAL_MARGIN.toSeconds() - startTimeout.toSeconds();
+  if (timeout.toSeconds() > budget) {
+    problems.push(`timeout is ${timeout.toHumanString()}: with startTimeout ${startTimeout.toHumanString()} the deploy cannot wait for it `
+      + `(a WaitCondition waits at most ${MAX_WAIT.toHumanString()}); use at most ${Duration.seconds(budget).toHumanString()}.`);
+  }
+  if (timeout.toSeconds() < 60) {
+    problems.push(`timeout is ${timeout.toHumanString()}: Batch needs at least 60 seconds.`);
+  }
+  return problems;
+}
+
+/** Everything that determines the artifacts, hashed: the same inputs give the same prefix. */
+function artifactFingerprint(model: Model, runtime: NeuronxRuntime, jobEnvironment: Record<string, string>): string {
+  const inputs = {
+    contract: CONTRACT.version,
+    modelId: model.modelId,
+    revision: model.revision,
+    image: runtime.toString(),
+    // Sorted by code unit (localeCompare would load ICU collation for ASCII names: measurable at synth).
+    ...Object.fromEntries(Object.entries(jobEnvironment).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+  };
+  return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
+}
+
+function normalizePrefix(prefix: string): string {
+  const trimmed = prefix.replace(/^\/+/, '');
+  return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+}
+
+function slug(modelId: string): string {
+  return modelId.replace(/\//g, '--').replace(/[^A-Za-z0-9._-]/g, '-');
+}
