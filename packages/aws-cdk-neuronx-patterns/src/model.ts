@@ -153,6 +153,13 @@ export abstract class Model {
    */
   public readonly architecture?: ModelArchitecture;
 
+  /**
+   * For subclasses; use `Model.fromHuggingFace` or `Model.fromBucket`.
+   *
+   * @param modelId identifies the weights (a Hugging Face id, or a name for weights in S3). A plain string, not a token.
+   * @param revision the version of the weights. A plain string, not a token.
+   * @param options the parameter count and architecture
+   */
   protected constructor(modelId: string, revision: string, options: ModelOptions) {
     // Both are hashed into the artifact prefix, which must be the same on every synth of the same inputs.
     for (const [prop, value] of [['modelId', modelId], ['revision', revision]]) {

@@ -189,7 +189,7 @@ export class NeuronxCompile extends Construct {
    * that compiles and the deploy's wait for it.
    *
    * @param scope the scope of the compile
-   * @param id the compile's id in its scope; its construct path names the jobs the compile may stop
+   * @param id the compile's id in its scope. With the stack's name, its construct path names the jobs the compile may stop.
    * @param props what to compile, for what, and where
    */
   constructor(scope: Construct, id: string, props: NeuronxCompileProps) {

@@ -190,7 +190,10 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
 
 /** The container's environment: the caller's, the model data's, and what the handler reads (see contract.json). */
 function renderEnvironment(
-  props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps, data: TransformersNeuronxModelDataConfig, workers: number, startupTimeout: Duration,
+  props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
+  data: TransformersNeuronxModelDataConfig,
+  workers: number,
+  startupTimeout: Duration,
 ): Record<string, string> {
   return {
     ...props.environment,
