@@ -118,28 +118,12 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     }
     this.instanceType = instanceType;
     const settings = endpointSettings(props, data, instanceType);
-    const what = `TransformersNeuronxSageMakerRealtimeInferenceEndpoint '${this.node.path}'`;
-    throwIfProblems(what, endpointProblems(this, props, data, settings));
+    this.check(endpointProblems(this, props, data, settings));
 
     this.workersPerInstance = workersPerInstance(instanceType, data.tpDegree);
     data.runtime.grantPull(this, role);
     const ownStatements = this.grantLogsAndMetrics(role);
-    const environment = renderEnvironment(props, data, this.workersPerInstance, settings.startupTimeout);
-    throwIfProblems(what, environmentSizeProblems(environment));
-
-    const model = new sagemaker.CfnModel(this, 'Model', {
-      executionRoleArn: role.roleArn,
-      enableNetworkIsolation: true,
-      primaryContainer: {
-        image: settings.image.imageUri(this, { sageMakerInstanceType: instanceType }),
-        modelDataSource: {
-          s3DataSource: { s3Uri: data.s3Uri, s3DataType: 'S3Prefix', compressionType: 'None' },
-        },
-        environment,
-      },
-    });
-    // The role's policy must exist before SageMaker checks the model can read its data and image.
-    model.node.addDependency(role.node.findChild('DefaultPolicy'), ...data.dependencies);
+    const model = this.addModel(role, data, settings, renderEnvironment(props, data, this.workersPerInstance, settings.startupTimeout));
     this.endpointConfig = new sagemaker.CfnEndpointConfig(this, 'EndpointConfig', {
       kmsKeyId: props.volumeEncryptionKey?.keyArn,
       productionVariants: [renderProductionVariant(model, settings, props.instanceCount)],
@@ -157,6 +141,30 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
       actions: ['sagemaker:InvokeEndpoint'],
       resourceArns: [this.endpointArn],
     });
+  }
+
+  /** The SageMaker model: the image, the model data and the container's environment (checked against SageMaker's total). */
+  private addModel(role: iam.Role, data: TransformersNeuronxModelDataConfig, settings: EndpointSettings, environment: Record<string, string>) {
+    this.check(environmentSizeProblems(environment));
+    const model = new sagemaker.CfnModel(this, 'Model', {
+      executionRoleArn: role.roleArn,
+      enableNetworkIsolation: true,
+      primaryContainer: {
+        image: settings.image.imageUri(this, { sageMakerInstanceType: settings.instanceType }),
+        modelDataSource: {
+          s3DataSource: { s3Uri: data.s3Uri, s3DataType: 'S3Prefix', compressionType: 'None' },
+        },
+        environment,
+      },
+    });
+    // The role's policy must exist before SageMaker checks the model can read its data and image.
+    model.node.addDependency(role.node.findChild('DefaultPolicy'), ...data.dependencies);
+    return model;
+  }
+
+  /** Throws one error that lists every problem, or does nothing. */
+  private check(problems: string[]): void {
+    throwIfProblems(`TransformersNeuronxSageMakerRealtimeInferenceEndpoint '${this.node.path}'`, problems);
   }
 
   /** Grants what SageMaker's container logging and metrics need, and returns the statements. */
