@@ -98,11 +98,12 @@ const patterns = new awscdk.AwsCdkConstructLibrary({
   // largest single cost of synthesizing these constructs).
   lambdaAutoDiscover: false,
 });
-// The handlers import the AWS SDK, which the Lambda runtime provides: a devDependency of the package.
-patterns.eslint?.allowDevDeps('src/*.lambda.ts');
-patterns.eslint?.allowDevDeps('src/private/marker.ts');
-// One bundle for all handlers (src/handlers.lambda.ts): one asset to stage and upload.
-patterns.bundler.addBundle('src/handlers.lambda.ts', {
+// All code that runs in Lambda is in src/handlers/. It imports the AWS SDK, which the Lambda runtime provides: a
+// devDependency of the package.
+patterns.eslint?.allowDevDeps('src/handlers/**');
+// One bundle for all handlers (src/handlers/index.ts, written to assets/handlers/index/): one asset to stage and
+// upload.
+patterns.bundler.addBundle('src/handlers/index.ts', {
   platform: 'node',
   // Node 20 is past end of life. 24 is the newest runtime aws-cdk-lib 2.245 knows, which is what
   // cdk-nag's AwsSolutions-L1 (latest runtime) compares against; src/private/handler-function.ts uses it.

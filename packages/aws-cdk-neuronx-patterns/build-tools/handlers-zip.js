@@ -1,5 +1,6 @@
-// Builds assets/handlers.zip: the Lambda handler bundle (assets/handlers.lambda/, written by esbuild) as the zip
-// Lambda deploys, in the same reproducible form as compile-code.zip (sorted entries, fixed timestamp, stored).
+// Builds assets/handlers.zip: the Lambda handler bundle (assets/handlers/index/, written by esbuild from
+// src/handlers/index.ts) as the zip Lambda deploys, in the same reproducible form as compile-code.zip (sorted
+// entries, fixed timestamp, stored).
 //
 // A file asset, not a directory: AssetStaging stages a file with one copy, and the library gives it a content hash
 // (src/private/staged-asset.ts), where a directory is walked, fingerprinted and copied through exclude patterns.
@@ -9,7 +10,7 @@ const fs = require('fs');
 const path = require('path');
 const { zip } = require('./compile-code-zip');
 
-const BUNDLE_DIR = path.join(__dirname, '..', 'assets', 'handlers.lambda');
+const BUNDLE_DIR = path.join(__dirname, '..', 'assets', 'handlers', 'index');
 const DEFAULT_OUTPUT = path.join(__dirname, '..', 'assets', 'handlers.zip');
 
 function build(output = DEFAULT_OUTPUT) {

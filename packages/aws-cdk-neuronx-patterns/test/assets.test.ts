@@ -55,8 +55,8 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     // The staged file is asset.<S3Key>, the key being <hash>.zip.
     const handlers = files.filter(f => path.basename(f.source.path!) === `asset.${fn.Properties.Code.S3Key}`);
     expect(handlers).toHaveLength(1);
-    // The zip holds the esbuild bundle, byte for byte.
-    const bundleDir = path.join(__dirname, '..', 'assets', 'handlers.lambda');
+    // The zip holds the esbuild bundle of src/handlers/index.ts, byte for byte.
+    const bundleDir = path.join(__dirname, '..', 'assets', 'handlers', 'index');
     const entries = readZip(path.join(outdir, handlers[0].source.path!));
     expect(Object.keys(entries)).toEqual(fs.readdirSync(bundleDir).sort());
     for (const [name, bytes] of Object.entries(entries)) expect(bytes.equals(fs.readFileSync(path.join(bundleDir, name)))).toBe(true);

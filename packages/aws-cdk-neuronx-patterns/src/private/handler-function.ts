@@ -6,7 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { stageAsset } from './staged-asset';
 
-/** The Lambda handlers of this package: entry points of the one bundle the build writes (src/handlers.lambda.ts). */
+/** The Lambda handlers of this package: entry points of the one bundle the build writes (src/handlers/index.ts). */
 export type Handler = 'compileLifecycle' | 'inferenceCode';
 
 // The bundle as one reproducible zip (build-tools/handlers-zip.js): staged as a file, with no directory to walk.

@@ -1,6 +1,7 @@
 import { CopyObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { CustomResourceEvent, errorMessage, respond, withThrottlingRetries } from './private/aws-calls';
-import { InferenceCodeProperties } from './private/handler-protocol';
+import { errorMessage, withThrottlingRetries } from './aws-calls';
+import { CustomResourceEvent, customResourceHandler } from './custom-resource';
+import { InferenceCodeProperties } from '../private/handler-protocol';
 
 /**
  * Custom resource that places the inference code (`inference.py` and the contract it reads) under
@@ -14,10 +15,10 @@ const s3 = new S3Client({});
 
 export type InferenceCodeEvent = CustomResourceEvent<InferenceCodeProperties>;
 
-export async function handler(event: InferenceCodeEvent): Promise<void> {
-  const props = event.ResourceProperties;
-  const physicalId = `s3://${props.DestinationBucket}/${props.DestinationPrefix}`;
-  try {
+export const handler = customResourceHandler<InferenceCodeProperties>({
+  physicalResourceId: event => destination(event.ResourceProperties),
+  onEvent: async (event, physicalId) => {
+    const props = event.ResourceProperties;
     if (event.RequestType !== 'Delete') {
       for (const file of props.Files) {
         await withThrottlingRetries(() => s3.send(new CopyObjectCommand({
@@ -27,9 +28,12 @@ export async function handler(event: InferenceCodeEvent): Promise<void> {
         })));
       }
     }
-    await respond(event, 'SUCCESS', physicalId, `${props.Files.length} code file(s) at ${physicalId}`);
-  } catch (error) {
-    console.error(JSON.stringify({ message: 'placing inference code failed', error: errorMessage(error) }));
-    await respond(event, 'FAILED', physicalId, `Placing the inference code at ${physicalId} failed: ${errorMessage(error)}`);
-  }
+    return { reason: `${props.Files.length} code file(s) at ${physicalId}` };
+  },
+  failureReason: (event, error) => `Placing the inference code at ${destination(event.ResourceProperties)} failed: ${errorMessage(error)}`,
+});
+
+/** Where the code goes, as an S3 URI: the resource's physical id. */
+function destination(props: InferenceCodeProperties): string {
+  return `s3://${props.DestinationBucket}/${props.DestinationPrefix}`;
 }

@@ -1,7 +1,7 @@
 import { CopyObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { handler, InferenceCodeEvent } from '../src/inference-code.lambda';
-import { InferenceCodeProperties } from '../src/private/handler-protocol';
+import { handler, InferenceCodeEvent } from '../../src/handlers/inference-code';
+import { InferenceCodeProperties } from '../../src/private/handler-protocol';
 
 const s3Mock = mockClient(S3Client);
 const ORIGINAL_ENV = { ...process.env };

@@ -1,8 +1,9 @@
 import { BatchClient, DescribeJobsCommand, SubmitJobCommand, TerminateJobCommand } from '@aws-sdk/client-batch';
 import { S3Client } from '@aws-sdk/client-s3';
-import { CustomResourceEvent, errorMessage, respond, signal, withThrottlingRetries } from './private/aws-calls';
-import { ALREADY_COMPILED_PREFIX, COMPILE_JOB_TAG_KEY, CompileJobProperties, WAIT_HANDLE_URL_ENV } from './private/handler-protocol';
-import { markerExists } from './private/marker';
+import { errorMessage, signal, withThrottlingRetries } from './aws-calls';
+import { CustomResourceEvent, customResourceHandler } from './custom-resource';
+import { markerExists } from './marker';
+import { ALREADY_COMPILED_PREFIX, COMPILE_JOB_TAG_KEY, CompileJobProperties, WAIT_HANDLE_URL_ENV } from '../private/handler-protocol';
 
 /**
  * Custom resource that starts the compile job during deploy, and stops it when the resource goes away.
@@ -10,7 +11,7 @@ import { markerExists } from './private/marker';
  * - Create, or Update to a new wait (a new artifact bucket or prefix, or a new wait timeout: each gives a new
  *   WaitCondition with a new handle): if the prefix already holds the completion marker, signal the new handle at
  *   once and start no job; otherwise submit the job, which carries the new handle's URL so that its outcome is
- *   signalled there when it ends (see compile-job-state.lambda.ts), and the tag `neuronx-compile: <JobTagValue>`
+ *   signalled there when it ends (see compile-job-state.ts), and the tag `neuronx-compile: <JobTagValue>`
  *   without which this function's role may not terminate it. A new physical id makes CloudFormation delete the
  *   old one after the update (below): an old job still running is terminated then; it could only signal its own,
  *   replaced handle.
@@ -27,28 +28,29 @@ const TERMINAL = new Set(['SUCCEEDED', 'FAILED']);
 
 export type CompileJobEvent = CustomResourceEvent<CompileJobProperties>;
 
-export async function handler(event: CompileJobEvent): Promise<void> {
-  const props = event.ResourceProperties;
-  let physicalId = event.PhysicalResourceId ?? `${ALREADY_COMPILED_PREFIX}${props.ArtifactPrefix}`;
-  try {
+export const handler = customResourceHandler<CompileJobProperties>({
+  // The id CloudFormation knows; on Create, which has none yet, one that names no job: a Create that fails started
+  // none, and the Delete of its rollback calls Batch not at all.
+  physicalResourceId: event => event.PhysicalResourceId ?? `${ALREADY_COMPILED_PREFIX}${event.ResourceProperties.ArtifactPrefix}`,
+  onEvent: async (event, physicalId) => {
     if (event.RequestType === 'Delete') {
       await stopJob(physicalId);
-      await respond(event, 'SUCCESS', physicalId, 'Compile job stopped if it was running.');
-      return;
+      return { reason: 'Compile job stopped if it was running.' };
     }
     if (event.RequestType === 'Update' && sameWait(event)) {
-      await respond(event, 'SUCCESS', physicalId, 'Same artifact prefix and wait: nothing to compile or signal.');
-      return;
+      return { reason: 'Same artifact prefix and wait: nothing to compile or signal.' };
     }
-    physicalId = await startCompile(props);
-    await respond(event, 'SUCCESS', physicalId, physicalId.startsWith(ALREADY_COMPILED_PREFIX)
-      ? 'Artifacts already compiled: no job started.'
-      : `Compile job ${physicalId} submitted.`, { JobId: physicalId });
-  } catch (error) {
-    console.error(JSON.stringify({ message: 'compile custom resource failed', requestType: event.RequestType, error: errorMessage(error) }));
-    await respond(event, 'FAILED', physicalId, `${event.RequestType} failed: ${errorMessage(error)}`);
-  }
-}
+    const physicalResourceId = await startCompile(event.ResourceProperties);
+    return {
+      physicalResourceId,
+      reason: physicalResourceId.startsWith(ALREADY_COMPILED_PREFIX)
+        ? 'Artifacts already compiled: no job started.'
+        : `Compile job ${physicalResourceId} submitted.`,
+      data: { JobId: physicalResourceId },
+    };
+  },
+  failureReason: (event, error) => `${event.RequestType} failed: ${errorMessage(error)}`,
+});
 
 /** The update leaves what the deploy waits for, and the handle it waits on, as they were. */
 function sameWait(event: CompileJobEvent): boolean {

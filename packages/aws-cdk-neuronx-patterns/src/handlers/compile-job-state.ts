@@ -1,8 +1,8 @@
 import { BatchClient, DescribeJobsCommand, JobDetail, KeyValuePair } from '@aws-sdk/client-batch';
 import { S3Client } from '@aws-sdk/client-s3';
-import { errorMessage, signal, withThrottlingRetries } from './private/aws-calls';
-import { STATE_HANDLER_ENV, WAIT_HANDLE_URL_ENV } from './private/handler-protocol';
-import { markerExists } from './private/marker';
+import { errorMessage, signal, withThrottlingRetries } from './aws-calls';
+import { markerExists } from './marker';
+import { STATE_HANDLER_ENV, WAIT_HANDLE_URL_ENV } from '../private/handler-protocol';
 
 /**
  * Signals the deploy's WaitCondition when a compile job ends (EventBridge "Batch Job State Change", SUCCEEDED or

@@ -1,4 +1,4 @@
-// Only bundled into the Lambda handlers, where the runtime provides the SDK (esbuild externals: @aws-sdk/*).
+// Only in the Lambda handlers' bundle, where the runtime provides the SDK (esbuild externals: @aws-sdk/*).
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { withThrottlingRetries } from './aws-calls';
 

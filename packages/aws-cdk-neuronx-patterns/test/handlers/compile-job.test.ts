@@ -1,8 +1,8 @@
 import { BatchClient, DescribeJobsCommand, JobStatus, SubmitJobCommand, TerminateJobCommand } from '@aws-sdk/client-batch';
 import { HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { CompileJobEvent, handler } from '../src/compile-job.lambda';
-import { CompileJobProperties, WAIT_HANDLE_URL_ENV } from '../src/private/handler-protocol';
+import { CompileJobEvent, handler } from '../../src/handlers/compile-job';
+import { CompileJobProperties, WAIT_HANDLE_URL_ENV } from '../../src/private/handler-protocol';
 
 const batchMock = mockClient(BatchClient);
 const s3Mock = mockClient(S3Client);

@@ -1,11 +1,11 @@
-import { handler as compileJobState } from '../src/compile-job-state.lambda';
-import { handler as compileJob } from '../src/compile-job.lambda';
-import { handler } from '../src/compile-lifecycle.lambda';
-import { handler as inferenceCode } from '../src/inference-code.lambda';
+import { handler as compileJob } from '../../src/handlers/compile-job';
+import { handler as compileJobState } from '../../src/handlers/compile-job-state';
+import { handler } from '../../src/handlers/compile-lifecycle';
+import { handler as inferenceCode } from '../../src/handlers/inference-code';
 
-jest.mock('../src/compile-job.lambda', () => ({ handler: jest.fn(async () => undefined) }));
-jest.mock('../src/compile-job-state.lambda', () => ({ handler: jest.fn(async () => undefined) }));
-jest.mock('../src/inference-code.lambda', () => ({ handler: jest.fn(async () => undefined) }));
+jest.mock('../../src/handlers/compile-job', () => ({ handler: jest.fn(async () => undefined) }));
+jest.mock('../../src/handlers/compile-job-state', () => ({ handler: jest.fn(async () => undefined) }));
+jest.mock('../../src/handlers/inference-code', () => ({ handler: jest.fn(async () => undefined) }));
 
 const RESPONSE_URL = 'https://cloudformation-custom-resource-response.s3.amazonaws.com/response?sig=1';
 
@@ -26,6 +26,8 @@ const fetchMock = jest.fn(async (_url: string, _init: { body: string }) => ({ ok
 beforeEach(() => {
   jest.clearAllMocks();
   global.fetch = fetchMock as unknown as typeof fetch;
+  // The refusal of an unknown type is logged as a failed request.
+  jest.spyOn(console, 'error').mockImplementation(() => undefined);
 });
 
 function handlersCalled() {

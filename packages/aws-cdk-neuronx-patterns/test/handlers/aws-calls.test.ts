@@ -1,4 +1,4 @@
-import { errorMessage, isThrottling, putJson, respond, signal, withThrottlingRetries } from '../src/private/aws-calls';
+import { errorMessage, isThrottling, putJson, signal, withThrottlingRetries } from '../../src/handlers/aws-calls';
 
 const URL = 'https://bucket.s3.amazonaws.com/key?X-Amz-Signature=abc';
 
@@ -125,57 +125,6 @@ describe('signal', () => {
     expect(reason.length).toBeLessThanOrEqual(4000);
     expect(reason.length).toBeGreaterThan(1000);
     expect(reason).toBe('x'.repeat(reason.length));
-  });
-});
-
-describe('respond', () => {
-  const event = {
-    RequestType: 'Create' as const,
-    ResponseURL: URL,
-    StackId: 'stack',
-    RequestId: 'request',
-    LogicalResourceId: 'Resource',
-    ResourceType: 'Custom::NeuronxCompileJob',
-    ResourceProperties: { ServiceToken: 'token' },
-  };
-
-  test('sends the custom resource response with the event ids', async () => {
-    await respond(event, 'SUCCESS', 'physical', 'ok', { JobId: 'job-1' });
-
-    expect(sentBody()).toEqual({
-      Status: 'SUCCESS',
-      Reason: 'ok',
-      PhysicalResourceId: 'physical',
-      StackId: 'stack',
-      RequestId: 'request',
-      LogicalResourceId: 'Resource',
-      Data: { JobId: 'job-1' },
-    });
-  });
-
-  const longEvent = {
-    ...event,
-    StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/a-stack-with-a-rather-long-name/0123abcd-4567-89ef-0123-456789abcdef',
-    RequestId: '0123abcd-4567-89ef-0123-456789abcdef',
-    LogicalResourceId: 'NeuronxCompileCompileJob0123ABCD',
-    ResourceType: 'Custom::NeuronxCompileJob',
-  };
-
-  test.each([
-    ['ASCII', 'y'],
-    ['multi-byte', '\u30b3\u30f3\u30d1\u30a4\u30eb'],
-    ['JSON-escaped', '"\n\\'],
-  ])('a very long %s reason is cut so the whole body fits CloudFormation\'s 4096 bytes', async (_, unit) => {
-    const reason = unit.repeat(20_000);
-
-    await respond(longEvent, 'FAILED', 'job-0123abcd-4567-89ef-0123-456789abcdef', reason, { JobId: 'job-1' });
-
-    const text = String(fetchMock.mock.calls[0][1]?.body);
-    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(4096);
-    const body = JSON.parse(text);
-    expect(reason.startsWith(body.Reason)).toBe(true);
-    expect(Buffer.byteLength(text)).toBeGreaterThan(4096 - 16);
-    expect(body).toMatchObject({ Status: 'FAILED', PhysicalResourceId: 'job-0123abcd-4567-89ef-0123-456789abcdef', Data: { JobId: 'job-1' } });
   });
 });
 
