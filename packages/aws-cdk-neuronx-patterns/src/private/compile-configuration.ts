@@ -9,7 +9,7 @@ import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
 import { CONTRACT, compileEnv, quantDtypeValue } from './contract';
 import {
-  checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, DEFAULT_N_POSITIONS, GIB, hostBytes, ModelSizing,
+  checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing,
   ResolvedCompileOptions, servingProblems,
 } from './sizing';
 
@@ -136,11 +136,6 @@ export function resolveConfiguration(config: NeuronxCompileConfiguration, names:
     ...compileInstanceProblems(instanceTypeName, sizing, compileInstance, resolved),
   ];
   return { compileInstance, serving, resolved, problems };
-}
-
-/** What the sizing checks know of a model. */
-export function modelSizing(model: Model): ModelSizing {
-  return { parameterCount: model.parameterCount, ...model.architecture };
 }
 
 /**

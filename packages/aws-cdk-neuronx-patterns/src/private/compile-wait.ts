@@ -63,7 +63,7 @@ export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings
 }
 
 /**
- * One function for everything that happens to the prefix during a deploy (see compile-lifecycle.lambda.ts):
+ * One function for everything that happens to the prefix during a deploy (see handlers/compile-lifecycle.ts):
  * CloudFormation's requests start the job (or find it compiled already) and stop it; the job-state rule's
  * events signal the deploy when it ends; model data made from this compile has it place the inference code.
  * What the events need (describe jobs, read the artifact prefix) the requests need too: one role serves all.

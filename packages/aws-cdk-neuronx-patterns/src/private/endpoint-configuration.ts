@@ -5,10 +5,9 @@ import { TransformersNeuronxModelDataConfig } from '../inference-model-data';
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointProps } from '../transformers-neuronx-sagemaker-realtime-inference-endpoint';
-import { modelSizing } from './compile-configuration';
 import { CONTRACT } from './contract';
 import { regionProblems } from './regions';
-import { checkPositiveInteger, checkpointBytes, GIB, ModelSizing, ResolvedCompileOptions, servingProblems, weightBytes } from './sizing';
+import { checkPositiveInteger, checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, weightBytes } from './sizing';
 
 /**
  * What an endpoint is built from: its props with their defaults (derived from the model's size), and every reason

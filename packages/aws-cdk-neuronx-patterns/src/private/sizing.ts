@@ -1,5 +1,6 @@
 import { Token } from 'aws-cdk-lib';
 import { QuantDtype } from '../compile-options';
+import { Model } from '../model';
 import { NeuronxInstanceFamily, NeuronxInstanceType } from '../neuronx-instance-type';
 
 /**
@@ -213,4 +214,9 @@ export function throwIfProblems(what: string, problems: string[]): void {
   if (problems.length > 0) {
     throw new Error(`${what} cannot work:\n- ${problems.join('\n- ')}`);
   }
+}
+
+/** What the sizing checks know of a model. */
+export function modelSizing(model: Model): ModelSizing {
+  return { parameterCount: model.parameterCount, ...model.architecture };
 }
