@@ -1,5 +1,6 @@
-// Builds assets/compile-code.zip: the program the compile job runs (runtime/compile), the inference handler whose
-// model-building function it imports (runtime/inference/inference.py) and the contract both read.
+// Builds assets/compile-code.zip: the program the compile job runs (runtime/compile), the module it shares with the
+// inference handler (runtime/common/neuronx_common.py, placed beside the job's scripts as compile/neuronx_common.py so
+// that `python3 code/compile/compile_job.py` imports it with no sys.path edit) and the contract, one folder up.
 //
 // NeuronxCompile stages this one file instead of the runtime/ folder with exclude patterns: the fingerprint and the
 // copy of a filtered folder matched every file against every pattern (minimatch), about a tenth of what the
@@ -18,12 +19,16 @@ const zlib = require('zlib');
 const RUNTIME_DIR = path.join(__dirname, '..', 'runtime');
 const DEFAULT_OUTPUT = path.join(__dirname, '..', 'assets', 'compile-code.zip');
 
-/** The zip's entries, relative to runtime/, in order. */
+// The shared module's name in the zip, and where it is in runtime/.
+const SHARED_MODULE = { name: 'compile/neuronx_common.py', source: 'common/neuronx_common.py' };
+
+/** The zip's entries in order: `name` in the zip, `source` relative to runtime/. */
 function entries() {
   const compile = fs.readdirSync(path.join(RUNTIME_DIR, 'compile'))
     .filter(name => name.endsWith('.py'))
-    .map(name => `compile/${name}`);
-  return ['contract.json', ...compile, 'inference/inference.py'].sort();
+    .map(name => ({ name: `compile/${name}`, source: `compile/${name}` }));
+  return [{ name: 'contract.json', source: 'contract.json' }, ...compile, SHARED_MODULE]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 // 1980-01-01 00:00:00, the earliest time a zip (MS-DOS) timestamp can hold.
@@ -82,7 +87,7 @@ function zip(files) {
 
 function build(output = DEFAULT_OUTPUT) {
   if (typeof zlib.crc32 !== 'function') throw new Error(`compile-code-zip needs zlib.crc32 (Node.js 20.15 or newer); this is ${process.version}.`);
-  const files = entries().map(name => ({ name, data: fs.readFileSync(path.join(RUNTIME_DIR, name)) }));
+  const files = entries().map(({ name, source }) => ({ name, data: fs.readFileSync(path.join(RUNTIME_DIR, source)) }));
   fs.mkdirSync(path.dirname(output), { recursive: true });
   fs.writeFileSync(output, zip(files));
   return { output, entries: files.map(f => f.name) };

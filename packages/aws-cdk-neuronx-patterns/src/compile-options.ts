@@ -1,5 +1,7 @@
 /**
  * Neuron compiler optimization level (`neuronx-cc -O`).
+ *
+ * Each value is one of the levels the compile job accepts (`compileOptions.optLevels` in the runtime's contract.json).
  */
 export enum OptLevel {
   /** `-O1`: minimizes compile time. */
@@ -12,6 +14,9 @@ export enum OptLevel {
 
 /**
  * Data type the model weights are stored in on the accelerator.
+ *
+ * Each value is one of the types the compile job accepts (`compileOptions.quantDtypes` in the runtime's contract.json);
+ * no value (bf16) is the contract's `quantDtypeNone`.
  */
 export enum QuantDtype {
   /** int8 weight storage (weight-only quantization, computed in bf16): about half the bytes of bf16. */

@@ -23,10 +23,12 @@ const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
 const HANDLE = CONTRACT.endpoint.serviceHandlerFunction;
 // A function definition at the start of a line (not nested in a class or another function).
 const HANDLE_DEFINITION = new RegExp(`^def ${HANDLE}\\s*\\(`, 'm');
-const DEFAULT_CODE_FILES = [
-  path.join(RUNTIME_DIR, 'inference', CONTRACT.endpoint.handlerScript),
+// The library's files every code/ gets: the contract and the module the handler imports (shared with the compile job).
+const LIBRARY_CODE_FILES = [
   path.join(RUNTIME_DIR, 'contract.json'),
+  path.join(RUNTIME_DIR, 'common', 'neuronx_common.py'),
 ];
+const DEFAULT_HANDLER = path.join(RUNTIME_DIR, 'inference', HANDLER_SCRIPT);
 
 /** Options for compiled artifacts already in S3. */
 export interface TransformersNeuronxBucketModelDataOptions {
@@ -64,6 +66,10 @@ export interface TransformersNeuronxBucketModelDataOptions {
    * level: the endpoint has TorchServe call `inference:handle` directly, not the toolkit's
    * model_fn/input_fn/predict_fn/output_fn. Synth checks the file's text for a line starting with `def handle(`.
    * Start from the library's `runtime/inference/inference.py`.
+   *
+   * The library's `neuronx_common.py` (the contract loader and the model-building arguments, shared with the
+   * compile job) and `contract.json` are always placed beside these files, so the library's handler and one
+   * started from it find what they import; the directory must not have files of those names (synth fails).
    *
    * @default - the library's handler (`inference.py`)
    */
@@ -109,9 +115,10 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
    * The artifacts of a NeuronxCompile in this app; the endpoint waits for the compile.
    *
    * @param compile the compile
-   * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`; its
-   * `inference.py` must define `def handle(data, context)` at the top level (see
-   * `TransformersNeuronxBucketModelDataOptions.code`); default: the library's handler
+   * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`, beside the
+   * library's `neuronx_common.py` and `contract.json` (it must not have files of those names); its `inference.py`
+   * must define `def handle(data, context)` at the top level (see `TransformersNeuronxBucketModelDataOptions.code`);
+   * default: the library's handler
    */
   public static fromNeuronxCompile(compile: NeuronxCompile, code?: string): TransformersNeuronxSageMakerInferenceModelData {
     return new PrefixModelData({
@@ -217,13 +224,18 @@ function checkOneCodePerPrefix(owner: object, prefix: string, hash: string, scop
 
 /**
  * What would make a code directory fail on the endpoint: a subdirectory (only the files directly in it are placed,
- * so an import from it would fail there, after the deploy, instead of here), no handler script, or a handler script
- * without the entry TorchServe calls. The last is a text check for a top-level `def handle(`.
+ * so an import from it would fail there, after the deploy, instead of here), a file named as one of the library's
+ * files placed beside it, no handler script, or a handler script without the entry TorchServe calls. The last is a
+ * text check for a top-level `def handle(`.
  */
 function codeDirProblems(codeDir: string, files: string[]): string[] {
   const code = `code is '${codeDir}'`;
   const problems = fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory())
     .map(d => `${code}, which has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}; move them up beside ${HANDLER_SCRIPT}.`);
+  const libraryNames = LIBRARY_CODE_FILES.map(f => path.basename(f));
+  problems.push(...files.map(f => path.basename(f)).filter(name => libraryNames.includes(name))
+    .map(name => `${code}, which has a file '${name}': the library places its own ${name} under ${CONTRACT.layout.codeDir} beside the handler; `
+      + 'remove or rename yours (the library\'s handler and one started from it import the library\'s).'));
   const script = files.find(f => path.basename(f) === HANDLER_SCRIPT);
   if (!script) {
     problems.push(`${code}, which has no ${HANDLER_SCRIPT}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
@@ -242,12 +254,13 @@ function codeDirProblems(codeDir: string, files: string[]): string[] {
 function placeInferenceCode(
   scope: Construct, bucket: s3.IBucket, prefix: string, codeDir?: string, compile?: NeuronxCompile,
 ): { resource: CustomResource; hash: string } {
-  const files = codeDir
+  const handlerFiles = codeDir
     ? fs.readdirSync(codeDir).map(f => path.join(codeDir, f)).filter(f => fs.statSync(f).isFile())
-    : DEFAULT_CODE_FILES;
+    : [DEFAULT_HANDLER];
   // Only the files directly in the directory are placed: a subdirectory would be missing on the endpoint, and an
   // import from it would fail there, after the deploy, instead of here.
-  if (codeDir) throwIfProblems(`The inference code of '${scope.node.path}'`, codeDirProblems(codeDir, files));
+  if (codeDir) throwIfProblems(`The inference code of '${scope.node.path}'`, codeDirProblems(codeDir, handlerFiles));
+  const files = [...handlerFiles, ...LIBRARY_CODE_FILES];
   const container = new Construct(scope, 'InferenceCode');
   // The compile's function, in the compile's stack only: in another stack, the custom resource would reference a
   // function across stacks, so that stack gets its own.

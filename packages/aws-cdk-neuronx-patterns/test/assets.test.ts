@@ -39,9 +39,9 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
 
   test('the file assets are the Lambda bundles and the Python programs, together under 1 MB', () => {
     const files = Object.values(manifest.files ?? {}).filter(f => f.source.path !== undefined);
-    // One bundle for all handlers, the compile program (zip), inference.py and contract.json (the template itself is
+    // One bundle for all handlers, the compile program (zip), inference.py, neuronx_common.py and contract.json (the template itself is
     // an asset too when the stack is deployed through the bootstrap bucket).
-    expect(files.length).toBeGreaterThanOrEqual(5);
+    expect(files.length).toBeGreaterThanOrEqual(6);
     const sizes = files.map(f => ({ path: f.source.path!, bytes: sizeOnDisk(path.join(outdir, f.source.path!)) }));
     const total = sizes.reduce((sum, s) => sum + s.bytes, 0);
     expect(total).toBeLessThan(MAX_TOTAL_BYTES);
@@ -79,7 +79,7 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     expect(loaded).toEqual([]);
   });
 
-  test('the compile program is one zip of the compile code, the handler it imports and the contract, no tests or caches', () => {
+  test('the compile program is one zip of the compile code, the module it shares with the handler and the contract, no tests or caches', () => {
     const zips = Object.values(manifest.files ?? {})
       .filter(f => f.source.packaging === 'file' && f.source.path?.endsWith('.zip'))
       .map(f => path.join(outdir, f.source.path!))
@@ -89,10 +89,10 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
     const contents = Object.keys(readZip(zips[0]));
     expect(contents).toContain('contract.json');
     expect(contents).toContain('compile/compile_job.py');
-    // The compile job builds the model with the handler's own function (compile/neuronx_compile.py imports it).
-    expect(contents).toContain('inference/inference.py');
-    // Not the Python tests, the README or dotfiles.
-    expect(contents.filter(f => !f.startsWith('compile/') && !['contract.json', 'inference/inference.py'].includes(f))).toEqual([]);
+    // The compile job builds the model with the function the handler uses (runtime/common/neuronx_common.py), not the handler.
+    expect(contents).toContain('compile/neuronx_common.py');
+    // Not the handler, the Python tests, the README or dotfiles.
+    expect(contents.filter(f => !f.startsWith('compile/') && f !== 'contract.json')).toEqual([]);
     expect(contents.filter(f => f.includes('__pycache__') || f.endsWith('.pyc'))).toEqual([]);
   });
 

@@ -19,14 +19,15 @@ describe('assets/compile-code.zip (build-tools/compile-code-zip.js)', () => {
   beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'compile-code-zip-')); });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  test('holds the compile program, the handler it imports and the contract, byte for byte', () => {
+  test('holds the compile program, the module it shares with the handler (beside it) and the contract, byte for byte', () => {
     const file = path.join(dir, 'code.zip');
     build(file);
     const entries = readZip(file);
     const compileFiles = fs.readdirSync(path.join(RUNTIME_DIR, 'compile')).filter(n => n.endsWith('.py')).map(n => `compile/${n}`);
-    expect(Object.keys(entries).sort()).toEqual([...compileFiles, 'contract.json', 'inference/inference.py'].sort());
+    expect(Object.keys(entries).sort()).toEqual([...compileFiles, 'compile/neuronx_common.py', 'contract.json'].sort());
+    const source = (name: string) => (name === 'compile/neuronx_common.py' ? 'common/neuronx_common.py' : name);
     for (const [name, bytes] of Object.entries(entries)) {
-      expect(bytes.equals(fs.readFileSync(path.join(RUNTIME_DIR, name)))).toBe(true);
+      expect(bytes.equals(fs.readFileSync(path.join(RUNTIME_DIR, source(name))))).toBe(true);
     }
   });
 

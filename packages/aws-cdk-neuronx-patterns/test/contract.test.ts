@@ -7,7 +7,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Template } from 'aws-cdk-lib/assertions';
+import { NeuronxInstanceFamily, OptLevel, QuantDtype } from '../src';
 import { endpointFixture, jobEnvironment, PINNED_REVISION } from './fixtures';
+import {
+  COMPILER_TARGET_VALUES, compilerTargetValue, OPT_LEVEL_VALUES, optLevelValue, QUANT_DTYPE_VALUES, quantDtypeValue,
+} from '../src/private/contract';
 
 const RUNTIME = path.join(__dirname, '..', 'runtime');
 const contract = JSON.parse(fs.readFileSync(path.join(RUNTIME, 'contract.json'), 'utf-8'));
@@ -18,6 +22,30 @@ const example = JSON.parse(fs.readFileSync(path.join(RUNTIME, 'manifest.example.
 function parsed(key: string, raw: string): string | number {
   return typeof example.options[key] === 'number' ? Number(raw) : raw;
 }
+
+describe('the public enums and the compile options the job accepts (contract compileOptions)', () => {
+  test.each([
+    ['optLevels', OptLevel, OPT_LEVEL_VALUES, optLevelValue],
+    ['quantDtypes', QuantDtype, QUANT_DTYPE_VALUES, quantDtypeValue],
+    ['compilerTargets', NeuronxInstanceFamily, COMPILER_TARGET_VALUES, compilerTargetValue],
+  ] as Array<[string, object, Record<string, unknown>, (v: any) => unknown]>)('%s: every enum value maps onto a contract value and every contract value is reached', (list, enumType, values, value) => {
+    const members = Object.values(enumType);
+    expect(Object.keys(values).sort()).toEqual([...members].sort());
+    const reached = members.map(m => value(m));
+    expect(reached.filter(v => !contract.compileOptions[list].includes(v))).toEqual([]);
+    expect([...contract.compileOptions[list]].sort()).toEqual([...new Set(reached)].sort());
+  });
+
+  test('a value the contract does not list fails loudly, naming the list', () => {
+    const saved = OPT_LEVEL_VALUES[OptLevel.BEST_EXECUTION];
+    (OPT_LEVEL_VALUES as Record<OptLevel, number>)[OptLevel.BEST_EXECUTION] = 4;
+    try {
+      expect(() => optLevelValue(OptLevel.BEST_EXECUTION)).toThrow(/runtime\/contract.json compileOptions.optLevels has no 4/);
+    } finally {
+      (OPT_LEVEL_VALUES as Record<OptLevel, number>)[OptLevel.BEST_EXECUTION] = saved;
+    }
+  });
+});
 
 describe('the compile manifest', () => {
   test('the documented manifest has exactly the contract\'s keys and option keys, in order', () => {

@@ -57,7 +57,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     expect(lists.map(s => s.Condition)).toEqual([{ StringLike: { 's3:prefix': [`${compile.compiledArtifactS3Prefix}*`] } }]);
   });
 
-  test('places inference.py and contract.json under <prefix>code/ through the compile\'s own function, which may write only there', () => {
+  test('places inference.py, neuronx_common.py and contract.json under <prefix>code/ through the compile\'s own function, which may write only there', () => {
     const { stack, compile, bucket } = compileFixture();
     TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
     const template = Template.fromStack(stack);
@@ -66,7 +66,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     const props = resources[0].Properties;
     expect(props.DestinationPrefix).toBe(`${compile.compiledArtifactS3Prefix}code/`);
     expect(props.DestinationBucket).toEqual({ Ref: logicalId(stack, bucket) });
-    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', 'inference.py']);
+    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', 'inference.py', 'neuronx_common.py']);
     // The compile's function serves it: no function of its own.
     expect(props.ServiceToken).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('LifecycleFunction')), 'Arn'] });
     expect(stack.node.tryFindChild('InferenceCode')?.node.tryFindChild('Function')).toBeUndefined();
@@ -145,7 +145,8 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     };
     const a = hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' }));
     const b = hashOf(codeDir({ 'inference.py': handler('v2'), 'requirements.txt': 'x' }));
-    expect(a.names).toEqual(['inference.py', 'requirements.txt']);
+    // The library's shared module and the contract are placed beside it, always.
+    expect(a.names).toEqual(['contract.json', 'inference.py', 'neuronx_common.py', 'requirements.txt']);
     expect(a.hash).not.toEqual(b.hash);
     expect(hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' })).hash).toEqual(a.hash);
   });
@@ -158,6 +159,26 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     fs.writeFileSync(path.join(dir, 'helpers', 'x.py'), '');
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
       .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
+  });
+
+  test.each(['neuronx_common.py', 'contract.json'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const bucket = new s3.Bucket(stack, 'B');
+    const dir = codeDir({ 'inference.py': handler('v1'), [name]: 'x' });
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
+      .toThrow(new RegExp(`code is '.*', which has a file '${name.replace('.', '\\.')}': the library places its own ${name.replace('.', '\\.')} under code/ beside the handler; remove or rename yours`));
+  });
+
+  test('every module of the library\'s runtime the library\'s handler imports is placed beside it', () => {
+    const runtime = path.join(__dirname, '..', 'runtime');
+    const source = fs.readFileSync(path.join(runtime, 'inference', 'inference.py'), 'utf-8');
+    const imported = [...source.matchAll(/^(?:from|import) (\w+)/gm)].map(m => `${m[1]}.py`);
+    const ours = imported.filter(file => ['common', 'compile', 'inference'].some(dir => fs.existsSync(path.join(runtime, dir, file))));
+    expect(ours).toEqual(['neuronx_common.py']);
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    TransformersNeuronxSageMakerInferenceModelData.fromBucket(new s3.Bucket(stack, 'B'), 'p/', { model: calm3(), tpDegree: 4 }).bind(stack, role(stack));
+    const files = Object.values(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))[0].Properties.Files;
+    expect(files.map((f: { Name: string }) => f.Name)).toEqual(expect.arrayContaining(ours));
   });
 
   test('a code directory without inference.py fails at synth', () => {

@@ -118,11 +118,12 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
         LaunchTemplate: { LaunchTemplateId: { Ref: launchTemplateId }, Version: { 'Fn::GetAtt': [launchTemplateId, 'LatestVersionNumber'] } },
       }),
     });
-    // calm3: 2 x 45 GB bf16 checkpoint (83.8 GiB, rounded up) + 64 GiB.
+    // calm3, int8: the work dir the job checks for (45 GB = 41.9 GiB bf16 checkpoint x 2.0 + 10 GiB, contract diskSpace) + the
+    // 40 GiB allowance for the image, the OS and logs, rounded up.
     template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
       LaunchTemplateData: Match.objectLike({
         MetadataOptions: Match.objectLike({ HttpTokens: 'required' }),
-        BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3', VolumeSize: 148, DeleteOnTermination: true }) }],
+        BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3', VolumeSize: 134, DeleteOnTermination: true }) }],
       }),
     });
   });
@@ -334,9 +335,13 @@ describe('NeuronxCompile: sizes and options', () => {
 
   test('the root volume follows the model size, or volumeSize', () => {
     const llama8b = Model.fromHuggingFace('meta-llama/Meta-Llama-3-8B', { revision: 'abc' });
-    // 2 x 16 GB bf16 (29.8 GiB, rounded up) + 64 GiB.
+    // int8: 14.9 GiB bf16 checkpoint x 2.0 + 10 GiB (contract diskSpace) + 40 GiB allowance, rounded up.
     synth({ props: { model: llama8b } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
-      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 94 }) })] }),
+      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 80 }) })] }),
+    });
+    // bf16: x 1.5 instead.
+    synth({ props: { model: llama8b, compileOptions: { ...LOW_COST.options, quantDtype: undefined } } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 73 }) })] }),
     });
     synth({ props: { volumeSize: Size.gibibytes(500) } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
       LaunchTemplateData: Match.objectLike({

@@ -1,10 +1,12 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import { CfnParameter, Stack } from 'aws-cdk-lib';
 import { NeuronxInstanceFamily, NeuronxInstanceType, QuantDtype } from '../src';
 import { CALM3_ARCHITECTURE, CALM3_PARAMETERS } from './fixtures';
 import {
-  checkpointBytes, checkPositiveInteger, compileHostBytesNeeded, compileInstanceProblems, deviceBytesAvailable,
-  deviceBytesNeeded, isSupportedTpDegree, kvCacheBytes, ModelSizing, servingProblems, throwIfProblems, weightBytes,
-  workersPerInstance, workingTpDegrees,
+  checkpointBytes, checkPositiveInteger, compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, compileWorkDirBytes,
+  deviceBytesAvailable, deviceBytesNeeded, isSupportedTpDegree, kvCacheBytes, ModelSizing, ROOT_VOLUME_ALLOWANCE_GIB, servingProblems,
+  throwIfProblems, weightBytes, workersPerInstance, workingTpDegrees,
 } from '../src/private/sizing';
 
 const GIB = 1024 ** 3;
@@ -50,6 +52,23 @@ describe('memory arithmetic (calm3-22b facts)', () => {
   test('compiling holds the bf16 checkpoint, plus the int8 copy when quantizing', () => {
     expect(compileHostBytesNeeded(CALM3)).toBe(45e9);
     expect(compileHostBytesNeeded(CALM3, QuantDtype.S8)).toBe(67.5e9);
+  });
+});
+
+describe('the compile instance\'s root volume', () => {
+  // The rule as the compile job applies it (compile_job.py required_disk_bytes), read from runtime/contract.json.
+  const diskSpace = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'runtime', 'contract.json'), 'utf-8')).compileJob.diskSpace;
+  const jobRequires = (snapshotBytes: number, quantized: boolean) =>
+    Math.trunc(snapshotBytes * (quantized ? diskSpace.factorQuantized : diskSpace.factorUnquantized) + diskSpace.marginGiB * GIB);
+
+  test.each([undefined, QuantDtype.S8])('the work dir is what the job checks for, for the bf16 checkpoint (quantDtype %s)', (quantDtype) => {
+    expect(compileWorkDirBytes(CALM3, quantDtype)).toBe(jobRequires(checkpointBytes(CALM3), quantDtype !== undefined));
+  });
+
+  test('the volume is the work dir plus one allowance for the image, the OS and logs (calm3: 67.5 GB or 90 GB + 10 GiB + 40 GiB)', () => {
+    expect(ROOT_VOLUME_ALLOWANCE_GIB).toBe(40);
+    expect(compileVolumeBytes(CALM3)).toBe(67.5e9 + 50 * GIB);
+    expect(compileVolumeBytes(CALM3, QuantDtype.S8)).toBe(90e9 + 50 * GIB);
   });
 });
 

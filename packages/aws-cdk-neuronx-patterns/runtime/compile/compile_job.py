@@ -31,37 +31,23 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import boto3
 
 import model_source
 import neuronx_compile
 import s3_objects
+from neuronx_common import COMPILE_OPTIONS, CONTRACT, LAYOUT, MANIFEST, OPTION_DEFAULTS, QUANT_NONE, installed_versions
 
 HERE = Path(__file__).resolve().parent
 RELEASE_SCRIPT = HERE / "release_entrypoint.py"
 
-
-def _load_contract() -> dict[str, Any]:
-    """contract.json beside this file (code zip) or one level up (repository layout)."""
-    for candidate in (HERE / "contract.json", HERE.parent / "contract.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    raise FileNotFoundError(f"contract.json is neither in {HERE} nor in {HERE.parent}")
-
-
-CONTRACT = _load_contract()
 ENV = CONTRACT["compileJob"]["environment"]
 EXIT_CODES = CONTRACT["compileJob"]["exitCodes"]
 DISK_SPACE = CONTRACT["compileJob"]["diskSpace"]
-LAYOUT = CONTRACT["layout"]
-MANIFEST = CONTRACT["manifest"]
-QUANT_NONE = CONTRACT["quantDtypeNone"]
 
 GIB = neuronx_compile.GIB
-SUPPORTED_QUANT_DTYPES = ("s8",)
-"""transformers-neuronx QuantizationConfig dtypes this job builds (int8 weights)."""
 SUPPORTED_AMPS = ("bf16", "f16", "f32")
 ENABLED = "1"
 """Value that turns on a boolean environment variable (releaseEntrypoint)."""
@@ -121,7 +107,7 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _one_of(choices: tuple[Any, ...], parse=str):
+def _one_of(choices: Sequence[Any], parse=str):
     def parser(value: str) -> Any:
         parsed = parse(value)
         if parsed not in choices:
@@ -137,12 +123,11 @@ _OPTION_PARSERS = {
     "batchSize": (_positive_int, "a positive integer"),
     "amp": (_one_of(SUPPORTED_AMPS), f"one of {', '.join(SUPPORTED_AMPS)}"),
     "quantDtype": (
-        _one_of((QUANT_NONE, *SUPPORTED_QUANT_DTYPES)),
-        f"empty or one of {', '.join(SUPPORTED_QUANT_DTYPES)}",
+        _one_of((QUANT_NONE, *COMPILE_OPTIONS["quantDtypes"])),
+        f"empty or one of {', '.join(COMPILE_OPTIONS['quantDtypes'])}",
     ),
-    "optLevel": (_one_of(neuronx_compile.OPT_LEVELS, int), f"one of {', '.join(map(str, neuronx_compile.OPT_LEVELS))}"),
+    "optLevel": (_one_of(COMPILE_OPTIONS["optLevels"], int), f"one of {', '.join(map(str, COMPILE_OPTIONS['optLevels']))}"),
 }
-_OPTION_DEFAULTS = {**CONTRACT["defaults"], "quantDtype": QUANT_NONE}
 
 
 @dataclass(frozen=True)
@@ -171,8 +156,8 @@ class JobConfig:
         for key in MANIFEST["optionKeys"]:
             raw = environ.get(ENV[key])
             if raw is None:
-                if key in _OPTION_DEFAULTS:
-                    options[key] = _OPTION_DEFAULTS[key]
+                if key in OPTION_DEFAULTS:
+                    options[key] = OPTION_DEFAULTS[key]
                 else:
                     problems.append(f"{ENV[key]} is not set")
                 continue
@@ -192,9 +177,9 @@ class JobConfig:
             )
         else:
             problems += _s3_uri_problems("artifactS3Uri", get("artifactS3Uri"))
-        if get("compilerTarget") not in neuronx_compile.COMPILER_TARGETS:
+        if get("compilerTarget") not in COMPILE_OPTIONS["compilerTargets"]:
             problems.append(
-                f"{ENV['compilerTarget']} must be one of {', '.join(neuronx_compile.COMPILER_TARGETS)}"
+                f"{ENV['compilerTarget']} must be one of {', '.join(COMPILE_OPTIONS['compilerTargets'])}"
                 f" (the serving family), got {get('compilerTarget')!r}"
             )
         if not get("imageUri"):
@@ -401,7 +386,7 @@ def run(config: JobConfig, s3: Any) -> None:
             os.environ.get(neuronx_compile.NEURON_CC_FLAGS, ""), config.options["optLevel"]
         )
         os.environ[neuronx_compile.NEURON_CC_FLAGS] = flags
-        neuron_packages = neuronx_compile.installed_versions(MANIFEST["neuronPackages"])
+        neuron_packages = installed_versions(MANIFEST["neuronPackages"])
         available = neuronx_compile.available_memory_bytes()
         workers = neuronx_compile.compile_workers(available)
         log.info(

@@ -9,29 +9,18 @@ from __future__ import annotations
 import re
 import resource
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping, Sequence
 
-# The endpoint's handler owns how the model is built and which Neuron packages it records: the compile job uses
-# the handler's own functions (inference.py ships beside compile/ in the compile code zip, as in the endpoint's code/),
-# so the from_pretrained arguments, and with them the HLO hash the NEFFs are found by, cannot drift apart.
-_INFERENCE_DIR = str(Path(__file__).resolve().parent.parent / "inference")
-if _INFERENCE_DIR not in sys.path:
-    sys.path.append(_INFERENCE_DIR)
-from inference import installed_versions, llama_from_pretrained_kwargs  # noqa: E402  (needs the path above)
+# How the model is built is shared with the endpoint's handler (neuronx_common.py ships beside this file in the
+# compile code zip and beside inference.py in the endpoint's code/), so the from_pretrained arguments, and with
+# them the HLO hash the NEFFs are found by, cannot drift apart.
+from neuronx_common import llama_from_pretrained_kwargs
 
 
 NEURON_CC_FLAGS = "NEURON_CC_FLAGS"
 """Environment variable transformers-neuronx passes on to neuronx-cc."""
-
-COMPILER_TARGETS = ("inf2", "trn1")
-"""The instance families this library serves on. The job records the serving family in the manifest; it passes
-no `--target` to neuronx-cc (see neuron_cc_flags)."""
-
-OPT_LEVELS = (1, 2, 3)
-"""neuronx-cc `-O` levels (2 is the compiler's default)."""
 
 _FLAGS_WITH_VALUE = ("--target", "--optlevel", "-O")
 _ATTACHED_FLAG = re.compile(r"(--target=|--optlevel=|-O).+")

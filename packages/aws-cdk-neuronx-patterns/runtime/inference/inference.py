@@ -30,6 +30,9 @@ SageMaker's 60 s invocation limit, with the answer so far. A bad request is answ
 {"error": message naming the field}; anything else that fails in one request is a 500 for that request
 only, with a generic message, and its traceback in the log. The other requests of a batch are answered.
 
+The contract and how the model is built (llama_from_pretrained_kwargs) come from neuronx_common.py, which
+is placed beside this file in code/ (with contract.json) and ships beside the compile job too.
+
 Only the functions at the end import torch, transformers and transformers_neuronx; everything
 else is plain Python, tested with real tokenizers and a fake model.
 """
@@ -47,21 +50,9 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
-HERE = Path(__file__).resolve().parent
+from neuronx_common import CONTRACT, LAYOUT, MANIFEST, OPTION_DEFAULTS, installed_versions, llama_from_pretrained_kwargs
 
-
-def _load_contract() -> dict[str, Any]:
-    """contract.json beside this file (code/ in the model dir) or one level up (repository layout)."""
-    for candidate in (HERE / "contract.json", HERE.parent / "contract.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    raise FileNotFoundError(f"contract.json is neither in {HERE} nor in {HERE.parent}")
-
-
-CONTRACT = _load_contract()
 ENV = CONTRACT["endpoint"]["environment"]
-LAYOUT = CONTRACT["layout"]
-MANIFEST = CONTRACT["manifest"]
 
 JSON_CONTENT_TYPE = "application/json"
 BODY_KEY = "body"
@@ -644,10 +635,9 @@ def configuration_mismatches(compiled: Mapping[str, Any], environ: Mapping[str, 
 
     Unset variables take the contract's defaults; tpDegree and nPositions have none.
     """
-    defaults = {**CONTRACT["defaults"], "quantDtype": CONTRACT["quantDtypeNone"]}
     mismatches = []
     for key in (key for key in MANIFEST["optionKeys"] if key in ENV):
-        configured = environ.get(ENV[key], str(defaults.get(key, ""))).strip()
+        configured = environ.get(ENV[key], str(OPTION_DEFAULTS.get(key, ""))).strip()
         if configured != str(compiled[key]):
             mismatches.append(f"{ENV[key]}={configured!r} but the artifacts were compiled with {key}={compiled[key]!r}")
     cores = environ.get(ENV["coresPerWorker"])
@@ -656,19 +646,6 @@ def configuration_mismatches(compiled: Mapping[str, Any], environ: Mapping[str, 
             f"{ENV['coresPerWorker']}={cores!r} but each worker needs tpDegree={compiled['tpDegree']} NeuronCores"
         )
     return mismatches
-
-
-def installed_versions(packages: Sequence[str]) -> dict[str, str | None]:
-    """The installed version of each distribution (None when it is not installed)."""
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 def describe_versions(versions: Mapping[str, str | None] | None) -> str:
@@ -821,28 +798,6 @@ def _answer(
 
 # ---------------------------------------------------------------------------------------------
 # The only code that needs torch, transformers and transformers-neuronx (the serving image)
-
-
-def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any) -> dict[str, Any]:
-    """LlamaForSampling.from_pretrained's keyword arguments for the manifest `options`.
-
-    The compile job and the handler must build the model with exactly these: any difference changes
-    the HLO, hence the hash the NEFFs are found by, and the endpoint would not find its artifacts.
-    `neuronx_config` is the transformers_neuronx.config module. The compile job imports this function
-    from here (compile/neuronx_compile.py), so there is one definition.
-    """
-    neuron_config = None
-    if options["quantDtype"]:
-        neuron_config = neuronx_config.NeuronConfig(
-            quant=neuronx_config.QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
-        )
-    return {
-        "batch_size": options["batchSize"],
-        "tp_degree": options["tpDegree"],
-        "n_positions": options["nPositions"],
-        "amp": options["amp"],
-        "neuron_config": neuron_config,
-    }
 
 
 class SampleStep:

@@ -24,12 +24,13 @@ def unpacked(tmp_path):
 
 def test_the_entry_point_imports_everything_it_needs_from_the_zip(unpacked):
     # The entry point's folder is the first sys.path entry when the job runs `python3 code/compile/<script>`;
-    # nothing of runtime/ outside the zip (tests, conftest) may be needed.
+    # nothing of runtime/ outside the zip (tests, conftest) may be needed, and the serving handler is not in it.
     probe = (
         "import sys; sys.path.insert(0, 'code/compile');"
-        "import compile_job, neuronx_compile, inference;"
-        "print(inference.__file__)"
+        "import compile_job, neuronx_compile, neuronx_common;"
+        "print(neuronx_common.__file__, 'inference' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-I", "-c", probe], cwd=unpacked.parent, check=True, capture_output=True, text=True)
-    assert Path(out.stdout.strip()) == unpacked / "inference" / "inference.py"
+    assert out.stdout.split() == [str(unpacked / "compile" / "neuronx_common.py"), "False"]
     assert (unpacked / "contract.json").is_file()
+    assert not (unpacked / "inference").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import inference
+import neuronx_common
 from conftest import COMPILED_WITH, OPTIONS
 from inference import ModelConfigurationError, load_generator
 
@@ -88,15 +89,18 @@ def test_the_handler_reads_the_contract_beside_or_above_it(contract):
     assert Path(inference.__file__).name == contract["endpoint"]["handlerScript"]
 
 
-def test_the_handler_imports_only_what_the_serving_image_has():
+@pytest.mark.parametrize("module", [inference, neuronx_common], ids=["inference", "neuronx_common"])
+def test_the_handler_imports_only_what_the_serving_image_has(module):
+    # neuronx_common.py is placed beside inference.py in code/ (and has only standard-library imports).
     allowed = set(sys.stdlib_module_names) | {
         "torch",
         "transformers",
         "transformers_neuronx",
         "jinja2",
         "__future__",
+        "neuronx_common",
     }
-    tree = ast.parse(Path(inference.__file__).read_text())
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = {
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     }
@@ -157,7 +161,7 @@ def test_a_manifest_written_before_the_commit_and_version_keys_still_loads(model
 
 
 def test_the_handler_reads_the_versions_as_the_compile_job_does():
-    """One helper: the compile job imports the handler's, so both record versions the same way."""
-    import neuronx_compile
+    """One helper, in neuronx_common: both programs record versions the same way."""
+    import compile_job
 
-    assert neuronx_compile.installed_versions is inference.installed_versions
+    assert compile_job.installed_versions is inference.installed_versions is neuronx_common.installed_versions

@@ -168,9 +168,10 @@ def dirs(tmp_path):
     return checkpoint_dir, compiled_dir
 
 
-def test_the_compile_job_builds_the_model_with_the_handlers_own_function():
-    # One definition: a copy in the compile job could drift and change the HLO hash the NEFFs are found by.
+def test_the_compile_job_and_the_handler_build_the_model_with_one_function():
+    # One definition: a copy in either program could drift and change the HLO hash the NEFFs are found by.
     assert neuronx_compile.llama_from_pretrained_kwargs is inference.llama_from_pretrained_kwargs
+    assert inference.llama_from_pretrained_kwargs.__module__ == "neuronx_common"
 
 
 @pytest.mark.parametrize("options", [QUANTIZED, UNQUANTIZED], ids=["s8", "bf16-batch2"])
@@ -271,20 +272,35 @@ def test_the_loaded_generator_answers_a_request_end_to_end(neuron, dirs):
     assert (sample[2]["top_k"], sample[2]["temperature"]) == (1, 1.0)  # greedy
 
 
-def test_the_compile_asset_layout_finds_the_handler(tmp_path):
-    # As the compile job runs in AWS: code/compile/compile_job.py started as a script, code/inference/inference.py and
-    # code/contract.json beside it (the compile asset's layout, asserted on the TypeScript side in test/assets.test.ts).
+def _run_probe(cwd: Path, script_dir: str, probe: str) -> subprocess.CompletedProcess:
+    """`probe` as a program started from `script_dir` runs: that folder first on sys.path, nothing of the repository."""
+    return subprocess.run(
+        [sys.executable, "-B", "-c", f"import sys; sys.path.insert(0, {script_dir!r}); {probe}"],
+        cwd=cwd, capture_output=True, text=True, check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"},
+    )
+
+
+def test_the_compile_layout_finds_the_shared_module_without_the_handler(tmp_path):
+    # As the compile job runs in AWS: code/compile/compile_job.py started as a script, neuronx_common.py beside it and
+    # code/contract.json one folder up (the compile asset's layout, built by build-tools/compile-code-zip.js).
     runtime = Path(__file__).resolve().parent.parent
     code = tmp_path / "code"
     shutil.copytree(runtime / "compile", code / "compile")
-    (code / "inference").mkdir()
-    shutil.copy(runtime / "inference" / "inference.py", code / "inference" / "inference.py")
+    shutil.copy(runtime / "common" / "neuronx_common.py", code / "compile" / "neuronx_common.py")
     shutil.copy(runtime / "contract.json", code / "contract.json")
-    probe = "import neuronx_compile; print(neuronx_compile.llama_from_pretrained_kwargs.__module__)"
-    result = subprocess.run(
-        [sys.executable, "-B", "-c", f"import sys; sys.path.insert(0, 'code/compile'); {probe}"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
-        env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"},
-    )
+    probe = "import neuronx_compile; print(neuronx_compile.llama_from_pretrained_kwargs.__module__, 'inference' in sys.modules)"
+    result = _run_probe(tmp_path, "code/compile", probe)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "inference"
+    assert result.stdout.strip() == "neuronx_common False"
+
+
+def test_the_endpoint_code_layout_finds_the_shared_module(tmp_path):
+    # As the endpoint's code/ is placed: inference.py, neuronx_common.py and contract.json side by side.
+    runtime = Path(__file__).resolve().parent.parent
+    code = tmp_path / "code"
+    code.mkdir()
+    for path in (runtime / "inference" / "inference.py", runtime / "common" / "neuronx_common.py", runtime / "contract.json"):
+        shutil.copy(path, code / path.name)
+    result = _run_probe(tmp_path, "code", "import inference; print(inference.CONTRACT['version'])")
+    assert result.returncode == 0, result.stderr

@@ -1,25 +1,19 @@
 import pytest
 
+from neuronx_common import COMPILE_OPTIONS
 from neuronx_compile import (
     COMPILE_WORKER_MEMORY_GIB,
-    COMPILER_TARGETS,
     GIB,
-    OPT_LEVELS,
     available_memory_bytes,
     compile_workers,
     neuron_cc_flags,
 )
 
 
-@pytest.mark.parametrize("opt_level", OPT_LEVELS)
+@pytest.mark.parametrize("opt_level", COMPILE_OPTIONS["optLevels"])
 def test_flags_name_the_opt_level_and_no_target(opt_level):
     # transformers-neuronx passes --target=trn1 itself (platform_target="trn1"): a second target would conflict.
     assert neuron_cc_flags("", opt_level) == f"-O{opt_level}"
-
-
-def test_the_serving_families_are_inf2_and_trn1():
-    assert COMPILER_TARGETS == ("inf2", "trn1")
-    assert OPT_LEVELS == (1, 2, 3)
 
 
 @pytest.mark.parametrize(

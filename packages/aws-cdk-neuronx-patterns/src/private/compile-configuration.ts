@@ -7,9 +7,9 @@ import { Model } from '../model';
 import { NeuronxCompileConfiguration, NeuronxCompileConfigurationNames, NeuronxCompileProps } from '../neuronx-compile';
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
-import { CONTRACT, compileEnv, quantDtypeValue } from './contract';
+import { CONTRACT, compileEnv, compilerTargetValue, optLevelValue, quantDtypeValue } from './contract';
 import {
-  checkPositiveInteger, checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing,
+  checkPositiveInteger, compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing,
   ResolvedCompileOptions, servingProblems,
 } from './sizing';
 
@@ -29,21 +29,12 @@ const DEFAULT_START_TIMEOUT = Duration.minutes(30);
 const DEFAULT_TIMEOUT = Duration.hours(10);
 const DEFAULT_OPT_LEVEL = OptLevel.BEST_BALANCE;
 const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
-// Root volume: the bf16 checkpoint twice (download and the copy transformers-neuronx reads while compiling,
-// plus the compiled artifacts), and room for the ~20 GiB container image and the compiler's work files.
-const VOLUME_CHECKPOINT_FACTOR = 2;
-const VOLUME_BASE_GIB = 64;
+// The largest gp3 volume.
 const MAX_VOLUME_GIB = 16384;
 // Instances big enough to compile, cheapest first (used when no compile instance type is given).
 const COMPILE_CANDIDATES = [
   NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.TRN1_32XLARGE,
 ];
-
-const OPT_LEVEL_FLAG: Record<OptLevel, number> = {
-  [OptLevel.MINIMIZE_COMPILE_TIME]: 1,
-  [OptLevel.BEST_BALANCE]: 2,
-  [OptLevel.BEST_EXECUTION]: 3,
-};
 
 /** A NeuronxCompile's props resolved: what its resources are made from. */
 export interface CompileSettings {
@@ -85,8 +76,8 @@ export function compileSettings(props: NeuronxCompileProps): CompileSettings {
     [compileEnv('batchSize')]: String(resolved.batchSize),
     [compileEnv('amp')]: CONTRACT.defaults.amp,
     [compileEnv('quantDtype')]: quantDtypeValue(resolved.quantDtype),
-    [compileEnv('optLevel')]: String(OPT_LEVEL_FLAG[optLevel]),
-    [compileEnv('compilerTarget')]: serving.family,
+    [compileEnv('optLevel')]: String(optLevelValue(optLevel)),
+    [compileEnv('compilerTarget')]: compilerTargetValue(serving.family),
     [compileEnv('imageUri')]: runtime.toString(),
   };
   const fingerprint = artifactFingerprint(props.model, runtime, jobEnvironment);
@@ -102,7 +93,7 @@ export function compileSettings(props: NeuronxCompileProps): CompileSettings {
     waitTimeout: Duration.seconds(Math.min(MAX_WAIT.toSeconds(), startTimeout.toSeconds() + timeout.toSeconds() + SIGNAL_MARGIN.toSeconds())),
     vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
     volumeSize: props.volumeSize ?? Size.gibibytes(Math.min(MAX_VOLUME_GIB,
-      Math.ceil(checkpointBytes(modelSizing(props.model)) / GIB * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB)),
+      Math.ceil(compileVolumeBytes(modelSizing(props.model), resolved.quantDtype) / GIB))),
     jobEnvironment,
     artifactPrefix,
     markerKey: `${artifactPrefix}${CONTRACT.layout.marker}`,

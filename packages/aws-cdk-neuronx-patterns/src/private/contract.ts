@@ -1,13 +1,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { QuantDtype } from '../compile-options';
+import { OptLevel, QuantDtype } from '../compile-options';
+import { NeuronxInstanceFamily } from '../neuronx-instance-type';
 
 /** Where the Python programs and the contract they share with the constructs live (shipped in the npm package). */
 export const RUNTIME_DIR = path.join(__dirname, '..', '..', 'runtime');
 
 /**
- * The compile job's program: runtime/compile, runtime/inference/inference.py and contract.json in one zip, built by
- * build-tools/compile-code-zip.js (the bundle task) and shipped in the npm package.
+ * The compile job's program: runtime/compile, the module it shares with the handler (runtime/common/neuronx_common.py)
+ * and contract.json in one zip, built by build-tools/compile-code-zip.js (the bundle task) and shipped in the npm package.
  */
 export const COMPILE_CODE_ZIP = path.join(__dirname, '..', '..', 'assets', 'compile-code.zip');
 
@@ -20,6 +21,14 @@ export interface RuntimeContract {
   readonly compileJob: {
     readonly environment: Record<string, string>;
     readonly entrypointScript: string;
+    /** Free space the job requires in its work dir: snapshot bytes x factor + marginGiB. */
+    readonly diskSpace: { readonly factorQuantized: number; readonly factorUnquantized: number; readonly marginGiB: number };
+  };
+  /** The values the compile job accepts; the public enums map onto them. */
+  readonly compileOptions: {
+    readonly optLevels: number[];
+    readonly quantDtypes: string[];
+    readonly compilerTargets: string[];
   };
   readonly endpoint: {
     readonly environment: Record<string, string>;
@@ -43,11 +52,41 @@ export interface RuntimeContract {
 
 export const CONTRACT: RuntimeContract = JSON.parse(fs.readFileSync(path.join(RUNTIME_DIR, 'contract.json'), 'utf-8'));
 
-const QUANT_DTYPE_VALUE: Record<QuantDtype, string> = { [QuantDtype.S8]: 's8' };
+/**
+ * The public enums mapped onto the values of the contract's `compileOptions`, the lists the compile job accepts.
+ * test/contract.test.ts fails if a value here is not in the contract or a contract value is reached by no enum value.
+ */
+export const OPT_LEVEL_VALUES: Record<OptLevel, number> = {
+  [OptLevel.MINIMIZE_COMPILE_TIME]: 1,
+  [OptLevel.BEST_BALANCE]: 2,
+  [OptLevel.BEST_EXECUTION]: 3,
+};
+export const QUANT_DTYPE_VALUES: Record<QuantDtype, string> = { [QuantDtype.S8]: 's8' };
+export const COMPILER_TARGET_VALUES: Record<NeuronxInstanceFamily, string> = {
+  [NeuronxInstanceFamily.INF2]: 'inf2',
+  [NeuronxInstanceFamily.TRN1]: 'trn1',
+};
+
+/** The neuronx-cc `-O` level of `optLevel`, as the compile job reads it. */
+export function optLevelValue(optLevel: OptLevel): number {
+  return contractValue(CONTRACT.compileOptions.optLevels, OPT_LEVEL_VALUES[optLevel], 'optLevels');
+}
 
 /** The weight storage type as the Python programs read it (the contract's `quantDtypeNone` for bf16). */
 export function quantDtypeValue(quantDtype: QuantDtype | undefined): string {
-  return quantDtype ? QUANT_DTYPE_VALUE[quantDtype] : CONTRACT.quantDtypeNone;
+  return quantDtype ? contractValue(CONTRACT.compileOptions.quantDtypes, QUANT_DTYPE_VALUES[quantDtype], 'quantDtypes') : CONTRACT.quantDtypeNone;
+}
+
+/** The compiler target of a serving family, as the compile job reads it. */
+export function compilerTargetValue(family: NeuronxInstanceFamily): string {
+  return contractValue(CONTRACT.compileOptions.compilerTargets, COMPILER_TARGET_VALUES[family], 'compilerTargets');
+}
+
+function contractValue<T>(allowed: T[], value: T, list: string): T {
+  if (!allowed.includes(value)) {
+    throw new Error(`runtime/contract.json compileOptions.${list} has no ${value}: the constructs and the Python programs disagree.`);
+  }
+  return value;
 }
 
 /** The environment variable name for a compile-job key, failing loudly if the contract lacks it. */

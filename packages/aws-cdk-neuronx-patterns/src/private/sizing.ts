@@ -2,6 +2,7 @@ import { Token } from 'aws-cdk-lib';
 import { QuantDtype } from '../compile-options';
 import { Model } from '../model';
 import { NeuronxInstanceFamily, NeuronxInstanceType } from '../neuronx-instance-type';
+import { CONTRACT } from './contract';
 
 /**
  * Memory and parallelism arithmetic, shared by every check so that one number means one thing everywhere.
@@ -98,6 +99,27 @@ export function workersPerInstance(instance: NeuronxInstanceType, tpDegree: numb
 /** Host memory the compile job needs: the bf16 checkpoint loaded, plus the quantized copy when quantizing. */
 export function compileHostBytesNeeded(model: ModelSizing, quantDtype?: QuantDtype): number {
   return checkpointBytes(model) + (quantDtype ? weightBytes(model, quantDtype) : 0);
+}
+
+/**
+ * What the compile instance's root volume holds besides the compile job's work dir: the Neuron DLC image (about
+ * 20 GiB unpacked, besides its pulled layers), the operating system of the Neuron ECS AMI, the Docker and ECS agent
+ * state and the logs. A budget, not a measurement.
+ */
+export const ROOT_VOLUME_ALLOWANCE_GIB = 40;
+
+/**
+ * Free space the compile job requires in its work dir before downloading (contract `compileJob.diskSpace`, which the
+ * job checks): the checkpoint x the factor (quantizing needs more) + the margin. The checkpoint is the bf16 one.
+ */
+export function compileWorkDirBytes(model: ModelSizing, quantDtype?: QuantDtype): number {
+  const { factorQuantized, factorUnquantized, marginGiB } = CONTRACT.compileJob.diskSpace;
+  return checkpointBytes(model) * (quantDtype ? factorQuantized : factorUnquantized) + marginGiB * GIB;
+}
+
+/** The compile instance's root volume, which holds the work dir: what the job checks for, plus the allowance. */
+export function compileVolumeBytes(model: ModelSizing, quantDtype?: QuantDtype): number {
+  return compileWorkDirBytes(model, quantDtype) + ROOT_VOLUME_ALLOWANCE_GIB * GIB;
 }
 
 /** Host memory serving needs: every worker holds its copy of the stored weights while loading them. */
