@@ -25,7 +25,9 @@ RUNTIME = REPO / "packages" / "aws-cdk-neuronx-patterns" / "runtime"
 EXAMPLE_OUT = REPO / "examples" / "typescript" / "cdk.out"
 FAKE_NEURON = HERE / "fake_neuron"
 
-sys.path[:0] = [str(FAKE_NEURON), str(RUNTIME / "compile"), str(RUNTIME / "inference"), str(RUNTIME / "tests")]
+sys.path[:0] = [
+    str(FAKE_NEURON), str(RUNTIME / "compile"), str(RUNTIME / "common"), str(RUNTIME / "inference"), str(RUNTIME / "tests"),
+]
 import compile_job  # noqa: E402  the compile job's own manifest code, so the marker is what a compile writes
 import neuron_device  # noqa: E402
 from chat_tokenizer import build_chat_tokenizer  # noqa: E402  the runtime tests' tiny calm3 (ChatML) tokenizer
