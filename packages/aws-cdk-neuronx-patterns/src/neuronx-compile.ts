@@ -94,7 +94,7 @@ export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
   /**
    * Root volume size of the compile instance.
    *
-   * @default - twice the bf16 checkpoint plus 64 GiB
+   * @default - what the compile job checks for (the bf16 checkpoint x 2.0 for int8 or x 1.5 for bf16, plus 10 GiB) plus 64 GiB for the image, the OS and logs
    */
   readonly volumeSize?: Size;
 

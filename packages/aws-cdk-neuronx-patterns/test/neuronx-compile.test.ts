@@ -119,11 +119,11 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
       }),
     });
     // calm3, int8: the work dir the job checks for (45 GB = 41.9 GiB bf16 checkpoint x 2.0 + 10 GiB, contract diskSpace) + the
-    // 40 GiB allowance for the image, the OS and logs, rounded up.
+    // 64 GiB allowance for the image, the OS and logs, rounded up.
     template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
       LaunchTemplateData: Match.objectLike({
         MetadataOptions: Match.objectLike({ HttpTokens: 'required' }),
-        BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3', VolumeSize: 134, DeleteOnTermination: true }) }],
+        BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3', VolumeSize: 158, DeleteOnTermination: true }) }],
       }),
     });
   });
@@ -335,13 +335,13 @@ describe('NeuronxCompile: sizes and options', () => {
 
   test('the root volume follows the model size, or volumeSize', () => {
     const llama8b = Model.fromHuggingFace('meta-llama/Meta-Llama-3-8B', { revision: 'abc' });
-    // int8: 14.9 GiB bf16 checkpoint x 2.0 + 10 GiB (contract diskSpace) + 40 GiB allowance, rounded up.
+    // int8: 14.9 GiB bf16 checkpoint x 2.0 + 10 GiB (contract diskSpace) + 64 GiB allowance, rounded up.
     synth({ props: { model: llama8b } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
-      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 80 }) })] }),
+      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 104 }) })] }),
     });
     // bf16: x 1.5 instead.
     synth({ props: { model: llama8b, compileOptions: { ...LOW_COST.options, quantDtype: undefined } } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
-      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 73 }) })] }),
+      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ VolumeSize: 97 }) })] }),
     });
     synth({ props: { volumeSize: Size.gibibytes(500) } }).template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
       LaunchTemplateData: Match.objectLike({

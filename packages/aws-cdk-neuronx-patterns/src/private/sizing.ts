@@ -104,9 +104,11 @@ export function compileHostBytesNeeded(model: ModelSizing, quantDtype?: QuantDty
 /**
  * What the compile instance's root volume holds besides the compile job's work dir: the Neuron DLC image (about
  * 20 GiB unpacked, besides its pulled layers), the operating system of the Neuron ECS AMI, the Docker and ECS agent
- * state and the logs. A budget, not a measurement.
+ * state and the logs. A budget, not a measurement: 64 GiB, the allowance the construct gave before the rule was shared,
+ * so that no default volume shrank when it was (a disk that fills hours into a compile costs far more than the
+ * extra gp3 GiB for those hours).
  */
-export const ROOT_VOLUME_ALLOWANCE_GIB = 40;
+export const ROOT_VOLUME_ALLOWANCE_GIB = 64;
 
 /**
  * Free space the compile job requires in its work dir before downloading (contract `compileJob.diskSpace`, which the
