@@ -206,7 +206,6 @@ function renderEnvironment(
   return {
     ...props.environment,
     ...data.environment,
-    [endpointEnv('program')]: CONTRACT.endpoint.handlerScript,
     [endpointEnv('tpDegree')]: String(data.tpDegree),
     [endpointEnv('nPositions')]: String(data.nPositions),
     [endpointEnv('batchSize')]: String(CONTRACT.defaults.batchSize),

@@ -90,7 +90,6 @@ describe('the lowCost compile of calm3 and its endpoint', () => {
     }
     // Each worker its own tpDegree NeuronCores; the handler checks this against the manifest's tpDegree too.
     expect(Number(serving[contract.endpoint.environment.coresPerWorker])).toBe(example.options.tpDegree);
-    expect(serving[contract.endpoint.environment.program]).toBe(contract.endpoint.handlerScript);
     expect(endpoint.workersPerInstance).toBe(1);
   });
 

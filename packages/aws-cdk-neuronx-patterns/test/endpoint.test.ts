@@ -96,7 +96,6 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
       NEURONX_TP_DEGREE: '2',
       NEURONX_N_POSITIONS: '1024',
       NEURONX_QUANT_DTYPE: 's8',
-      SAGEMAKER_PROGRAM: 'inference.py',
     });
   });
 
