@@ -114,6 +114,18 @@ describe('NeuronxRuntime: regions without the image or the instance type fail at
       { 'aws-cdk-neuronx-patterns:allowRegions': 'eu-west-1, sa-east-1' })).toContain('one of us-east-1, us-east-2, us-west-2, eu-west-1, sa-east-1,');
   });
 
+  test.each([
+    ['a number', 42, '42'],
+    ['a list with a number', ['eu-north-1', 7], '["eu-north-1",7]'],
+    ['an object', { region: 'eu-north-1' }, '{"region":"eu-north-1"}'],
+    ['a string that is not region names', 'eu-north-1;us-west-1', '"eu-north-1;us-west-1"'],
+  ])('an allowRegions context value that is %s fails at synth, naming the key, the value and the forms that work', (_what, value, shown) => {
+    const message = imageUriError('us-east-1', { ec2InstanceType: NeuronxInstanceType.INF2_8XLARGE },
+      { 'aws-cdk-neuronx-patterns:allowRegions': value });
+    expect(message).toBe(`The CDK context value 'aws-cdk-neuronx-patterns:allowRegions' is ${shown}: give region names, as a list `
+      + '(cdk.json: ["ap-northeast-3", "eu-north-1"]) or one comma-separated string (-c aws-cdk-neuronx-patterns:allowRegions=ap-northeast-3,eu-north-1).');
+  });
+
   test('an environment-agnostic stack gets one rule that fails the deploy with the same sentences, before any resource', () => {
     const stack = stackIn();
     NeuronxRuntime.DEFAULT.imageUri(stack, { ec2InstanceType: NeuronxInstanceType.INF2_8XLARGE });

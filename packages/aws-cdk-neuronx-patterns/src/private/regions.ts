@@ -167,22 +167,35 @@ function requirementsOf(scope: Construct, needs: RegionNeeds): Requirement[] {
   return requirements;
 }
 
+// A region name: 'us-east-1', 'ap-southeast-7', 'us-gov-west-1', 'cn-north-1'.
+const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+/** The context value's regions; a value of another form fails, naming the key, the value and the forms that work. */
 function allowedRegions(scope: Construct): string[] {
   const value: unknown = scope.node.tryGetContext(ALLOW_REGIONS_CONTEXT);
-  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
-  return list.map(r => String(r).trim()).filter(r => r !== '');
+  if (value === undefined) return [];
+  const list: unknown[] = typeof value === 'string' ? value.split(',').map(r => r.trim()).filter(r => r !== '') : Array.isArray(value) ? value : [value];
+  if (list.some(r => typeof r !== 'string' || !REGION_NAME.test(r))) {
+    throw new Error(`The CDK context value '${ALLOW_REGIONS_CONTEXT}' is ${JSON.stringify(value)}: give region names, as a list `
+      + '(cdk.json: ["ap-northeast-3", "eu-north-1"]) or one comma-separated string (-c '
+      + `${ALLOW_REGIONS_CONTEXT}=ap-northeast-3,eu-north-1).`);
+  }
+  return list as string[];
 }
 
-// The assertions already in each stack's rule, by requirement key: one rule per stack, one assertion per requirement.
-const ASSERTED = new WeakMap<CfnRule, Set<string>>();
+/** The stack's one rule: one assertion per requirement, however many constructs need it. */
+class RegionsRule extends CfnRule {
+  /** The requirement keys asserted so far. */
+  private readonly asserted = new Set<string>();
+
+  public assert(requirement: Requirement): void {
+    if (this.asserted.has(requirement.key)) return;
+    this.asserted.add(requirement.key);
+    this.addAssertion(Fn.conditionContains([...requirement.regions], Aws.REGION), requirement.describe('The stack\'s region'));
+  }
+}
 
 function addAssertions(stack: Stack, requirements: Requirement[]): void {
-  const rule = (stack.node.tryFindChild(RULE_ID) as CfnRule | undefined) ?? new CfnRule(stack, RULE_ID);
-  const asserted = ASSERTED.get(rule) ?? new Set<string>();
-  ASSERTED.set(rule, asserted);
-  for (const requirement of requirements) {
-    if (asserted.has(requirement.key)) continue;
-    asserted.add(requirement.key);
-    rule.addAssertion(Fn.conditionContains([...requirement.regions], Aws.REGION), requirement.describe('The stack\'s region'));
-  }
+  const rule = (stack.node.tryFindChild(RULE_ID) as RegionsRule | undefined) ?? new RegionsRule(stack, RULE_ID);
+  requirements.forEach(requirement => rule.assert(requirement));
 }
