@@ -33,12 +33,12 @@ const calm3 = (): Model => Model.fromHuggingFace('cyberagent/calm3-22b-chat', {
 });
 const LOW_COST: Partial<NeuronxCompileProps> = {
   servingInstanceType: NeuronxInstanceType.TRN1_2XLARGE,
-  instanceType: NeuronxInstanceType.INF2_8XLARGE,
+  compileInstanceType: NeuronxInstanceType.INF2_8XLARGE,
   compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8 },
 };
 const HIGH_PERFORMANCE: Partial<NeuronxCompileProps> = {
   servingInstanceType: NeuronxInstanceType.INF2_24XLARGE,
-  instanceType: NeuronxInstanceType.INF2_24XLARGE,
+  compileInstanceType: NeuronxInstanceType.INF2_24XLARGE,
   compileOptions: { tpDegree: 4 },
 };
 
@@ -84,23 +84,23 @@ const BUILDERS: Record<string, () => unknown> = {
   'n-positions-not-positive': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 4, nPositions: 1.5 } }),
   'tp-degree-exceeds-cores': () => compile({ ...LOW_COST, compileOptions: { ...LOW_COST.compileOptions, tpDegree: 4 } }),
   'tp-degree-unsupported': () => compile({
-    servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE, instanceType: NeuronxInstanceType.TRN1_32XLARGE, compileOptions: { tpDegree: 4 },
+    servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE, compileInstanceType: NeuronxInstanceType.TRN1_32XLARGE, compileOptions: { tpDegree: 4 },
   }),
   'tp-degree-heads': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 10 } }),
   'n-positions-exceed-model': () => compile({
     servingInstanceType: NeuronxInstanceType.INF2_48XLARGE,
-    instanceType: NeuronxInstanceType.INF2_48XLARGE,
+    compileInstanceType: NeuronxInstanceType.INF2_48XLARGE,
     compileOptions: { tpDegree: 24, nPositions: 32768 },
   }),
   'device-memory': () => compile({ ...LOW_COST, compileOptions: { tpDegree: 2, nPositions: 1024 } }),
   'serving-host-memory': () => compile({
     model: Model.fromHuggingFace('example-org/model-7.5b', { revision: 'abc123' }),
     servingInstanceType: NeuronxInstanceType.INF2_XLARGE,
-    instanceType: NeuronxInstanceType.INF2_8XLARGE,
+    compileInstanceType: NeuronxInstanceType.INF2_8XLARGE,
     compileOptions: { tpDegree: 1 },
   }),
-  'compile-host-memory': () => compile({ ...HIGH_PERFORMANCE, instanceType: NeuronxInstanceType.INF2_XLARGE }),
-  'compile-cores': () => compile({ ...HIGH_PERFORMANCE, instanceType: NeuronxInstanceType.INF2_8XLARGE }),
+  'compile-host-memory': () => compile({ ...HIGH_PERFORMANCE, compileInstanceType: NeuronxInstanceType.INF2_XLARGE }),
+  'compile-cores': () => compile({ ...HIGH_PERFORMANCE, compileInstanceType: NeuronxInstanceType.INF2_8XLARGE }),
   'start-timeout': () => compile({ ...HIGH_PERFORMANCE, startTimeout: Duration.minutes(5) }),
   'timeout-exceeds-wait': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.hours(12) }),
   'timeout-too-short': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.seconds(30) }),

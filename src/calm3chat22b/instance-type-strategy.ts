@@ -71,9 +71,9 @@ export class InstanceTypeStrategy {
     const problems = NeuronxCompile.configurationProblems({
       model: Model.fromHuggingFace(MODEL_ID, { revision: PINNED_REVISION, parameterCount: PARAMETER_COUNT, architecture: ARCHITECTURE }),
       servingInstanceType: instanceType,
-      instanceType: instanceTypeForCompile,
+      compileInstanceType: instanceTypeForCompile,
       compileOptions: options,
-    }, { compileOptions: 'options', instanceType: 'instanceTypeForCompile' });
+    }, { compileOptions: 'options', compileInstanceType: 'instanceTypeForCompile' });
     if (problems.length > 0) {
       throw new Error(
         `InstanceTypeStrategy(${instanceType}, ${instanceTypeForCompile.instanceTypeName}) cannot serve ${MODEL_ID} `

@@ -79,7 +79,7 @@ export class SageMakerRealtimeInference extends Construct {
       bucket: props.bucket,
       model,
       servingInstanceType: strategy.instanceType,
-      instanceType: strategy.instanceTypeForCompile,
+      compileInstanceType: strategy.instanceTypeForCompile,
       compileOptions: strategy._compileOptions(),
     });
     this.endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(this, 'RealtimeInference', {

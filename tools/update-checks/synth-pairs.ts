@@ -62,7 +62,7 @@ function patternsApp(change: PatternsChange): Stack {
     vpc: net.vpc,
     bucket: net.bucket,
     model: calm3(),
-    instanceType: NeuronxInstanceType.INF2_24XLARGE,
+    compileInstanceType: NeuronxInstanceType.INF2_24XLARGE,
     servingInstanceType: NeuronxInstanceType.INF2_24XLARGE,
     compileOptions: { tpDegree: 4, optLevel: OptLevel.BEST_EXECUTION },
     ...change.compile?.(stack, net),
@@ -102,7 +102,7 @@ const PAIRS: Record<string, () => [Stack, Stack]> = {
   'compile-quantDtype': () => [patternsApp({}), patternsApp({
     compile: () => ({ compileOptions: { tpDegree: 4, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION } }),
   })],
-  'compile-instanceType': () => [patternsApp({}), patternsApp({ compile: () => ({ instanceType: NeuronxInstanceType.INF2_48XLARGE }) })],
+  'compile-compileInstanceType': () => [patternsApp({}), patternsApp({ compile: () => ({ compileInstanceType: NeuronxInstanceType.INF2_48XLARGE }) })],
   'compile-servingInstanceType': () => [patternsApp({}), patternsApp({ compile: () => ({ servingInstanceType: NeuronxInstanceType.INF2_48XLARGE }) })],
   'compile-runtime': () => [patternsApp({}), patternsApp({ compile: () => ({ runtime: otherRuntime() }) })],
   'compile-artifactRootPrefix': () => [patternsApp({}), patternsApp({ compile: () => ({ artifactRootPrefix: 'models/' }) })],

@@ -33,7 +33,7 @@ function child(withConstructs, cdkInitFlags) {
       vpc,
       bucket,
       model: p.Model.fromHuggingFace('cyberagent/calm3-22b-chat', { revision: 'bench' }),
-      instanceType: p.NeuronxInstanceType.INF2_24XLARGE,
+      compileInstanceType: p.NeuronxInstanceType.INF2_24XLARGE,
       servingInstanceType: p.NeuronxInstanceType.INF2_24XLARGE,
       compileOptions: { tpDegree: 4 },
     });

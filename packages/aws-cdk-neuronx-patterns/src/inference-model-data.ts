@@ -31,7 +31,7 @@ const LIBRARY_CODE_FILES = [
 const DEFAULT_HANDLER = path.join(RUNTIME_DIR, 'inference', HANDLER_SCRIPT);
 
 /** Options for compiled artifacts already in S3. */
-export interface TransformersNeuronxBucketModelDataOptions {
+export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
   /** The model the artifacts were compiled from (its size and architecture size the endpoint). */
   readonly model: Model;
   /** The tensor-parallel degree the artifacts were compiled with. */
@@ -49,7 +49,7 @@ export interface TransformersNeuronxBucketModelDataOptions {
    */
   readonly quantDtype?: QuantDtype;
   /**
-   * The image the artifacts were compiled with (the endpoint runs the same).
+   * The runtime (Neuron Deep Learning Container) the artifacts were compiled with (the endpoint runs the same).
    *
    * @default NeuronxRuntime.DEFAULT
    */
@@ -77,10 +77,10 @@ export interface TransformersNeuronxBucketModelDataOptions {
 }
 
 /** What model data gives an endpoint. */
-export interface TransformersNeuronxModelDataConfig {
+export interface TransformersNeuronxSageMakerInferenceModelDataConfig {
   /** `s3://bucket/prefix/` of the uncompressed model data. */
   readonly s3Uri: string;
-  /** The image the artifacts were compiled with. */
+  /** The runtime (Neuron Deep Learning Container) the artifacts were compiled with; the endpoint runs the same. */
   readonly runtime: NeuronxRuntime;
   /** The model. */
   readonly model: Model;
@@ -117,7 +117,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
    * @param compile the compile
    * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`, beside the
    * library's `neuronx_common.py` and `contract.json` (it must not have files of those names); its `inference.py`
-   * must define `def handle(data, context)` at the top level (see `TransformersNeuronxBucketModelDataOptions.code`);
+   * must define `def handle(data, context)` at the top level (see `TransformersNeuronxSageMakerInferenceModelDataBucketOptions.code`);
    * default: the library's handler
    */
   public static fromNeuronxCompile(compile: NeuronxCompile, code?: string): TransformersNeuronxSageMakerInferenceModelData {
@@ -146,7 +146,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
   public static fromBucket(
     bucket: s3.IBucket,
     prefix: string,
-    options: TransformersNeuronxBucketModelDataOptions,
+    options: TransformersNeuronxSageMakerInferenceModelDataBucketOptions,
   ): TransformersNeuronxSageMakerInferenceModelData {
     return new PrefixModelData({
       ...options,
@@ -157,10 +157,10 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
   }
 
   /** Grants `grantable` read access to the model data and returns what the endpoint needs. */
-  public abstract bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxModelDataConfig;
+  public abstract bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxSageMakerInferenceModelDataConfig;
 }
 
-interface PrefixModelDataProps extends Omit<TransformersNeuronxBucketModelDataOptions, 'nPositions'> {
+interface PrefixModelDataProps extends Omit<TransformersNeuronxSageMakerInferenceModelDataBucketOptions, 'nPositions'> {
   readonly bucket: s3.IBucket;
   readonly prefix: string;
   readonly nPositions: number;
@@ -177,7 +177,7 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
     super();
   }
 
-  public bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxModelDataConfig {
+  public bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxSageMakerInferenceModelDataConfig {
     const { bucket, prefix } = this.props;
     suppressWildcardFindings(grantable, wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read')),
       'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.');
@@ -200,6 +200,7 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
 
 // The code placed under each prefix in this app, by the compile (or bucket) and the literal prefix.
 interface PlacedCode { readonly hash: string; readonly scope: string; readonly code?: string }
+// A WeakMap, not a member: the owner may be the user's bucket (an IBucket, often imported), which this library cannot extend.
 const PLACED_CODE = new WeakMap<object, Map<string, PlacedCode>>();
 
 /**

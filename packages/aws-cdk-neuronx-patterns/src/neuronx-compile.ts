@@ -12,6 +12,7 @@ import { addBatchEnvironment } from './private/compile-batch-environment';
 import { compileSettings, resolveConfiguration, subnetProblems } from './private/compile-configuration';
 import { addDeployWait } from './private/compile-wait';
 import { HandlerFunction } from './private/handler-function';
+import { regionProblems } from './private/regions';
 import { throwIfProblems } from './private/sizing';
 
 /**
@@ -26,7 +27,7 @@ export interface NeuronxCompileConfiguration {
    * The instance type that will serve the artifacts: the compiler targets its family, and the options are checked
    * against its NeuronCores and memory.
    *
-   * @default - the compile instance type
+   * @default - the compile instance type (`compileInstanceType`)
    */
   readonly servingInstanceType?: NeuronxInstanceType;
 
@@ -36,7 +37,7 @@ export interface NeuronxCompileConfiguration {
    * @default - the cheapest of inf2.8xlarge, inf2.24xlarge, inf2.48xlarge and trn1.32xlarge with enough host memory
    * for the model and at least tpDegree NeuronCores
    */
-  readonly instanceType?: NeuronxInstanceType;
+  readonly compileInstanceType?: NeuronxInstanceType;
 
   /**
    * How to compile.
@@ -61,9 +62,9 @@ export interface NeuronxCompileConfigurationNames {
   /**
    * The name of the compile instance type.
    *
-   * @default 'instanceType'
+   * @default 'compileInstanceType'
    */
-  readonly instanceType?: string;
+  readonly compileInstanceType?: string;
 }
 
 /**
@@ -133,7 +134,7 @@ export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
  * Compiles a model with transformers-neuronx on an AWS Batch job on an EC2 Neuron instance, during `cdk deploy`.
  *
  * The artifacts (checkpoint, compiled NEFFs, completion marker) are written under a prefix that is a pure function
- * of what determines them: model and revision, image, compile options and serving family. A prefix that already
+ * of what determines them: model and revision, runtime, compile options and serving family. A prefix that already
  * holds a completion marker needs no new compile. The deploy waits for the compile (up to 12 hours) through a
  * WaitCondition that the job's outcome is signalled to; deleting or rolling back the stack terminates the job.
  */
@@ -155,12 +156,12 @@ export class NeuronxCompile extends Construct {
   public readonly compiledArtifactS3Url: string;
   /** The model compiled. */
   public readonly model: Model;
-  /** The image the artifacts were compiled with. */
+  /** The runtime (Neuron Deep Learning Container) the artifacts were compiled with. */
   public readonly runtime: NeuronxRuntime;
   /** The instance type the artifacts are compiled for. */
   public readonly servingInstanceType: NeuronxInstanceType;
   /** The instance type the compile job runs on. */
-  public readonly instanceType: NeuronxInstanceType;
+  public readonly compileInstanceType: NeuronxInstanceType;
   /** Effective tensor-parallel degree. */
   public readonly tpDegree: number;
   /** Effective number of positions. */
@@ -195,13 +196,18 @@ export class NeuronxCompile extends Construct {
   constructor(scope: Construct, id: string, props: NeuronxCompileProps) {
     super(scope, id);
     const settings = compileSettings(props);
-    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [...settings.problems, ...subnetProblems(this, props.vpc, settings.vpcSubnets)]);
+    throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
+      ...settings.problems,
+      ...subnetProblems(this, props.vpc, settings.vpcSubnets),
+      // The job's imageUri checks the same; here the message names the prop.
+      ...regionProblems(this, { image: settings.runtime.toString(), ec2: { instanceType: settings.compileInstance, prop: 'compileInstanceType' } }),
+    ]);
 
     this.bucket = props.bucket;
     this.model = props.model;
     this.runtime = settings.runtime;
     this.servingInstanceType = settings.serving;
-    this.instanceType = settings.compileInstance;
+    this.compileInstanceType = settings.compileInstance;
     this.tpDegree = settings.options.tpDegree;
     this.nPositions = settings.options.nPositions;
     this.quantDtype = settings.options.quantDtype;

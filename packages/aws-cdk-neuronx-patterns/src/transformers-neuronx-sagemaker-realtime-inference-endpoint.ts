@@ -3,9 +3,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { Construct } from 'constructs';
-import { TransformersNeuronxModelDataConfig, TransformersNeuronxSageMakerInferenceModelData } from './inference-model-data';
+import { TransformersNeuronxSageMakerInferenceModelData, TransformersNeuronxSageMakerInferenceModelDataConfig } from './inference-model-data';
 import { NeuronxInstanceType } from './neuronx-instance-type';
-import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
@@ -25,13 +24,6 @@ export interface TransformersNeuronxSageMakerRealtimeInferenceEndpointProps {
    * @default - the instance type the model data was compiled for
    */
   readonly instanceType?: NeuronxInstanceType;
-
-  /**
-   * The image to serve with. It must be the one the artifacts were compiled with.
-   *
-   * @default - the image of the model data
-   */
-  readonly image?: NeuronxRuntime;
 
   /**
    * Extra environment variables for the container. Variables the library sets (worker count, NeuronCores,
@@ -143,14 +135,16 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     });
   }
 
-  /** The SageMaker model: the image, the model data and the container's environment (checked against SageMaker's total). */
-  private addModel(role: iam.Role, data: TransformersNeuronxModelDataConfig, settings: EndpointSettings, environment: Record<string, string>) {
+  /** The SageMaker model: the runtime's image, the model data and the container's environment (checked against SageMaker's total). */
+  private addModel(
+    role: iam.Role, data: TransformersNeuronxSageMakerInferenceModelDataConfig, settings: EndpointSettings, environment: Record<string, string>,
+  ) {
     this.check(environmentSizeProblems(environment));
     const model = new sagemaker.CfnModel(this, 'Model', {
       executionRoleArn: role.roleArn,
       enableNetworkIsolation: true,
       primaryContainer: {
-        image: settings.image.imageUri(this, { sageMakerInstanceType: settings.instanceType }),
+        image: settings.runtime.imageUri(this, { sageMakerInstanceType: settings.instanceType }),
         modelDataSource: {
           s3DataSource: { s3Uri: data.s3Uri, s3DataType: 'S3Prefix', compressionType: 'None' },
         },
@@ -199,7 +193,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
 /** The container's environment: the caller's, the model data's, and what the handler reads (see contract.json). */
 function renderEnvironment(
   props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
-  data: TransformersNeuronxModelDataConfig,
+  data: TransformersNeuronxSageMakerInferenceModelDataConfig,
   workers: number,
   startupTimeout: Duration,
 ): Record<string, string> {

@@ -71,7 +71,7 @@ describe('assets of a stack with one NeuronxCompile and one endpoint', () => {
       const app = new App({ outdir: require('fs').mkdtempSync(require('path').join(require('os').tmpdir(), 'fp-')) });
       const stack = new Stack(app, 'S', { env: { account: '111111111111', region: 'us-east-1' } });
       const compile = new p.NeuronxCompile(stack, 'C', { vpc: new ec2.Vpc(stack, 'V'), bucket: new s3.Bucket(stack, 'B'),
-        model: p.Model.fromHuggingFace('cyberagent/calm3-22b-chat', { revision: 'r' }), instanceType: p.NeuronxInstanceType.INF2_24XLARGE });
+        model: p.Model.fromHuggingFace('cyberagent/calm3-22b-chat', { revision: 'r' }), compileInstanceType: p.NeuronxInstanceType.INF2_24XLARGE });
       new p.TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'E', { modelData: p.TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile) });
       app.synth();
       console.log(JSON.stringify(Object.keys(require.cache).filter(k => /aws-cdk-lib[\\/]core[\\/]lib[\\/]fs[\\/]/.test(k))));`;

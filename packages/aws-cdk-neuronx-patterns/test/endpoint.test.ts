@@ -7,7 +7,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ts from 'typescript';
 import {
-  Model, NeuronxInstanceType, NeuronxRuntime, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
+  Model, NeuronxInstanceType, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
   TransformersNeuronxSageMakerRealtimeInferenceEndpoint, TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
 } from '../src';
 import {
@@ -48,11 +48,6 @@ function endpointError(endpoint: Partial<TransformersNeuronxSageMakerRealtimeInf
     return (error as Error).message;
   }
   throw new Error('expected the endpoint to fail at synth');
-}
-
-/** A second runtime, standing in for a future release of the library: the constructor is private on purpose. */
-function otherRuntime(): NeuronxRuntime {
-  return Reflect.construct(NeuronxRuntime, ['pytorch-inference-neuronx', '2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04', '2.20.2']);
 }
 
 describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () => {
@@ -282,11 +277,6 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
   test('a serving family different from the one compiled for', () => {
     const message = endpointError({ instanceType: NeuronxInstanceType.INF2_8XLARGE });
     expect(message).toMatch(/instanceType is ml\.inf2\.8xlarge but the model data was compiled for trn1: Neuron artifacts load only on the family they were compiled for; use a trn1 instance type or compile for inf2/);
-  });
-
-  test('an image different from the compile\'s runtime', () => {
-    expect(endpointError({ image: otherRuntime() })).toMatch(
-      /image is pytorch-inference-neuronx:2\.1\.2-neuronx-py310-sdk2\.20\.2-ubuntu20\.04 but the model data was compiled with pytorch-inference-neuronx:2\.5\.1-neuronx-py310-sdk2\.21\.0-ubuntu22\.04: .*leave image unset/);
   });
 
   test.each([

@@ -42,7 +42,7 @@ export const HIGH_PERFORMANCE: { options: CompileOptions; serving: NeuronxInstan
 
 /** NeuronxCompile props of the highPerformance preset. */
 export const HIGH_PERFORMANCE_PROPS: Partial<NeuronxCompileProps> = {
-  instanceType: HIGH_PERFORMANCE.compile,
+  compileInstanceType: HIGH_PERFORMANCE.compile,
   servingInstanceType: HIGH_PERFORMANCE.serving,
   compileOptions: HIGH_PERFORMANCE.options,
 };
@@ -129,7 +129,7 @@ export function compileFixture(options: CompileFixtureOptions = {}): CompileFixt
     vpc: net.vpc,
     bucket: net.bucket,
     model: calm3(),
-    instanceType: LOW_COST.compile,
+    compileInstanceType: LOW_COST.compile,
     servingInstanceType: LOW_COST.serving,
     compileOptions: LOW_COST.options,
     ...options.props,
@@ -236,7 +236,7 @@ export function tinyLlamaCompile(stack: Stack, vpc: ec2.IVpc, bucket: s3.IBucket
     vpc,
     bucket,
     model: tinyLlama(),
-    instanceType: NeuronxInstanceType.INF2_8XLARGE,
+    compileInstanceType: NeuronxInstanceType.INF2_8XLARGE,
     servingInstanceType: NeuronxInstanceType.INF2_XLARGE,
     compileOptions: { tpDegree: 2, nPositions: 2048, optLevel: OptLevel.MINIMIZE_COMPILE_TIME },
     timeout: Duration.hours(2),

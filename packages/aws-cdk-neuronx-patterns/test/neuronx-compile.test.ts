@@ -281,7 +281,7 @@ describe('NeuronxCompile: the Batch environment (lowCost preset: inf2.8xlarge co
 
   test('the resolved facts are exposed', () => {
     const { compile } = fixture;
-    expect(compile.instanceType).toBe(NeuronxInstanceType.INF2_8XLARGE);
+    expect(compile.compileInstanceType).toBe(NeuronxInstanceType.INF2_8XLARGE);
     expect(compile.servingInstanceType).toBe(NeuronxInstanceType.TRN1_2XLARGE);
     expect(compile.tpDegree).toBe(2);
     expect(compile.nPositions).toBe(1024);
@@ -295,11 +295,11 @@ describe('NeuronxCompile: sizes and options', () => {
     [NeuronxInstanceType.INF2_8XLARGE, LOW_COST.serving, LOW_COST.options, 1, 32],
     [NeuronxInstanceType.INF2_24XLARGE, HIGH_PERFORMANCE.serving, HIGH_PERFORMANCE.options, 6, 96],
     [NeuronxInstanceType.TRN1_32XLARGE, NeuronxInstanceType.TRN1_32XLARGE, { tpDegree: 16 }, 16, 128],
-  ])('%s: the job maps exactly the instance\'s devices, and maxvCpus is its vCPUs', (instanceType, servingInstanceType, compileOptions, devices, vcpus) => {
-    const { template } = synth({ props: { instanceType, servingInstanceType, compileOptions } });
+  ])('%s: the job maps exactly the instance\'s devices, and maxvCpus is its vCPUs', (compileInstanceType, servingInstanceType, compileOptions, devices, vcpus) => {
+    const { template } = synth({ props: { compileInstanceType, servingInstanceType, compileOptions } });
     expect(devicesOf(template)).toEqual(Array.from({ length: devices }, (_, i) => `/dev/neuron${i}`));
     template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
-      ComputeResources: Match.objectLike({ MaxvCpus: vcpus, InstanceTypes: [instanceType.instanceTypeName] }),
+      ComputeResources: Match.objectLike({ MaxvCpus: vcpus, InstanceTypes: [compileInstanceType.instanceTypeName] }),
     });
   });
 
@@ -321,16 +321,16 @@ describe('NeuronxCompile: sizes and options', () => {
 
   test('the default optLevel is BEST_BALANCE, nPositions 4096 and tpDegree all cores of the serving instance', () => {
     const { compile, template } = synth({
-      props: { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: undefined, compileOptions: undefined },
+      props: { compileInstanceType: HIGH_PERFORMANCE.compile, servingInstanceType: undefined, compileOptions: undefined },
     });
     expect(compile.servingInstanceType).toBe(NeuronxInstanceType.INF2_24XLARGE);
     expect(jobEnvironment(template)).toMatchObject({ NEURONX_OPT_LEVEL: '2', NEURONX_N_POSITIONS: '4096', NEURONX_TP_DEGREE: '12' });
   });
 
-  test('without an instanceType the cheapest instance with enough host memory and cores compiles', () => {
-    expect(synth({ props: { instanceType: undefined } }).compile.instanceType).toBe(NeuronxInstanceType.INF2_8XLARGE);
-    const highPerformance = synth({ props: { ...HIGH_PERFORMANCE_PROPS, instanceType: undefined } });
-    expect(highPerformance.compile.instanceType).toBe(NeuronxInstanceType.INF2_24XLARGE);
+  test('without an compileInstanceType the cheapest instance with enough host memory and cores compiles', () => {
+    expect(synth({ props: { compileInstanceType: undefined } }).compile.compileInstanceType).toBe(NeuronxInstanceType.INF2_8XLARGE);
+    const highPerformance = synth({ props: { ...HIGH_PERFORMANCE_PROPS, compileInstanceType: undefined } });
+    expect(highPerformance.compile.compileInstanceType).toBe(NeuronxInstanceType.INF2_24XLARGE);
   });
 
   test('the root volume follows the model size, or volumeSize', () => {
@@ -387,7 +387,7 @@ describe('NeuronxCompile: sizes and options', () => {
       vpc: fixture.vpc,
       bucket: fixture.bucket,
       model: calm3(),
-      instanceType: LOW_COST.compile,
+      compileInstanceType: LOW_COST.compile,
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
       vpcSubnets: { subnets: [oneSubnet] },
@@ -404,9 +404,9 @@ describe('NeuronxCompile: image registry by region', () => {
       .toThrow(/Region 'ap-east-1' has no AWS Deep Learning Container registry serving the Neuron image .*: deploy the stack to one of ap-northeast-1, /);
   });
 
-  test('a region with the image but without EC2 inf2 fails at synth for the compile instance', () => {
+  test('a region with the image but without EC2 inf2 fails at synth, naming the compileInstanceType prop', () => {
     expect(() => synth({ env: { account: '123456789012', region: 'ap-south-2' } }))
-      .toThrow(/Region 'ap-south-2' has no EC2 inf2\.8xlarge instances: deploy the stack to one of ap-northeast-1, ap-south-1, ap-southeast-1, eu-central-1, eu-west-1, us-east-1, us-east-2, us-west-2, /);
+      .toThrow(/Region 'ap-south-2' has no EC2 inf2\.8xlarge instances \(compileInstanceType\): deploy the stack to one of ap-northeast-1, ap-south-1, ap-southeast-1, eu-central-1, eu-west-1, us-east-1, us-east-2, us-west-2, /);
   });
 
   test('ap-northeast-1 pulls from the DLC registry account 763104351884', () => {
@@ -422,7 +422,7 @@ describe('NeuronxCompile: image registry by region', () => {
     const assertions: Array<{ AssertDescription: string }> = template.toJSON().Rules.NeuronxRegions.Assertions;
     expect(assertions.map(a => a.AssertDescription)).toEqual(expect.arrayContaining([
       expect.stringMatching(/^The stack's region has no AWS Deep Learning Container registry serving the Neuron image /),
-      expect.stringMatching(/^The stack's region has no EC2 inf2\.8xlarge instances: /),
+      expect.stringMatching(/^The stack's region has no EC2 inf2\.8xlarge instances \(compileInstanceType\): /),
     ]));
   });
 });
@@ -442,7 +442,7 @@ describe('NeuronxCompile: the artifact prefix is a pure function of what determi
   test.each([
     ['optLevel', { compileOptions: { ...LOW_COST.options, optLevel: OptLevel.BEST_BALANCE } }],
     ['nPositions', { compileOptions: { ...LOW_COST.options, nPositions: 2048 } }],
-    ['quantDtype', { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE, compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8 } }],
+    ['quantDtype', { compileInstanceType: HIGH_PERFORMANCE.compile, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE, compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8 } }],
     ['the serving family', { servingInstanceType: NeuronxInstanceType.INF2_8XLARGE }],
     ['the revision', { model: calm3({ revision: 'fedcba9876543210fedcba9876543210fedcba98' }) }],
     ['the runtime image', { runtime: otherRuntime() }],
@@ -491,14 +491,19 @@ describe('NeuronxCompile: the artifact prefix is a pure function of what determi
     const stack = new Stack(new App(), 'ElsewhereStack', { env: ENV });
     const { vpc, bucket } = network(stack);
     const elsewhere = new NeuronxCompile(stack, 'Elsewhere', {
-      vpc, bucket, model: calm3(), instanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: { ...LOW_COST.options },
+      vpc,
+      bucket,
+      model: calm3(),
+      compileInstanceType: LOW_COST.compile,
+      servingInstanceType: LOW_COST.serving,
+      compileOptions: { ...LOW_COST.options },
     });
     expect(elsewhere.compiledArtifactS3Prefix).toEqual(base.prefix);
   });
 
   test('what does not change the artifacts does not change the prefix: timeouts, spot, the compile instance type', () => {
     const base = prefixAndWait();
-    const props = { timeout: Duration.hours(3), spot: true, instanceType: NeuronxInstanceType.INF2_24XLARGE };
+    const props = { timeout: Duration.hours(3), spot: true, compileInstanceType: NeuronxInstanceType.INF2_24XLARGE };
     expect(prefixAndWait({ props }).prefix).toEqual(base.prefix);
   });
 
@@ -533,7 +538,12 @@ describe('NeuronxCompile: the artifact prefix is a pure function of what determi
     const { vpc } = network(stack);
     const other = s3.Bucket.fromBucketName(stack, 'Other', 'other-artifact-bucket');
     new NeuronxCompile(stack, 'Compile', {
-      vpc, bucket: other, model: calm3(), instanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: LOW_COST.options,
+      vpc,
+      bucket: other,
+      model: calm3(),
+      compileInstanceType: LOW_COST.compile,
+      servingInstanceType: LOW_COST.serving,
+      compileOptions: LOW_COST.options,
     });
     const template = Template.fromStack(stack);
     const [waitId] = onlyResourceWithId(template, 'AWS::CloudFormation::WaitCondition');
@@ -547,7 +557,7 @@ describe('NeuronxCompile: the artifact prefix is a pure function of what determi
     const props = {
       spot: true,
       volumeSize: Size.gibibytes(500),
-      instanceType: NeuronxInstanceType.INF2_24XLARGE,
+      compileInstanceType: NeuronxInstanceType.INF2_24XLARGE,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, onePerAz: true },
     };
     expect(theWait({ props })).toEqual(base);
@@ -573,7 +583,7 @@ describe('NeuronxCompile: Hugging Face revision and token', () => {
       vpc: fixture.vpc,
       bucket: fixture.bucket,
       model: calm3({ tokenSecret: secret }),
-      instanceType: LOW_COST.compile,
+      compileInstanceType: LOW_COST.compile,
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
     });
@@ -594,8 +604,8 @@ describe('NeuronxCompile: Hugging Face revision and token', () => {
 });
 
 describe('NeuronxCompile: configurations that cannot work fail at synth, naming the prop, the value and a fix', () => {
-  const HP = { instanceType: HIGH_PERFORMANCE.compile, servingInstanceType: HIGH_PERFORMANCE.serving };
-  const TRN1_32 = { instanceType: NeuronxInstanceType.TRN1_32XLARGE, servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE };
+  const HP = { compileInstanceType: HIGH_PERFORMANCE.compile, servingInstanceType: HIGH_PERFORMANCE.serving };
+  const TRN1_32 = { compileInstanceType: NeuronxInstanceType.TRN1_32XLARGE, servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE };
 
   test('public subnets: the compile instance would get no public IP and the job would never start', () => {
     expect(compileError({ vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } }))
@@ -661,8 +671,8 @@ describe('NeuronxCompile: configurations that cannot work fail at synth, naming 
   });
 
   test('a compile instance with too little host memory for the checkpoint', () => {
-    expect(compileError({ instanceType: NeuronxInstanceType.INF2_XLARGE }))
-      .toMatch(/instanceType is inf2\.xlarge, whose 16\.0 GiB of host memory cannot hold the 62\.9 GiB the compile needs \(bf16 checkpoint plus int8 copy\): use inf2\.8xlarge or inf2\.24xlarge or inf2\.48xlarge or trn1\.32xlarge/);
+    expect(compileError({ compileInstanceType: NeuronxInstanceType.INF2_XLARGE }))
+      .toMatch(/compileInstanceType is inf2\.xlarge, whose 16\.0 GiB of host memory cannot hold the 62\.9 GiB the compile needs \(bf16 checkpoint plus int8 copy\): use inf2\.8xlarge or inf2\.24xlarge or inf2\.48xlarge or trn1\.32xlarge/);
   });
 
   test('a timeout longer than the 12 hour wait allows', () => {
@@ -690,7 +700,7 @@ describe('NeuronxCompile: subnets', () => {
       vpc,
       bucket: new s3.Bucket(stack, 'Bucket'),
       model: calm3(),
-      instanceType: LOW_COST.compile,
+      compileInstanceType: LOW_COST.compile,
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
@@ -771,7 +781,7 @@ describe('NeuronxCompile: the function that starts and stops the job and signals
       vpc: base.vpc,
       bucket: base.bucket,
       model: calm3(),
-      instanceType: LOW_COST.compile,
+      compileInstanceType: LOW_COST.compile,
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
     });
@@ -921,7 +931,7 @@ describe('NeuronxCompile: each cdk-nag suppression names the wildcards it is for
     });
     const weights = Model.fromBucket(bucket, 'weights/calm3', { parameterCount: CALM3_PARAMETERS, architecture: CALM3_ARCHITECTURE });
     new NeuronxCompile(stack, 'Compile', {
-      vpc, bucket, model: weights, instanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: LOW_COST.options,
+      vpc, bucket, model: weights, compileInstanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: LOW_COST.options,
     });
     expect(unsuppressedNagFindings(stack)).toEqual([]);
   });

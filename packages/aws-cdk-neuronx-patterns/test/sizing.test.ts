@@ -134,16 +134,16 @@ describe('servingProblems', () => {
 
 describe('compileInstanceProblems', () => {
   test('inf2.xlarge cannot hold a 22B bf16 checkpoint; the message lists instances that can', () => {
-    const problems = compileInstanceProblems('instanceType', CALM3, INF2_XLARGE, { tpDegree: 2, ...BF16_4096 });
-    expect(problems[0]).toMatch(/instanceType is inf2\.xlarge, whose 16\.0 GiB of host memory cannot hold the 41\.9 GiB the compile needs \(bf16 checkpoint\): use inf2\.8xlarge or/);
+    const problems = compileInstanceProblems('compileInstanceType', CALM3, INF2_XLARGE, { tpDegree: 2, ...BF16_4096 });
+    expect(problems[0]).toMatch(/compileInstanceType is inf2\.xlarge, whose 16\.0 GiB of host memory cannot hold the 41\.9 GiB the compile needs \(bf16 checkpoint\): use inf2\.8xlarge or/);
   });
 
   test('trn1.2xlarge (32 GiB) cannot compile calm3 int8 either (checkpoint plus int8 copy)', () => {
-    expect(compileInstanceProblems('instanceType', CALM3, TRN1_2XLARGE, { tpDegree: 2, ...S8_1024 })[0]).toMatch(/bf16 checkpoint plus int8 copy/);
+    expect(compileInstanceProblems('compileInstanceType', CALM3, TRN1_2XLARGE, { tpDegree: 2, ...S8_1024 })[0]).toMatch(/bf16 checkpoint plus int8 copy/);
   });
 
   test('inf2.8xlarge compiles the lowCost preset', () => {
-    expect(compileInstanceProblems('instanceType', CALM3, INF2_8XLARGE, { tpDegree: 2, ...S8_1024 })).toEqual([]);
+    expect(compileInstanceProblems('compileInstanceType', CALM3, INF2_8XLARGE, { tpDegree: 2, ...S8_1024 })).toEqual([]);
   });
 });
 

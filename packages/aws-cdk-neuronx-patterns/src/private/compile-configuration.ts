@@ -104,10 +104,10 @@ export function compileSettings(props: NeuronxCompileProps): CompileSettings {
 /** The configuration with its defaults applied, and every reason it cannot work. */
 export function resolveConfiguration(config: NeuronxCompileConfiguration, names: NeuronxCompileConfigurationNames) {
   const optionsName = names.compileOptions ?? 'compileOptions';
-  const instanceTypeName = names.instanceType ?? 'instanceType';
+  const instanceTypeName = names.compileInstanceType ?? 'compileInstanceType';
   const sizing = modelSizing(config.model);
   const options = config.compileOptions ?? {};
-  const compileInstance = config.instanceType
+  const compileInstance = config.compileInstanceType
     ?? COMPILE_CANDIDATES.find(t => hostBytes(t) >= compileHostBytesNeeded(sizing, options.quantDtype)
       && t.neuronCores >= (options.tpDegree ?? config.servingInstanceType?.neuronCores ?? 1))
     ?? NeuronxInstanceType.INF2_48XLARGE;
@@ -171,6 +171,7 @@ function artifactFingerprint(model: Model, runtime: NeuronxRuntime, jobEnvironme
     contract: CONTRACT.version,
     modelId: model.modelId,
     revision: model.revision,
+    // The key stays 'image' (the runtime's name): renaming it would change every artifact prefix.
     image: runtime.toString(),
     // Sorted by code unit (localeCompare would load ICU collation for ASCII names: measurable at synth).
     ...Object.fromEntries(Object.entries(jobEnvironment).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),

@@ -1,7 +1,7 @@
 import { Duration, Size, Token } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { IConstruct } from 'constructs';
-import { TransformersNeuronxModelDataConfig } from '../inference-model-data';
+import { TransformersNeuronxSageMakerInferenceModelDataConfig } from '../inference-model-data';
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointProps } from '../transformers-neuronx-sagemaker-realtime-inference-endpoint';
@@ -38,7 +38,8 @@ const MAX_ENVIRONMENT_BYTES = 32 * 1024;
 /** An endpoint's props resolved against its model data. */
 export interface EndpointSettings {
   readonly instanceType: NeuronxInstanceType;
-  readonly image: NeuronxRuntime;
+  /** The model data's runtime: artifacts load only under the compiler that made them. */
+  readonly runtime: NeuronxRuntime;
   readonly sizing: ModelSizing;
   /** What the model data was compiled with. */
   readonly options: ResolvedCompileOptions;
@@ -50,12 +51,14 @@ export interface EndpointSettings {
 
 /** The settings of an endpoint with `props`, serving `data` on `instanceType`. */
 export function endpointSettings(
-  props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps, data: TransformersNeuronxModelDataConfig, instanceType: NeuronxInstanceType,
+  props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
+  data: TransformersNeuronxSageMakerInferenceModelDataConfig,
+  instanceType: NeuronxInstanceType,
 ): EndpointSettings {
   const sizing = modelSizing(data.model);
   return {
     instanceType,
-    image: props.image ?? data.runtime,
+    runtime: data.runtime,
     sizing,
     options: { tpDegree: data.tpDegree, nPositions: data.nPositions, quantDtype: data.quantDtype, batchSize: CONTRACT.defaults.batchSize },
     downloadTimeout: props.modelDataDownloadTimeout
@@ -73,20 +76,17 @@ export function endpointSettings(
 export function endpointProblems(
   scope: IConstruct,
   props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
-  data: TransformersNeuronxModelDataConfig,
+  data: TransformersNeuronxSageMakerInferenceModelDataConfig,
   settings: EndpointSettings,
 ): string[] {
-  const { instanceType, image } = settings;
+  const { instanceType, runtime } = settings;
   const reserved = new Set(Object.values(CONTRACT.endpoint.environment));
   return [
     ...servingProblems('modelData', settings.sizing, instanceType, settings.options),
     ...(data.compiledFor && data.compiledFor.family !== instanceType.family
       ? [`instanceType is ${instanceType} but the model data was compiled for ${data.compiledFor.family}: Neuron artifacts load only on the family they were compiled for; use a ${data.compiledFor.family} instance type or compile for ${instanceType.family}.`]
       : []),
-    ...(image.toString() !== data.runtime.toString()
-      ? [`image is ${image} but the model data was compiled with ${data.runtime}: compiled artifacts load only under the compiler that made them; leave image unset.`]
-      : []),
-    ...regionProblems(scope, { image: image.toString(), sageMaker: { instanceType, prop: 'instanceType' } }),
+    ...regionProblems(scope, { image: runtime.toString(), sageMaker: { instanceType, prop: 'instanceType' } }),
     ...checkPositiveInteger('instanceCount', props.instanceCount),
     ...timeoutProblem('modelDataDownloadTimeout', settings.downloadTimeout),
     ...timeoutProblem('containerStartupHealthCheckTimeout', settings.startupTimeout),
