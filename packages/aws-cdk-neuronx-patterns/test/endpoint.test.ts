@@ -110,6 +110,10 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
     expect(Number(containerEnv(s.template).NEURONX_GENERATION_TIME_LIMIT_SECONDS)).toBeLessThan(60);
   });
 
+  test('no SAGEMAKER_PROGRAM: only the toolkit\'s own handler service reads it, and TorchServe does not call that service', () => {
+    expect(containerEnv(s.template)).not.toHaveProperty('SAGEMAKER_PROGRAM');
+  });
+
   test('the model role reads only its prefix and pulls only the pytorch-inference-neuronx repository', () => {
     const { template, stack, endpoint, compile, bucket } = s;
     const statements = statementsOfRole(template, logicalId(stack, endpoint.role));
