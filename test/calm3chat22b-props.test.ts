@@ -2,11 +2,12 @@
  * The optional props of calm3chat22b.SageMakerRealtimeInference reach the template, bad values fail at synth with
  * this library's message, and constructs that compile the same artifacts in one stack share one compile.
  */
-import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { App, Aspects, Duration, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { calm3chat22b } from '../src';
 
 type Props = calm3chat22b.SageMakerRealtimeInferenceProps;
@@ -167,6 +168,17 @@ describe('the same compile twice in one stack', () => {
     for (const [logicalId, resource] of Object.entries(alone)) {
       expect(together[logicalId]?.Type).toEqual((resource as { Type: string }).Type);
     }
+  });
+
+  test('the second endpoint, reading the first construct\'s compile, has no unsuppressed cdk-nag finding', () => {
+    const { stack } = twice({}, {});
+    Aspects.of(stack).add(new AwsSolutionsChecks());
+    const annotations = Annotations.fromStack(stack);
+    const findings = [
+      ...annotations.findError('*', Match.stringLikeRegexp('AwsSolutions-')),
+      ...annotations.findWarning('*', Match.stringLikeRegexp('AwsSolutions-')),
+    ].filter(f => /^\/Stack\/(A|B)\//.test(f.id));
+    expect(findings.map(f => `${f.id}: ${String(f.entry.data).split('\n')[0]}`)).toEqual([]);
   });
 
   test('different strategies compile twice, into two prefixes', () => {
