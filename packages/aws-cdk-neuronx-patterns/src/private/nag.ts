@@ -1,4 +1,4 @@
-import { CfnResource } from 'aws-cdk-lib';
+import * as cdk from 'aws-cdk-lib';
 import { IConstruct } from 'constructs';
 
 /** One cdk-nag rule suppressed on one resource, with the reason a reviewer reads. */
@@ -9,12 +9,17 @@ export interface NagSuppression {
 }
 
 /**
- * Suppresses cdk-nag findings on exactly one resource, through the metadata cdk-nag reads, so that this library
- * does not depend on cdk-nag. `construct` is the CfnResource or an L2 whose default child is one.
+ * Suppresses cdk-nag findings on exactly one resource, so that this library does not depend on cdk-nag, in the two
+ * ways the two cdk-nag majors read:
+ * - cdk-nag 2.x reads the `cdk_nag` metadata of the CfnResource (`rules_to_suppress`, `applies_to` per finding);
+ * - cdk-nag 3.x ignores that metadata and reads the acknowledgements of aws-cdk-lib's `Validations` (aws-cdk-lib
+ *   2.257 and later) on the resource and its ancestors, one per finding, `<rule>[<finding>]` for a rule with findings
+ *   (cdk-nag 3.0.2 README "Migrating from v2", `NagPack.applyRule`/`isAcknowledged` in lib/nag-pack.js).
+ * `construct` is the CfnResource or an L2 whose default child is one.
  */
 export function suppressNag(construct: IConstruct, suppressions: NagSuppression[]): void {
-  const resource = (construct instanceof CfnResource ? construct : construct.node.defaultChild) as CfnResource | undefined;
-  if (!resource || !(resource instanceof CfnResource)) {
+  const resource = (construct instanceof cdk.CfnResource ? construct : construct.node.defaultChild) as cdk.CfnResource | undefined;
+  if (!resource || !(resource instanceof cdk.CfnResource)) {
     throw new Error(`suppressNag: ${construct.node.path} is not a CloudFormation resource`);
   }
   const existing = (resource.getMetadata('cdk_nag')?.rules_to_suppress ?? []) as unknown[];
@@ -24,4 +29,20 @@ export function suppressNag(construct: IConstruct, suppressions: NagSuppression[
       ...suppressions.map(s => ({ id: s.id, reason: s.reason, ...(s.appliesTo ? { applies_to: s.appliesTo } : {}) })),
     ],
   });
+  validationsOf(resource)?.acknowledge(...suppressions.flatMap(s =>
+    (s.appliesTo ?? [undefined]).map(finding => ({ id: finding === undefined ? s.id : `${s.id}[${finding}]`, reason: s.reason }))));
+}
+
+/** The part of aws-cdk-lib's `Validations` (2.257 and later) that suppressNag uses. */
+interface ValidationsOfScope {
+  acknowledge(...rules: Array<{ readonly id: string; readonly reason: string }>): void;
+}
+
+/**
+ * `Validations.of(scope)` when the aws-cdk-lib loaded at run time has it, else undefined: the library compiles
+ * against its floor, aws-cdk-lib 2.245.0, whose typings have no `Validations`, so it is looked up by name.
+ */
+function validationsOf(scope: IConstruct): ValidationsOfScope | undefined {
+  const validations = (cdk as unknown as { Validations?: { of(scope: IConstruct): ValidationsOfScope } }).Validations;
+  return validations?.of(scope);
 }
