@@ -11,7 +11,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { IConstruct } from 'constructs';
 import {
-  NeuronxInstanceType, TransformersNeuronxSageMakerInferenceModelData,
+  NeuronxInstanceType, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
   TransformersNeuronxSageMakerRealtimeInferenceEndpoint,
 } from '../../../packages/aws-cdk-neuronx-patterns/src';
 import {
@@ -94,6 +94,20 @@ describe('cdk-nag 3 AwsSolutions, with aws-cdk-lib Validations', () => {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3', { model: calm3(), tpDegree: 4 }),
       instanceType: NeuronxInstanceType.INF2_24XLARGE,
       volumeEncryptionKey: new kms.Key(stack, 'VolumeKey', { enableKeyRotation: true }),
+    });
+    expect(nagFindings(appOf(stack))).toEqual([]);
+  });
+
+  // A finding id names the user's S3 prefix; aws-cdk-lib's acknowledge() rejects unbalanced brackets in an id and
+  // turns spaces into '-', so these are acknowledged another way (src/private/nag.ts), not left to fail synth.
+  test.each(['compiled/calm3 (v1)/', 'compiled/a(b/', 'compiled/a]b/'])('artifacts under the S3 prefix %j: no finding, synth works', prefix => {
+    const stack = new Stack(new App(), 'Prefix', { env: ENV });
+    const { bucket } = network(stack);
+    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
+      modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, prefix, {
+        model: calm3(), tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8,
+      }),
+      instanceType: NeuronxInstanceType.TRN1_2XLARGE,
     });
     expect(nagFindings(appOf(stack))).toEqual([]);
   });

@@ -29,20 +29,42 @@ export function suppressNag(construct: IConstruct, suppressions: NagSuppression[
       ...suppressions.map(s => ({ id: s.id, reason: s.reason, ...(s.appliesTo ? { applies_to: s.appliesTo } : {}) })),
     ],
   });
-  validationsOf(resource)?.acknowledge(...suppressions.flatMap(s =>
+  acknowledge(resource, suppressions.flatMap(s =>
     (s.appliesTo ?? [undefined]).map(finding => ({ id: finding === undefined ? s.id : `${s.id}[${finding}]`, reason: s.reason }))));
 }
 
 /** The part of aws-cdk-lib's `Validations` (2.257 and later) that suppressNag uses. */
-interface ValidationsOfScope {
-  acknowledge(...rules: Array<{ readonly id: string; readonly reason: string }>): void;
+interface ValidationsApi {
+  readonly ACKNOWLEDGED_RULES_METADATA_KEY: string;
+  of(scope: IConstruct): { acknowledge(...rules: Acknowledgement[]): void };
+}
+
+interface Acknowledgement {
+  readonly id: string;
+  readonly reason: string;
 }
 
 /**
- * `Validations.of(scope)` when the aws-cdk-lib loaded at run time has it, else undefined: the library compiles
- * against its floor, aws-cdk-lib 2.245.0, whose typings have no `Validations`, so it is looked up by name.
+ * Acknowledges each finding on `resource` through aws-cdk-lib's `Validations`, when the aws-cdk-lib loaded at run
+ * time has it: the library compiles against its floor, 2.245.0, whose typings have none, so it is looked up by name.
+ *
+ * `acknowledge` parses ids: it rejects unbalanced brackets and turns spaces into '-' (aws-cdk-lib 2.276.0,
+ * core/lib/validation/private/validation-id.js), and a finding names a user's S3 prefix, which may hold either. Such
+ * an id is recorded as the metadata entry `acknowledge` itself writes, `{ [id]: reason }` under
+ * `Validations.ACKNOWLEDGED_RULES_METADATA_KEY`, which is what cdk-nag 3 compares finding ids with (`isAcknowledged`).
  */
-function validationsOf(scope: IConstruct): ValidationsOfScope | undefined {
-  const validations = (cdk as unknown as { Validations?: { of(scope: IConstruct): ValidationsOfScope } }).Validations;
-  return validations?.of(scope);
+function acknowledge(resource: cdk.CfnResource, acknowledgements: Acknowledgement[]): void {
+  const validations = (cdk as unknown as { Validations?: ValidationsApi }).Validations;
+  if (!validations) return;
+  for (const ack of acknowledgements) {
+    if (!/\s/.test(ack.id)) {
+      try {
+        validations.of(resource).acknowledge(ack);
+        continue;
+      } catch (e) {
+        if (!String((e as Error).message).startsWith('Invalid validation rule ID')) throw e;
+      }
+    }
+    resource.node.addMetadata(validations.ACKNOWLEDGED_RULES_METADATA_KEY, { [ack.id]: ack.reason });
+  }
 }
