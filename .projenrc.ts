@@ -172,6 +172,18 @@ for (const p of [project, patterns]) {
   }));
 }
 
+// The construct tests of both packages against the newest aws-cdk-lib as well as the floor (the packages' own test
+// runs, at CDK_VERSION), and the library's resources under cdk-nag 3, which reads aws-cdk-lib's Validations (2.257
+// and later) instead of the cdk_nag metadata. tools/compat pins the versions in its lock file; tools/compat/jest.config.js
+// says how every import is mapped to them. After the compile: the root tests load the patterns package's lib/.
+project.testTask.spawn(project.addTask('test:compat', {
+  description: 'Construct tests against the newest aws-cdk-lib pinned in tools/compat, with cdk-nag 2 and 3',
+  steps: [
+    { exec: 'npm ci --prefix tools/compat --no-audit --no-fund --ignore-scripts', name: 'the pinned aws-cdk-lib, constructs and cdk-nag 2 and 3' },
+    { exec: 'jest --config tools/compat/jest.config.js --ci' },
+  ],
+}));
+
 // The example app (both presets) and every integ snapshot must pass cfn-lint, checkov and cdk-nag with no finding
 // outside tools/template-checks/allowlist.yaml; the gates' own tests prove each gate fails on a bad template.
 const EXAMPLE_OUT = 'examples/typescript/cdk.out';
