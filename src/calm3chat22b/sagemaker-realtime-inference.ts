@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -13,7 +13,6 @@ import { Construct } from 'constructs';
 import { InstanceTypeStrategy } from './instance-type-strategy';
 import { ARCHITECTURE, MODEL_ID, PARAMETER_COUNT, PINNED_REVISION } from './model-facts';
 import { compileSubnetProblems } from './private/compile-subnets';
-import { sharedCompile } from './private/shared-compile';
 
 /**
  * Properties of a calm3-22b-chat SageMaker real-time inference endpoint.
@@ -122,6 +121,14 @@ export class SageMakerRealtimeInference extends Construct {
   public readonly compile: NeuronxCompile;
 
   /**
+   * The props that change how the compile runs but not what it writes, by prop name: constructs share a compile
+   * only when these agree.
+   *
+   * @internal
+   */
+  public readonly _compileRunSettings: { [prop: string]: unknown };
+
+  /**
    * @param scope the construct this one is created in, usually a Stack
    * @param id the construct id, unique within `scope`
    * @param props the bucket, the compile VPC and the instance type strategy
@@ -152,12 +159,13 @@ export class SageMakerRealtimeInference extends Construct {
       compileInstanceType: strategy.instanceTypeForCompile,
       compileOptions: strategy._compileOptions(),
     };
-    this.compile = sharedCompile(this, 'NeuronxCompile', compileProps, {
+    this._compileRunSettings = {
       'compileVpc': props.compileVpc.vpcId,
       'compileSubnets': props.compileVpc.selectSubnets(props.compileSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds,
       'compileSpot': props.compileSpot ?? false,
       'instanceTypeStrategy.instanceTypeForCompile': strategy.instanceTypeForCompile.instanceTypeName,
-    });
+    };
+    this.compile = this.sharedCompile(compileProps) ?? new NeuronxCompile(this, 'NeuronxCompile', compileProps);
     this.endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(this, 'RealtimeInference', {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(this.compile),
       instanceType: strategy.instanceType,
@@ -167,5 +175,31 @@ export class SageMakerRealtimeInference extends Construct {
       modelDataDownloadTimeout: props.modelDataDownloadTimeout,
       containerStartupHealthCheckTimeout: props.containerStartupHealthCheckTimeout,
     });
+  }
+
+  /**
+   * The compile of another SageMakerRealtimeInference in this stack that writes the same artifacts (same model,
+   * revision, strategy, bucket and prefix), to share: two would be two Batch jobs compiling the same thing into one
+   * prefix at the same time. Throws when that construct runs its compile with other settings (sharing would silently
+   * drop them). A NeuronxCompile made some other way is not shared: its constructor refuses the twin with its own message.
+   */
+  private sharedCompile(compileProps: NeuronxCompileProps): NeuronxCompile | undefined {
+    const existing = NeuronxCompile.findInStack(this, compileProps);
+    const owner = existing && Stack.of(this).node.findAll()
+      .find((c): c is SageMakerRealtimeInference => c instanceof SageMakerRealtimeInference && c !== this && c.compile === existing);
+    if (!existing || !owner) {
+      return undefined;
+    }
+    const stack = Stack.of(this);
+    const resolved = (value: unknown) => JSON.stringify(stack.resolve(value)) ?? 'undefined';
+    const differ = Object.keys(this._compileRunSettings)
+      .filter(name => resolved(this._compileRunSettings[name]) !== resolved(owner._compileRunSettings[name]));
+    if (differ.length > 0) {
+      throw new Error(`SageMakerRealtimeInference '${this.node.path}' compiles the same artifacts as '${owner.node.path}' (same model, `
+        + `revision, strategy and bucket: prefix ${existing.compiledArtifactS3Prefix}), and constructs that compile the same artifacts in one `
+        + `stack share one compile, but ${differ.join(' and ')} differ: give both the same ${differ.join(' and ')} to share the compile, `
+        + 'or give this one another artifactRootPrefix to compile its own copy.');
+    }
+    return existing;
   }
 }

@@ -1,4 +1,4 @@
-import { Duration, Size } from 'aws-cdk-lib';
+import { Duration, Size, Stack } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -8,7 +8,6 @@ import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
-import { claimArtifactPrefix } from './private/artifact-prefix-claims';
 import { addBatchEnvironment } from './private/compile-batch-environment';
 import { compileSettings, resolveConfiguration, subnetProblems } from './private/compile-configuration';
 import { addDeployWait } from './private/compile-wait';
@@ -141,6 +140,19 @@ export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
  */
 export class NeuronxCompile extends Construct {
   /**
+   * The compile already made in `scope`'s stack that writes the artifacts `props` describe (the same bucket and
+   * artifact prefix), if there is one. Serve it (`TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile`)
+   * rather than making a second: two would compile the same thing into one prefix at the same time, so the
+   * constructor refuses a second.
+   *
+   * @param scope any construct in the stack to look in
+   * @param props the props the compile would be made with
+   */
+  public static findInStack(scope: Construct, props: NeuronxCompileProps): NeuronxCompile | undefined {
+    return compilesWriting(Stack.of(scope), props.bucket, compileSettings(props).artifactPrefix)[0];
+  }
+
+  /**
    * Every reason a configuration cannot work (tensor-parallel degree, accelerator and host memory, positions), as
    * sentences that name the field, the value and what would work. Empty when it can work. A NeuronxCompile runs
    * the same check and throws; constructs that choose a configuration for their users can check it earlier.
@@ -197,8 +209,13 @@ export class NeuronxCompile extends Construct {
   constructor(scope: Construct, id: string, props: NeuronxCompileProps) {
     super(scope, id);
     const settings = compileSettings(props);
+    const twin = compilesWriting(Stack.of(this), props.bucket, settings.artifactPrefix).find(c => c !== this);
     throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
       ...settings.problems,
+      ...(twin ? [`writes the same artifacts as NeuronxCompile '${twin.node.path}' (the same bucket and prefix ${settings.artifactPrefix}): `
+        + 'two Batch jobs would compile the same thing into one prefix at the same time. Serve every endpoint that needs these '
+        + `artifacts from '${twin.node.path}' (TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile; `
+        + 'NeuronxCompile.findInStack finds it), or give this one another artifactRootPrefix.'] : []),
       ...subnetProblems(this, props.vpc, settings.vpcSubnets),
       // The job's imageUri checks the same; here the message names the prop.
       ...regionProblems(this, { image: settings.runtime.toString(), ec2: { instanceType: settings.compileInstance, prop: 'compileInstanceType' } }),
@@ -215,7 +232,6 @@ export class NeuronxCompile extends Construct {
     this.optLevel = settings.optLevel;
     this.waitTimeout = settings.waitTimeout;
     this.compiledArtifactS3Prefix = settings.artifactPrefix;
-    claimArtifactPrefix(this, props.bucket, settings.artifactPrefix);
     this.compiledArtifactS3Url = props.bucket.s3UrlForObject(this.compiledArtifactS3Prefix);
 
     const batchEnvironment = addBatchEnvironment(this, props, settings);
@@ -223,4 +239,12 @@ export class NeuronxCompile extends Construct {
     this.logGroup = batchEnvironment.logGroup;
     this._lifecycleFunction = addDeployWait(this, settings, batchEnvironment);
   }
+}
+
+/** The compiles of `stack` (not of its nested stacks) that write `prefix` of `bucket`, in the order they were made. */
+function compilesWriting(stack: Stack, bucket: s3.IBucket, prefix: string): NeuronxCompile[] {
+  // By the bucket's name as the template has it: two handles on one bucket are one bucket.
+  const name = (b: s3.IBucket) => JSON.stringify(stack.resolve(b.bucketName));
+  return stack.node.findAll().filter((c): c is NeuronxCompile => c instanceof NeuronxCompile && Stack.of(c) === stack
+    && c.compiledArtifactS3Prefix === prefix && name(c.bucket) === name(bucket));
 }

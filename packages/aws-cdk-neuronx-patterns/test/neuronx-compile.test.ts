@@ -391,6 +391,7 @@ describe('NeuronxCompile: sizes and options', () => {
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
       vpcSubnets: { subnets: [oneSubnet] },
+      artifactRootPrefix: 'one-subnet/', // the fixture's compile writes the default prefix
     });
     const environments = Template.fromStack(fixture.stack).findResources('AWS::Batch::ComputeEnvironment');
     const subnets = environments[logicalId(fixture.stack, compile.node.findChild('ComputeEnvironment'))].Properties.ComputeResources.Subnets;
@@ -586,6 +587,7 @@ describe('NeuronxCompile: Hugging Face revision and token', () => {
       compileInstanceType: LOW_COST.compile,
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
+      artifactRootPrefix: 'gated/', // the fixture's compile writes the default prefix
     });
     const template = Template.fromStack(fixture.stack);
     const secretId = logicalId(fixture.stack, secret);
@@ -784,6 +786,7 @@ describe('NeuronxCompile: the function that starts and stops the job and signals
       compileInstanceType: LOW_COST.compile,
       servingInstanceType: LOW_COST.serving,
       compileOptions: LOW_COST.options,
+      artifactRootPrefix: 'second/', // the base compile writes the default prefix
     });
     const newPrefix = compileFixture({ props: { compileOptions: { ...LOW_COST.options, nPositions: 2048 } } });
     expect(newPrefix.compile.compiledArtifactS3Prefix).not.toEqual(base.compile.compiledArtifactS3Prefix);
