@@ -311,3 +311,22 @@ describe('addAlarms', () => {
     expect(errorOf(() => endpoint.addAlarms())).toMatch(/addAlarms was called before/);
   });
 });
+
+describe('addDashboard', () => {
+  test('one dashboard: requests and errors, latency against the generation limit, concurrency against the workers, utilization', () => {
+    const fixture = endpointFixture({ props: HIGH_PERFORMANCE_PROPS });
+    fixture.endpoint.addDashboard({ dashboardName: 'calm3' });
+    const template = Template.fromStack(fixture.stack);
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const dashboard = Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0] as any;
+    expect(dashboard.Properties.DashboardName).toBe('calm3');
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const title of ['Requests and errors (per minute)', 'Model latency (microseconds)', 'Concurrent requests per instance', 'Instance utilization (%)']) {
+      expect(body).toContain(title);
+    }
+    expect(body).toContain('\\"value\\":50000000,\\"label\\":\\"Generation time limit\\"');
+    expect(body).toContain('\\"value\\":3,\\"label\\":\\"Workers per instance\\"');
+    expect(body).toContain('\\"ConcurrentRequestsPerModel\\",\\"EndpointName\\",\\"');
+    expect(errorOf(() => fixture.endpoint.addDashboard())).toMatch(/addDashboard was called before/);
+  });
+});
