@@ -1,9 +1,10 @@
-import { Duration, Resource, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Resource, ResourceProps, Stack, Token } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { aws_sagemaker as sagemakerRefs } from 'aws-cdk-lib/interfaces';
+import { Construct } from 'constructs';
 import { EndpointAlarms, EndpointAlarmsOptions } from './endpoint-alarms';
 import { endpointDashboard } from './private/endpoint-dashboard';
 import { throwIfProblems } from './private/sizing';
@@ -49,6 +50,17 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   public abstract readonly containerStartupHealthCheckTimeout: Duration;
 
   private scalableInstanceCount?: ScalableInstanceCount;
+
+  /**
+   * Creates the resource; the endpoint adds its SageMaker resources.
+   *
+   * @param scope the scope of the endpoint
+   * @param id the endpoint's id in its scope
+   * @param props the physical name and environment of the resource (the endpoint leaves both to CloudFormation and its stack)
+   */
+  protected constructor(scope: Construct, id: string, props: ResourceProps = {}) {
+    super(scope, id, props);
+  }
 
   /** A reference to this endpoint, for aws-cdk-lib's `IEndpointRef`. */
   public get endpointRef(): sagemakerRefs.EndpointReference {
