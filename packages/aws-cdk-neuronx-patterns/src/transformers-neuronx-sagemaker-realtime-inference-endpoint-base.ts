@@ -17,6 +17,8 @@ import { ScalableInstanceCount } from './scalable-instance-count';
 // EndpointName and VariantName.
 const INVOCATION_NAMESPACE = 'AWS/SageMaker';
 const INSTANCE_NAMESPACE = '/aws/sagemaker/Endpoints';
+/** The id of the endpoint's CfnEndpoint (TransformersNeuronxSageMakerRealtimeInferenceEndpoint). */
+const CFN_ENDPOINT_ID = 'Endpoint';
 
 /**
  * Options of an endpoint's dashboard.
@@ -236,6 +238,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
       // A new instance serves once SageMaker has copied the model data and the container has loaded the model.
       instanceWarmup: this.modelDataDownloadTimeout.plus(this.containerStartupHealthCheckTimeout),
     });
+    this.retainScaledInstanceCount();
     return this.scalableInstanceCount;
   }
 
@@ -261,6 +264,18 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
     const id = 'Dashboard';
     this.checkUsage(this.node.tryFindChild(id) ? ['addDashboard was called before: use the dashboard it returned.'] : []);
     return endpointDashboard(this, id, this, options);
+  }
+
+  /**
+   * A stack update that brings a new endpoint config (new model data, environment, timeouts) keeps the instance count
+   * the policies reached: without RetainAllVariantProperties, SageMaker resets the variant to the config's initial
+   * count, removing instances under load (SageMaker developer guide, "Update endpoints that use auto scaling").
+   */
+  private retainScaledInstanceCount(): void {
+    const endpoint = this.node.tryFindChild(CFN_ENDPOINT_ID);
+    if (endpoint instanceof sagemaker.CfnEndpoint) {
+      endpoint.retainAllVariantProperties = true;
+    }
   }
 
   private variantMetric(namespace: string, metricName: string, statistic: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {

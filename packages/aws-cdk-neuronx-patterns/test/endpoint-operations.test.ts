@@ -142,6 +142,8 @@ describe('autoScaleInstanceCount', () => {
       },
     });
     template.resourceCountIs('AWS::IAM::Role', Object.keys(Template.fromStack(endpointFixture().stack).findResources('AWS::IAM::Role')).length);
+    // A stack update with a new endpoint config keeps the scaled instance count instead of resetting it to 2.
+    template.hasResourceProperties('AWS::SageMaker::Endpoint', { RetainAllVariantProperties: true });
   });
 
   test('scaleOnConcurrentRequests tracks the high-resolution ConcurrentRequestsPerModel at the workers per instance, with cooldowns of an instance warm-up', () => {
@@ -197,6 +199,7 @@ describe('autoScaleInstanceCount', () => {
     const template = Template.fromStack(endpointFixture().stack);
     template.resourceCountIs('AWS::ApplicationAutoScaling::ScalableTarget', 0);
     template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
+    template.hasResourceProperties('AWS::SageMaker::Endpoint', { RetainAllVariantProperties: Match.absent() });
   });
 
   test.each([
