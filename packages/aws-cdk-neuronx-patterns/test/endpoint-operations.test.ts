@@ -1,12 +1,13 @@
 import * as path from 'path';
-import { Duration } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Aspects, Duration } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import * as ts from 'typescript';
 import { EndpointAlarmsOptions, TransformersNeuronxSageMakerRealtimeInferenceEndpoint } from '../src';
 import { endpointFixture, EndpointFixture, HIGH_PERFORMANCE_PROPS, logicalId } from './fixtures';
@@ -331,5 +332,18 @@ describe('addDashboard', () => {
     expect(body).toContain('\\"value\\":3,\\"label\\":\\"Workers per instance\\"');
     expect(body).toContain('\\"ConcurrentRequestsPerModel\\",\\"EndpointName\\",\\"');
     expect(errorOf(() => fixture.endpoint.addDashboard())).toMatch(/addDashboard was called before/);
+  });
+});
+
+describe('cdk-nag', () => {
+  test('the alarms, the dashboard and the scaling resources add no AwsSolutions finding', () => {
+    const { stack, endpoint } = endpointFixture();
+    endpoint.addAlarms();
+    endpoint.addDashboard();
+    endpoint.autoScaleInstanceCount({ maxCapacity: 2 }).scaleOnConcurrentRequests('Concurrency');
+    Aspects.of(stack).add(new AwsSolutionsChecks({ verbose: true }));
+    const annotations = Annotations.fromStack(stack);
+    const rule = Match.stringLikeRegexp('AwsSolutions-.*');
+    expect([...annotations.findError('*', rule), ...annotations.findWarning('*', rule)]).toEqual([]);
   });
 });
