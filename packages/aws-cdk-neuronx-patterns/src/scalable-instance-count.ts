@@ -161,6 +161,11 @@ export class ScalableInstanceCount extends appscaling.BaseScalableAttribute {
     return this.workersPerInstance * CONTRACT.defaults.batchSize;
   }
 
+  // Cooldowns (Application Auto Scaling API reference, TargetTrackingScalingPolicyConfiguration): a scale-in cooldown
+  // blocks further scale-ins only, a scale-out during it starts at once; during a scale-out cooldown the capacity just
+  // added counts toward the next scale-out. So a cooldown as long as an instance's warm-up (instead of the 300 s default
+  // for SageMaker variants) neither delays a needed scale-out nor adds instances for load that loading ones will take,
+  // and an instance removed is not one that a short lull takes away and a full model load must bring back.
   private trackMetric(
     id: string, predefinedMetric: appscaling.PredefinedMetric, targetValue: number, options: InstanceCountTargetTrackingOptions,
   ): void {
