@@ -8,8 +8,6 @@
  *   stack and `vpc`, `bucket` and `calm3` (a lowCost SageMakerRealtimeInference) exist; its `import` lines go to
  *   the top of the file. It is checked in that context.
  * - `<!-- snippet: skip <reason> -->`: deliberately partial, not checked. Keep these few.
- * - `<!-- snippet: pending-IEndpoint -->`: needs the endpoint to implement aws-cdk-lib's `sagemaker.IEndpoint`;
- *   not checked until that lands. Then remove the marker (or make it in-stack).
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -19,7 +17,7 @@ import * as ts from 'typescript';
 const ROOT = path.join(__dirname, '..');
 const README = path.join(ROOT, 'README.md');
 
-type Mode = 'module' | 'in-stack' | 'skip' | 'pending-IEndpoint';
+type Mode = 'module' | 'in-stack' | 'skip';
 
 export interface Snippet {
   readonly language: 'typescript' | 'python';
@@ -30,7 +28,7 @@ export interface Snippet {
 }
 
 const LANGUAGES: Record<string, Snippet['language']> = { ts: 'typescript', typescript: 'typescript', python: 'python', py: 'python' };
-const MARKER = /^<!-- snippet: (in-stack|skip|pending-IEndpoint)(?: [^>]*)? -->$/;
+const MARKER = /^<!-- snippet: (in-stack|skip)(?: [^>]*)? -->$/;
 
 /** The TypeScript and Python snippets of a Markdown text, with the mode their marker gives. */
 export function extractSnippets(markdown: string): Snippet[] {
@@ -190,7 +188,6 @@ const CHECKER_CASES = {
 
 const typescript = checked.filter(s => s.language === 'typescript');
 const python = checked.filter(s => s.language === 'python');
-const pending = snippets.filter(s => s.mode === 'pending-IEndpoint');
 let tsErrors: string[][] = [];
 let caseErrors: Record<keyof typeof CHECKER_CASES, string[]>;
 beforeAll(() => {
@@ -219,9 +216,6 @@ describe('README snippets', () => {
   test.each(python.map((s, i) => [name(s), i] as const))('%s compiles', (_name, i) => {
     expect(pyErrors[i]).toEqual([]);
   });
-
-  // Not checked yet: see the marker's description at the top of this file.
-  for (const s of pending) test.skip(`${name(s)} waits for the endpoint to implement sagemaker.IEndpoint`, () => {});
 });
 
 describe('the snippet checker', () => {
