@@ -7,7 +7,7 @@ import { TransformersNeuronxModelDataConfig, TransformersNeuronxSageMakerInferen
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
-import { EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
+import { batchingEnvironment, EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { SERVICE_HANDLER } from './private/service-handler';
 import { throwIfProblems, workersPerInstance } from './private/sizing';
@@ -209,7 +209,7 @@ function renderEnvironment(
     [endpointEnv('program')]: CONTRACT.endpoint.handlerScript,
     [endpointEnv('tpDegree')]: String(data.tpDegree),
     [endpointEnv('nPositions')]: String(data.nPositions),
-    [endpointEnv('batchSize')]: String(CONTRACT.defaults.batchSize),
+    [endpointEnv('batchSize')]: String(data.batchSize),
     [endpointEnv('amp')]: CONTRACT.defaults.amp,
     [endpointEnv('quantDtype')]: quantDtypeValue(data.quantDtype),
     [endpointEnv('workers')]: String(workers),
@@ -223,6 +223,7 @@ function renderEnvironment(
     [endpointEnv('responseTimeout')]: String(startupTimeout.toSeconds()),
     [endpointEnv('serviceHandler')]: SERVICE_HANDLER,
     [endpointEnv('generationTimeLimit')]: String(CONTRACT.defaults.generationTimeLimitSeconds),
+    ...batchingEnvironment(data.batchSize, workers, startupTimeout),
   };
 }
 
