@@ -37,8 +37,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from conftest import port_in_use, wait_until  # first: serving_stack puts the runtime's tests (and conftest) on the path
 import serving_stack
-from conftest import port_in_use, wait_until
 
 PRESETS = ("lowCost", "highPerformance")
 CONCURRENCY = (1, 4, 8, 16)
@@ -130,9 +130,10 @@ def token_times(results: list[Sent], generations: list[dict]) -> list[tuple[Sent
     return matched
 
 
-def percentile(values: list[float], share: float) -> float:
+def percentile(values: list[float], share: float) -> float | None:
+    """None when no request of the window got its first token before the run ended (batch 1 with a long queue)."""
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
@@ -145,14 +146,18 @@ def measure(matched, started: list[float], levels) -> list[dict]:
         in_window = [(sent, times) for sent, times in matched if window[0] <= sent.sent < window[1] and times]
         ttft = [times[0] - sent.sent for sent, times in in_window]
         tpot = [(times[-1] - times[0]) / (len(times) - 1) for _, times in in_window if len(times) > 1]
+        # Back to the calibrated scale: times / TIME_SCALE, rates x TIME_SCALE.
+        def milliseconds(values, share):
+            value = percentile(values, share)
+            return None if value is None else round(value / TIME_SCALE * 1000, 1)
+
         rows.append({
             "concurrency": level,
-            # Back to the calibrated scale: times / TIME_SCALE, rates x TIME_SCALE.
-            "tokens_per_s": tokens / (window[1] - window[0]) * TIME_SCALE,
-            "ttft_p50_ms": percentile(ttft, 0.5) / TIME_SCALE * 1000,
-            "ttft_p95_ms": percentile(ttft, 0.95) / TIME_SCALE * 1000,
-            "tpot_p50_ms": percentile(tpot, 0.5) / TIME_SCALE * 1000,
-            "tpot_p95_ms": percentile(tpot, 0.95) / TIME_SCALE * 1000,
+            "tokens_per_s": round(tokens / (window[1] - window[0]) * TIME_SCALE, 2),
+            "ttft_p50_ms": milliseconds(ttft, 0.5),
+            "ttft_p95_ms": milliseconds(ttft, 0.95),
+            "tpot_p50_ms": milliseconds(tpot, 0.5),
+            "tpot_p95_ms": milliseconds(tpot, 0.95),
             "requests": len(in_window),
         })
     return rows
@@ -197,6 +202,12 @@ def run(deployment: serving_stack.Deployment, levels, seed: int) -> list[dict]:
             server.stop()
 
 
+def shown(milliseconds: float | None, width: int) -> str:
+    """A latency for the table, right-aligned in `width` characters (left-aligned for a negative width)."""
+    text = "n/a" if milliseconds is None else f"{milliseconds:.0f}"
+    return f"{text:>{width}}" if width > 0 else f"{text:<{-width}}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=PRESETS, action="append", help="default: both")
@@ -217,8 +228,9 @@ def main() -> None:
         for one, many in zip(batch1, batched):
             ratio = many["tokens_per_s"] / one["tokens_per_s"]
             print(f"{one['concurrency']:>7} | {one['tokens_per_s']:>11.1f} {many['tokens_per_s']:>8.1f} {ratio:>5.2f}x |"
-                  f" {one['ttft_p50_ms']:>9.0f} / {one['ttft_p95_ms']:<7.0f} {many['ttft_p50_ms']:>5.0f} / {many['ttft_p95_ms']:<5.0f} |"
-                  f" {one['tpot_p50_ms']:>9.1f} / {one['tpot_p95_ms']:<7.1f} {many['tpot_p50_ms']:>5.1f} / {many['tpot_p95_ms']:<5.1f}")
+                  f" {shown(one['ttft_p50_ms'], 9)} / {shown(one['ttft_p95_ms'], -7)} {shown(many['ttft_p50_ms'], 5)}"
+                  f" / {shown(many['ttft_p95_ms'], -5)} | {shown(one['tpot_p50_ms'], 9)} / {shown(one['tpot_p95_ms'], -7)}"
+                  f" {shown(many['tpot_p50_ms'], 5)} / {shown(many['tpot_p95_ms'], -5)}")
             table.append({"preset": preset, "batch_size": batch_size, "batch1": one, "batched": many})
         at = {row["concurrency"]: row for row in batch1}, {row["concurrency"]: row for row in batched}
         concurrency = TARGETS[preset]
