@@ -227,6 +227,16 @@ project.testTask.spawn(project.addTask('test:model-server', {
   exec: 'tools/model-server/.venv/bin/python -m pytest tools/model-server -q',
 }));
 
+// Batch 1 against batched serving on the same stack and fake device (tools/model-server/benchmark_serving.py): about
+// 8 minutes with the synth, so not part of test; its last line is one JSON object.
+project.addTask('benchmark:serving', {
+  description: 'Serving benchmark on the model-server stack (simulated device): batch 1 vs batched, both presets',
+  steps: [
+    { spawn: synthExample.name },
+    { exec: 'tools/model-server/.venv/bin/python tools/model-server/benchmark_serving.py' },
+  ],
+});
+
 // Packaging is the same in CI and locally. The npm package of each is made by its own build; the Python wheels
 // and Java jars of both are made here, in one jsii-pacmak call with the patterns package first (pacmak only links
 // the patterns jar into the models' Maven build when it builds both). .NET is generated only: this machine has no

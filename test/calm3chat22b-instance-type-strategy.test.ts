@@ -18,7 +18,7 @@ function deploy(instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy): Stack 
 }
 
 describe('InstanceTypeStrategy presets', () => {
-  test('lowCost: ml.trn1.2xlarge, compiled on inf2.8xlarge, tp 2, 1024 positions, int8, -O3', () => {
+  test('lowCost: ml.trn1.2xlarge, compiled on inf2.8xlarge, tp 2, 1024 positions, int8, -O3, batches of 5', () => {
     expect(InstanceTypeStrategy.lowCost).toMatchObject({
       instanceType: NeuronxInstanceType.TRN1_2XLARGE,
       instanceTypeForCompile: NeuronxInstanceType.INF2_8XLARGE,
@@ -26,15 +26,17 @@ describe('InstanceTypeStrategy presets', () => {
       nPositions: 1024,
       quantDtype: QuantDtype.S8,
       optLevel: OptLevel.BEST_EXECUTION,
+      batchSize: 5,
     });
   });
 
-  test('highPerformance: ml.inf2.24xlarge, compiled on inf2.24xlarge, tp 4, default positions, bf16, -O3', () => {
+  test('highPerformance: ml.inf2.24xlarge, compiled on inf2.24xlarge, tp 4, default positions, bf16, -O3, batches of 2', () => {
     expect(InstanceTypeStrategy.highPerformance).toMatchObject({
       instanceType: NeuronxInstanceType.INF2_24XLARGE,
       instanceTypeForCompile: NeuronxInstanceType.INF2_24XLARGE,
       tpDegree: 4,
       optLevel: OptLevel.BEST_EXECUTION,
+      batchSize: 2,
     });
     expect(InstanceTypeStrategy.highPerformance.nPositions).toBeUndefined();
     expect(InstanceTypeStrategy.highPerformance.quantDtype).toBeUndefined();
@@ -83,6 +85,32 @@ describe('a custom InstanceTypeStrategy', () => {
       tpDegree: 2, nPositions: 8192, quantDtype: QuantDtype.S8,
     });
     expect(make).toThrow(/weights 21\.0 GiB \+ KV cache 9\.0 GiB for 8192 positions\) but tpDegree 2 on ml\.trn1\.2xlarge gives 28\.8 GiB: .*fewer positions/);
+  });
+
+  test('is rejected when the KV caches of batchSize do not fit beside the weights, naming batchSize', () => {
+    const make = () => new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
+      tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 6,
+    });
+    expect(make).toThrow(/options\.batchSize is 6: .* use batchSize 5 or less/);
+  });
+
+  test('each preset\'s endpoint batches with TorchServe at its batch size, and the batch size is part of the artifact prefix', () => {
+    for (const [strategy, batch, workers] of [[InstanceTypeStrategy.lowCost, '5', '1'], [InstanceTypeStrategy.highPerformance, '2', '3']] as const) {
+      const template = Template.fromStack(deploy(strategy));
+      const [model] = Object.values(template.findResources('AWS::SageMaker::Model'));
+      expect(model.Properties.PrimaryContainer.Environment).toMatchObject({
+        NEURONX_BATCH_SIZE: batch, SAGEMAKER_TS_BATCH_SIZE: batch, SAGEMAKER_TS_MIN_WORKERS: workers, SAGEMAKER_TS_MAX_WORKERS: workers,
+      });
+      const [job] = Object.values(template.findResources('AWS::Batch::JobDefinition'));
+      expect(job.Properties.ContainerProperties.Environment).toContainEqual({ Name: 'NEURONX_BATCH_SIZE', Value: batch });
+    }
+    const unbatched = new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
+      ...InstanceTypeStrategy.lowCost._compileOptions(), batchSize: 1,
+    });
+    const prefix = (strategy: calm3chat22b.InstanceTypeStrategy) => JSON.stringify(Template.fromStack(deploy(strategy)).findResources('AWS::SageMaker::Model'))
+      .match(/neuronx-compile\/[^"]*?\/[0-9a-f]{16}\//)?.[0];
+    expect(prefix(unbatched)).toBeDefined();
+    expect(prefix(unbatched)).not.toEqual(prefix(InstanceTypeStrategy.lowCost));
   });
 
   test('is rejected when nPositions exceeds the model\'s 16384 position embeddings', () => {

@@ -15,20 +15,29 @@ export class InstanceTypeStrategy {
    * In order to reduce costs, 8-bit quantization and number of positions are adjusted at 1024, so that the accelerator device is operated as one.
    *
    * Since inf2.xlarge does not have enough host memory, trn1.2xlarge is used.
+   *
+   * Batches of up to 5 requests: the most the device memory left beside the int8 weights holds. One worker's two
+   * NeuronCores offer 28.8 GiB (90% of 32 GiB); the weights take 21.0 GiB; each KV cache for 1024 positions takes
+   * 1.125 GiB (2 x 48 layers x 48 KV heads x 128 x 2 bytes x 1024), and batch 5 keeps 6 of them (batch 1 is compiled
+   * too): 27.7 GiB. Batch 6 would need 28.8 GiB plus 0.03.
    */
   public static readonly lowCost: InstanceTypeStrategy = new InstanceTypeStrategy(
     NeuronxInstanceType.TRN1_2XLARGE,
     NeuronxInstanceType.INF2_8XLARGE,
-    { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION },
+    { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION, batchSize: 5 },
   );
 
   /**
    * Set as default as much as possible and use 2 accelerator devices per worker.
+   *
+   * Batches of up to 2 requests: the most the device memory left beside the bf16 weights holds at 4096 positions.
+   * One worker's four NeuronCores offer 57.6 GiB (90% of 64 GiB); the weights take 41.9 GiB; each KV cache for 4096
+   * positions takes 4.5 GiB, and batch 2 keeps 3 of them (batch 1 is compiled too): 55.4 GiB.
    */
   public static readonly highPerformance: InstanceTypeStrategy = new InstanceTypeStrategy(
     NeuronxInstanceType.INF2_24XLARGE,
     NeuronxInstanceType.INF2_24XLARGE,
-    { tpDegree: 4, optLevel: OptLevel.BEST_EXECUTION },
+    { tpDegree: 4, optLevel: OptLevel.BEST_EXECUTION, batchSize: 2 },
   );
 
   /** The SageMaker instance type the endpoint serves on; the compiler targets its family. */
@@ -59,6 +68,12 @@ export class InstanceTypeStrategy {
    * @default OptLevel.BEST_BALANCE
    */
   public readonly optLevel?: OptLevel;
+  /**
+   * The most requests one worker generates for at once (TorchServe batches requests that arrive together).
+   *
+   * @default 1
+   */
+  public readonly batchSize?: number;
 
   /**
    * @param instanceType the SageMaker instance type to serve on
@@ -87,10 +102,11 @@ export class InstanceTypeStrategy {
     this.nPositions = options.nPositions;
     this.quantDtype = options.quantDtype;
     this.optLevel = options.optLevel;
+    this.batchSize = options.batchSize;
   }
 
   /** @internal the compile options this strategy stands for. */
   public _compileOptions(): CompileOptions {
-    return { tpDegree: this.tpDegree, nPositions: this.nPositions, quantDtype: this.quantDtype, optLevel: this.optLevel };
+    return { tpDegree: this.tpDegree, nPositions: this.nPositions, quantDtype: this.quantDtype, optLevel: this.optLevel, batchSize: this.batchSize };
   }
 }

@@ -23,13 +23,15 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_server(root: Path, preset: str, **overrides: str) -> serving_stack.ModelServer:
+def start_server(root: Path, preset: str, batch_size: int | None = None, **overrides: str) -> serving_stack.ModelServer:
+    """The preset's endpoint as its template has it, or as compiled for `batch_size`."""
     busy = [port for port in (serving_stack.INFERENCE_PORT, serving_stack.MANAGEMENT_PORT) if port_in_use(port)]
     if busy:
         pytest.fail(f"port(s) {busy} already in use on 127.0.0.1: another model server is running; stop it first")
-    server = serving_stack.ModelServer(
-        root, serving_stack.read_deployment(preset), load_seconds=SLOW_LOAD_SECONDS, overrides=overrides
-    )
+    deployment = serving_stack.read_deployment(preset)
+    if batch_size is not None:
+        deployment = serving_stack.with_batch_size(deployment, batch_size)
+    server = serving_stack.ModelServer(root, deployment, load_seconds=SLOW_LOAD_SECONDS, overrides=overrides)
     server.start()
     return server
 

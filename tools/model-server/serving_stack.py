@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,9 @@ from chat_tokenizer import build_chat_tokenizer  # noqa: E402  the runtime tests
 
 CONTRACT = json.loads((RUNTIME / "contract.json").read_text())
 ENDPOINT_ENV = CONTRACT["endpoint"]["environment"]
+COMPILE_ENV = CONTRACT["compileJob"]["environment"]
+SERVER_BATCHING = ("serverBatchSize", "serverMaxBatchDelay", "serverMinWorkers", "serverMaxWorkers", "serverResponseTimeout")
+"""The toolkit's SAGEMAKER_TS_* variables (contract endpoint.batching): set together, or none."""
 LAYOUT = CONTRACT["layout"]
 
 # NeuronCores per SageMaker instance type: two per Inferentia2 or Trainium chip (aws-neuron-sdk docs, inf2-arch and
@@ -135,6 +138,29 @@ class Deployment:
         return neuron_device.seconds_per_token(
             int(env[ENDPOINT_ENV["tpDegree"]]), env[ENDPOINT_ENV["amp"]], env[ENDPOINT_ENV["quantDtype"]]
         )
+
+
+def with_batch_size(deployment: Deployment, batch_size: int) -> Deployment:
+    """`deployment` as the constructs configure it for compile option batchSize `batch_size` (contract
+    endpoint.batching): the compile job's and the endpoint's NEURONX_BATCH_SIZE and, above 1, TorchServe's batching
+    through the toolkit's SAGEMAKER_TS_* variables. For the batching test and the benchmark, which compare batch
+    sizes on one template."""
+    environment = {
+        name: value for name, value in deployment.environment.items()
+        if name not in {ENDPOINT_ENV[key] for key in SERVER_BATCHING}
+    }
+    environment[ENDPOINT_ENV["batchSize"]] = str(batch_size)
+    if batch_size > 1:
+        workers = str(deployment.workers)
+        environment.update({
+            ENDPOINT_ENV["serverBatchSize"]: str(batch_size),
+            ENDPOINT_ENV["serverMaxBatchDelay"]: str(CONTRACT["endpoint"]["batching"]["maxBatchDelayMilliseconds"]),
+            ENDPOINT_ENV["serverMinWorkers"]: workers,
+            ENDPOINT_ENV["serverMaxWorkers"]: workers,
+            ENDPOINT_ENV["serverResponseTimeout"]: environment[ENDPOINT_ENV["responseTimeout"]],
+        })
+    compile_environment = {**deployment.compile_environment, COMPILE_ENV["batchSize"]: str(batch_size)}
+    return replace(deployment, environment=environment, compile_environment=compile_environment)
 
 
 def _one(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
@@ -300,6 +326,10 @@ class ModelServer:
 
     def claims(self) -> list[dict[str, Any]]:
         return neuron_device.read_claims(self.state_dir)
+
+    def generations(self) -> list[dict[str, Any]]:
+        """Every sample() call of the fake device (neuron_device.record_generation)."""
+        return neuron_device.read_generations(self.state_dir)
 
     def workers(self) -> list[dict[str, Any]]:
         """TorchServe's own description of the model's workers (management API: id, pid, status, ...)."""

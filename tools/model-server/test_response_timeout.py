@@ -14,7 +14,8 @@ OLD_RESPONSE_TIMEOUT = "60"
 def test_the_old_60_s_response_timeout_kills_the_loading_worker(tmp_path):
     """The defect the template's setting fixes: TorchServe 0.11.0 applies the response timeout to the worker's model
     load (pytorch/serve issue 2061), so a load slower than 60 s is killed and started again, for ever."""
-    server = start_server(tmp_path, "lowCost", TS_DEFAULT_RESPONSE_TIMEOUT=OLD_RESPONSE_TIMEOUT)
+    # At batch size 1, as before issue 13: no SAGEMAKER_TS_* variable, whose per-model responseTimeout would win.
+    server = start_server(tmp_path, "lowCost", batch_size=1, TS_DEFAULT_RESPONSE_TIMEOUT=OLD_RESPONSE_TIMEOUT)
     try:
         first = wait_until(server.claims, STARTUP_MARGIN_SECONDS)
         assert first, "no worker started loading"

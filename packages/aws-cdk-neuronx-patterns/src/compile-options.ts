@@ -57,4 +57,18 @@ export interface CompileOptions {
    * @default OptLevel.BEST_BALANCE
    */
   readonly optLevel?: OptLevel;
+
+  /**
+   * The most requests one model call generates for: TorchServe hands each worker up to this many requests that
+   * arrive together, and they are decoded as one batch, which costs little more per step than one request (a step
+   * reads every weight once, whatever the batch).
+   *
+   * Above 1, batch 1 is compiled too (a lone request runs as fast as on a batch-1 model), and each compiled batch
+   * size keeps its own KV cache: the weights plus `1 + batchSize` KV caches for `nPositions` must fit the NeuronCores
+   * of one worker (synth fails naming `batchSize` otherwise). Part of what the artifacts are compiled for, so a
+   * change compiles again.
+   *
+   * @default 1
+   */
+  readonly batchSize?: number;
 }

@@ -49,6 +49,12 @@ export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
    */
   readonly quantDtype?: QuantDtype;
   /**
+   * The batch size the artifacts were compiled with (`CompileOptions.batchSize`).
+   *
+   * @default 1
+   */
+  readonly batchSize?: number;
+  /**
    * The runtime (Neuron Deep Learning Container) the artifacts were compiled with (the endpoint runs the same).
    *
    * @default NeuronxRuntime.DEFAULT
@@ -88,6 +94,8 @@ export interface TransformersNeuronxSageMakerInferenceModelDataConfig {
   readonly tpDegree: number;
   /** Positions compiled for. */
   readonly nPositions: number;
+  /** Batch size compiled for. */
+  readonly batchSize: number;
   /**
    * Weight storage type.
    *
@@ -128,6 +136,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
       tpDegree: compile.tpDegree,
       nPositions: compile.nPositions,
       quantDtype: compile.quantDtype,
+      batchSize: compile.batchSize,
       runtime: compile.runtime,
       compiledFor: compile.servingInstanceType,
       code,
@@ -189,6 +198,7 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
       model: this.props.model,
       tpDegree: this.props.tpDegree,
       nPositions: this.props.nPositions,
+      batchSize: this.props.batchSize ?? CONTRACT.defaults.batchSize,
       quantDtype: this.props.quantDtype,
       compiledFor: this.props.compiledFor,
       dependencies: [code.resource, ...(this.props.compile ? [this.props.compile] : [])],

@@ -181,6 +181,8 @@ export class NeuronxCompile extends Construct {
   public readonly nPositions: number;
   /** Effective weight storage type (undefined: bf16). */
   public readonly quantDtype?: QuantDtype;
+  /** Effective batch size: the most requests one model call generates for. */
+  public readonly batchSize: number;
   /** Effective optimization level. */
   public readonly optLevel: OptLevel;
   /** The Batch job queue the compile job runs in. */
@@ -229,6 +231,7 @@ export class NeuronxCompile extends Construct {
     this.tpDegree = settings.options.tpDegree;
     this.nPositions = settings.options.nPositions;
     this.quantDtype = settings.options.quantDtype;
+    this.batchSize = settings.options.batchSize;
     this.optLevel = settings.optLevel;
     this.waitTimeout = settings.waitTimeout;
     this.compiledArtifactS3Prefix = settings.artifactPrefix;

@@ -6,7 +6,7 @@ import { Construct } from 'constructs';
 import { TransformersNeuronxSageMakerInferenceModelData, TransformersNeuronxSageMakerInferenceModelDataConfig } from './inference-model-data';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
-import { EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
+import { batchingEnvironment, EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { SERVICE_HANDLER } from './private/service-handler';
 import { throwIfProblems, workersPerInstance } from './private/sizing';
@@ -204,7 +204,7 @@ function renderEnvironment(
     ...data.environment,
     [endpointEnv('tpDegree')]: String(data.tpDegree),
     [endpointEnv('nPositions')]: String(data.nPositions),
-    [endpointEnv('batchSize')]: String(CONTRACT.defaults.batchSize),
+    [endpointEnv('batchSize')]: String(data.batchSize),
     [endpointEnv('amp')]: CONTRACT.defaults.amp,
     [endpointEnv('quantDtype')]: quantDtypeValue(data.quantDtype),
     [endpointEnv('workers')]: String(workers),
@@ -218,6 +218,7 @@ function renderEnvironment(
     [endpointEnv('responseTimeout')]: String(startupTimeout.toSeconds()),
     [endpointEnv('serviceHandler')]: SERVICE_HANDLER,
     [endpointEnv('generationTimeLimit')]: String(CONTRACT.defaults.generationTimeLimitSeconds),
+    ...batchingEnvironment(data.batchSize, workers, startupTimeout),
   };
 }
 

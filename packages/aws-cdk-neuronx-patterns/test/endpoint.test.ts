@@ -94,6 +94,12 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
     });
   });
 
+  test('at batch size 1 TorchServe runs as it always did: none of the toolkit\'s SAGEMAKER_TS_* batching variables', () => {
+    const environment = containerEnv(s.template);
+    expect(environment.NEURONX_BATCH_SIZE).toBe('1');
+    expect(Object.keys(environment).filter(name => name.startsWith('SAGEMAKER_TS_'))).toEqual([]);
+  });
+
   test('TorchServe gives a worker the whole startup health-check time to load the model, not 60 s', () => {
     // TorchServe 0.11.0 waits for a worker's model load with the response timeout: at 60 s a load of 20 minutes
     // would be killed and restarted for ever.
@@ -384,4 +390,44 @@ test('the README example composes Model, NeuronxCompile, the model data and the 
   template.resourceCountIs('AWS::Batch::JobDefinition', 1);
   // The example declares what the compile needs: no warning for the reader to copy along.
   expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+});
+
+describe('Endpoint serving a batched compile', () => {
+  test.each([
+    ['lowCost, batch 5, one worker', { compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 5 } }, '5', '1', '1229'],
+    ['highPerformance, batch 2, three workers', { ...HIGH_PERFORMANCE_PROPS, compileOptions: { ...HIGH_PERFORMANCE_PROPS.compileOptions, batchSize: 2 } }, '2', '3', '1857'],
+  ])('%s: TorchServe batches through the toolkit, keeping every worker and the long load timeout', (_what, props, batch, workers, timeout) => {
+    const { template } = synth({ props });
+    const environment = containerEnv(template);
+    expect(environment).toMatchObject({
+      NEURONX_BATCH_SIZE: batch,
+      SAGEMAKER_MODEL_SERVER_WORKERS: workers,
+      // The toolkit (2.0.21) writes a per-model config as soon as one SAGEMAKER_TS_* is set, whose workers default
+      // to 1 and response timeout to 60 s: all five are set.
+      SAGEMAKER_TS_BATCH_SIZE: batch,
+      SAGEMAKER_TS_MAX_BATCH_DELAY: '20',
+      SAGEMAKER_TS_MIN_WORKERS: workers,
+      SAGEMAKER_TS_MAX_WORKERS: workers,
+      SAGEMAKER_TS_RESPONSE_TIMEOUT: timeout,
+      TS_DEFAULT_RESPONSE_TIMEOUT: timeout,
+    });
+    expect(variant(template).ContainerStartupHealthCheckTimeoutInSeconds).toBe(Number(timeout));
+  });
+
+  test('the caller cannot set the toolkit\'s batching variables itself', () => {
+    expect(endpointError({ environment: { SAGEMAKER_TS_BATCH_SIZE: '8' } }))
+      .toMatch(/environment sets SAGEMAKER_TS_BATCH_SIZE, which the library sets from the compile options/);
+  });
+
+  test('artifacts from a bucket declare their batch size, which the endpoint checks against the instance', () => {
+    const app = new App();
+    const stack = new Stack(app, 'S', { env: { account: '111111111111', region: 'us-east-1' } });
+    const bucket = s3.Bucket.fromBucketName(stack, 'B', 'artifacts');
+    const data = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'calm3/', {
+      model: calm3(), tpDegree: 4, batchSize: 3, compiledFor: NeuronxInstanceType.INF2_24XLARGE,
+    });
+    expect(() => new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'E', {
+      modelData: data, instanceType: NeuronxInstanceType.INF2_24XLARGE,
+    })).toThrow(/modelData\.batchSize is 3: .* use batchSize 2 or less/);
+  });
 });

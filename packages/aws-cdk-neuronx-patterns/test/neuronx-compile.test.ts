@@ -443,6 +443,7 @@ describe('NeuronxCompile: the artifact prefix is a pure function of what determi
   test.each([
     ['optLevel', { compileOptions: { ...LOW_COST.options, optLevel: OptLevel.BEST_BALANCE } }],
     ['nPositions', { compileOptions: { ...LOW_COST.options, nPositions: 2048 } }],
+    ['batchSize', { compileOptions: { ...LOW_COST.options, batchSize: 5 } }],
     ['quantDtype', { compileInstanceType: HIGH_PERFORMANCE.compile, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE, compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8 } }],
     ['the serving family', { servingInstanceType: NeuronxInstanceType.INF2_8XLARGE }],
     ['the revision', { model: calm3({ revision: 'fedcba9876543210fedcba9876543210fedcba98' }) }],
@@ -644,6 +645,19 @@ describe('NeuronxCompile: configurations that cannot work fail at synth, naming 
   test('weights plus KV cache that do not fit the NeuronCores of one worker', () => {
     expect(compileError({ ...HP, compileOptions: { tpDegree: 2 } }))
       .toMatch(/compileOptions: the model needs 46\.4 GiB of accelerator memory per worker \(weights 41\.9 GiB \+ KV cache 4\.5 GiB for 4096 positions\) but tpDegree 2 on ml\.inf2\.24xlarge gives 28\.8 GiB: use tpDegree 4 or 6 or 8 or 12/);
+  });
+
+  test('a batch whose KV caches do not fit fails naming batchSize, the need and the batch size that fits', () => {
+    // lowCost: 28.8 GiB on two cores; int8 weights 21.0 GiB; 1.125 GiB of KV cache per sequence at 1024 positions.
+    // Batch 6 keeps 7 caches (batch 1 is compiled too): 28.8 GiB and a little more.
+    expect(compileError({ compileOptions: { ...LOW_COST.options, batchSize: 6 } }))
+      .toMatch(/compileOptions\.batchSize is 6: the model needs 28\.8 GiB of accelerator memory per worker \(weights 21\.0 GiB \+ 7 KV caches of 1\.1 GiB for 1024 positions: batch 6 and batch 1\) but tpDegree 2 on ml\.trn1\.2xlarge gives 28\.8 GiB: use batchSize 5 or less/);
+    expect(compileFixture({ props: { compileOptions: { ...LOW_COST.options, batchSize: 5 } } }).compile.batchSize).toBe(5);
+  });
+
+  test.each([0, 2.5, -1])('batchSize %p is refused as not a positive whole number', (batchSize) => {
+    expect(compileError({ compileOptions: { ...LOW_COST.options, batchSize } }))
+      .toMatch(new RegExp(`compileOptions\\.batchSize is ${batchSize}: it must be a positive whole number`));
   });
 
   test('the KV cache counts only when the architecture is known', () => {

@@ -5,7 +5,8 @@ import { NeuronxInstanceFamily, NeuronxInstanceType, QuantDtype } from '../src';
 import { CALM3_ARCHITECTURE, CALM3_PARAMETERS } from './fixtures';
 import {
   checkpointBytes, checkPositiveInteger, compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, compileWorkDirBytes,
-  deviceBytesAvailable, deviceBytesNeeded, isSupportedTpDegree, kvCacheBytes, ModelSizing, ROOT_VOLUME_ALLOWANCE_GIB, servingProblems,
+  cachedSequences, deviceBytesAvailable, deviceBytesNeeded, isSupportedTpDegree, kvCacheBytes, largestFittingBatchSize, ModelSizing,
+  ROOT_VOLUME_ALLOWANCE_GIB, servingProblems,
   throwIfProblems, weightBytes, workersPerInstance, workingTpDegrees,
 } from '../src/private/sizing';
 
@@ -129,6 +130,35 @@ describe('servingProblems', () => {
       'o.tpDegree is 1.5: it must be a positive whole number.',
       'o.nPositions is 0: it must be a positive whole number.',
     ]);
+  });
+});
+
+describe('batchSize: every compiled batch size keeps its KV cache', () => {
+  test('batch 1 keeps one cache; a larger batch compiles batch 1 too and keeps 1 + batchSize', () => {
+    expect(cachedSequences(1)).toBe(1);
+    expect(cachedSequences(5)).toBe(6);
+    expect(deviceBytesNeeded(CALM3, { tpDegree: 2, ...S8_1024, batchSize: 5 })).toBe(22.5e9 + 6 * 1.125 * GIB);
+  });
+
+  test('the presets\' batch sizes are the largest that fit: lowCost 5 (1024 positions, int8), highPerformance 2 (4096, bf16)', () => {
+    expect(largestFittingBatchSize(CALM3, TRN1_2XLARGE, { tpDegree: 2, ...S8_1024 })).toBe(5);
+    expect(largestFittingBatchSize(CALM3, INF2_24XLARGE, { tpDegree: 4, ...BF16_4096 })).toBe(2);
+    expect(largestFittingBatchSize(CALM3, INF2_24XLARGE, { tpDegree: 4, ...BF16_4096, nPositions: 2048 })).toBe(5);
+    expect(servingProblems('o', CALM3, TRN1_2XLARGE, { tpDegree: 2, ...S8_1024, batchSize: 5 })).toEqual([]);
+    expect(servingProblems('o', CALM3, INF2_24XLARGE, { tpDegree: 4, ...BF16_4096, batchSize: 2 })).toEqual([]);
+  });
+
+  test('one more does not fit, and the message names batchSize and the one that does', () => {
+    const problems = servingProblems('o', CALM3, INF2_24XLARGE, { tpDegree: 4, ...BF16_4096, batchSize: 3 });
+    expect(problems).toEqual([
+      'o.batchSize is 3: the model needs 59.9 GiB of accelerator memory per worker (weights 41.9 GiB + 4 KV caches of 4.5 GiB for 4096 positions: '
+      + 'batch 3 and batch 1) but tpDegree 4 on ml.inf2.24xlarge gives 57.6 GiB: use batchSize 2 or less, fewer positions, or more NeuronCores per worker.',
+    ]);
+  });
+
+  test('a batch size that is not a positive whole number is named', () => {
+    expect(servingProblems('o', CALM3, INF2_24XLARGE, { tpDegree: 4, ...BF16_4096, batchSize: 0 }))
+      .toEqual(['o.batchSize is 0: it must be a positive whole number.']);
   });
 });
 

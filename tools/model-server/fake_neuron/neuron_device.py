@@ -5,6 +5,7 @@ Configured by the test through the environment of the model server (never set on
   FAKE_NEURON_STATE_DIR     a directory shared by the workers: the pool's lock file and its record of claims
   FAKE_NEURON_CORES         NeuronCores of the instance (the pool size)
   FAKE_NEURON_LOAD_SECONDS  how long to_neuron() takes after its cores are claimed
+  FAKE_NEURON_TIME_SCALE    optional factor on the time per step (default 1)
 The time per token is derived from how the handler built the model (tp degree, amp, quantization): see
 seconds_per_token.
 """
@@ -51,6 +52,48 @@ def seconds_per_token(tp_degree: int, amp: str, quant_dtype: str | None) -> floa
     """The decode time of one token at batch 1 for calm3 built with these options (see the calibration above)."""
     bytes_per_core = CALM3_PARAMETERS * BYTES_PER_PARAMETER[quant_dtype or amp] / tp_degree
     return REFERENCE_SECONDS_PER_TOKEN * bytes_per_core / REFERENCE_BYTES_PER_CORE
+
+
+# A decoding step of a batch: a fixed cost (every weight read once, whatever the batch) plus a small cost per
+# sequence (its own KV cache read, its logits). Calibrated from the same benchmark page: Mistral-Small-2409 on the
+# same 12 cores, sequence 4096, has about 26 ms between tokens at batch 1 and 34-35 ms at batch 4. With
+# step(b) = F + b x p:  26 = F + p  and  34.5 = F + 4p  ->  p = 8.5 / 3 = 2.83 ms, F = 23.17 ms,
+# so each sequence adds p / (F + p) = 2.83 / 26 = 10.9 % of a batch-1 step:
+#   step(b) = step(1) x (0.891 + 0.109 b): batch 4 1.33x, batch 5 1.44x, batch 8 1.76x, batch 16 2.63x the
+#   batch-1 step, i.e. 3.0x, 3.5x, 4.5x, 6.1x the tokens per second if every row is busy.
+# (The page's throughput figures, 35-38 tokens/s at batch 1 and 79-80 at batch 4, divide the generated tokens by
+# the end-to-end time including the prompt's encoding, so they are not per-step figures; Llama-2-13B's
+# throughput figures on 8 cores, 60 / 89 / 129 / 142 tokens/s at batch 1 / 4 / 8 / 16, are of that kind too.)
+# The compiled batch runs every row, padding included: the cost is that of the compiled batch size.
+REFERENCE_SECONDS_PER_TOKEN_BATCH_4 = 0.0345
+PER_SEQUENCE_SHARE = (REFERENCE_SECONDS_PER_TOKEN_BATCH_4 - REFERENCE_SECONDS_PER_TOKEN) / 3 / REFERENCE_SECONDS_PER_TOKEN
+
+
+TIME_SCALE = "FAKE_NEURON_TIME_SCALE"
+"""Optional: a factor on every step's time (the benchmark runs the device 4 times faster to keep its run short)."""
+
+
+def seconds_per_step(batch1_seconds: float, batch_size: int, environ=os.environ) -> float:
+    """The time of one decoding step of a compiled batch of `batch_size` rows (see the calibration above)."""
+    scale = float(environ.get(TIME_SCALE, "1"))
+    return scale * batch1_seconds * (1 - PER_SEQUENCE_SHARE + PER_SEQUENCE_SHARE * batch_size)
+
+
+GENERATIONS = "generations.jsonl"
+"""Every sample() call, one JSON line each: the worker's pid, the compiled batch size, the rows' prompt lengths,
+when it started and when each step's tokens came out (time.time()). What a client cannot see without streaming
+(time to first token, time per output token) is read from here by the benchmark."""
+
+
+def record_generation(record: dict[str, Any], environ=os.environ) -> None:
+    with _locked_record(Path(environ[STATE_DIR])):
+        with open(Path(environ[STATE_DIR]) / GENERATIONS, "a") as log:
+            log.write(json.dumps(record) + "\n")
+
+
+def read_generations(state_dir: Path) -> list[dict[str, Any]]:
+    path = state_dir / GENERATIONS
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 class NeuronCoresUnavailable(RuntimeError):

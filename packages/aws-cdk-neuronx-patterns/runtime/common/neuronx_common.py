@@ -46,6 +46,16 @@ def installed_versions(packages: Sequence[str]) -> dict[str, str | None]:
     return versions
 
 
+def compiled_batch_sizes(batch_size: int) -> list[int]:
+    """The batch sizes compiled for the option `batchSize` (the most requests one model call generates for): 1,
+    and `batch_size` when larger. transformers-neuronx 0.13 compiles a graph for each size of a list
+    (LlamaForSampling(batch_size=[...]); decoder.py bucket.batch_sizes) and runs a batch only at a compiled size
+    (sample() raises otherwise), so a lone request runs the batch-1 graph, as fast as a batch-1 model, instead
+    of padding `batch_size` rows. Each size keeps its own KV cache (decoder.py allocates attn_k_cache and
+    attn_v_cache per batch size): the device holds 1 + batch_size caches (the constructs' memory check)."""
+    return [1] if batch_size == 1 else [1, batch_size]
+
+
 def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any) -> dict[str, Any]:
     """LlamaForSampling.from_pretrained's keyword arguments for the manifest `options`.
 
@@ -58,8 +68,10 @@ def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any
         neuron_config = neuronx_config.NeuronConfig(
             quant=neuronx_config.QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
         )
+    # A batch of 1 stays the plain int the library always passed: the same HLO, so the same NEFFs, as before.
+    batch_sizes = compiled_batch_sizes(options["batchSize"])
     return {
-        "batch_size": options["batchSize"],
+        "batch_size": batch_sizes if len(batch_sizes) > 1 else batch_sizes[0],
         "tp_degree": options["tpDegree"],
         "n_positions": options["nPositions"],
         "amp": options["amp"],

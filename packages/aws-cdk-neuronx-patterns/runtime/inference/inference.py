@@ -30,6 +30,14 @@ SageMaker's 60 s invocation limit, with the answer so far. A bad request is answ
 {"error": message naming the field}; anything else that fails in one request is a 500 for that request
 only, with a generic message, and its traceback in the log. The other requests of a batch are answered.
 
+Batching (TorchServe's dynamic batching: up to SAGEMAKER_TS_BATCH_SIZE requests that arrive within
+SAGEMAKER_TS_MAX_BATCH_DELAY ms come in one call): every request is checked on its own first; the good ones
+are generated together, one row each, in as few model calls as the compiled batch size allows. Rows of one
+call share the sampling parameters (transformers-neuronx 0.13's sample() takes one top_k, top_p and
+temperature for the whole batch) and fit n_positions together (prompts are left-padded to the longest);
+requests that cannot share a call get calls of their own, one after another, each with an equal share of
+the time left. Each row stops on its own: its end of turn, its stop strings, its max_new_tokens.
+
 The contract and how the model is built (llama_from_pretrained_kwargs) come from neuronx_common.py, which
 is placed beside this file in code/ (with contract.json) and ships beside the compile job too.
 
@@ -50,7 +58,15 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
-from neuronx_common import CONTRACT, LAYOUT, MANIFEST, OPTION_DEFAULTS, installed_versions, llama_from_pretrained_kwargs
+from neuronx_common import (
+    CONTRACT,
+    LAYOUT,
+    MANIFEST,
+    OPTION_DEFAULTS,
+    compiled_batch_sizes,
+    installed_versions,
+    llama_from_pretrained_kwargs,
+)
 
 ENV = CONTRACT["endpoint"]["environment"]
 
@@ -372,10 +388,12 @@ def parse_request(payload: Any) -> GenerationRequest:
 # Chat template, generation and response
 
 
-Sampler = Callable[..., Sequence[int]]
-"""sample(prompt_ids, *, sequence_length, top_k, top_p, temperature, stop_token_ids, should_stop)
--> prompt ids + new ids. The model calls should_stop(token_id) with each new token as it produces it and
-ends the generation after the first for which it returns True (or at a stop token, or at sequence_length)."""
+Sampler = Callable[..., list[list[int]]]
+"""sample(prompts, *, max_new_tokens, top_k, top_p, temperature, stop_token_ids, should_stop) -> for each
+prompt (a list of token ids), its ids followed by its new ids. One row per prompt, generated together;
+max_new_tokens and should_stop have one entry per row. The model calls should_stop[row](token_id) with each
+new token of the row as it produces it; a row ends after the first token for which it returns True (or at a
+stop token, or after its max_new_tokens), and the generation ends when every row has."""
 
 
 @dataclass(frozen=True)
@@ -392,6 +410,8 @@ class Generator:
     turn_markers: tuple[str, ...] = ()
     """Markup the chat template writes around turns that is plain text to the tokenizer (Zephyr's <|user|>,
     Mistral's [INST]): the model takes it for a turn all the same, so no message may contain it either."""
+    batch_size: int = 1
+    """The most rows one sample() call takes (the compiled batch size)."""
 
 
 SENTINEL = "sentinel-d1b6"
@@ -452,7 +472,9 @@ def require_chat_template(tokenizer: Any) -> None:
         )
 
 
-def make_generator(tokenizer: Any, sample: Sampler, n_positions: int, eos_token_ids: Sequence[int] = ()) -> Generator:
+def make_generator(
+    tokenizer: Any, sample: Sampler, n_positions: int, eos_token_ids: Sequence[int] = (), batch_size: int = 1
+) -> Generator:
     """Refuses a tokenizer without a chat template; the end-of-turn tokens are the tokenizer's eos,
     `eos_token_ids` (generation_config.json) and the template's own end of an assistant turn."""
     require_chat_template(tokenizer)
@@ -470,6 +492,7 @@ def make_generator(tokenizer: Any, sample: Sampler, n_positions: int, eos_token_
         frozenset(stop_token_ids),
         special_tokens,
         template_turn_markers(tokenizer, special_tokens),
+        batch_size,
     )
 
 
@@ -538,11 +561,19 @@ def resolve_max_new_tokens(requested: int | None, prompt_tokens: int, n_position
 
 
 class StopMonitor:
-    """The sampler's should_stop: ends the generation at an end-of-turn token, at a stop string or at the
-    deadline (`clock()` >= `deadline`), each checked as a token arrives."""
+    """The sampler's should_stop for one row: ends it at an end-of-turn token, at a stop string, after
+    `max_new_tokens` or at the deadline (`clock()` >= `deadline`), each checked as a token arrives."""
 
-    def __init__(self, generator: Generator, stop: Sequence[str], deadline: float, clock: Callable[[], float]):
+    def __init__(
+        self,
+        generator: Generator,
+        stop: Sequence[str],
+        deadline: float,
+        clock: Callable[[], float],
+        max_new_tokens: int | None = None,
+    ):
         self.generator, self.stop, self.deadline, self.clock = generator, stop, deadline, clock
+        self.max_new_tokens = max_new_tokens
         # A character is at most 4 byte-level tokens, so the last 4 tokens per character (and a margin for
         # a partial character at the window's start) hold any stop string that just appeared.
         self.window = 4 * max((len(string) for string in stop), default=0) + 8
@@ -552,6 +583,8 @@ class StopMonitor:
     def __call__(self, token_id: int) -> bool:
         self.new_ids.append(token_id)
         if token_id in self.generator.stop_token_ids:
+            return True
+        if self.max_new_tokens is not None and len(self.new_ids) >= self.max_new_tokens:
             return True
         if self.stop:
             tail = self.generator.tokenizer.decode(self.new_ids[-self.window :], skip_special_tokens=True)
@@ -581,10 +614,24 @@ def shape_response(
     }
 
 
-def generate(
-    generator: Generator, request: GenerationRequest, deadline: float, clock: Callable[[], float] = time.monotonic
-) -> dict[str, Any]:
-    """The response to `request`, generated until an end of turn, a stop string, max_new_tokens or `deadline`."""
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A checked request, rendered and tokenized: ready to be a row of a batch."""
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    max_new_tokens: int
+
+    @property
+    def sampling(self) -> tuple[int, float, float]:
+        """(top_k, top_p, temperature) as the model takes them: temperature 0 is top_k 1 at temperature 1."""
+        if self.request.temperature == GREEDY_TEMPERATURE:
+            return 1, self.request.top_p, 1.0
+        return self.request.top_k, self.request.top_p, self.request.temperature
+
+
+def prepare(generator: Generator, request: GenerationRequest) -> PreparedRequest:
+    """The prompt's ids and the new tokens to allow; RequestError (4xx) when the request cannot be served."""
     if len(request.messages) > generator.n_positions:
         # Every message takes at least one token: this many can never fit (and are not worth checking).
         raise _bad(f"messages has {len(request.messages)} entries; the model holds {generator.n_positions} tokens")
@@ -594,23 +641,67 @@ def generate(
     prompt = build_prompt(generator.tokenizer, request.messages, request.role)
     prompt_ids = generator.tokenizer.encode(prompt, add_special_tokens=False)
     max_new_tokens = resolve_max_new_tokens(request.max_new_tokens, len(prompt_ids), generator.n_positions)
-    greedy = request.temperature == GREEDY_TEMPERATURE
-    monitor = StopMonitor(generator, request.stop, deadline, clock)
-    output_ids = generator.sample(
-        prompt_ids,
-        sequence_length=len(prompt_ids) + max_new_tokens,
-        top_k=1 if greedy else request.top_k,
-        top_p=request.top_p,
-        temperature=1.0 if greedy else request.temperature,
-        stop_token_ids=sorted(generator.stop_token_ids),
-        should_stop=monitor,
+    return PreparedRequest(request, prompt_ids, max_new_tokens)
+
+
+def fits_together(rows: Sequence[PreparedRequest], generator: Generator) -> bool:
+    """Whether `rows` can be one sample() call: at most batch_size rows, the same sampling parameters, and the
+    longest prompt (all are left-padded to it) plus the most new tokens asked within n_positions."""
+    return (
+        len(rows) <= generator.batch_size
+        and len({row.sampling for row in rows}) == 1
+        and max(len(row.prompt_ids) for row in rows) + max(row.max_new_tokens for row in rows) <= generator.n_positions
     )
-    if list(output_ids[: len(prompt_ids)]) != prompt_ids:
-        raise RuntimeError("the model's output does not start with the prompt: cannot cut the completion")
-    response = shape_response(generator, output_ids, len(prompt_ids), request.stop)
-    if monitor.timed_out:
-        log.warning("generation time limit reached after %d tokens", response["usage"]["completion_tokens"])
-    return response
+
+
+def plan_calls(rows: Sequence[PreparedRequest], generator: Generator) -> list[list[int]]:
+    """The indices of `rows` grouped into sample() calls: each row joins the first call it fits, in order."""
+    calls: list[list[int]] = []
+    for index, row in enumerate(rows):
+        call = next((call for call in calls if fits_together([*(rows[i] for i in call), row], generator)), None)
+        if call is None:
+            calls.append([index])
+        else:
+            call.append(index)
+    return calls
+
+
+def generate_rows(
+    generator: Generator,
+    rows: Sequence[PreparedRequest],
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[dict[str, Any]]:
+    """The responses to `rows` (which fit together), generated in one sample() call, each until its own end
+    of turn, stop string or max_new_tokens, or until `deadline`."""
+    monitors = [StopMonitor(generator, row.request.stop, deadline, clock, row.max_new_tokens) for row in rows]
+    top_k, top_p, temperature = rows[0].sampling
+    outputs = generator.sample(
+        [row.prompt_ids for row in rows],
+        max_new_tokens=[row.max_new_tokens for row in rows],
+        top_k=top_k,
+        top_p=top_p,
+        temperature=temperature,
+        stop_token_ids=sorted(generator.stop_token_ids),
+        should_stop=monitors,
+    )
+    responses = []
+    for row, monitor, output_ids in zip(rows, monitors, outputs, strict=True):
+        if list(output_ids[: len(row.prompt_ids)]) != row.prompt_ids:
+            raise RuntimeError("the model's output does not start with the prompt: cannot cut the completion")
+        response = shape_response(generator, output_ids, len(row.prompt_ids), row.request.stop)
+        if monitor.timed_out:
+            log.warning("generation time limit reached after %d tokens", response["usage"]["completion_tokens"])
+        responses.append(response)
+    return responses
+
+
+def generate(
+    generator: Generator, request: GenerationRequest, deadline: float, clock: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
+    """The response to `request` alone, generated until an end of turn, a stop string, max_new_tokens or
+    `deadline`."""
+    return generate_rows(generator, [prepare(generator, request)], deadline, clock)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -751,46 +842,69 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
         return None
     if _worker is None:
         raise ModelConfigurationError("handle was called with requests before the model was loaded")
+    generator = _worker.generator
     deadline = clock() + _worker.time_limit
-    responses = []
+    answers: list[tuple[int, str | None, bytes] | None] = [None] * len(data)
+    request_ids = [bounded_ascii(str(context.get_request_id(index))) for index in range(len(data))]
+    prepared: list[PreparedRequest] = []
+    positions: list[int] = []
     for index, request in enumerate(data):
-        # The batch is answered at once: each request gets an equal share of the time still left.
-        own_deadline = clock() + (deadline - clock()) / (len(data) - index)
-        status, error, body = _answer(_worker.generator, request, context, index, own_deadline)
+        try:
+            prepared.append(_prepare(generator, request, context, index))
+            positions.append(index)
+        except Exception as error:
+            answers[index] = _failure(error, request_ids[index])
+    calls = plan_calls(prepared, generator)
+    for number, call in enumerate(calls):
+        # Calls run one after another: each gets an equal share of the time still left.
+        own_deadline = clock() + (deadline - clock()) / (len(calls) - number)
+        started = clock()
+        try:
+            responses = generate_rows(generator, [prepared[i] for i in call], own_deadline, clock)
+        except Exception as error:
+            for i in call:
+                answers[positions[i]] = _failure(error, request_ids[positions[i]])
+            continue
+        for i, response in zip(call, responses, strict=True):
+            log.info(
+                "request %s: prompt_tokens=%d completion_tokens=%d finish_reason=%s seconds=%.2f batch=%d",
+                request_ids[positions[i]],
+                response["usage"]["prompt_tokens"],
+                response["usage"]["completion_tokens"],
+                response["finish_reason"],
+                clock() - started,
+                len(call),
+            )
+            answers[positions[i]] = (200, None, json.dumps(response, ensure_ascii=False).encode("utf-8"))
+    bodies = []
+    for index, answer in enumerate(answers):
+        assert answer is not None
+        status, error, body = answer
         if error is not None:
             context.set_response_status(status, error, index)
         context.set_response_content_type(index, JSON_CONTENT_TYPE)
-        responses.append(body)
-    return responses
+        bodies.append(body)
+    return bodies
 
 
-def _answer(
-    generator: Generator, request: Any, context: Any, index: int, deadline: float
-) -> tuple[int, str | None, bytes]:
-    """(status, error message or None, body): the error message is also the reason phrase."""
-    request_id = bounded_ascii(str(context.get_request_id(index)))
-    try:
-        headers = context.get_all_request_header(index) or {}
-        check_content_type(header(headers, "content-type"))
-        check_accept(header(headers, "accept"))
-        if not isinstance(request, Mapping) or BODY_KEY not in request:
-            raise _bad("body is missing")
-        started = clock()
-        response = generate(generator, parse_request(parse_json_body(request[BODY_KEY])), deadline, clock)
-        log.info(
-            "request %s: prompt_tokens=%d completion_tokens=%d finish_reason=%s seconds=%.2f",
-            request_id,
-            response["usage"]["prompt_tokens"],
-            response["usage"]["completion_tokens"],
-            response["finish_reason"],
-            clock() - started,
-        )
-        return 200, None, json.dumps(response, ensure_ascii=False).encode("utf-8")
-    except RequestError as error:
+def _prepare(generator: Generator, request: Any, context: Any, index: int) -> PreparedRequest:
+    """Request `index` of the batch checked (headers, body, fields) and tokenized; RequestError when bad."""
+    headers = context.get_all_request_header(index) or {}
+    check_content_type(header(headers, "content-type"))
+    check_accept(header(headers, "accept"))
+    if not isinstance(request, Mapping) or BODY_KEY not in request:
+        raise _bad("body is missing")
+    return prepare(generator, parse_request(parse_json_body(request[BODY_KEY])))
+
+
+def _failure(error: Exception, request_id: str) -> tuple[int, str, bytes]:
+    """(status, message, body) for a request that failed: 4xx with the message for a bad request, 500 with a
+    generic message (the traceback in the log) for anything else. The message is also the reason phrase."""
+    if isinstance(error, RequestError):
         log.info("request %s: %d %s", request_id, error.status_code, error.message)
         status, message = error.status_code, error.message
-    except Exception:
-        log.exception("request %s failed", request_id)
+    else:
+        log.error("request %s failed", request_id, exc_info=error)
         status = HTTP_INTERNAL_ERROR
         message = bounded_ascii(f"internal error; the endpoint's log has the traceback (request {request_id})")
     return status, message, json.dumps({"error": message}).encode("ascii")
@@ -804,21 +918,26 @@ class SampleStep:
     """transformers-neuronx 0.13's per-token hooks of LlamaForSampling.sample (sampling.sample_loop_llama at
     the Neuron 2.21 sync, commit 1ade6d7): after each new token the loop calls `streamer.put(token)` with a
     [batch, 1] tensor, breaks at sequence_length or when every row has an eos token, then breaks when
-    `stopping_criteria_list(input_ids, probs)` is true. This is both: put() asks should_stop about row 0's
-    token (every row holds the same prompt), the criterion answers with what it said."""
+    `stopping_criteria_list(input_ids, probs)` is true. This is both: put() gives each row that has not ended
+    its token and asks its should_stop (rows past len(should_stop) fill the compiled batch and are ignored);
+    the criterion is true once every row has ended. `counts` is how many new tokens each row took."""
 
-    def __init__(self, should_stop: Callable[[int], bool]):
-        self.should_stop = should_stop
-        self.stop = False
+    def __init__(self, should_stop: Sequence[Callable[[int], bool]]):
+        self.should_stop = list(should_stop)
+        self.counts = [0] * len(self.should_stop)
+        self.ended = [False] * len(self.should_stop)
 
     def put(self, token: Any) -> None:
-        self.stop = self.should_stop(int(token[0][0]))
+        for row, should_stop in enumerate(self.should_stop):
+            if not self.ended[row]:
+                self.counts[row] += 1
+                self.ended[row] = bool(should_stop(int(token[row][0])))
 
     def end(self) -> None:
         pass
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-        return self.stop
+        return all(self.ended)
 
 
 def load_chat_tokenizer(checkpoint_dir: Path) -> Any:
@@ -834,7 +953,13 @@ def _load_neuron_generator(checkpoint_dir: Path, compiled_dir: Path, options: Ma
     """The tokenizer, then the model built exactly as the compile job built it, with its NEFFs loaded."""
     tokenizer = load_chat_tokenizer(checkpoint_dir)
     sample = _load_neuron_sampler(checkpoint_dir, compiled_dir, options)
-    return make_generator(tokenizer, sample, options["nPositions"], generation_config_eos_ids(checkpoint_dir))
+    return make_generator(
+        tokenizer,
+        sample,
+        options["nPositions"],
+        generation_config_eos_ids(checkpoint_dir),
+        max(compiled_batch_sizes(options["batchSize"])),
+    )
 
 
 def _load_neuron_sampler(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Sampler:
@@ -850,23 +975,33 @@ def _load_neuron_sampler(checkpoint_dir: Path, compiled_dir: Path, options: Mapp
     model.load(str(compiled_dir))
     model.to_neuron()
 
+    batch_sizes = compiled_batch_sizes(options["batchSize"])
+
     def sample(
-        prompt_ids: list[int],
+        prompts: Sequence[list[int]],
         *,
-        sequence_length: int,
+        max_new_tokens: Sequence[int],
         top_k: int,
         top_p: float,
         temperature: float,
         stop_token_ids: Sequence[int],
-        should_stop: Callable[[int], bool],
-    ) -> list[int]:
-        # One request per call; a model compiled for a larger batch gets the prompt in every row.
-        input_ids = torch.tensor([prompt_ids] * options["batchSize"], dtype=torch.long)
+        should_stop: Sequence[Callable[[int], bool]],
+    ) -> list[list[int]]:
+        # The smallest compiled batch that holds the rows; the rows left over repeat the first prompt and are
+        # ignored. Prompts are left-padded to the longest: start_ids is each row's padding, where its prompt
+        # starts (the attention mask's first 1, as transformers-neuronx's generation adapter computes it).
+        size = next(size for size in batch_sizes if size >= len(prompts))
+        width = max(len(prompt) for prompt in prompts)
+        padding = [width - len(prompt) for prompt in prompts] + [width - len(prompts[0])] * (size - len(prompts))
+        rows = [*prompts, *[prompts[0]] * (size - len(prompts))]
+        pad_id = stop_token_ids[0]  # never attended to: start_ids masks the padding
+        input_ids = torch.tensor([[pad_id] * pad + list(row) for pad, row in zip(padding, rows)], dtype=torch.long)
         step = SampleStep(should_stop)
         with torch.inference_mode():
             output = model.sample(
                 input_ids,
-                sequence_length=sequence_length,
+                sequence_length=width + max(max_new_tokens),
+                start_ids=torch.tensor(padding, dtype=torch.int32) if size > 1 else None,
                 top_k=top_k,
                 top_p=top_p,
                 temperature=temperature,
@@ -874,6 +1009,8 @@ def _load_neuron_sampler(checkpoint_dir: Path, compiled_dir: Path, options: Mapp
                 streamer=step,
                 stopping_criteria_list=StoppingCriteriaList([step]),
             )
-        return output[0].tolist()
+        return [
+            output[row].tolist()[padding[row] : width + step.counts[row]] for row in range(len(prompts))
+        ]
 
     return sample

@@ -144,10 +144,12 @@ class FakeClock:
 
 class FakeSampler:
     """Plays transformers-neuronx 0.13's LlamaForSampling.sample as the handler's sample() wraps it
-    (sampling.sample_loop_llama): one token per step, `completion` then `filler` for ever; after each token
-    should_stop (streamer.put, then the stopping criterion); ends at sequence_length, at a stop token
-    (eos_token_override) or when should_stop says so; returns the prompt followed by the new tokens.
-    Each token takes `seconds_per_token` on `clock`."""
+    (sampling.sample_loop_llama): one step per token for every row at once, each row `completion` then `filler`
+    for ever; after each step each row's should_stop (streamer.put, then the stopping criterion); a row ends at
+    its max_new_tokens, at a stop token (eos_token_override) or when its should_stop says so, the call when
+    every row has; returns each row's prompt followed by its new tokens. Each step takes `seconds_per_token` on
+    `clock`. `calls` has one entry per row: (prompt, sampling arguments with the row's sequence_length, stop
+    ids); `batches` the rows of each call."""
 
     def __init__(self, completion=(), filler=None, clock=None, seconds_per_token=0.0, echo_prompt=True):
         self.completion = list(completion)
@@ -156,28 +158,31 @@ class FakeSampler:
         self.seconds_per_token = seconds_per_token
         self.echo_prompt = echo_prompt
         self.calls = []
+        self.batches = []
 
-    def __call__(self, prompt_ids, *, sequence_length, top_k, top_p, temperature, stop_token_ids, should_stop):
+    def __call__(self, prompts, *, max_new_tokens, top_k, top_p, temperature, stop_token_ids, should_stop):
         assert isinstance(top_k, int) and isinstance(top_p, float) and isinstance(temperature, float)
-        self.calls.append(
-            (
-                list(prompt_ids),
-                {"sequence_length": sequence_length, "top_k": top_k, "top_p": top_p, "temperature": temperature},
-                list(stop_token_ids),
+        assert len(prompts) == len(max_new_tokens) == len(should_stop)
+        sampling = {"top_k": top_k, "top_p": top_p, "temperature": temperature}
+        for prompt, limit in zip(prompts, max_new_tokens):
+            self.calls.append(
+                (list(prompt), {"sequence_length": len(prompt) + limit, **sampling}, list(stop_token_ids))
             )
-        )
-        tokens = list(prompt_ids)
+        self.batches.append(len(prompts))
+        new = [[] for _ in prompts]
+        ended = [False] * len(prompts)
         stream = itertools.chain(self.completion, itertools.repeat(self.filler) if self.filler is not None else ())
         for token in stream:
-            if len(tokens) >= sequence_length:
+            if all(ended):
                 break
             if self.clock is not None:
                 self.clock.now += self.seconds_per_token
-            tokens.append(token)
-            stop = should_stop(token)
-            if token in stop_token_ids or stop:
-                break
-        return tokens if self.echo_prompt else tokens[len(prompt_ids) :]
+            for row, stop in enumerate(should_stop):
+                if ended[row]:
+                    continue
+                new[row].append(token)
+                ended[row] = bool(stop(token)) or token in stop_token_ids or len(new[row]) >= max_new_tokens[row]
+        return [(list(prompt) if self.echo_prompt else []) + tokens for prompt, tokens in zip(prompts, new)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,13 +257,20 @@ class Server:
 
 @pytest.fixture
 def serve(model_dir, endpoint_env, monkeypatch):
-    """start(family, sampler) -> Server: the family's tokenizer (and generation_config.json) in checkpoint/, the
+    """start(family, sampler, batch_size) -> Server: the family's tokenizer (and generation_config.json) in checkpoint/, the
     sampler in place of the compiled model, a fake clock; handle(None, context) as TorchServe's load calls it."""
     import inference
     from chat_tokenizer import build_chat_tokenizer
 
-    def start(family="chatml", sampler=None, **tokenizer_options):
+    def start(family="chatml", sampler=None, batch_size=1, **tokenizer_options):
         build_chat_tokenizer(model_dir / CONTRACT["layout"]["checkpointDir"], family, **tokenizer_options)
+        if batch_size != 1:
+            # Artifacts compiled for batch_size, and the endpoint configured for them.
+            marker = model_dir / CONTRACT["layout"]["marker"]
+            manifest = json.loads(marker.read_text())
+            manifest["options"]["batchSize"] = batch_size
+            marker.write_text(json.dumps(manifest))
+            monkeypatch.setenv(endpoint_env["batchSize"], str(batch_size))
         sampler = sampler or FakeSampler()
         clock = sampler.clock or FakeClock()
         sampler.clock = clock

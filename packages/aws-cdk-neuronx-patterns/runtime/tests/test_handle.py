@@ -111,10 +111,10 @@ def test_each_request_of_a_batch_is_answered_on_its_own(serve):
 
 def test_an_unexpected_error_is_a_500_for_that_request_only_with_its_traceback_in_the_log(serve, caplog):
     class Failing(FakeSampler):
-        def __call__(self, prompt_ids, **kwargs):
-            if VOCAB["again"] in prompt_ids:
+        def __call__(self, prompts, **kwargs):
+            if any(VOCAB["again"] in prompt for prompt in prompts):
                 raise RuntimeError("NRT error 1002 \u00e9\n on the device")
-            return super().__call__(prompt_ids, **kwargs)
+            return super().__call__(prompts, **kwargs)
 
     server = serve("chatml", Failing([VOCAB["bye"], IM_END]))
     again = {"messages": [{"role": "user", "content": "again"}]}

@@ -240,11 +240,14 @@ def test_any_special_token_of_the_tokenizer_in_content_or_role_is_400(tokenizer,
 
 def test_the_stop_monitor_follows_the_models_per_token_calls(tokenizer):
     """SampleStep is what transformers-neuronx's loop sees: put(token) with a [batch, 1] tensor after each token,
-    then the criterion called with (input_ids, scores); row 0 decides."""
-    answers = iter([False, True])
-    step = inference.SampleStep(lambda token: next(answers))
-    step.put([[VOCAB["bye"]], [VOCAB["hello"]]])
+    then the criterion called with (input_ids, scores). Each row's should_stop decides for its row, asked only
+    until it ends; rows past the requests (filling the compiled batch) are ignored; the criterion is true when
+    every row has ended."""
+    answers = [iter([False, True]), iter([True])]
+    step = inference.SampleStep([lambda token: next(answers[0]), lambda token: next(answers[1])])
+    step.put([[VOCAB["bye"]], [VOCAB["hello"]], [VOCAB["again"]]])
     assert step(None, None) is False
-    step.put([[IM_END], [VOCAB["hello"]]])
+    step.put([[IM_END], [VOCAB["hello"]], [VOCAB["again"]]])
     assert step(None, None) is True
+    assert step.counts == [2, 1]
     step.end()

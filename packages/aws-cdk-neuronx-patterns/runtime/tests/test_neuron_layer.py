@@ -60,7 +60,7 @@ class StoppingCriteriaList(list):
 
 class FakeTensor:
     def __init__(self, rows, dtype=None):
-        self.rows = [list(row) for row in rows]
+        self.rows = [list(row) if isinstance(row, (list, tuple)) else row for row in rows]
         self.dtype = dtype
 
     def __getitem__(self, index):
@@ -136,7 +136,7 @@ class FakeNeuron:
             self.inference_mode_depth -= 1
 
         torch = types.ModuleType("torch")
-        torch.long = "torch.long"
+        torch.long, torch.int32 = "torch.long", "torch.int32"
         torch.tensor = FakeTensor
         torch.inference_mode = inference_mode
         package = types.ModuleType("transformers_neuronx")
@@ -188,7 +188,8 @@ def test_compile_and_serve_build_the_model_with_identical_arguments(neuron, dirs
     assert compiled == (
         (str(checkpoint_dir),),
         {
-            "batch_size": options["batchSize"],
+            # batchSize 1 as before; a larger batch compiles batch 1 too, for a lone request
+            "batch_size": {1: 1, 2: [1, 2]}[options["batchSize"]],
             "tp_degree": options["tpDegree"],
             "n_positions": options["nPositions"],
             "amp": options["amp"],
@@ -215,45 +216,69 @@ def test_the_handler_loads_the_neffs_before_to_neuron_and_never_saves(neuron, di
     assert neuron.calls[1] == ("load", str(compiled_dir))
 
 
-def test_sample_gets_the_prompt_in_every_batch_row_and_the_documented_keywords(neuron, dirs):
+def test_sample_left_pads_the_rows_to_the_compiled_batch_with_the_documented_keywords(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
     generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
+    assert generator.batch_size == UNQUANTIZED["batchSize"] == 2
     neuron.calls.clear()
-    seen = []
+    seen = [[], []]
+    end = VOCAB["<|im_end|>"]
 
     output = generator.sample(
-        [1, 2, 3],
-        sequence_length=10,
+        [[1, 2, 3], [4]],
+        max_new_tokens=[7, 2],
         top_k=5,
         top_p=0.9,
         temperature=0.3,
-        stop_token_ids=[VOCAB["<|im_end|>"]],
-        should_stop=lambda token: seen.append(token) or False,
+        stop_token_ids=[end],
+        should_stop=[lambda token, row=row: seen[row].append(token) or False for row in (0, 1)],
     )
 
     ((_, input_ids, arguments, inference_mode_depth),) = neuron.calls
-    assert (input_ids.rows, input_ids.dtype) == ([[1, 2, 3]] * UNQUANTIZED["batchSize"], "torch.long")
+    # Left padding (with a stop token, masked by start_ids: each row's padding).
+    assert (input_ids.rows, input_ids.dtype) == ([[1, 2, 3], [end, end, 4]], "torch.long")
+    start_ids = arguments.pop("start_ids")
+    assert (start_ids.rows, start_ids.dtype) == ([0, 2], "torch.int32")
     step = arguments.pop("streamer")
     assert isinstance(step, inference.SampleStep) and list(arguments.pop("stopping_criteria_list")) == [step]
     assert {name: value for name, value in arguments.items() if value is not None} == {
-        "sequence_length": 10,
+        "sequence_length": 3 + 7,  # the longest prompt plus the most new tokens asked
         "top_k": 5,
         "top_p": 0.9,
         "temperature": 0.3,
-        "eos_token_override": [VOCAB["<|im_end|>"]],
+        "eos_token_override": [end],
     }
     assert inference_mode_depth == 1
-    assert output == [1, 2, 3] + FakeNeuron.COMPLETION
-    assert seen == FakeNeuron.COMPLETION  # each token, as it came
+    # Each row without its padding, with the tokens it took.
+    assert output == [[1, 2, 3] + FakeNeuron.COMPLETION, [4] + FakeNeuron.COMPLETION]
+    assert seen == [FakeNeuron.COMPLETION] * 2  # each token, as it came
 
 
-def test_should_stop_ends_the_models_generation(neuron, dirs):
+def test_a_lone_request_runs_the_batch_1_graph_as_before(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
-    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
-    output = generator.sample(
-        [1], sequence_length=10, top_k=5, top_p=0.9, temperature=0.3, stop_token_ids=[0], should_stop=lambda token: True
+    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
+    neuron.calls.clear()
+    generator.sample(
+        [[1, 2, 3]], max_new_tokens=[7], top_k=5, top_p=0.9, temperature=0.3, stop_token_ids=[0],
+        should_stop=[lambda token: False],
     )
-    assert output == [1, FakeNeuron.COMPLETION[0]]
+    ((_, input_ids, arguments, _),) = neuron.calls
+    assert (input_ids.rows, arguments["start_ids"]) == ([[1, 2, 3]], None)
+
+
+def test_should_stop_ends_a_row_and_the_generation_when_every_row_has(neuron, dirs):
+    checkpoint_dir, compiled_dir = dirs
+    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
+    output = generator.sample(
+        [[1], [2]], max_new_tokens=[9, 9], top_k=5, top_p=0.9, temperature=0.3, stop_token_ids=[0],
+        should_stop=[lambda token: True, lambda token: False],
+    )
+    assert output == [[1, FakeNeuron.COMPLETION[0]], [2, *FakeNeuron.COMPLETION]]
+    output = generator.sample(
+        [[1]], max_new_tokens=[9], top_k=5, top_p=0.9, temperature=0.3, stop_token_ids=[0],
+        should_stop=[lambda token: True],
+    )
+    assert output == [[1, FakeNeuron.COMPLETION[0]]]
 
 
 def test_the_loaded_generator_answers_a_request_end_to_end(neuron, dirs):

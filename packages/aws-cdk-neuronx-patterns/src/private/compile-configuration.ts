@@ -116,11 +116,12 @@ export function resolveConfiguration(config: NeuronxCompileConfiguration, names:
     tpDegree: options.tpDegree ?? serving.neuronCores,
     nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
     quantDtype: options.quantDtype,
-    batchSize: CONTRACT.defaults.batchSize,
+    batchSize: options.batchSize ?? CONTRACT.defaults.batchSize,
   };
   const notIntegers = [
     ...checkPositiveInteger(`${optionsName}.tpDegree`, options.tpDegree),
     ...checkPositiveInteger(`${optionsName}.nPositions`, options.nPositions),
+    ...checkPositiveInteger(`${optionsName}.batchSize`, options.batchSize),
   ];
   const problems = notIntegers.length > 0 ? notIntegers : [
     ...servingProblems(optionsName, sizing, serving, resolved),

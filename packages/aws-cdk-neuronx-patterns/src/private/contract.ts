@@ -34,6 +34,8 @@ export interface RuntimeContract {
     readonly environment: Record<string, string>;
     readonly handlerScript: string;
     readonly serviceHandlerFunction: string;
+    /** TorchServe's dynamic batching, set above batch size 1. */
+    readonly batching: { readonly maxBatchDelayMilliseconds: number };
   };
   readonly layout: {
     readonly checkpointDir: string;

@@ -5,7 +5,7 @@ import { TransformersNeuronxSageMakerInferenceModelDataConfig } from '../inferen
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointProps } from '../transformers-neuronx-sagemaker-realtime-inference-endpoint';
-import { CONTRACT } from './contract';
+import { CONTRACT, endpointEnv } from './contract';
 import { regionProblems } from './regions';
 import { checkPositiveInteger, checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, weightBytes } from './sizing';
 
@@ -60,7 +60,7 @@ export function endpointSettings(
     instanceType,
     runtime: data.runtime,
     sizing,
-    options: { tpDegree: data.tpDegree, nPositions: data.nPositions, quantDtype: data.quantDtype, batchSize: CONTRACT.defaults.batchSize },
+    options: { tpDegree: data.tpDegree, nPositions: data.nPositions, quantDtype: data.quantDtype, batchSize: data.batchSize },
     downloadTimeout: props.modelDataDownloadTimeout
       ?? Duration.seconds(clamp(DOWNLOAD_BASE_SECONDS + DOWNLOAD_SECONDS_PER_GIB * checkpointBytes(sizing) / GIB)),
     startupTimeout: props.containerStartupHealthCheckTimeout
@@ -69,6 +69,26 @@ export function endpointSettings(
       ?? (instanceType.volumeSizeSupported
         ? Size.gibibytes(Math.ceil(checkpointBytes(sizing) / GIB * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB)
         : undefined),
+  };
+}
+
+/**
+ * TorchServe's dynamic batching for artifacts compiled for `batchSize` (contract `endpoint.batching`): none at batch 1,
+ * where TorchServe runs as it always did. Above, the toolkit's SAGEMAKER_TS_* variables, all five: the toolkit
+ * (sagemaker-pytorch-inference 2.0.21 torchserve.py `_generate_ts_config_properties`, ts_environment.py) writes them
+ * into a per-model config as soon as one is set, with minWorkers and maxWorkers 1 and responseTimeout 60 s for those
+ * not set (TorchServe 0.11.0 reads the model's workers from it: ModelServer.initModelStore), which would leave one
+ * worker and kill the model load after 60 s. So the workers are the worker count and the response timeout the
+ * startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT.
+ */
+export function batchingEnvironment(batchSize: number, workers: number, responseTimeout: Duration): Record<string, string> {
+  if (batchSize === 1) return {};
+  return {
+    [endpointEnv('serverBatchSize')]: String(batchSize),
+    [endpointEnv('serverMaxBatchDelay')]: String(CONTRACT.endpoint.batching.maxBatchDelayMilliseconds),
+    [endpointEnv('serverMinWorkers')]: String(workers),
+    [endpointEnv('serverMaxWorkers')]: String(workers),
+    [endpointEnv('serverResponseTimeout')]: String(responseTimeout.toSeconds()),
   };
 }
 

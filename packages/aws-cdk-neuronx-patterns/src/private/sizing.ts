@@ -81,9 +81,28 @@ export function kvCacheBytes(model: ModelSizing, nPositions: number, batchSize: 
   return 2 * model.numLayers * kvHeads * headDim * KV_CACHE_DTYPE_BYTES * nPositions * batchSize;
 }
 
-/** Device bytes one model copy needs: weights plus KV cache. */
+/**
+ * Sequences the compiled model keeps a KV cache for: 1 at batch size 1; above, batch 1 is compiled too (the handler
+ * runs a lone request on it: runtime/common/neuronx_common.py compiled_batch_sizes) and transformers-neuronx 0.13
+ * allocates a cache per compiled batch size (decoder.py, attn_k_cache / attn_v_cache per batch size).
+ */
+export function cachedSequences(batchSize: number): number {
+  return batchSize === 1 ? 1 : 1 + batchSize;
+}
+
+/** Device bytes one model copy needs: weights plus the KV caches of every compiled batch size. */
 export function deviceBytesNeeded(model: ModelSizing, options: ResolvedCompileOptions): number {
-  return weightBytes(model, options.quantDtype) + kvCacheBytes(model, options.nPositions, options.batchSize);
+  return weightBytes(model, options.quantDtype) + kvCacheBytes(model, options.nPositions, cachedSequences(options.batchSize));
+}
+
+/** The largest batch size that fits one worker of `instance` with these options (0 when not even batch 1 does). */
+export function largestFittingBatchSize(model: ModelSizing, instance: NeuronxInstanceType, options: ResolvedCompileOptions): number {
+  const perSequence = kvCacheBytes(model, options.nPositions, 1);
+  const left = deviceBytesAvailable(instance, options.tpDegree) - weightBytes(model, options.quantDtype);
+  if (left < perSequence) return 0;
+  if (perSequence === 0) return Infinity;
+  const sequences = Math.floor(left / perSequence);
+  return sequences >= 3 ? sequences - 1 : 1; // cachedSequences: 1 + batchSize above batch 1
 }
 
 /** Device bytes the NeuronCores of one worker offer to a model. */
@@ -174,11 +193,12 @@ export function servingProblems(
   const problems = [
     ...checkPositiveInteger(`${prefix}.tpDegree`, options.tpDegree),
     ...checkPositiveInteger(`${prefix}.nPositions`, options.nPositions),
+    ...checkPositiveInteger(`${prefix}.batchSize`, options.batchSize),
   ];
   if (problems.length > 0) return problems;
 
   const { tpDegree, nPositions } = options;
-  const working = workingTpDegrees(model, instance, options);
+  const working = workingTpDegrees(model, instance, { ...options, batchSize: 1 });
   const suggestion = working.length > 0
     ? `use tpDegree ${working.join(' or ')}`
     : 'no tpDegree works on this instance: choose a larger instance type, int8 weights (QuantDtype.S8) or fewer positions';
@@ -195,13 +215,22 @@ export function servingProblems(
     problems.push(`${prefix}.nPositions is ${nPositions} but the model has ${model.maxPositionEmbeddings} position embeddings: use at most ${model.maxPositionEmbeddings}.`);
   }
   if (tpDegree <= instance.neuronCores) {
-    const needed = deviceBytesNeeded(model, options);
     const available = deviceBytesAvailable(instance, tpDegree);
-    if (needed > available) {
+    const batchOne = { ...options, batchSize: 1 };
+    if (deviceBytesNeeded(model, batchOne) > available) {
+      const needed = deviceBytesNeeded(model, batchOne);
       problems.push(
         `${prefix}: the model needs ${gib(needed)} of accelerator memory per worker `
-        + `(weights ${gib(weightBytes(model, options.quantDtype))} + KV cache ${gib(kvCacheBytes(model, nPositions, options.batchSize))} for ${nPositions} positions) `
+        + `(weights ${gib(weightBytes(model, options.quantDtype))} + KV cache ${gib(kvCacheBytes(model, nPositions, 1))} for ${nPositions} positions) `
         + `but tpDegree ${tpDegree} on ${instance} gives ${gib(available)}: ${suggestion}.`,
+      );
+    } else if (deviceBytesNeeded(model, options) > available) {
+      const sequences = cachedSequences(options.batchSize);
+      problems.push(
+        `${prefix}.batchSize is ${options.batchSize}: the model needs ${gib(deviceBytesNeeded(model, options))} of accelerator memory per worker `
+        + `(weights ${gib(weightBytes(model, options.quantDtype))} + ${sequences} KV caches of ${gib(kvCacheBytes(model, nPositions, 1))} for ${nPositions} positions: `
+        + `batch ${options.batchSize} and batch 1) but tpDegree ${tpDegree} on ${instance} gives ${gib(available)}: `
+        + `use batchSize ${largestFittingBatchSize(model, instance, options)} or less, fewer positions, or more NeuronCores per worker.`,
       );
     }
     const workers = workersPerInstance(instance, tpDegree);

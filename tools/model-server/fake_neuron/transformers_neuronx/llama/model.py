@@ -5,7 +5,9 @@ from_pretrained reads the checkpoint's config with transformers and requires its
 records where the compiled artifacts are; to_neuron() claims the NeuronCores and loads, here slowly; sample()
 runs the real decode loop's contract (sampling.sample_loop_llama): one token per step, eos fills the rest of a
 finished row, streamer.put(token) after each step and streamer.end() at the end, stopping criteria checked after
-each step. What it generates: the token ids in FAKE_NEURON_ANSWER_IDS, in a cycle; when the prompt holds the id in
+each step; each step takes the compiled batch's time (neuron_device.seconds_per_step), whatever rows are
+padding; rows are left-padded, start_ids says where each prompt starts; every call is recorded for the benchmark
+(neuron_device.record_generation). What it generates, row by row: the token ids in FAKE_NEURON_ANSWER_IDS, in a cycle; when the prompt holds the id in
 FAKE_NEURON_GOODBYE_ID it answers with that id and then the end-of-turn id (a model that says goodbye and ends
 its turn).
 """
@@ -70,9 +72,9 @@ class LlamaForSampling:
         quant = self.neuron_config.quant
         return neuron_device.seconds_per_token(self.tp_degree, self.amp, quant.quant_dtype if quant else None)
 
-    def _next_token(self, input_ids, step: int) -> int:
+    def _next_token(self, prompt, step: int) -> int:
         goodbye = int(os.environ[GOODBYE_ID]) if GOODBYE_ID in os.environ else None
-        if goodbye is not None and bool((input_ids == goodbye).any()):
+        if goodbye is not None and goodbye in prompt:
             return goodbye if step == 0 else self._eos
         answer = [int(token) for token in os.environ[ANSWER_IDS].split(",")]
         return answer[step % len(answer)]
@@ -90,16 +92,24 @@ class LlamaForSampling:
             )
         if not isinstance(temperature, float) or not temperature > 0:
             raise ValueError("temperature has to be a strictly positive float.")
+        if sequence_length > self.n_positions:
+            raise ValueError(f"sequence_length {sequence_length} is past the compiled n_positions {self.n_positions}")
+        # Left padding: each row's prompt starts at its start_ids (zeros when not given, as forward() does).
+        starts = [0] * batch_size if start_ids is None else [int(start) for start in start_ids.tolist()]
+        prompts = [input_ids[row, starts[row]:].tolist() for row in range(batch_size)]
         eos = self.config.eos_token_id if eos_token_override is None else eos_token_override
         eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], dtype=torch.int32)
         self._eos = int(eos_ids[0])
-        per_token = self._seconds_per_token()
-        time.sleep(per_token)  # the context encoding of a short prompt: about one step
+        per_step = neuron_device.seconds_per_step(self._seconds_per_token(), batch_size)
+        started = time.time()
+        steps = []
+        time.sleep(per_step)  # the context encoding of a short prompt: about one step
         done = torch.full((batch_size, 1), False)
         tokens = [input_ids]
         for step, _ in enumerate(range(context_length, sequence_length)):
-            time.sleep(per_token)
-            inputs = torch.full((batch_size, 1), self._next_token(input_ids, step), dtype=input_ids.dtype)
+            time.sleep(per_step)
+            steps.append(time.time())
+            inputs = torch.tensor([[self._next_token(prompt, step)] for prompt in prompts], dtype=input_ids.dtype)
             is_eos = torch.isin(inputs, eos_ids)
             done = torch.logical_or(done, is_eos)
             token = torch.where(torch.logical_and(done, ~is_eos), eos_ids[0].to(inputs.dtype), inputs)
@@ -112,4 +122,8 @@ class LlamaForSampling:
                 break
         if streamer:
             streamer.end()
+        neuron_device.record_generation({
+            "pid": os.getpid(), "batch": batch_size, "promptTokens": [len(prompt) for prompt in prompts],
+            "started": started, "steps": steps,
+        })
         return torch.cat(tokens, dim=-1)

@@ -1,0 +1,253 @@
+"""Serving benchmark: batch 1 against batched, on the image's real TorchServe 0.11.0 and toolkit 2.0.21 with the
+simulated Neuron device (fake_neuron/neuron_device.py: a decoding step costs a fixed part plus a part per sequence of
+the compiled batch, calibrated from published Inferentia2 figures; see its comments for the arithmetic).
+
+`npx projen benchmark:serving` (or: tools/model-server/.venv/bin/python tools/model-server/benchmark_serving.py).
+Needs the example's synthesized templates (`npx projen synth:example`) and ports 8080/8081 free; about 6 minutes.
+
+For each preset (its template: workers, NeuronCores, tp degree and weights, hence the time per step) it starts the
+endpoint twice: compiled for batch 1, and for the preset's batch size (the template's, or --batch-size), configured
+as the constructs configure it (serving_stack.with_batch_size). Closed-loop clients are added 1, 4, 8, 16 at a time
+(no level waits for the queue of the one before to drain); each level runs LEVEL_SECONDS and is measured after
+WARMUP_SECONDS. Each client sends chat requests one after another: its prompt length is drawn once from N(550, 150)
+tokens and each request's max_new_tokens from N(150, 10) (the example run of ray-project/llmperf's README:
+--mean-input-tokens 550 --stddev-input-tokens 150 --mean-output-tokens 150 --stddev-output-tokens 10); the fake model
+answers until max_new_tokens.
+
+What is measured: generated tokens per second of the whole instance, counted by when each token came out of the device
+within the level's window; time to first token (request sent -> its first token out of the device) and time per output
+token (first -> last token of the request, over the tokens between) at p50 and p95. Without streaming a client sees
+only the whole answer, so the token times come from the simulated device's record of each model call
+(neuron_device.record_generation), matched to the client's request by its prompt length (distinct per client) and
+time. The device runs TIME_SCALE times its calibrated time per step to keep the run short (the TorchServe batch delay
+is scaled with it); the figures printed are converted back to the calibrated scale. Ratios do not depend on the scale.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from conftest import port_in_use, wait_until  # first: serving_stack puts the runtime's tests (and conftest) on the path
+import serving_stack
+
+PRESETS = ("lowCost", "highPerformance")
+CONCURRENCY = (1, 4, 8, 16)
+TARGETS = {"lowCost": 8, "highPerformance": 16}
+"""The concurrency at which each preset's batched throughput is judged (issue 13's done-when): 2.5x batch 1's."""
+TARGET_RATIO = 2.5
+TTFT_LIMIT_AT_1 = 1.2
+LEVEL_SECONDS = 16.0
+WARMUP_SECONDS = 5.0
+TIME_SCALE = 0.25
+LOAD_SECONDS = 1.0
+INPUT_MEAN, INPUT_STDDEV = 550, 150
+OUTPUT_MEAN, OUTPUT_STDDEV = 150, 10
+MIN_PROMPT_TOKENS = 32
+SEED = 13
+
+
+@dataclass
+class Sent:
+    client: int
+    sent: float
+    received: float
+    status: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def chat_body(words: int, max_new_tokens: int) -> bytes:
+    return json.dumps(
+        {"messages": [{"role": "user", "content": " ".join(["hello"] * words)}], "max_new_tokens": max_new_tokens}
+    ).encode()
+
+
+def client_prompts(rng: random.Random, count: int, n_positions: int) -> list[int]:
+    """Distinct prompt sizes (in words; about one token each), one per client, that leave room for the answer."""
+    largest = n_positions - OUTPUT_MEAN - 5 * OUTPUT_STDDEV - 32  # the template's few tokens around the message
+    sizes: list[int] = []
+    while len(sizes) < count:
+        size = min(largest, max(MIN_PROMPT_TOKENS, round(rng.gauss(INPUT_MEAN, INPUT_STDDEV))))
+        if size not in sizes:
+            sizes.append(size)
+    return sizes
+
+
+def run_clients(levels, prompt_words, stop: threading.Event, results: list[Sent], seed: int) -> list[float]:
+    """Starts clients level by level (1, then up to 4, 8, 16 in all); returns when each level started."""
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        rng = random.Random(seed * 1000 + index)
+        while not stop.is_set():
+            max_new = max(1, round(rng.gauss(OUTPUT_MEAN, OUTPUT_STDDEV)))
+            sent = time.time()
+            try:
+                answer = serving_stack.invoke(chat_body(prompt_words[index], max_new), {"Content-Type": "application/json"},
+                                              timeout=120)
+            except OSError:
+                return  # the server was stopped under an unfinished request
+            record = Sent(index, sent, time.time(), answer.status)
+            if answer.status == 200:
+                usage = answer.json()["usage"]
+                record.prompt_tokens, record.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+            with lock:
+                results.append(record)
+
+    started, running = [], 0
+    for level in levels:
+        started.append(time.time())
+        for index in range(running, level):
+            threading.Thread(target=client, args=(index,), daemon=True).start()
+        running = level
+        time.sleep(LEVEL_SECONDS)
+    return started
+
+
+def token_times(results: list[Sent], generations: list[dict]) -> list[tuple[Sent, list[float]]]:
+    """Each answered request with the times its tokens came out of the device."""
+    matched = []
+    for sent in results:
+        if sent.status != 200:
+            continue
+        calls = [
+            call for call in generations
+            if sent.prompt_tokens in call["promptTokens"] and sent.sent <= call["started"] <= sent.received
+        ]
+        if len(calls) != 1:
+            raise RuntimeError(f"request of client {sent.client} matches {len(calls)} model calls")
+        matched.append((sent, calls[0]["steps"][: sent.completion_tokens]))
+    return matched
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """None when no request of the window got its first token before the run ended (batch 1 with a long queue)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def measure(matched, started: list[float], levels) -> list[dict]:
+    rows = []
+    for level, begin in zip(levels, started):
+        window = (begin + WARMUP_SECONDS, begin + LEVEL_SECONDS)
+        tokens = sum(1 for _, times in matched for at in times if window[0] <= at < window[1])
+        in_window = [(sent, times) for sent, times in matched if window[0] <= sent.sent < window[1] and times]
+        ttft = [times[0] - sent.sent for sent, times in in_window]
+        tpot = [(times[-1] - times[0]) / (len(times) - 1) for _, times in in_window if len(times) > 1]
+        # Back to the calibrated scale: times / TIME_SCALE, rates x TIME_SCALE.
+        def milliseconds(values, share):
+            value = percentile(values, share)
+            return None if value is None else round(value / TIME_SCALE * 1000, 1)
+
+        rows.append({
+            "concurrency": level,
+            "tokens_per_s": round(tokens / (window[1] - window[0]) * TIME_SCALE, 2),
+            "ttft_p50_ms": milliseconds(ttft, 0.5),
+            "ttft_p95_ms": milliseconds(ttft, 0.95),
+            "tpot_p50_ms": milliseconds(tpot, 0.5),
+            "tpot_p95_ms": milliseconds(tpot, 0.95),
+            "requests": len(in_window),
+        })
+    return rows
+
+
+def run(deployment: serving_stack.Deployment, levels, seed: int) -> list[dict]:
+    if any(port_in_use(port) for port in (serving_stack.INFERENCE_PORT, serving_stack.MANAGEMENT_PORT)):
+        sys.exit("ports 8080/8081 are in use: another model server is running; stop it first")
+    n_positions = int(deployment.environment[serving_stack.ENDPOINT_ENV["nPositions"]])
+    delay_name = serving_stack.ENDPOINT_ENV["serverMaxBatchDelay"]
+    if delay_name in deployment.environment:  # scaled with the device's time
+        scaled = max(1, round(int(deployment.environment[delay_name]) * TIME_SCALE))
+        deployment = replace(deployment, environment={**deployment.environment, delay_name: str(scaled)})
+    with tempfile.TemporaryDirectory(prefix="benchmark-serving-") as root:
+        server = serving_stack.ModelServer(Path(root), deployment, load_seconds=LOAD_SECONDS,
+                                           overrides={serving_stack.neuron_device.TIME_SCALE: str(TIME_SCALE)})
+        server.start()
+        try:
+            def ready():
+                try:
+                    workers = server.workers()
+                except (OSError, AssertionError):
+                    return False
+                return len(workers) == deployment.workers and all(w["status"] == "READY" for w in workers)
+
+            if not wait_until(ready, 300, interval=1):
+                raise RuntimeError(f"the endpoint did not come up:\n{server.logs()[-3000:]}")
+            prompt_words = client_prompts(random.Random(seed), max(levels), n_positions)
+            results: list[Sent] = []
+            stop = threading.Event()
+            started = run_clients(levels, prompt_words, stop, results, seed)
+            stop.set()
+            # The requests running at the last window's end finish within one (batched) answer's time.
+            batch = int(deployment.environment[serving_stack.ENDPOINT_ENV["batchSize"]])
+            step = serving_stack.neuron_device.seconds_per_step(deployment.seconds_per_token, batch, {})
+            time.sleep((OUTPUT_MEAN + 5 * OUTPUT_STDDEV + 2) * step * TIME_SCALE + 1)
+            failed = [sent for sent in results if sent.status != 200]
+            if failed:
+                raise RuntimeError(f"{len(failed)} request(s) failed: statuses {sorted({s.status for s in failed})}")
+            return measure(token_times(results, server.generations()), started, levels)
+        finally:
+            server.stop()
+
+
+def shown(milliseconds: float | None, width: int) -> str:
+    """A latency for the table, right-aligned in `width` characters (left-aligned for a negative width)."""
+    text = "n/a" if milliseconds is None else f"{milliseconds:.0f}"
+    return f"{text:>{width}}" if width > 0 else f"{text:<{-width}}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=PRESETS, action="append", help="default: both")
+    parser.add_argument("--batch-size", type=int, help="the batched run's batch size (default: the template's)")
+    args = parser.parse_args()
+    summary, table = [], []
+    for preset in args.preset or PRESETS:
+        template = serving_stack.read_deployment(preset)
+        batch_size = args.batch_size or int(template.environment.get(serving_stack.ENDPOINT_ENV["batchSize"], "1"))
+        if batch_size < 2:
+            sys.exit(f"{preset}: the template compiles batch size {batch_size}; pass --batch-size")
+        batch1 = run(serving_stack.with_batch_size(template, 1), CONCURRENCY, SEED)
+        batched = run(serving_stack.with_batch_size(template, batch_size), CONCURRENCY, SEED)
+        print(f"\n{preset}: {template.workers} worker(s) on {template.instance_type}, batch size {batch_size}"
+              f" (simulated device, {template.seconds_per_token * 1000:.0f} ms per token at batch 1)")
+        print(f"{'clients':>7} | {'tokens/s b1':>11} {'batched':>8} {'ratio':>6} | {'TTFT p50/p95 ms b1':>19}"
+              f" {'batched':>13} | {'TPOT p50/p95 ms b1':>19} {'batched':>13}")
+        for one, many in zip(batch1, batched):
+            ratio = many["tokens_per_s"] / one["tokens_per_s"]
+            print(f"{one['concurrency']:>7} | {one['tokens_per_s']:>11.1f} {many['tokens_per_s']:>8.1f} {ratio:>5.2f}x |"
+                  f" {shown(one['ttft_p50_ms'], 9)} / {shown(one['ttft_p95_ms'], -7)} {shown(many['ttft_p50_ms'], 5)}"
+                  f" / {shown(many['ttft_p95_ms'], -5)} | {shown(one['tpot_p50_ms'], 9)} / {shown(one['tpot_p95_ms'], -7)}"
+                  f" {shown(many['tpot_p50_ms'], 5)} / {shown(many['tpot_p95_ms'], -5)}")
+            table.append({"preset": preset, "batch_size": batch_size, "batch1": one, "batched": many})
+        at = {row["concurrency"]: row for row in batch1}, {row["concurrency"]: row for row in batched}
+        concurrency = TARGETS[preset]
+        ratio = at[1][concurrency]["tokens_per_s"] / at[0][concurrency]["tokens_per_s"]
+        ttft_ratio = at[1][1]["ttft_p50_ms"] / at[0][1]["ttft_p50_ms"]
+        summary.append({
+            "preset": preset,
+            "batch_size": batch_size,
+            "concurrency": concurrency,
+            "batch1_tokens_per_s": round(at[0][concurrency]["tokens_per_s"], 2),
+            "batched_tokens_per_s": round(at[1][concurrency]["tokens_per_s"], 2),
+            "ratio": round(ratio, 2),
+            "ttft_ratio_at_1": round(ttft_ratio, 2),
+            "met": ratio >= TARGET_RATIO and ttft_ratio <= TTFT_LIMIT_AT_1,
+        })
+    print(json.dumps({"simulated": True, "time_scale": TIME_SCALE, "presets": summary, "levels": table}))
+
+
+if __name__ == "__main__":
+    main()
