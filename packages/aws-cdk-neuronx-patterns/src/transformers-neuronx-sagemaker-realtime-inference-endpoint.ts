@@ -10,6 +10,8 @@ import { EndpointSettings, endpointProblems, endpointSettings, environmentSizePr
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { SERVICE_HANDLER } from './private/service-handler';
 import { throwIfProblems, workersPerInstance } from './private/sizing';
+import { VARIANT_NAME } from './private/variant';
+import { TransformersNeuronxSageMakerRealtimeInferenceEndpointBase } from './transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
 
 /**
  * Properties of a TransformersNeuronxSageMakerRealtimeInferenceEndpoint.
@@ -74,7 +76,7 @@ export interface TransformersNeuronxSageMakerRealtimeInferenceEndpointProps {
  * A SageMaker real-time endpoint that serves transformers-neuronx artifacts on Inferentia2 or Trainium: one
  * TorchServe worker per `tpDegree` NeuronCores, each on its own cores.
  */
-export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Construct {
+export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends TransformersNeuronxSageMakerRealtimeInferenceEndpointBase {
   /** The endpoint's name. */
   public readonly endpointName: string;
   /** The endpoint's ARN. */
@@ -85,6 +87,12 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
   public readonly instanceType: NeuronxInstanceType;
   /** Model copies (workers) on each instance. */
   public readonly workersPerInstance: number;
+  /** The number of instances the endpoint is deployed with. */
+  public readonly instanceCount: number;
+  /** How long SageMaker may take to copy the model data to a new instance. */
+  public readonly modelDataDownloadTimeout: Duration;
+  /** How long a new instance's container may take to load the model and pass its first health check. */
+  public readonly containerStartupHealthCheckTimeout: Duration;
   /** The SageMaker endpoint config. */
   public readonly endpointConfig: sagemaker.CfnEndpointConfig;
 
@@ -113,6 +121,9 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     this.check(endpointProblems(this, props, data, settings));
 
     this.workersPerInstance = workersPerInstance(instanceType, data.tpDegree);
+    this.instanceCount = props.instanceCount ?? 1;
+    this.modelDataDownloadTimeout = settings.downloadTimeout;
+    this.containerStartupHealthCheckTimeout = settings.startupTimeout;
     data.runtime.grantPull(this, role);
     const ownStatements = this.grantLogsAndMetrics(role);
     const model = this.addModel(role, data, settings, renderEnvironment(props, data, this.workersPerInstance, settings.startupTimeout));
@@ -124,15 +135,6 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Const
     this.endpointName = endpoint.attrEndpointName;
     this.endpointArn = endpoint.ref;
     this.suppressRoleFindings(role, ownStatements, props.volumeEncryptionKey?.grantEncryptDecrypt(role));
-  }
-
-  /** Grants invoking this endpoint. */
-  public grantInvoke(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['sagemaker:InvokeEndpoint'],
-      resourceArns: [this.endpointArn],
-    });
   }
 
   /** The SageMaker model: the runtime's image, the model data and the container's environment (checked against SageMaker's total). */
@@ -224,7 +226,7 @@ function renderProductionVariant(
   model: sagemaker.CfnModel, settings: EndpointSettings, instanceCount = 1,
 ): sagemaker.CfnEndpointConfig.ProductionVariantProperty {
   return {
-    variantName: 'AllTraffic',
+    variantName: VARIANT_NAME,
     modelName: model.attrModelName,
     instanceType: settings.instanceType.toString(),
     initialInstanceCount: instanceCount,
