@@ -250,4 +250,8 @@ project.packageTask.spawn(testBindings);
 project.preCompileTask.spawn(setupPython);
 project.preCompileTask.exec('npx projen build', { cwd: PATTERNS_DIR });
 
+// README snippets (test/readme-snippets.test.ts type-checks every TypeScript snippet of README.md as a `cdk init`
+// app would): the calling code imports the SageMaker runtime client, as the reader's own app would install it.
+project.addDevDeps('@aws-sdk/client-sagemaker-runtime@^3.700.0');
+
 project.synth();

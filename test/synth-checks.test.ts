@@ -63,6 +63,24 @@ function endpoint(props: Partial<TransformersNeuronxSageMakerRealtimeInferenceEn
   });
 }
 
+/**
+ * A calm3chat22b.SageMakerRealtimeInference (highPerformance) in `scope`, with a default VPC and the stack's one
+ * bucket unless `props` says otherwise. Returns the stack.
+ */
+function calm3Construct(
+  props: Partial<Omit<calm3chat22b.SageMakerRealtimeInferenceProps, 'compileVpc'>> & { compileVpc?: (s: Stack) => ec2.IVpc },
+  scope: Stack = stack(), id = 'Calm3',
+): Stack {
+  const { compileVpc, ...rest } = props;
+  new calm3chat22b.SageMakerRealtimeInference(scope, id, {
+    bucket: (scope.node.tryFindChild('Bucket') as s3.IBucket | undefined) ?? new s3.Bucket(scope, 'Bucket'),
+    compileVpc: (scope.node.tryFindChild('Vpc') as ec2.IVpc | undefined) ?? (compileVpc ?? (s => new ec2.Vpc(s, 'Vpc')))(scope),
+    instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy.highPerformance,
+    ...rest,
+  });
+  return scope;
+}
+
 /** One builder per row of synth-checks.json: each must throw. */
 const BUILDERS: Record<string, () => unknown> = {
   'model-id': () => Model.fromHuggingFace('calm3-22b-chat'),
@@ -105,6 +123,15 @@ const BUILDERS: Record<string, () => unknown> = {
   'timeout-exceeds-wait': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.hours(12) }),
   'timeout-too-short': () => compile({ ...HIGH_PERFORMANCE, timeout: Duration.seconds(30) }),
   'vpc-subnets-public': () => compile({ ...HIGH_PERFORMANCE, vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } }),
+  'calm3-compile-vpc-no-private': () => calm3Construct({
+    compileVpc: s => new ec2.Vpc(s, 'Vpc', { natGateways: 0, subnetConfiguration: [{ name: 'Public', subnetType: ec2.SubnetType.PUBLIC }] }),
+  }),
+  'calm3-compile-subnets-none': () => calm3Construct({ compileSubnets: { subnetGroupName: 'Compile' } }),
+  'calm3-compile-subnets-public': () => calm3Construct({ compileSubnets: { subnetType: ec2.SubnetType.PUBLIC } }),
+  'calm3-same-compile-other-settings': () => {
+    const s = calm3Construct({});
+    calm3Construct({ compileSpot: true }, s, 'Second');
+  },
   'endpoint-instance-type-required': () => {
     const s = stack();
     new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(s, 'Endpoint', {

@@ -92,7 +92,12 @@ class Calm3ChatStack(Stack):
             instance_type_strategy=instance_type_strategy,
         )
 
-        CfnOutput(self, "EndpointName", value=inference.endpoint.endpoint_name)
+        CfnOutput(
+            self,
+            "EndpointName",
+            value=inference.endpoint.endpoint_name,
+            description="The SageMaker endpoint to call: InvokeEndpoint's EndpointName (README: Calling the endpoint)",
+        )
         CfnOutput(self, "CompiledArtifacts", value=inference.compile.compiled_artifact_s3_url)
 
 

@@ -62,7 +62,10 @@ class Calm3ChatStack extends Stack {
       instanceTypeStrategy: props.instanceTypeStrategy,
     });
 
-    new CfnOutput(this, 'EndpointName', { value: inference.endpoint.endpointName });
+    new CfnOutput(this, 'EndpointName', {
+      value: inference.endpoint.endpointName,
+      description: "The SageMaker endpoint to call: InvokeEndpoint's EndpointName (README: Calling the endpoint)",
+    });
     new CfnOutput(this, 'CompiledArtifacts', { value: inference.compile.compiledArtifactS3Url });
   }
 }

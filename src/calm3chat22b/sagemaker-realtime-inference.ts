@@ -1,14 +1,19 @@
+import { Duration } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import {
   Model,
   NeuronxCompile,
+  NeuronxCompileProps,
   TransformersNeuronxSageMakerInferenceModelData,
   TransformersNeuronxSageMakerRealtimeInferenceEndpoint,
 } from 'aws-cdk-neuronx-patterns';
 import { Construct } from 'constructs';
 import { InstanceTypeStrategy } from './instance-type-strategy';
 import { ARCHITECTURE, MODEL_ID, PARAMETER_COUNT, PINNED_REVISION } from './model-facts';
+import { compileSubnetProblems } from './private/compile-subnets';
+import { sharedCompile } from './private/shared-compile';
 
 /**
  * Properties of a calm3-22b-chat SageMaker real-time inference endpoint.
@@ -43,6 +48,60 @@ export interface SageMakerRealtimeInferenceProps {
    * @default '055922aa0f0fb1fbfbc97a2e31134532485ee99b' (the head of `main`, July 2024)
    */
   readonly revision?: string;
+
+  /**
+   * The subnets of `compileVpc` the compile instance runs in. They need outbound internet access (a NAT gateway):
+   * the job downloads the model from Hugging Face, and AWS Batch gives the instance no public IP.
+   *
+   * @default - the private subnets with egress of `compileVpc`
+   */
+  readonly compileSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Compile on Spot capacity: cheaper, but an instance can be reclaimed. A reclaimed job is retried (3 attempts in
+   * all) within the deploy's 12-hour wait; any other failure ends it at once.
+   *
+   * @default false
+   */
+  readonly compileSpot?: boolean;
+
+  /**
+   * The key prefix of `bucket` under which the compiled artifacts are written; each distinct compile gets its own
+   * sub-prefix. Changing it compiles again into the new prefix.
+   *
+   * @default 'neuronx-compile/'
+   */
+  readonly artifactRootPrefix?: string;
+
+  /**
+   * Extra environment variables for the serving container. Variables the library sets (workers, NeuronCores,
+   * compile options) cannot be set here.
+   *
+   * @default - none
+   */
+  readonly environment?: { [name: string]: string };
+
+  /**
+   * KMS key that encrypts the endpoint instance's storage volume. Only ml.inf2 instances take one (ml.trn1 has
+   * local NVMe storage, and SageMaker rejects a key for it), so `InstanceTypeStrategy.lowCost` rejects it.
+   *
+   * @default - an AWS managed key
+   */
+  readonly volumeEncryptionKey?: kms.IKey;
+
+  /**
+   * How long SageMaker may take to copy the compiled model to the endpoint instance (60 seconds to 1 hour).
+   *
+   * @default - 300 seconds plus 20 seconds per GiB of model data, at most 1 hour
+   */
+  readonly modelDataDownloadTimeout?: Duration;
+
+  /**
+   * How long the container may take to load the model and pass its first health check (60 seconds to 1 hour).
+   *
+   * @default - 600 seconds plus 30 seconds per GiB of weights, at most 1 hour
+   */
+  readonly containerStartupHealthCheckTimeout?: Duration;
 }
 
 /**
@@ -51,12 +110,15 @@ export interface SageMakerRealtimeInferenceProps {
  * During `cdk deploy` an AWS Batch job on a Neuron instance in `compileVpc` downloads the model from Hugging Face,
  * compiles it with transformers-neuronx for the serving instance and writes the artifacts under a prefix of
  * `bucket`; the endpoint then serves them. The instance types and compile options come from `instanceTypeStrategy`.
+ *
+ * Constructs in one stack that compile the same artifacts (same revision, strategy, bucket and
+ * `artifactRootPrefix`) share the first one's compile: one Batch job, one prefix, each its own endpoint.
  */
 export class SageMakerRealtimeInference extends Construct {
   /** The SageMaker endpoint that serves the model. */
   public readonly endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpoint;
 
-  /** The compile job that produces the endpoint's model data. */
+  /** The compile job that produces the endpoint's model data (shared with constructs that compile the same artifacts). */
   public readonly compile: NeuronxCompile;
 
   /**
@@ -73,19 +135,37 @@ export class SageMakerRealtimeInference extends Construct {
       architecture: ARCHITECTURE,
     });
 
+    const problems = compileSubnetProblems(props.compileVpc, props.compileSubnets);
+    if (problems.length > 0) {
+      throw new Error(`SageMakerRealtimeInference '${this.node.path}': ${problems.join(' ')}`);
+    }
+
     // The strategy was checked against the model when it was made; the patterns check again before they build.
-    this.compile = new NeuronxCompile(this, 'NeuronxCompile', {
+    const compileProps: NeuronxCompileProps = {
       vpc: props.compileVpc,
+      vpcSubnets: props.compileSubnets,
+      spot: props.compileSpot,
       bucket: props.bucket,
+      artifactRootPrefix: props.artifactRootPrefix,
       model,
       servingInstanceType: strategy.instanceType,
       compileInstanceType: strategy.instanceTypeForCompile,
       compileOptions: strategy._compileOptions(),
+    };
+    this.compile = sharedCompile(this, 'NeuronxCompile', compileProps, {
+      'compileVpc': props.compileVpc.vpcId,
+      'compileSubnets': props.compileVpc.selectSubnets(props.compileSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds,
+      'compileSpot': props.compileSpot ?? false,
+      'instanceTypeStrategy.instanceTypeForCompile': strategy.instanceTypeForCompile.instanceTypeName,
     });
     this.endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(this, 'RealtimeInference', {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(this.compile),
       instanceType: strategy.instanceType,
       instanceCount: props.instanceCount,
+      environment: props.environment,
+      volumeEncryptionKey: props.volumeEncryptionKey,
+      modelDataDownloadTimeout: props.modelDataDownloadTimeout,
+      containerStartupHealthCheckTimeout: props.containerStartupHealthCheckTimeout,
     });
   }
 }

@@ -8,6 +8,7 @@ import { CompileOptions, OptLevel, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
+import { claimArtifactPrefix } from './private/artifact-prefix-claims';
 import { addBatchEnvironment } from './private/compile-batch-environment';
 import { compileSettings, resolveConfiguration, subnetProblems } from './private/compile-configuration';
 import { addDeployWait } from './private/compile-wait';
@@ -214,6 +215,7 @@ export class NeuronxCompile extends Construct {
     this.optLevel = settings.optLevel;
     this.waitTimeout = settings.waitTimeout;
     this.compiledArtifactS3Prefix = settings.artifactPrefix;
+    claimArtifactPrefix(this, props.bucket, settings.artifactPrefix);
     this.compiledArtifactS3Url = props.bucket.s3UrlForObject(this.compiledArtifactS3Prefix);
 
     const batchEnvironment = addBatchEnvironment(this, props, settings);

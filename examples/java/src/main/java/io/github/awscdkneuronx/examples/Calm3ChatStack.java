@@ -110,7 +110,10 @@ public class Calm3ChatStack extends Stack {
                 .instanceTypeStrategy(props.instanceTypeStrategy)
                 .build();
 
-        CfnOutput.Builder.create(this, "EndpointName").value(inference.getEndpoint().getEndpointName()).build();
+        CfnOutput.Builder.create(this, "EndpointName")
+                .value(inference.getEndpoint().getEndpointName())
+                .description("The SageMaker endpoint to call: InvokeEndpoint's EndpointName (README: Calling the endpoint)")
+                .build();
         CfnOutput.Builder.create(this, "CompiledArtifacts").value(inference.getCompile().getCompiledArtifactS3Url()).build();
     }
 }
