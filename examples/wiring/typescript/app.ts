@@ -113,11 +113,13 @@ export class Calm3ApiStack extends Stack {
     });
     const chatRequest = this.api.addModel('ChatRequest', {
       contentType: 'application/json',
+      // Keys in alphabetical order, the order the Python and Java bindings pass them in: the API's deployment id is a
+      // hash of the schema as written, so the same keys in another order would give another deployment id.
       schema: {
+        properties: { messages: { minItems: 1, type: apigateway.JsonSchemaType.ARRAY } },
+        required: ['messages'],
         schema: apigateway.JsonSchemaVersion.DRAFT4,
         type: apigateway.JsonSchemaType.OBJECT,
-        required: ['messages'],
-        properties: { messages: { type: apigateway.JsonSchemaType.ARRAY, minItems: 1 } },
       },
     });
     // cdk-nag APIG2 asks for both; the method declares no required parameters, so only the body is checked.
