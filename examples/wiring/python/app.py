@@ -135,6 +135,7 @@ class Calm3ApiStack(Stack):
                     user=True,
                 ),
                 logging_level=apigateway.MethodLoggingLevel.ERROR,
+                tracing_enabled=True,
             ),
         )
         chat_request = self.api.add_model(
@@ -173,6 +174,7 @@ class Calm3ApiStack(Stack):
         )
 
         # Each caller may send 100 requests in 5 minutes: every request holds a model worker for up to 50 seconds.
+        # AWS's known-bad-inputs rule group blocks request patterns of known exploits (such as Log4j's JNDI lookups).
         web_acl = wafv2.CfnWebACL(
             self,
             "ChatApiWebAcl",
@@ -192,7 +194,20 @@ class Calm3ApiStack(Stack):
                     visibility_config=wafv2.CfnWebACL.VisibilityConfigProperty(
                         cloud_watch_metrics_enabled=True, metric_name="RequestsPerCaller", sampled_requests_enabled=True
                     ),
-                )
+                ),
+                wafv2.CfnWebACL.RuleProperty(
+                    name="KnownBadInputs",
+                    priority=1,
+                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS", name="AWSManagedRulesKnownBadInputsRuleSet"
+                        )
+                    ),
+                    visibility_config=wafv2.CfnWebACL.VisibilityConfigProperty(
+                        cloud_watch_metrics_enabled=True, metric_name="KnownBadInputs", sampled_requests_enabled=True
+                    ),
+                ),
             ],
         )
         wafv2.CfnWebACLAssociation(

@@ -109,6 +109,7 @@ export class Calm3ApiStack extends Stack {
         accessLogDestination: new apigateway.LogGroupLogDestination(accessLogGroup),
         accessLogFormat: apigateway.AccessLogFormat.jsonWithStandardFields(),
         loggingLevel: apigateway.MethodLoggingLevel.ERROR,
+        tracingEnabled: true,
       },
     });
     const chatRequest = this.api.addModel('ChatRequest', {
@@ -148,7 +149,10 @@ export class Calm3ApiStack extends Stack {
       methodResponses: [{ statusCode: '400' }, { statusCode: '502' }],
     });
 
-    // Each caller may send 100 requests in 5 minutes: every request holds a model worker for up to 50 seconds.
+    // Each caller may send 100 requests in 5 minutes: every request holds a model worker for up to 50 seconds. AWS's
+    // known-bad-inputs rule group blocks request patterns of known exploits (such as Log4j's JNDI lookups); the common
+    // rule set is left out: it blocks request bodies over 8 KB, which long conversations reach (AWS WAF developer
+    // guide, "AWS Managed Rules rule groups list").
     const webAcl = new wafv2.CfnWebACL(this, 'ChatApiWebAcl', {
       scope: 'REGIONAL',
       defaultAction: { allow: {} },
@@ -159,6 +163,12 @@ export class Calm3ApiStack extends Stack {
         action: { block: {} },
         statement: { rateBasedStatement: { aggregateKeyType: 'IP', limit: 100 } },
         visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: 'RequestsPerCaller', sampledRequestsEnabled: true },
+      }, {
+        name: 'KnownBadInputs',
+        priority: 1,
+        overrideAction: { none: {} },
+        statement: { managedRuleGroupStatement: { vendorName: 'AWS', name: 'AWSManagedRulesKnownBadInputsRuleSet' } },
+        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: 'KnownBadInputs', sampledRequestsEnabled: true },
       }],
     });
     new wafv2.CfnWebACLAssociation(this, 'ChatApiWebAclAssociation', {
