@@ -117,7 +117,8 @@ class Calm3ApiStack(Stack):
             self,
             "ChatApi",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
-            # API Gateway logs through the account's CloudWatch Logs role: set it once per account and region.
+            # API Gateway logs through the account's CloudWatch Logs role: set it once per account and region
+            # (`aws apigateway update-account`) before deploying.
             cloud_watch_role=False,
             deploy_options=apigateway.StageOptions(
                 access_log_destination=apigateway.LogGroupLogDestination(access_log_group),

@@ -102,8 +102,9 @@ export class Calm3ApiStack extends Stack {
       endpointTypes: [apigateway.EndpointType.REGIONAL],
       // API Gateway writes logs through one CloudWatch Logs role per account and region (API Gateway developer guide,
       // "Set up CloudWatch logging for REST APIs"). The role aws-cdk-lib would create here carries the AWS managed
-      // policy cdk-nag flags (IAM4) and is shared with every API in the account: set it once per account instead
-      // (`aws apigateway update-account`), and deploying this stack finds it there.
+      // policy cdk-nag flags (IAM4) and is shared with every API in the account: set it once per account and region
+      // instead (`aws apigateway update-account`); until then, API Gateway refuses the stage's logging settings and
+      // the deployment fails.
       cloudWatchRole: false,
       deployOptions: {
         accessLogDestination: new apigateway.LogGroupLogDestination(accessLogGroup),
@@ -151,8 +152,8 @@ export class Calm3ApiStack extends Stack {
 
     // Each caller may send 100 requests in 5 minutes: every request holds a model worker for up to 50 seconds. AWS's
     // known-bad-inputs rule group blocks request patterns of known exploits (such as Log4j's JNDI lookups); the common
-    // rule set is left out: it blocks request bodies over 8 KB, which long conversations reach (AWS WAF developer
-    // guide, "AWS Managed Rules rule groups list").
+    // rule set is left out: its SizeRestrictions_BODY rule blocks request bodies over 8 KB, which long conversations
+    // reach (AWS WAF developer guide, "Baseline rule groups").
     const webAcl = new wafv2.CfnWebACL(this, 'ChatApiWebAcl', {
       scope: 'REGIONAL',
       defaultAction: { allow: {} },
