@@ -84,14 +84,23 @@ describe('the wiring example', () => {
       expect({ metric: alarm.MetricName, alarm: alarm.AlarmActions, ok: alarm.OKActions })
         .toEqual({ metric: alarm.MetricName, alarm: [{ Ref: topic.id }], ok: [{ Ref: topic.id }] });
     }
-    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
-      Topics: [{ Ref: topic.id }],
-      PolicyDocument: {
-        Statement: Match.arrayWith([Match.objectLike({
-          Effect: 'Deny', Action: 'sns:Publish', Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-        })]),
-      },
-    });
+    const topicPolicy = only(template, 'AWS::SNS::TopicPolicy').properties;
+    expect(topicPolicy.Topics).toEqual([{ Ref: topic.id }]);
+    expect(topicPolicy.PolicyDocument.Statement).toEqual([
+      expect.objectContaining({ Effect: 'Deny', Action: 'sns:Publish', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+      // This policy replaces SNS's default one: without this statement the alarms could not publish.
+      expect.objectContaining({
+        Effect: 'Allow',
+        Principal: { Service: 'cloudwatch.amazonaws.com' },
+        Action: 'sns:Publish',
+        Resource: { Ref: topic.id },
+        Condition: {
+          ArnLike: {
+            'aws:SourceArn': { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':cloudwatch:us-east-1:123456789012:alarm:*']] },
+          },
+        },
+      }),
+    ]);
     expect(topic.properties.KmsMasterKeyId).toEqual({ 'Fn::GetAtt': [only(template, 'AWS::KMS::Key').id, 'Arn'] });
     // CloudWatch can publish to the topic only if the key lets it use the key.
     template.hasResourceProperties('AWS::KMS::Key', {

@@ -12,7 +12,7 @@ Every resource passes cdk-nag's AwsSolutions pack (2.x and 3.x) with no suppress
 """
 import os
 
-from aws_cdk import App, Aspects, CfnOutput, Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import App, ArnFormat, Aspects, CfnOutput, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_cognito as cognito
@@ -81,6 +81,24 @@ class Calm3ApiStack(Stack):
         alarm_topic_key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True)
         alarm_topic_key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
         self.alarm_topic = sns.Topic(self, "AlarmTopic", master_key=alarm_topic_key, enforce_ssl=True)
+        # enforce_ssl's topic policy replaces SNS's default one: let this account's CloudWatch alarms publish again.
+        self.alarm_topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.alarm_topic.topic_arn],
+                conditions={
+                    "ArnLike": {
+                        "aws:SourceArn": self.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )
         calm3.endpoint.add_alarms(action=cloudwatch_actions.SnsAction(self.alarm_topic))
 
         # --- autoscaling: one to two instances, on the requests each instance is answering or holding --------------

@@ -7,7 +7,7 @@
 //
 // In your own app, import from the published package instead:
 //   import { calm3chat22b } from 'aws-cdk-neuronx-models';
-import { App, Aspects, CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import { App, ArnFormat, Aspects, CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
@@ -67,11 +67,22 @@ export class Calm3ApiStack extends Stack {
 
     // --- alarms: 5XX errors, latency near the limit, no instance running; each notifies the topic ----------------
     // CloudWatch publishes to an encrypted topic only if the key lets it: the AWS managed key alias/aws/sns does not,
-    // a customer managed key must allow cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey* (Amazon SNS
-    // developer guide, "Configure AWS KMS permissions for AWS services").
+    // a customer managed key must allow cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey* (AWS re:Post
+    // knowledge center, "How do I configure a CloudWatch alarm with an encrypted SNS topic?").
     const alarmTopicKey = new kms.Key(this, 'AlarmTopicKey', { enableKeyRotation: true });
     alarmTopicKey.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
     this.alarmTopic = new sns.Topic(this, 'AlarmTopic', { masterKey: alarmTopicKey, enforceSSL: true });
+    // The topic policy that enforceSSL creates replaces SNS's default policy, the one that lets the account's
+    // CloudWatch alarms publish: allow them again, this account's alarms only (AWS re:Post knowledge center, "Why
+    // didn't I receive an SNS notification for my CloudWatch alarm trigger?").
+    this.alarmTopic.addToResourcePolicy(new iam.PolicyStatement({
+      principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+      actions: ['sns:Publish'],
+      resources: [this.alarmTopic.topicArn],
+      conditions: {
+        ArnLike: { 'aws:SourceArn': this.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+      },
+    }));
     calm3.endpoint.addAlarms({ action: new cloudwatchActions.SnsAction(this.alarmTopic) });
 
     // --- autoscaling: one to two instances, on the requests each instance is answering or holding ---------------
