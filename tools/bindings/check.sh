@@ -5,8 +5,9 @@
 #
 # 1. packages both jsii packages (tools/bindings/package.sh: Python wheels and Java jars for real, .NET code only),
 # 2. installs them into the example environments (tools/bindings/install.sh),
-# 3. synthesizes examples/{typescript,python,java} for both presets (-c preset=lowCost|highPerformance) and the
-#    custom-strategy apps tools/bindings/custom/{app.ts,app.py,java},
+# 3. synthesizes examples/{typescript,python,java} for both presets (-c preset=lowCost|highPerformance), the
+#    custom-strategy apps tools/bindings/custom/{app.ts,app.py,java} and the wiring apps examples/wiring/{typescript,python}
+#    (API Gateway, alarms, autoscaling on calm3.endpoint),
 # 4. compares each Python/Java template with the TypeScript one (tools/bindings/compare_templates.py).
 # It expects compiled packages (.jsii and lib/ of both): it packages what is compiled, while the TypeScript apps
 # run the sources. The last line is `bindings: N passed, N failed`; the exit status is 1 when anything failed.
@@ -167,6 +168,7 @@ sys.exit(bad)
 PY
 }
 run_step "examples: python and java cdk.json context = typescript's" same_context python java
+run_step "examples: wiring/typescript and wiring/python cdk.json context = typescript's" same_context wiring/typescript wiring/python
 
 # --- 3. synthesize ----------------------------------------------------------------------------------------------
 # Version reporting is off: AWS::CDK::Metadata encodes the language runtime (see compare_templates.py).
@@ -192,6 +194,14 @@ else skip "synth: python custom strategy" "install: python failed"; fi
 if needs "install: java"; then
   run_step "synth: java custom strategy" synth_custom java "mvn -e -q -f tools/bindings/custom/java/pom.xml compile exec:java"
 else skip "synth: java custom strategy" "install: java failed"; fi
+# The wiring apps (examples/wiring): the Python one runs in the example environment installed above.
+synth_wiring() { # <language> [app command]
+  (cd "examples/wiring/$1" && $CDK "${SYNTH[@]}" -o "$OUT/wiring-$1" ${2:+-a "$2"})
+}
+run_step "synth: typescript wiring" synth_wiring typescript
+if needs "install: python"; then
+  run_step "synth: python wiring" synth_wiring python "$PY_VENV/bin/python app.py"
+else skip "synth: python wiring" "install: python failed"; fi
 
 # --- 4. compare -------------------------------------------------------------------------------------------------
 declare -A EXPECT=([lowCost]=ml.trn1.2xlarge [highPerformance]=ml.inf2.24xlarge)
@@ -212,6 +222,12 @@ for lang in python java; do
       --expect '"NEURONX_TP_DEGREE", "Value": "8"' --expect '"NEURONX_N_POSITIONS", "Value": "2048"'
   else skip "$name" "a synth failed"; fi
 done
+name="same template: python vs typescript, wiring (API Gateway, alarms, autoscaling)"
+if needs "synth: typescript wiring" "synth: python wiring"; then
+  # The wiring must reach the template: the API's SageMaker runtime integration and the concurrency scaling policy.
+  run_step "$name" compare "$OUT/wiring-typescript" "$OUT/wiring-python" --expect ml.trn1.2xlarge \
+    --expect 'runtime.sagemaker:path/endpoints/' --expect 'SageMakerVariantConcurrentRequestsPerModelHighResolution'
+else skip "$name" "a synth failed"; fi
 
 echo "outputs and logs: $OUT"
 echo "bindings: $passed passed, $failed failed"
