@@ -14,11 +14,11 @@ const patterns = path.join(repo, 'packages', 'aws-cdk-neuronx-patterns');
 const pinned = name => path.join(__dirname, 'node_modules', name);
 const tsJest = tsconfig => ({ '^.+\\.tsx?$': [require.resolve('ts-jest', { paths: [repo] }), { tsconfig }] });
 
-function project(displayName, rootDir, tsconfig, cdkNag) {
+function project(displayName, rootDir, tsconfig, cdkNag, testMatch = ['<rootDir>/test/*.test.ts']) {
   return {
     displayName,
     rootDir,
-    testMatch: ['<rootDir>/test/*.test.ts'],
+    testMatch,
     testEnvironment: 'node',
     transform: tsJest(tsconfig),
     moduleNameMapper: {
@@ -38,5 +38,7 @@ module.exports = {
     project('patterns', patterns, path.join(patterns, 'test', 'tsconfig.json'), 'cdk-nag-v2'),
     project('root', repo, path.join(repo, 'test', 'tsconfig.json'), 'cdk-nag-v2'),
     project('cdk-nag 3', __dirname, path.join(patterns, 'test', 'tsconfig.json'), 'cdk-nag'),
+    // The wiring example (issue 12's app) under cdk-nag 3: its test applies whichever cdk-nag major is loaded.
+    project('root, cdk-nag 3', repo, path.join(repo, 'test', 'tsconfig.json'), 'cdk-nag', ['<rootDir>/test/wiring-app.test.ts']),
   ],
 };
