@@ -1,7 +1,6 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import { Construct } from 'constructs';
-import { CONTRACT } from './private/contract';
 import { throwIfProblems } from './private/sizing';
 
 /**
@@ -11,6 +10,9 @@ import { throwIfProblems } from './private/sizing';
 export interface ScalableInstanceCountProps extends appscaling.BaseScalableAttributeProps {
   /** Model copies (workers) on each instance: each answers one batch of requests at a time. */
   readonly workersPerInstance: number;
+
+  /** The most requests a worker generates together (the batch size the model was compiled for). */
+  readonly batchSize: number;
 
   /**
    * The longest a new instance may take to serve: it gets the scaling policies' default cooldowns.
@@ -99,6 +101,7 @@ const DEFAULT_SAFETY_FACTOR = 0.5;
  */
 export class ScalableInstanceCount extends appscaling.BaseScalableAttribute {
   private readonly workersPerInstance: number;
+  private readonly batchSize: number;
   private readonly instanceWarmup: Duration;
 
   /**
@@ -111,6 +114,7 @@ export class ScalableInstanceCount extends appscaling.BaseScalableAttribute {
   constructor(scope: Construct, id: string, props: ScalableInstanceCountProps) {
     super(scope, id, props);
     this.workersPerInstance = props.workersPerInstance;
+    this.batchSize = props.batchSize;
     this.instanceWarmup = props.instanceWarmup;
   }
 
@@ -158,7 +162,7 @@ export class ScalableInstanceCount extends appscaling.BaseScalableAttribute {
 
   /** Each worker answers one batch at a time (TorchServe hands a worker the next batch when it has answered). */
   private get defaultConcurrentRequests(): number {
-    return this.workersPerInstance * CONTRACT.defaults.batchSize;
+    return this.workersPerInstance * this.batchSize;
   }
 
   // Cooldowns (Application Auto Scaling API reference, TargetTrackingScalingPolicyConfiguration): a scale-in cooldown

@@ -44,6 +44,8 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   public abstract readonly endpointArn: string;
   /** Model copies (workers) on each instance. */
   public abstract readonly workersPerInstance: number;
+  /** The most requests a worker generates together (the batch size the model was compiled for). */
+  public abstract readonly batchSize: number;
   /** The number of instances the endpoint is deployed with. */
   public abstract readonly instanceCount: number;
   /** How long SageMaker may take to copy the model data to a new instance. */
@@ -172,7 +174,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
 
   /**
    * The number of requests a model container (one per instance) is answering or holding in its queue; published
-   * every 10 seconds. An instance answers `workersPerInstance` requests at once.
+   * every 10 seconds. An instance answers `workersPerInstance` x `batchSize` requests at once.
    *
    * @param props options of the metric
    * @default - maximum over 5 minutes (SageMaker publishes Minimum and Maximum)
@@ -235,6 +237,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
       minCapacity,
       maxCapacity,
       workersPerInstance: this.workersPerInstance,
+      batchSize: this.batchSize,
       // A new instance serves once SageMaker has copied the model data and the container has loaded the model.
       instanceWarmup: this.modelDataDownloadTimeout.plus(this.containerStartupHealthCheckTimeout),
     });

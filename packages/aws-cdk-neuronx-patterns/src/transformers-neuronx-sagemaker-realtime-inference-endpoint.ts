@@ -87,6 +87,8 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
   public readonly instanceType: NeuronxInstanceType;
   /** Model copies (workers) on each instance. */
   public readonly workersPerInstance: number;
+  /** The most requests a worker generates together (the batch size the model was compiled for). */
+  public readonly batchSize: number;
   /** The number of instances the endpoint is deployed with. */
   public readonly instanceCount: number;
   /** How long SageMaker may take to copy the model data to a new instance. */
@@ -121,6 +123,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
     this.check(endpointProblems(this, props, data, settings));
 
     this.workersPerInstance = workersPerInstance(instanceType, data.tpDegree);
+    this.batchSize = data.batchSize;
     this.instanceCount = props.instanceCount ?? 1;
     this.modelDataDownloadTimeout = settings.downloadTimeout;
     this.containerStartupHealthCheckTimeout = settings.startupTimeout;

@@ -10,7 +10,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import * as ts from 'typescript';
 import { EndpointAlarmsOptions, TransformersNeuronxSageMakerRealtimeInferenceEndpoint } from '../src';
-import { endpointFixture, EndpointFixture, HIGH_PERFORMANCE_PROPS, logicalId } from './fixtures';
+import { endpointFixture, EndpointFixture, HIGH_PERFORMANCE, HIGH_PERFORMANCE_PROPS, logicalId } from './fixtures';
 
 /** What the template says about the endpoint: its name (a GetAtt of the CfnEndpoint) and its variant's timeouts. */
 function endpointName(fixture: EndpointFixture): unknown {
@@ -147,7 +147,7 @@ describe('autoScaleInstanceCount', () => {
     template.hasResourceProperties('AWS::SageMaker::Endpoint', { RetainAllVariantProperties: true });
   });
 
-  test('scaleOnConcurrentRequests tracks the high-resolution ConcurrentRequestsPerModel at the workers per instance, with cooldowns of an instance warm-up', () => {
+  test('scaleOnConcurrentRequests tracks the high-resolution ConcurrentRequestsPerModel at the workers per instance (batch size 1), with cooldowns of an instance warm-up', () => {
     const fixture = endpointFixture({ props: HIGH_PERFORMANCE_PROPS });
     expect(fixture.endpoint.workersPerInstance).toBe(3);
     fixture.endpoint.autoScaleInstanceCount({ maxCapacity: 3 }).scaleOnConcurrentRequests('Concurrency');
@@ -163,6 +163,15 @@ describe('autoScaleInstanceCount', () => {
       },
     });
     expect(download + startup).toBeGreaterThan(1800);
+  });
+
+  test('scaleOnConcurrentRequests: the default target is the requests an instance generates at once, workers x batch size', () => {
+    const fixture = endpointFixture({ props: { ...HIGH_PERFORMANCE_PROPS, compileOptions: { ...HIGH_PERFORMANCE.options, batchSize: 2 } } });
+    expect([fixture.endpoint.workersPerInstance, fixture.endpoint.batchSize]).toEqual([3, 2]);
+    fixture.endpoint.autoScaleInstanceCount({ maxCapacity: 3 }).scaleOnConcurrentRequests('Concurrency');
+    Template.fromStack(fixture.stack).hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      TargetTrackingScalingPolicyConfiguration: { TargetValue: 6 },
+    });
   });
 
   test('scaleOnConcurrentRequests takes a target and cooldowns', () => {
@@ -329,7 +338,7 @@ describe('addDashboard', () => {
       expect(body).toContain(title);
     }
     expect(body).toContain('\\"value\\":50000000,\\"label\\":\\"Generation time limit\\"');
-    expect(body).toContain('\\"value\\":3,\\"label\\":\\"Workers per instance\\"');
+    expect(body).toContain('\\"value\\":3,\\"label\\":\\"Generated at once (workers x batch size)\\"');
     expect(body).toContain('\\"ConcurrentRequestsPerModel\\",\\"EndpointName\\",\\"');
     expect(errorOf(() => fixture.endpoint.addDashboard())).toMatch(/addDashboard was called before/);
   });

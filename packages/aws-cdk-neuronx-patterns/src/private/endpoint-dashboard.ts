@@ -48,7 +48,7 @@ export function endpointDashboard(
         title: 'Concurrent requests per instance',
         width: WIDTH,
         left: [endpoint.metricConcurrentRequestsPerModel({ ...opts, label: 'Maximum' })],
-        leftAnnotations: [{ value: endpoint.workersPerInstance, label: 'Workers per instance' }],
+        leftAnnotations: [{ value: endpoint.workersPerInstance * endpoint.batchSize, label: 'Generated at once (workers x batch size)' }],
       }),
       new cloudwatch.GraphWidget({
         title: 'Instance utilization (%)',
