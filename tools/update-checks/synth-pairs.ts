@@ -45,6 +45,8 @@ type EndpointProps = Partial<TransformersNeuronxSageMakerRealtimeInferenceEndpoi
 interface PatternsChange {
   readonly compile?: (stack: Stack, net: Network) => Partial<NeuronxCompileProps>;
   readonly endpoint?: (stack: Stack) => EndpointProps;
+  /** What the app does with the endpoint once made (alarms, autoscaling). */
+  readonly operate?: (endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpoint) => void;
 }
 
 function stackWithNetwork(): { app: App; stack: Stack; net: Network } {
@@ -67,10 +69,11 @@ function patternsApp(change: PatternsChange): Stack {
     compileOptions: { tpDegree: 4, optLevel: OptLevel.BEST_EXECUTION },
     ...change.compile?.(stack, net),
   });
-  new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
+  const endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
     modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile),
     ...change.endpoint?.(stack),
   });
+  change.operate?.(endpoint);
   return stack;
 }
 
@@ -99,6 +102,7 @@ const PAIRS: Record<string, () => [Stack, Stack]> = {
   })],
   'compile-optLevel': () => [patternsApp({}), patternsApp({ compile: () => ({ compileOptions: { tpDegree: 4, optLevel: OptLevel.BEST_BALANCE } }) })],
   'compile-nPositions': () => [patternsApp({}), patternsApp({ compile: () => ({ compileOptions: { tpDegree: 4, nPositions: 2048, optLevel: OptLevel.BEST_EXECUTION } }) })],
+  'compile-batchSize': () => [patternsApp({}), patternsApp({ compile: () => ({ compileOptions: { tpDegree: 4, optLevel: OptLevel.BEST_EXECUTION, batchSize: 2 } }) })],
   'compile-quantDtype': () => [patternsApp({}), patternsApp({
     compile: () => ({ compileOptions: { tpDegree: 4, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION } }),
   })],
@@ -116,10 +120,15 @@ const PAIRS: Record<string, () => [Stack, Stack]> = {
   'endpoint-environment': () => [patternsApp({}), patternsApp({ endpoint: () => ({ environment: { LOG_LEVEL: 'debug' } }) })],
   'endpoint-volumeSize': () => [patternsApp({}), patternsApp({ endpoint: () => ({ volumeSize: Size.gibibytes(200) }) })],
   'endpoint-volumeEncryptionKey': () => [patternsApp({}), patternsApp({ endpoint: stack => ({ volumeEncryptionKey: new kms.Key(stack, 'VolumeKey') }) })],
+  'endpoint-autoscaling': () => [patternsApp({}), patternsApp({
+    operate: endpoint => endpoint.autoScaleInstanceCount({ maxCapacity: 2 }).scaleOnConcurrentRequests('Concurrency'),
+  })],
+  'endpoint-alarms': () => [patternsApp({}), patternsApp({ operate: endpoint => endpoint.addAlarms() })],
   // The calm3 construct
   'calm3-preset': () => [calm3App(), calm3App({ instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy.highPerformance })],
   'calm3-revision': () => [calm3App(), calm3App({ revision: OTHER_REVISION })],
   'calm3-instanceCount': () => [calm3App(), calm3App({ instanceCount: 2 })],
+  'calm3-compileSpot': () => [calm3App(), calm3App({ compileSpot: true })],
 };
 
 function templateOf(stack: Stack): unknown {
