@@ -258,8 +258,9 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   }
 
   /**
-   * Adds a CloudWatch dashboard with four graphs: requests and errors, model latency against the generation time limit,
-   * concurrent requests against the workers per instance, and instance utilization. Once per endpoint.
+   * Adds a CloudWatch dashboard with four graphs: requests and errors, model latency against the generation time
+   * limit, concurrent requests against what an instance generates at once (workers x batch size), and instance
+   * utilization. Once per endpoint.
    *
    * @param options the dashboard's name
    */
