@@ -1,4 +1,4 @@
-import { Duration, Resource, ResourceProps, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Resource, ResourceProps, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -8,7 +8,7 @@ import { Construct } from 'constructs';
 import { EndpointAlarms, EndpointAlarmsOptions } from './endpoint-alarms';
 import { endpointDashboard } from './private/endpoint-dashboard';
 import { throwIfProblems } from './private/sizing';
-import { VARIANT_NAME } from './private/variant';
+import { capacityProblems, scalingRoleArn, VARIANT_NAME } from './private/variant';
 import { ScalableInstanceCount } from './scalable-instance-count';
 
 // Metric namespaces (SageMaker developer guide, "Amazon SageMaker AI metrics in Amazon CloudWatch",
@@ -233,7 +233,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
       // Resource id and scalable dimension of a variant (SageMaker developer guide, "Register a model").
       resourceId: `endpoint/${this.endpointName}/variant/${this.variantName}`,
       dimension: 'sagemaker:variant:DesiredInstanceCount',
-      role: this.scalingRole(),
+      role: iam.Role.fromRoleArn(this, 'ScalingRole', scalingRoleArn(Stack.of(this))),
       minCapacity,
       maxCapacity,
       workersPerInstance: this.workersPerInstance,
@@ -292,44 +292,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
     });
   }
 
-  /**
-   * Application Auto Scaling's service-linked role for SageMaker variants, which it creates on first use (Application
-   * Auto Scaling user guide, "Service-linked roles").
-   */
-  private scalingRole(): iam.IRole {
-    return iam.Role.fromRoleArn(this, 'ScalingRole', Stack.of(this).formatArn({
-      service: 'iam',
-      region: '',
-      resource: 'role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com',
-      resourceName: 'AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint',
-    }));
-  }
-
   private checkUsage(problems: string[]): void {
     throwIfProblems(`TransformersNeuronxSageMakerRealtimeInferenceEndpoint '${this.node.path}'`, problems);
   }
-}
-
-/** Why the capacity bounds cannot work with an endpoint deployed on `instanceCount` instances. */
-function capacityProblems(minCapacity: number, maxCapacity: number, instanceCount: number): string[] {
-  if (Token.isUnresolved(minCapacity) || Token.isUnresolved(maxCapacity)) return [];
-  const problems: string[] = [];
-  for (const [prop, value] of [['minCapacity', minCapacity], ['maxCapacity', maxCapacity]] as const) {
-    if (!Number.isInteger(value) || value < 1) {
-      // A variant keeps at least one instance (SageMaker developer guide, "Register a model": min and max at least 1).
-      problems.push(`${prop} is ${value}: it must be a whole number of instances, at least 1.`);
-    }
-  }
-  if (problems.length > 0) return problems;
-  if (maxCapacity < minCapacity) {
-    problems.push(`maxCapacity (${maxCapacity}) is less than minCapacity (${minCapacity}): raise maxCapacity to at least ${minCapacity}.`);
-  }
-  // Registering the target moves the instance count into [min, max] at once (RegisterScalableTarget API reference).
-  if (minCapacity > instanceCount) {
-    problems.push(`minCapacity is ${minCapacity}, more than the endpoint's instanceCount (${instanceCount}): set instanceCount to at least ${minCapacity}, or lower minCapacity.`);
-  }
-  if (maxCapacity < instanceCount) {
-    problems.push(`maxCapacity is ${maxCapacity}, less than the endpoint's instanceCount (${instanceCount}): raise maxCapacity to at least ${instanceCount}, or lower instanceCount.`);
-  }
-  return problems;
 }
