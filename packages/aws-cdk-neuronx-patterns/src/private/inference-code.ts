@@ -1,0 +1,131 @@
+// Placing the inference code (the handler, or a custom code directory, plus the library's files it imports) under
+// the model data's code/ prefix, and the synth checks on it.
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import type { NeuronxCompile } from '../neuronx-compile';
+import { CONTRACT, RUNTIME_DIR } from './contract';
+import { handlerFunction } from './handler-function';
+import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './handler-protocol';
+import { suppressWildcardFindings, wildcardFindings } from './nag-finding';
+import { SERVICE_HANDLER } from './service-handler';
+import { throwIfProblems } from './sizing';
+import { grantAssetRead, stageAsset } from './staged-asset';
+
+const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
+const HANDLE = CONTRACT.endpoint.serviceHandlerFunction;
+// A function definition at the start of a line (not nested in a class or another function).
+const HANDLE_DEFINITION = new RegExp(`^def ${HANDLE}\\s*\\(`, 'm');
+// The library's files every code/ gets: the contract and the module the handler imports (shared with the compile job).
+const LIBRARY_CODE_FILES = [
+  path.join(RUNTIME_DIR, 'contract.json'),
+  path.join(RUNTIME_DIR, 'common', 'neuronx_common.py'),
+];
+const DEFAULT_HANDLER = path.join(RUNTIME_DIR, 'inference', HANDLER_SCRIPT);
+
+// The code placed under each prefix in this app, by the compile (or bucket) and the literal prefix.
+interface PlacedCode { readonly hash: string; readonly scope: string; readonly code?: string }
+// A WeakMap, not a member: the owner may be the user's bucket (an IBucket, often imported), which this library cannot extend.
+const PLACED_CODE = new WeakMap<object, Map<string, PlacedCode>>();
+
+/**
+ * Endpoints that serve one prefix share its `code/`: a second, different code directory would overwrite the first at
+ * deploy, and one of the endpoints would serve code it was not given. (A token prefix is not compared.)
+ */
+export function checkOneCodePerPrefix(owner: object, prefix: string, hash: string, scope: Construct, code?: string): void {
+  if (Token.isUnresolved(prefix)) return;
+  const placed = PLACED_CODE.get(owner) ?? new Map<string, PlacedCode>();
+  PLACED_CODE.set(owner, placed);
+  const earlier = placed.get(prefix);
+  if (!earlier) {
+    placed.set(prefix, { hash, scope: scope.node.path, code });
+    return;
+  }
+  if (earlier.hash !== hash) {
+    const describe = (dir?: string) => (dir ? `'${dir}'` : 'the library\'s handler');
+    throw new Error(`'${scope.node.path}' places the inference code ${describe(code)} under ${prefix}${CONTRACT.layout.codeDir}, where `
+      + `'${earlier.scope}' places ${describe(earlier.code)}: endpoints that serve one prefix share its code; give them the same code.`);
+  }
+}
+
+/**
+ * What would make a code directory fail on the endpoint: a subdirectory (only the files directly in it are placed,
+ * so an import from it would fail there, after the deploy, instead of here), a file named as one of the library's
+ * files placed beside it, no handler script, or a handler script without the entry TorchServe calls. The last is a
+ * text check for a top-level `def handle(`.
+ */
+function codeDirProblems(codeDir: string, files: string[]): string[] {
+  const code = `code is '${codeDir}'`;
+  const problems = fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory())
+    .map(d => `${code}, which has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}; move them up beside ${HANDLER_SCRIPT}.`);
+  const libraryNames = LIBRARY_CODE_FILES.map(f => path.basename(f));
+  problems.push(...files.map(f => path.basename(f)).filter(name => libraryNames.includes(name))
+    .map(name => `${code}, which has a file '${name}': the library places its own ${name} under ${CONTRACT.layout.codeDir} beside the handler; `
+      + 'remove or rename yours (the library\'s handler and one started from it import the library\'s).'));
+  const script = files.find(f => path.basename(f) === HANDLER_SCRIPT);
+  if (!script) {
+    problems.push(`${code}, which has no ${HANDLER_SCRIPT}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
+  } else if (!HANDLE_DEFINITION.test(fs.readFileSync(script, 'utf-8'))) {
+    problems.push(`${code}, whose ${HANDLER_SCRIPT} defines no top-level 'def ${HANDLE}(data, context)': TorchServe calls `
+      + `${SERVICE_HANDLER} for every batch of requests (TS_DEFAULT_SERVICE_HANDLER), not the toolkit's model_fn/input_fn/predict_fn/output_fn; `
+      + `add it, e.g. starting from the library's runtime/inference/${HANDLER_SCRIPT}.`);
+  }
+  return problems;
+}
+
+/**
+ * Places the inference code under `<prefix>code/` with a custom resource. Model data made from a compile in the same
+ * stack has the compile's function do it (it already reads that prefix); other model data gets a function of its own.
+ */
+export function placeInferenceCode(
+  scope: Construct, bucket: s3.IBucket, prefix: string, codeDir?: string, compile?: NeuronxCompile,
+): { resource: CustomResource; hash: string } {
+  const handlerFiles = codeDir
+    ? fs.readdirSync(codeDir).map(f => path.join(codeDir, f)).filter(f => fs.statSync(f).isFile())
+    : [DEFAULT_HANDLER];
+  // Only the files directly in the directory are placed: a subdirectory would be missing on the endpoint, and an
+  // import from it would fail there, after the deploy, instead of here.
+  if (codeDir) throwIfProblems(`The inference code of '${scope.node.path}'`, codeDirProblems(codeDir, handlerFiles));
+  const files = [...handlerFiles, ...LIBRARY_CODE_FILES];
+  const container = new Construct(scope, 'InferenceCode');
+  // The compile's function, in the compile's stack only: in another stack, the custom resource would reference a
+  // function across stacks, so that stack gets its own.
+  const compileFunction = compile && Stack.of(compile) === Stack.of(container) ? compile._lifecycleFunction : undefined;
+  const fn = compileFunction ?? handlerFunction(container, 'Function', {
+    handler: 'inferenceCode',
+    description: 'Places the inference code beside the SageMaker model data',
+    timeout: Duration.minutes(2),
+  });
+  const codePrefix = `${prefix}${CONTRACT.layout.codeDir}`;
+  const writes = [
+    iam.Grant.addToPrincipal({ grantee: fn.role, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] }),
+    ...(bucket.encryptionKey ? [bucket.encryptionKey.grantEncrypt(fn.role)] : []),
+  ];
+  const assets = files.map((file, i) => {
+    const asset = stageAsset(container, `File${i}`, { path: file });
+    // CopyObject reads the source object and, with the default tagging directive COPY, its tags.
+    grantAssetRead(asset, fn.role, ['s3:GetObject', 's3:GetObjectTagging']);
+    return { asset, name: path.basename(file) };
+  });
+  const properties: InferenceCodeProperties = {
+    DestinationBucket: bucket.bucketName,
+    DestinationPrefix: codePrefix,
+    Files: assets.map(({ asset, name }) => ({ SourceBucket: asset.bucketName, SourceKey: asset.objectKey, Name: name })),
+  };
+  const resource = new CustomResource(container, 'Resource', {
+    serviceToken: fn.functionArn,
+    resourceType: INFERENCE_CODE_RESOURCE_TYPE,
+    serviceTimeout: Duration.minutes(5),
+    properties: { ...properties },
+  });
+  // The asset reads name their objects and the log writes their log group: only the writes have wildcards.
+  suppressWildcardFindings(fn.role, wildcardFindings(container, writes.flatMap(g => g.principalStatements)),
+    'Placing the inference code writes only under the model data\'s code/ prefix (code/*)'
+    + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'));
+  const hash = crypto.createHash('sha256').update(assets.map(a => `${a.name}:${a.asset.assetHash}`).join('\n')).digest('hex').slice(0, 16);
+  return { resource, hash };
+}
