@@ -4,6 +4,7 @@ import { execFileSync } from 'child_process';
 import { App, Duration, Environment, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import {
   CompileOptions, HuggingFaceModelOptions, Model, ModelArchitecture, NeuronxCompile, NeuronxCompileProps,
@@ -152,6 +153,28 @@ export function endpointFixture(
     ...endpointProps,
   });
   return { ...fixture, endpoint };
+}
+
+/**
+ * An endpoint on KMS-encrypted artifacts already in S3, with a volume key, in an environment-agnostic stack: the
+ * stack's own resources pass cdk-nag, so every finding belongs to the library.
+ */
+export function kmsEndpointFixture(): { stack: Stack; endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpoint } {
+  const stack = new Stack(new App(), 'Kms');
+  const { accessLogsBucket } = network(stack);
+  const bucket = new s3.Bucket(stack, 'Encrypted', {
+    encryptionKey: new kms.Key(stack, 'Key', { enableKeyRotation: true }),
+    enforceSSL: true,
+    blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+    serverAccessLogsBucket: accessLogsBucket,
+    serverAccessLogsPrefix: 'encrypted/',
+  });
+  const endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
+    modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3', { model: calm3(), tpDegree: 4 }),
+    instanceType: NeuronxInstanceType.INF2_24XLARGE,
+    volumeEncryptionKey: new kms.Key(stack, 'VolumeKey', { enableKeyRotation: true }),
+  });
+  return { stack, endpoint };
 }
 
 /** The logical id of a construct's CloudFormation resource (the construct itself or its default child). */

@@ -9,7 +9,7 @@ import {
   NeuronxInstanceType, QuantDtype, TransformersNeuronxSageMakerInferenceModelData,
   TransformersNeuronxSageMakerRealtimeInferenceEndpoint,
 } from '../src';
-import { calm3, compileFixture, endpointFixture, ENV, HIGH_PERFORMANCE_PROPS, network } from './fixtures';
+import { calm3, compileFixture, endpointFixture, ENV, HIGH_PERFORMANCE_PROPS, kmsEndpointFixture, network } from './fixtures';
 
 interface Finding {
   readonly path: string;
@@ -110,21 +110,7 @@ describe('cdk-nag AwsSolutions', () => {
     });
 
     test('a KMS-encrypted bucket and a volume key, in an environment-agnostic stack, have no unsuppressed finding', () => {
-      const stack = new Stack(new App(), 'Kms');
-      const { accessLogsBucket } = network(stack);
-      const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
-      const bucket = new s3.Bucket(stack, 'Encrypted', {
-        encryptionKey: key,
-        enforceSSL: true,
-        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-        serverAccessLogsBucket: accessLogsBucket,
-        serverAccessLogsPrefix: 'encrypted/',
-      });
-      const endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
-        modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3', { model: calm3(), tpDegree: 4 }),
-        instanceType: NeuronxInstanceType.INF2_24XLARGE,
-        volumeEncryptionKey: new kms.Key(stack, 'VolumeKey', { enableKeyRotation: true }),
-      });
+      const { stack, endpoint } = kmsEndpointFixture();
       const applied = iam5AppliesTo(endpoint.role.node.findChild('DefaultPolicy')).flat();
       expect(applied).toEqual(expect.arrayContaining(['Action::kms:ReEncrypt*', 'Action::kms:GenerateDataKey*',
         'Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/*']));

@@ -6,7 +6,6 @@ import * as path from 'path';
 import { App, CfnResource, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { IConstruct } from 'constructs';
@@ -15,7 +14,7 @@ import {
   TransformersNeuronxSageMakerRealtimeInferenceEndpoint,
 } from '../../../packages/aws-cdk-neuronx-patterns/src';
 import {
-  calm3, compileFixture, endpointFixture, ENV, HIGH_PERFORMANCE_PROPS, network,
+  calm3, compileFixture, endpointFixture, ENV, HIGH_PERFORMANCE_PROPS, kmsEndpointFixture, network,
 } from '../../../packages/aws-cdk-neuronx-patterns/test/fixtures';
 import { calm3chat22b } from '../../../src';
 
@@ -80,21 +79,7 @@ describe('cdk-nag 3 AwsSolutions, with aws-cdk-lib Validations', () => {
   });
 
   test('an endpoint on KMS-encrypted artifacts already in S3, with a volume key, environment-agnostic, has none', () => {
-    const stack = new Stack(new App(), 'Kms');
-    const { accessLogsBucket } = network(stack);
-    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
-    const bucket = new s3.Bucket(stack, 'Encrypted', {
-      encryptionKey: key,
-      enforceSSL: true,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      serverAccessLogsBucket: accessLogsBucket,
-      serverAccessLogsPrefix: 'encrypted/',
-    });
-    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
-      modelData: TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3', { model: calm3(), tpDegree: 4 }),
-      instanceType: NeuronxInstanceType.INF2_24XLARGE,
-      volumeEncryptionKey: new kms.Key(stack, 'VolumeKey', { enableKeyRotation: true }),
-    });
+    const { stack } = kmsEndpointFixture();
     expect(nagFindings(appOf(stack))).toEqual([]);
   });
 
