@@ -94,6 +94,18 @@ describe('a custom InstanceTypeStrategy', () => {
     expect(make).toThrow(/options\.batchSize is 6: .* use batchSize 5 or less/);
   });
 
+  test('highPerformance\'s instance and workers at 2048 positions fit a batch of 5 (the README\'s throughput strategy), not 6', () => {
+    const throughput = (batchSize: number) => new InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, {
+      ...InstanceTypeStrategy.highPerformance._compileOptions(), nPositions: 2048, batchSize,
+    });
+    const template = Template.fromStack(deploy(throughput(5)));
+    const [model] = Object.values(template.findResources('AWS::SageMaker::Model'));
+    expect(model.Properties.PrimaryContainer.Environment).toMatchObject({
+      NEURONX_N_POSITIONS: '2048', NEURONX_BATCH_SIZE: '5', SAGEMAKER_TS_BATCH_SIZE: '5', SAGEMAKER_TS_MIN_WORKERS: '3',
+    });
+    expect(() => throughput(6)).toThrow(/options\.batchSize is 6: .* use batchSize 5 or less/);
+  });
+
   test('each preset\'s endpoint batches with TorchServe at its batch size, and the batch size is part of the artifact prefix', () => {
     for (const [strategy, batch, workers] of [[InstanceTypeStrategy.lowCost, '5', '1'], [InstanceTypeStrategy.highPerformance, '2', '3']] as const) {
       const template = Template.fromStack(deploy(strategy));

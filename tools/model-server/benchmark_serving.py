@@ -20,7 +20,9 @@ token (first -> last token of the request, over the tokens between) at p50 and p
 only the whole answer, so the token times come from the simulated device's record of each model call
 (neuron_device.record_generation), matched to the client's request by its prompt length (distinct per client) and
 time. The device runs TIME_SCALE times its calibrated time per step to keep the run short (the TorchServe batch delay
-is scaled with it); the figures printed are converted back to the calibrated scale. Ratios do not depend on the scale.
+is scaled with it); the figures printed are converted back to the calibrated scale. Throughput ratios do not depend on the scale.
+The time to first token the verdict compares (`ttft_ratio_at_1`) is measured apart (probe_ttft): a lone client's
+requests with the device at its calibrated speed, since the host's own time is not scaled.
 The last line printed is one JSON object.
 """
 
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,6 +57,8 @@ INPUT_MEAN, INPUT_STDDEV = 550, 150
 OUTPUT_MEAN, OUTPUT_STDDEV = 150, 10
 MIN_PROMPT_TOKENS = 32
 SEED = 13
+PROBE_REQUESTS = 25
+PROBE_NEW_TOKENS = 4
 
 
 @dataclass
@@ -163,17 +168,19 @@ def measure(matched, started: list[float], levels) -> list[dict]:
     return rows
 
 
-def run(deployment: serving_stack.Deployment, levels, seed: int) -> list[dict]:
+@contextmanager
+def serving(deployment: serving_stack.Deployment, time_scale: float):
+    """The endpoint on the real model server, its device running `time_scale` times its calibrated time per step (the
+    TorchServe batch delay scaled with it), until every worker is READY."""
     if any(port_in_use(port) for port in (serving_stack.INFERENCE_PORT, serving_stack.MANAGEMENT_PORT)):
         sys.exit("ports 8080/8081 are in use: another model server is running; stop it first")
-    n_positions = int(deployment.environment[serving_stack.ENDPOINT_ENV["nPositions"]])
     delay_name = serving_stack.ENDPOINT_ENV["serverMaxBatchDelay"]
-    if delay_name in deployment.environment:  # scaled with the device's time
-        scaled = max(1, round(int(deployment.environment[delay_name]) * TIME_SCALE))
+    if delay_name in deployment.environment:
+        scaled = max(1, round(int(deployment.environment[delay_name]) * time_scale))
         deployment = replace(deployment, environment={**deployment.environment, delay_name: str(scaled)})
     with tempfile.TemporaryDirectory(prefix="benchmark-serving-") as root:
         server = serving_stack.ModelServer(Path(root), deployment, load_seconds=LOAD_SECONDS,
-                                           overrides={serving_stack.neuron_device.TIME_SCALE: str(TIME_SCALE)})
+                                           overrides={serving_stack.neuron_device.TIME_SCALE: str(time_scale)})
         server.start()
         try:
             def ready():
@@ -185,21 +192,64 @@ def run(deployment: serving_stack.Deployment, levels, seed: int) -> list[dict]:
 
             if not wait_until(ready, 300, interval=1):
                 raise RuntimeError(f"the endpoint did not come up:\n{server.logs()[-3000:]}")
-            prompt_words = client_prompts(random.Random(seed), max(levels), n_positions)
-            results: list[Sent] = []
-            stop = threading.Event()
-            started = run_clients(levels, prompt_words, stop, results, seed)
-            stop.set()
-            # The requests running at the last window's end finish within one (batched) answer's time.
-            batch = int(deployment.environment[serving_stack.ENDPOINT_ENV["batchSize"]])
-            step = serving_stack.neuron_device.seconds_per_step(deployment.seconds_per_token, batch, {})
-            time.sleep((OUTPUT_MEAN + 5 * OUTPUT_STDDEV + 2) * step * TIME_SCALE + 1)
-            failed = [sent for sent in results if sent.status != 200]
-            if failed:
-                raise RuntimeError(f"{len(failed)} request(s) failed: statuses {sorted({s.status for s in failed})}")
-            return measure(token_times(results, server.generations()), started, levels)
+            yield server
         finally:
             server.stop()
+
+
+def run(deployment: serving_stack.Deployment, levels, seed: int) -> list[dict]:
+    n_positions = int(deployment.environment[serving_stack.ENDPOINT_ENV["nPositions"]])
+    with serving(deployment, TIME_SCALE) as server:
+        prompt_words = client_prompts(random.Random(seed), max(levels), n_positions)
+        results: list[Sent] = []
+        stop = threading.Event()
+        started = run_clients(levels, prompt_words, stop, results, seed)
+        stop.set()
+        # The requests running at the last window's end finish within one (batched) answer's time.
+        batch = int(deployment.environment[serving_stack.ENDPOINT_ENV["batchSize"]])
+        step = serving_stack.neuron_device.seconds_per_step(deployment.seconds_per_token, batch, {})
+        time.sleep((OUTPUT_MEAN + 5 * OUTPUT_STDDEV + 2) * step * TIME_SCALE + 1)
+        failed = [sent for sent in results if sent.status != 200]
+        if failed:
+            raise RuntimeError(f"{len(failed)} request(s) failed: statuses {sorted({s.status for s in failed})}")
+        return measure(token_times(results, server.generations()), started, levels)
+
+
+def probe_ttft(deployment: serving_stack.Deployment, seed: int) -> dict:
+    """Time to first token of a lone client, measured apart from the load run: PROBE_REQUESTS requests one after
+    another, with client 0's prompt and PROBE_NEW_TOKENS new tokens (the first token does not depend on the answer's
+    length), on the device at its calibrated speed. At TIME_SCALE the host's own time (HTTP, TorchServe, the
+    handler), which is not scaled, would be counted 1 / TIME_SCALE times over, and its jitter on this shared machine
+    with it."""
+    n_positions = int(deployment.environment[serving_stack.ENDPOINT_ENV["nPositions"]])
+    words = client_prompts(random.Random(seed), 1, n_positions)[0]
+    with serving(deployment, 1.0) as server:
+        results = []
+        for _ in range(PROBE_REQUESTS):
+            sent = time.time()
+            answer = serving_stack.invoke(chat_body(words, PROBE_NEW_TOKENS), {"Content-Type": "application/json"},
+                                          timeout=120)
+            record = Sent(0, sent, time.time(), answer.status)
+            if answer.status != 200:
+                raise RuntimeError(f"a probe request failed with {answer.status}")
+            usage = answer.json()["usage"]
+            record.prompt_tokens, record.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+            results.append(record)
+        ttft = [times[0] - sent.sent for sent, times in token_times(results, server.generations())]
+    return {
+        "requests": len(ttft),
+        "ttft_p50_ms": round(percentile(ttft, 0.5) * 1000, 1),
+        "ttft_p95_ms": round(percentile(ttft, 0.95) * 1000, 1),
+    }
+
+
+def with_positions(deployment: serving_stack.Deployment, n_positions: int) -> serving_stack.Deployment:
+    """`deployment` compiled for and served at `n_positions` (the compile job's and the endpoint's variable)."""
+    return replace(
+        deployment,
+        environment={**deployment.environment, serving_stack.ENDPOINT_ENV["nPositions"]: str(n_positions)},
+        compile_environment={**deployment.compile_environment, serving_stack.COMPILE_ENV["nPositions"]: str(n_positions)},
+    )
 
 
 def shown(milliseconds: float | None, width: int) -> str:
@@ -212,16 +262,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=PRESETS, action="append", help="default: both")
     parser.add_argument("--batch-size", type=int, help="the batched run's batch size (default: the template's)")
+    parser.add_argument("--n-positions", type=int,
+                        help="compile option nPositions of both runs (default: the template's), with --batch-size for"
+                             " a custom strategy, e.g. highPerformance's instance and workers at 2048 positions")
     args = parser.parse_args()
     summary, table = [], []
     for preset in args.preset or PRESETS:
         template = serving_stack.read_deployment(preset)
+        if args.n_positions:
+            template = with_positions(template, args.n_positions)
         batch_size = args.batch_size or int(template.environment.get(serving_stack.ENDPOINT_ENV["batchSize"], "1"))
         if batch_size < 2:
             sys.exit(f"{preset}: the template compiles batch size {batch_size}; pass --batch-size")
         batch1 = run(serving_stack.with_batch_size(template, 1), CONCURRENCY, SEED)
         batched = run(serving_stack.with_batch_size(template, batch_size), CONCURRENCY, SEED)
-        print(f"\n{preset}: {template.workers} worker(s) on {template.instance_type}, batch size {batch_size}"
+        probes = [probe_ttft(serving_stack.with_batch_size(template, size), SEED) for size in (1, batch_size)]
+        n_positions = template.environment[serving_stack.ENDPOINT_ENV["nPositions"]]
+        print(f"\n{preset}: {template.workers} worker(s) on {template.instance_type}, batch size {batch_size},"
+              f" {n_positions} positions"
               f" (simulated device, {template.seconds_per_token * 1000:.0f} ms per token at batch 1)")
         print(f"{'clients':>7} | {'tokens/s b1':>11} {'batched':>8} {'ratio':>6} | {'TTFT p50/p95 ms b1':>19}"
               f" {'batched':>13} | {'TPOT p50/p95 ms b1':>19} {'batched':>13}")
@@ -235,15 +293,20 @@ def main() -> None:
         at = {row["concurrency"]: row for row in batch1}, {row["concurrency"]: row for row in batched}
         concurrency = TARGETS[preset]
         ratio = at[1][concurrency]["tokens_per_s"] / at[0][concurrency]["tokens_per_s"]
-        ttft_ratio = at[1][1]["ttft_p50_ms"] / at[0][1]["ttft_p50_ms"]
+        ttft_ratio = probes[1]["ttft_p50_ms"] / probes[0]["ttft_p50_ms"]
+        print(f"TTFT of a lone client ({PROBE_REQUESTS} requests, device at its calibrated speed), p50 / p95 ms:"
+              f" batch 1 {probes[0]['ttft_p50_ms']:.0f} / {probes[0]['ttft_p95_ms']:.0f},"
+              f" batched {probes[1]['ttft_p50_ms']:.0f} / {probes[1]['ttft_p95_ms']:.0f}: {ttft_ratio:.2f}x")
         summary.append({
             "preset": preset,
             "batch_size": batch_size,
+            "n_positions": int(n_positions),
             "concurrency": concurrency,
             "batch1_tokens_per_s": round(at[0][concurrency]["tokens_per_s"], 2),
             "batched_tokens_per_s": round(at[1][concurrency]["tokens_per_s"], 2),
             "ratio": round(ratio, 2),
             "ttft_ratio_at_1": round(ttft_ratio, 2),
+            "ttft_at_1": {"batch1": probes[0], "batched": probes[1]},
             "met": ratio >= TARGET_RATIO and ttft_ratio <= TTFT_LIMIT_AT_1,
         })
     print(json.dumps({"simulated": True, "time_scale": TIME_SCALE, "presets": summary, "levels": table}))
