@@ -228,12 +228,13 @@ project.testTask.spawn(project.addTask('test:model-server', {
 }));
 
 // Batch 1 against batched serving on the same stack and fake device (tools/model-server/benchmark_serving.py): about
-// 8 minutes with the synth, so not part of test; its last line is one JSON object.
+// 10 minutes with the synth, so not part of test; its last line is one JSON object. Arguments go to the benchmark
+// (e.g. `-- --preset highPerformance --batch-size 5 --n-positions 2048` for a custom strategy).
 project.addTask('benchmark:serving', {
   description: 'Serving benchmark on the model-server stack (simulated device): batch 1 vs batched, both presets',
   steps: [
     { spawn: synthExample.name },
-    { exec: 'tools/model-server/.venv/bin/python tools/model-server/benchmark_serving.py' },
+    { exec: 'tools/model-server/.venv/bin/python tools/model-server/benchmark_serving.py', receiveArgs: true },
   ],
 });
 
