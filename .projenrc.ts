@@ -199,6 +199,8 @@ const checkTemplates = project.addTask('check:templates', {
   description: 'cfn-lint, checkov and cdk-nag over the example and integ templates',
   steps: [
     { exec: 'tools/template-checks/.venv/bin/python -m pytest tools/template-checks -q -p no:cacheprovider', name: 'the gates fail on bad templates' },
+    // The integ test's Lambda check of a deployed endpoint (a full batch, a streamed answer), on a stand-in runtime client.
+    { exec: 'tools/template-checks/.venv/bin/python -m pytest test/integ-serving-check -q -p no:cacheprovider', name: 'the integ endpoint check fails on bad answers' },
     { spawn: synthExample.name },
     { exec: `tools/template-checks/run.sh --require-nag-report ${EXAMPLE_OUT}/lowCost ${EXAMPLE_OUT}/highPerformance` },
     { exec: `tools/template-checks/run.sh test/integ.calm3chat22b.ts.snapshot ${PATTERNS_DIR}/test/integ.endpoint.ts.snapshot ${PATTERNS_DIR}/test/integ.neuronx-compile.ts.snapshot` },

@@ -1,11 +1,15 @@
-// Deploys both presets and asks each endpoint one chat question.
+// Deploys both presets and asks each endpoint one chat question, then a full batch at once and a streamed answer
+// (integ-serving-check/serving_check.py, run as a Lambda function beside the endpoint).
 //
 //   snapshot (no AWS):  AWS_REGION=us-east-1 npx integ-runner --directory test --update-on-failed --dry-run
 //   deploy (hours, costs money, needs the Inf/Trn quotas in the README):
 //                       AWS_REGION=us-east-1 npx integ-runner --directory test --update-on-failed --force
+import * as fs from 'fs';
+import * as path from 'path';
 import { ExpectedResult, IntegTest } from '@aws-cdk/integ-tests-alpha';
-import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { calm3chat22b } from '../src';
 
@@ -35,7 +39,22 @@ function presetStack(name: string, instanceTypeStrategy: calm3chat22b.InstanceTy
     removalPolicy: RemovalPolicy.DESTROY,
   });
   const inference = new calm3chat22b.SageMakerRealtimeInference(stack, 'Calm3Chat', { bucket, compileVpc: vpc, instanceTypeStrategy });
-  return { stack, endpoint: inference.endpoint };
+  const endpoint = inference.endpoint;
+  // Inline, so the snapshot holds the code it runs (python3.12's boto3 has InvokeEndpointWithResponseStream).
+  const servingCheck = new lambda.Function(stack, 'ServingCheck', {
+    runtime: lambda.Runtime.PYTHON_3_12,
+    handler: 'index.handler',
+    code: lambda.Code.fromInline(fs.readFileSync(path.join(__dirname, 'integ-serving-check', 'serving_check.py'), 'utf8')),
+    // The batch's answers (32 tokens) and the streamed one (128) at about 80 ms a token, within the 50 s limit each.
+    timeout: Duration.seconds(100),
+    environment: {
+      ENDPOINT_NAME: endpoint.endpointName,
+      // Every worker of the instance gets a full batch.
+      REQUESTS_AT_ONCE: String(endpoint.workersPerInstance * endpoint.batchSize),
+    },
+  });
+  endpoint.grantInvoke(servingCheck);
+  return { stack, endpoint, servingCheck };
 }
 
 const presets = [
@@ -63,4 +82,8 @@ for (const { endpoint } of presets) {
   // The SDK's service prefix (sagemaker-runtime) is not the IAM one (sagemaker).
   invoke.provider.addToRolePolicy({ Effect: 'Allow', Action: ['sagemaker:InvokeEndpoint'], Resource: [endpoint.endpointArn] });
   invoke.assertAtPath('Body.generated_text', ExpectedResult.stringLikeRegexp('.+'));
+}
+for (const { servingCheck } of presets) {
+  // The function raises, naming what failed, unless every check passed.
+  integ.assertions.invokeFunction({ functionName: servingCheck.functionName }).expect(ExpectedResult.objectLike({ Payload: '"ok"' }));
 }
