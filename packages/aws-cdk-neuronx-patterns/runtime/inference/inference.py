@@ -76,11 +76,13 @@ from neuronx_common import (
 )
 
 ENV = CONTRACT["endpoint"]["environment"]
+STREAMING = CONTRACT["endpoint"]["streaming"]
 
 JSON_CONTENT_TYPE = "application/json"
-JSONLINES_CONTENT_TYPE = "application/jsonlines"
-"""A streamed answer's type: JSON Lines (one JSON value per line, https://jsonlines.org), under the name SageMaker's
-own algorithms use for it (developer guide, "Common Data Formats for Inference": application/jsonlines)."""
+JSONLINES_CONTENT_TYPE = STREAMING["contentType"]
+"""A streamed answer's type: JSON Lines (one JSON value per line, https://jsonlines.org), application/jsonlines as
+SageMaker's own algorithms name it (developer guide, "Common Data Formats for Inference")."""
+STREAM_FIELD = STREAMING["requestField"]
 BODY_KEY = "body"
 """TorchServe 0.11.0 hands a plain (not multipart) request's bytes over as the parameter "body"
 (frontend InferenceRequestHandler.parseRequest; ts/service.py retrieve_data_for_inference)."""
@@ -111,7 +113,7 @@ DEFAULT_TOP_P = 1.0
 DEFAULT_TOP_K = 50
 MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 256
-REQUEST_FIELDS = ("messages", "max_new_tokens", "temperature", "top_p", "top_k", "stop", "role", "stream")
+REQUEST_FIELDS = ("messages", "max_new_tokens", "temperature", "top_p", "top_k", "stop", "role", STREAM_FIELD)
 
 CHATML_TURN_START = "<|im_start|>"
 """ChatML (calm3's template) opens a turn with <|im_start|>{role}\\n: the only family whose answering
@@ -398,8 +400,8 @@ def parse_request(payload: Any) -> GenerationRequest:
         )
     if "stop" in payload:
         fields["stop"] = _parse_stop(payload["stop"])
-    if "stream" in payload:
-        fields["stream"] = _parse_bounded(payload, "stream", lambda value: isinstance(value, bool), "true or false")
+    if STREAM_FIELD in payload:
+        fields["stream"] = _parse_bounded(payload, STREAM_FIELD, lambda value: isinstance(value, bool), "true or false")
     return GenerationRequest(**fields)
 
 
