@@ -661,26 +661,47 @@ def settled_text(text: str, stop: Sequence[str]) -> str:
 
 class TextStream:
     """A streamed row's text as its tokens come: `update(new_ids)` returns what may be sent now (possibly "").
-    What it has sent is always the start of the completion shape_response makes of the same ids, which
-    `rest` completes."""
+    What it has sent is the start of the completion shape_response makes of the same ids; `rest` completes it.
+
+    The text is decoded incrementally, as text-generation-inference and vLLM do, since decoding the whole
+    completion after every token costs more than a decoding step once it is long (about 26 ms for 4000 byte
+    tokens through transformers 4.45's decode): a new token is decoded after the tokens of the last piece
+    (context for decoders that read a token by its neighbours, as SentencePiece drops a first token's leading
+    space) and the piece is what that adds to the context's own text, once it does not end in an incomplete
+    character. Where it changes the context's text instead (a tokenizer's clean-up of spaces), the whole
+    completion is decoded again, once."""
 
     def __init__(self, generator: Generator, stop: Sequence[str]):
         self.generator, self.stop = generator, stop
+        self.text = ""
+        """The completion so far, as decoding the ids read up to read_offset gives it."""
+        self.prefix_offset = self.read_offset = 0
         self.sent = ""
 
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.generator.tokenizer.decode(ids, skip_special_tokens=True)
+
     def update(self, new_ids: Sequence[int]) -> str:
-        end = next((i for i, token in enumerate(new_ids) if token in self.generator.stop_token_ids), len(new_ids))
-        text = settled_text(self.generator.tokenizer.decode(new_ids[:end], skip_special_tokens=True), self.stop)
-        if len(text) <= len(self.sent) or not text.startswith(self.sent):
+        if new_ids and new_ids[-1] in self.generator.stop_token_ids:
+            return ""  # the end of the turn: no text (a row ends at its first such token)
+        context = self._decode(new_ids[self.prefix_offset : self.read_offset])
+        text = self._decode(new_ids[self.prefix_offset :])
+        if not text.startswith(context):
+            self.text = self._decode(new_ids)
+            self.prefix_offset, self.read_offset = len(new_ids) - 1, len(new_ids)
+        elif len(text) > len(context) and not text.endswith(INCOMPLETE_CHARACTER):
+            self.text += text[len(context) :]
+            self.prefix_offset, self.read_offset = self.read_offset, len(new_ids)
+        settled = settled_text(self.text, self.stop)
+        if len(settled) <= len(self.sent) or not settled.startswith(self.sent):
             return ""
-        delta, self.sent = text[len(self.sent) :], text
+        delta, self.sent = settled[len(self.sent) :], settled
         return delta
 
     def rest(self, completion: str) -> str:
         """What is left to send of `completion`, the whole generated_text."""
         if not completion.startswith(self.sent):
-            # Not seen with any tokenizer tried (settled_text holds back what decoding may change); the last
-            # line's generated_text is the answer all the same.
+            # Not seen with any tokenizer tried; the last line's generated_text is the answer all the same.
             log.error("the streamed text is not the start of the completion; the last line has it whole")
             return ""
         return completion[len(self.sent) :]

@@ -122,7 +122,7 @@ def words(*names):
 # many kanji into two or three tokens): a character's bytes arrive over several tokens.
 
 
-def byte_tokenizer(directory):
+def byte_tokenizer(directory, clean_up=False):
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {token: index for index, token in enumerate(CHATML_SPECIAL + alphabet)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -135,6 +135,7 @@ def byte_tokenizer(directory):
         eos_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>", "<|im_end|>"],
         chat_template=CALM3_CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=clean_up,
     ).save_pretrained(directory)
     return AutoTokenizer.from_pretrained(directory)
 
@@ -142,10 +143,10 @@ def byte_tokenizer(directory):
 @pytest.fixture
 def start_bytes(serve, frontend, monkeypatch, tmp_path_factory):
     """The handler on the byte tokenizer; the sampler answers `text` token by token, then <|im_end|>."""
-    tokenizer = byte_tokenizer(tmp_path_factory.mktemp("bytes"))
-    monkeypatch.setattr(inference, "load_chat_tokenizer", lambda checkpoint_dir: tokenizer)
 
-    def start(text, batch_size=1):
+    def start(text, batch_size=1, clean_up=False):
+        tokenizer = byte_tokenizer(tmp_path_factory.mktemp("bytes"), clean_up)
+        monkeypatch.setattr(inference, "load_chat_tokenizer", lambda checkpoint_dir: tokenizer)
         ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
         assert len(ids) == len(text.encode("utf-8")) + 1  # one token per byte
         frontend.context = serve("chatml", FakeSampler(ids), batch_size=batch_size).context
@@ -242,6 +243,30 @@ def test_a_stop_string_spanning_tokens_is_never_sent(start_bytes):
     assert answer.streamed_text == "日本語ですね。"  # no "です" of the stop sent ahead of its "か"
     assert "ですね" in answer.deltas  # held back while it could have been the stop's start
     assert answer.lines[-1]["finish_reason"] == "stop"
+
+
+def test_a_tokenizer_clean_up_that_changes_text_already_decoded_does_not_change_what_was_sent(start_bytes):
+    # transformers' clean-up drops the space before "." once the "." comes: "hello ." -> "hello."
+    server = start_bytes("hello . world , again", clean_up=True)
+    plain = json.loads(server.invoke().chunks[0])
+    answer = server.invoke(stream=True)
+    assert plain["generated_text"] == "hello. world, again"
+    assert answer.streamed_text == "hello. world, again"
+    assert len(answer.deltas) >= 3
+
+
+def test_the_text_is_decoded_piece_by_piece_not_whole_after_every_token(start_bytes, monkeypatch):
+    # Decoding all of a long completion after each token would cost more than the decoding step itself.
+    text = "日本語の長い答えです。" * 30  # 990 byte tokens: within the 1024 positions
+    server = start_bytes(text)
+    tokenizer = inference._worker.generator.tokenizer
+    decoded = []
+    decode = tokenizer.decode
+    monkeypatch.setattr(tokenizer, "decode", lambda ids, **options: decoded.append(len(ids)) or decode(ids, **options))
+    answer = server.invoke(stream=True, max_new_tokens=len(text.encode()) + 1)
+    assert answer.streamed_text == text
+    tokens = len(text.encode())
+    assert sum(decoded) < 40 * tokens, (sum(decoded), tokens)  # whole decodes: about tokens**2 / 2
 
 
 def test_settled_text_holds_back_what_a_later_token_may_change():
