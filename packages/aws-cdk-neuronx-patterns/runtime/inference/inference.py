@@ -1066,8 +1066,9 @@ def _prepare(generator: Generator, request: Any, context: Any, index: int) -> Pr
 
 
 def _failure(error: Exception, request_id: str) -> tuple[int, str, str, bytes]:
-    """(status, message, body) for a request that failed: 4xx with the message for a bad request, 500 with a
-    generic message (the traceback in the log) for anything else. The message is also the reason phrase."""
+    """(status, message, content type, body) for a request that failed: 4xx with the message for a bad request,
+    500 with a generic message (the traceback in the log) for anything else. The message is also the reason
+    phrase."""
     if isinstance(error, RequestError):
         log.info("request %s: %d %s", request_id, error.status_code, error.message)
         status, message = error.status_code, error.message
