@@ -392,6 +392,44 @@ def invoke(
         connection.close()
 
 
+@dataclass(frozen=True)
+class StreamedResponse:
+    """A response read chunk by chunk as it arrives (Transfer-Encoding: chunked)."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    chunks: list[tuple[float, bytes]]
+    """(seconds since the request was sent, bytes) of each piece read: http.client's read1 returns at most one
+    HTTP chunk, or what has arrived of it."""
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(data for _, data in self.chunks)
+
+    def lines(self) -> list[Any]:
+        """The body as JSON Lines: one JSON value per "\n"-terminated line."""
+        assert self.body.endswith(b"\n"), self.body[-200:]
+        return [json.loads(line) for line in self.body.split(b"\n")[:-1]]
+
+
+def invoke_streaming(body: bytes, headers: dict[str, str] | None = None, *, timeout: float = 90) -> StreamedResponse:
+    """One request to /invocations whose answer is read as it comes, each piece with its arrival time."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", INFERENCE_PORT, timeout=timeout)
+    try:
+        sent = time.monotonic()
+        connection.request("POST", "/invocations", body=body, headers=headers or {})
+        response = connection.getresponse()
+        chunks = []
+        while data := response.read1(65536):
+            chunks.append((time.monotonic() - sent, data))
+        return StreamedResponse(response.status, response.reason, dict(response.getheaders()), chunks)
+    finally:
+        connection.close()
+
+
 def request(method: str, path: str, *, port: int = INFERENCE_PORT, timeout: float = 10) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method),

@@ -19,12 +19,19 @@ Request (Content-Type application/json, UTF-8):
    "top_p": number,         (0, 1], default 1.0
    "top_k": int,            >= 1, default 50
    "stop": [str],           up to 4 strings of 1 to 256 characters; the completion ends before the first found
-   "role": str}             answering role, default "assistant"; "" also means the default. Another role
+   "role": str,             answering role, default "assistant"; "" also means the default. Another role
                             only for a ChatML template (<|im_start|>{role}); other families answer 400.
+   "stream": bool}          default false; true: answer in JSON Lines as the tokens come (below)
 Any other field is rejected. Response (application/json):
   {"generated_text": str, "usage": {"prompt_tokens": n, "completion_tokens": m},
    "finish_reason": "stop" (end of turn or stop string)
                   | "length" (max_new_tokens reached, or the generation time limit)}
+A streamed request (Accept must allow application/jsonlines) is answered 200 with application/jsonlines, one
+JSON object per line ("\n"-terminated), sent as the text settles (TorchServe's send_intermediate_predict_response,
+Transfer-Encoding: chunked): {"text": delta} lines, then one last line, the response above with "text", the last
+delta. The deltas concatenate to generated_text; no delta holds half a character or any part of a stop string.
+A failure after the first line was sent cannot change the status any more: the stream then ends with the line
+{"error": message} instead. A request that fails before its first line is answered as any other.
 Each generation ends within NEURONX_GENERATION_TIME_LIMIT_SECONDS (the whole batch shares it), inside
 SageMaker's 60 s invocation limit, with the answer so far. A bad request is answered 4xx with
 {"error": message naming the field}; anything else that fails in one request is a 500 for that request
@@ -69,8 +76,13 @@ from neuronx_common import (
 )
 
 ENV = CONTRACT["endpoint"]["environment"]
+STREAMING = CONTRACT["endpoint"]["streaming"]
 
 JSON_CONTENT_TYPE = "application/json"
+JSONLINES_CONTENT_TYPE = STREAMING["contentType"]
+"""A streamed answer's type: JSON Lines (one JSON value per line, https://jsonlines.org), application/jsonlines as
+SageMaker's own algorithms name it (developer guide, "Common Data Formats for Inference")."""
+STREAM_FIELD = STREAMING["requestField"]
 BODY_KEY = "body"
 """TorchServe 0.11.0 hands a plain (not multipart) request's bytes over as the parameter "body"
 (frontend InferenceRequestHandler.parseRequest; ts/service.py retrieve_data_for_inference)."""
@@ -101,7 +113,7 @@ DEFAULT_TOP_P = 1.0
 DEFAULT_TOP_K = 50
 MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 256
-REQUEST_FIELDS = ("messages", "max_new_tokens", "temperature", "top_p", "top_k", "stop", "role")
+REQUEST_FIELDS = ("messages", "max_new_tokens", "temperature", "top_p", "top_k", "stop", "role", STREAM_FIELD)
 
 CHATML_TURN_START = "<|im_start|>"
 """ChatML (calm3's template) opens a turn with <|im_start|>{role}\\n: the only family whose answering
@@ -191,28 +203,29 @@ def check_content_type(content_type: str | None) -> None:
 
 QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 """RFC 9110 section 12.4.2: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )."""
-JSON_RANGES = {JSON_CONTENT_TYPE: 3, "application/*": 2, "*/*": 1}
-"""The media ranges that cover application/json, the most specific first (RFC 9110 section 12.5.1)."""
 
 
-def check_accept(accept: str | None) -> None:
-    """406 unless the most specific range of `accept` that covers application/json has q > 0.
+def check_accept(accept: str | None, answer_type: str = JSON_CONTENT_TYPE) -> None:
+    """406 unless the most specific range of `accept` that covers `answer_type` (application/...) has q > 0.
 
     No Accept (or an empty one) accepts anything.
     """
     if accept is None or not accept.strip():
         return
+    # The ranges that cover answer_type, the most specific first (RFC 9110 section 12.5.1).
+    ranks = {answer_type: 3, "application/*": 2, "*/*": 1}
     best: tuple[int, float] | None = None
     for item in accept.split(","):
         media_type, parameters = _parameters(item)
         quality = parameters.get("q", "1")
         if not QVALUE.fullmatch(quality):
             raise _bad(f"Accept has q={describe(quality)}; a q value is 0 to 1 with at most 3 decimals")
-        rank = JSON_RANGES.get(media_type)
+        rank = ranks.get(media_type)
         if rank and (best is None or rank > best[0]):
             best = (rank, float(quality))
     if best is None or best[1] == 0:
-        raise RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {JSON_CONTENT_TYPE}, got {describe(accept)}")
+        hint = " (the type of a streamed answer)" if answer_type == JSONLINES_CONTENT_TYPE else ""
+        raise RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {answer_type}{hint}, got {describe(accept)}")
 
 
 def _reject_constant(name: str) -> Any:
@@ -269,6 +282,12 @@ class GenerationRequest:
     top_p: float = DEFAULT_TOP_P
     top_k: int = DEFAULT_TOP_K
     stop: tuple[str, ...] = ()
+    stream: bool = False
+    """Answer in JSON Lines, the text as it is generated."""
+
+    @property
+    def answer_type(self) -> str:
+        return JSONLINES_CONTENT_TYPE if self.stream else JSON_CONTENT_TYPE
 
 
 def _is_int(value: Any) -> bool:
@@ -381,6 +400,8 @@ def parse_request(payload: Any) -> GenerationRequest:
         )
     if "stop" in payload:
         fields["stop"] = _parse_stop(payload["stop"])
+    if STREAM_FIELD in payload:
+        fields["stream"] = _parse_bounded(payload, STREAM_FIELD, lambda value: isinstance(value, bool), "true or false")
     return GenerationRequest(**fields)
 
 
@@ -614,6 +635,78 @@ def shape_response(
     }
 
 
+INCOMPLETE_CHARACTER = "\ufffd"
+"""What tokenizer.decode makes of the bytes of a character whose last byte-level token has not come yet (its
+bytes are decoded with errors="replace"; calm3's tokenizer, like every byte-level BPE, splits rare kanji into
+several tokens)."""
+
+
+def settled_text(text: str, stop: Sequence[str]) -> str:
+    """The beginning of a completion decoded so far (`text`) that no later token can change or cut: without
+    an incomplete character at its end, without the first stop string or any end of it that may be the start
+    of one (a stop string completed later cuts the completion there), and without trailing whitespace
+    (the tokenizer's clean-up drops a space before punctuation that comes next, as in "hello ." -> "hello.")."""
+    text = text.rstrip(INCOMPLETE_CHARACTER)
+    end = len(text)
+    for string in stop:
+        found = text.find(string)
+        if found >= 0:
+            end = min(end, found)
+        for start in range(max(0, len(text) - len(string) + 1), len(text)):
+            if string.startswith(text[start:]):
+                end = min(end, start)
+                break
+    return text[:end].rstrip()
+
+
+class TextStream:
+    """A streamed row's text as its tokens come: `update(new_ids)` returns what may be sent now (possibly "").
+    What it has sent is the start of the completion shape_response makes of the same ids; `rest` completes it.
+
+    The text is decoded incrementally, as text-generation-inference and vLLM do, since decoding the whole
+    completion after every token costs more than a decoding step once it is long (about 26 ms for 4000 byte
+    tokens through transformers 4.45's decode): a new token is decoded after the tokens of the last piece
+    (context for decoders that read a token by its neighbours, as SentencePiece drops a first token's leading
+    space) and the piece is what that adds to the context's own text, once it does not end in an incomplete
+    character. Where it changes the context's text instead (a tokenizer's clean-up of spaces), the whole
+    completion is decoded again, once."""
+
+    def __init__(self, generator: Generator, stop: Sequence[str]):
+        self.generator, self.stop = generator, stop
+        self.text = ""
+        """The completion so far, as decoding the ids read up to read_offset gives it."""
+        self.prefix_offset = self.read_offset = 0
+        self.sent = ""
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.generator.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def update(self, new_ids: Sequence[int]) -> str:
+        if new_ids and new_ids[-1] in self.generator.stop_token_ids:
+            return ""  # the end of the turn: no text (a row ends at its first such token)
+        context = self._decode(new_ids[self.prefix_offset : self.read_offset])
+        text = self._decode(new_ids[self.prefix_offset :])
+        if not text.startswith(context):
+            self.text = self._decode(new_ids)
+            self.prefix_offset, self.read_offset = len(new_ids) - 1, len(new_ids)
+        elif len(text) > len(context) and not text.endswith(INCOMPLETE_CHARACTER):
+            self.text += text[len(context) :]
+            self.prefix_offset, self.read_offset = self.read_offset, len(new_ids)
+        settled = settled_text(self.text, self.stop)
+        if len(settled) <= len(self.sent) or not settled.startswith(self.sent):
+            return ""
+        delta, self.sent = settled[len(self.sent) :], settled
+        return delta
+
+    def rest(self, completion: str) -> str:
+        """What is left to send of `completion`, the whole generated_text."""
+        if not completion.startswith(self.sent):
+            # Not seen with any tokenizer tried; the last line's generated_text is the answer all the same.
+            log.error("the streamed text is not the start of the completion; the last line has it whole")
+            return ""
+        return completion[len(self.sent) :]
+
+
 @dataclass(frozen=True)
 class PreparedRequest:
     """A checked request, rendered and tokenized: ready to be a row of a batch."""
@@ -671,10 +764,22 @@ def generate_rows(
     rows: Sequence[PreparedRequest],
     deadline: float,
     clock: Callable[[], float] = time.monotonic,
+    on_text: Callable[[int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The responses to `rows` (which fit together), generated in one sample() call, each until its own end
-    of turn, stop string or max_new_tokens, or until `deadline`."""
+    of turn, stop string or max_new_tokens, or until `deadline`.
+
+    With `on_text`, each streamed row (request.stream) has its text sent as it settles, on_text(row, delta),
+    from within the model's loop; its response starts with "text", what is left to send."""
     monitors = [StopMonitor(generator, row.request.stop, deadline, clock, row.max_new_tokens) for row in rows]
+    streams = [
+        TextStream(generator, row.request.stop) if on_text is not None and row.request.stream else None
+        for row in rows
+    ]
+    should_stop: list[Callable[[int], bool]] = list(monitors)
+    for index, stream in enumerate(streams):
+        if stream is not None:
+            should_stop[index] = _streaming(monitors[index], stream, lambda delta, row=index: on_text(row, delta))
     top_k, top_p, temperature = rows[0].sampling
     outputs = generator.sample(
         [row.prompt_ids for row in rows],
@@ -683,17 +788,32 @@ def generate_rows(
         top_p=top_p,
         temperature=temperature,
         stop_token_ids=sorted(generator.stop_token_ids),
-        should_stop=monitors,
+        should_stop=should_stop,
     )
     responses = []
-    for row, monitor, output_ids in zip(rows, monitors, outputs, strict=True):
+    for row, monitor, stream, output_ids in zip(rows, monitors, streams, outputs, strict=True):
         if list(output_ids[: len(row.prompt_ids)]) != row.prompt_ids:
             raise RuntimeError("the model's output does not start with the prompt: cannot cut the completion")
         response = shape_response(generator, output_ids, len(row.prompt_ids), row.request.stop)
         if monitor.timed_out:
             log.warning("generation time limit reached after %d tokens", response["usage"]["completion_tokens"])
+        if stream is not None:
+            response = {"text": stream.rest(response["generated_text"]), **response}
         responses.append(response)
     return responses
+
+
+def _streaming(monitor: StopMonitor, stream: TextStream, send: Callable[[str], None]) -> Callable[[int], bool]:
+    """`monitor` as the sampler's should_stop, which also sends what the new token settles of the text."""
+
+    def should_stop(token_id: int) -> bool:
+        stop = monitor(token_id)
+        delta = stream.update(monitor.new_ids)
+        if delta:
+            send(delta)
+        return stop
+
+    return should_stop
 
 
 def generate(
@@ -844,7 +964,8 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
         raise ModelConfigurationError("handle was called with requests before the model was loaded")
     generator = _worker.generator
     deadline = clock() + _worker.time_limit
-    answers: list[tuple[int, str | None, bytes] | None] = [None] * len(data)
+    # (status, reason phrase or None, content type, body) of each request
+    answers: list[tuple[int, str | None, str, bytes] | None] = [None] * len(data)
     request_ids = [bounded_ascii(str(context.get_request_id(index))) for index in range(len(data))]
     prepared: list[PreparedRequest] = []
     positions: list[int] = []
@@ -854,16 +975,37 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
             positions.append(index)
         except Exception as error:
             answers[index] = _failure(error, request_ids[index])
+    streaming: set[int] = set()
+    """The requests whose first line is sent: their status and content type are the client's already."""
+
+    def send_line(index: int, line: Mapping[str, Any]) -> None:
+        if index not in streaming:
+            # The frontend writes the status line and headers with a request's first chunk
+            # (TorchServe 0.11.0 RestJob.responseInference), taking the content type from that message.
+            context.set_response_content_type(index, JSONLINES_CONTENT_TYPE)
+            streaming.add(index)
+        send_intermediate(context, {index: json_line(line)})
+
     calls = plan_calls(prepared, generator)
     for number, call in enumerate(calls):
         # Calls run one after another: each gets an equal share of the time still left.
         own_deadline = clock() + (deadline - clock()) / (len(calls) - number)
         started = clock()
         try:
-            responses = generate_rows(generator, [prepared[i] for i in call], own_deadline, clock)
+            responses = generate_rows(
+                generator,
+                [prepared[i] for i in call],
+                own_deadline,
+                clock,
+                on_text=lambda row, delta, call=call: send_line(positions[call[row]], {"text": delta}),
+            )
         except Exception as error:
             for i in call:
-                answers[positions[i]] = _failure(error, request_ids[positions[i]])
+                index = positions[i]
+                answers[index] = _failure(error, request_ids[index])
+                if index in streaming:
+                    # Too late for a status: the stream ends with the error's line.
+                    answers[index] = (200, None, JSONLINES_CONTENT_TYPE, json_line({"error": answers[index][1]}))
             continue
         for i, response in zip(call, responses, strict=True):
             log.info(
@@ -875,31 +1017,58 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
                 clock() - started,
                 len(call),
             )
-            answers[positions[i]] = (200, None, json.dumps(response, ensure_ascii=False).encode("utf-8"))
+            if prepared[i].request.stream:
+                answers[positions[i]] = (200, None, JSONLINES_CONTENT_TYPE, json_line(response))
+            else:
+                body = json.dumps(response, ensure_ascii=False).encode("utf-8")
+                answers[positions[i]] = (200, None, JSON_CONTENT_TYPE, body)
     bodies = []
     for index, answer in enumerate(answers):
         assert answer is not None
-        status, error, body = answer
+        status, error, content_type, body = answer
         if error is not None:
             context.set_response_status(status, error, index)
-        context.set_response_content_type(index, JSON_CONTENT_TYPE)
+        context.set_response_content_type(index, content_type)
         bodies.append(body)
     return bodies
+
+
+def json_line(value: Mapping[str, Any]) -> bytes:
+    """One line of JSON Lines: UTF-8 JSON, whose strings escape every line break, ended by "\n"."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def send_intermediate(context: Any, chunks: Mapping[int, bytes]) -> None:
+    """Sends `chunks` ({index in the batch: bytes}) to those requests only, ahead of the batch's answers.
+
+    TorchServe 0.11.0's ts/handler_utils/utils.py send_intermediate_predict_response(ret, req_id_map, ...)
+    writes one predict response (ts/protocol/otf_message_handler.py create_predict_response) for the
+    requests of req_id_map, each body ret[index], with the header ts_stream_next=true; the frontend
+    (BatchAggregator.sendResponse) answers the jobs it names and keeps the batch open, and RestJob sends each
+    as an HTTP chunk. handle's return value is the last chunk: create_predict_response turns a request's
+    ts_stream_next to false, and the frontend ends that response."""
+    from ts.handler_utils.utils import send_intermediate_predict_response
+
+    request_ids = {index: context.request_ids[index] for index in chunks}
+    send_intermediate_predict_response(dict(chunks), request_ids, "Intermediate Prediction success", 200, context)
 
 
 def _prepare(generator: Generator, request: Any, context: Any, index: int) -> PreparedRequest:
     """Request `index` of the batch checked (headers, body, fields) and tokenized; RequestError when bad."""
     headers = context.get_all_request_header(index) or {}
     check_content_type(header(headers, "content-type"))
-    check_accept(header(headers, "accept"))
     if not isinstance(request, Mapping) or BODY_KEY not in request:
         raise _bad("body is missing")
-    return prepare(generator, parse_request(parse_json_body(request[BODY_KEY])))
+    parsed = parse_request(parse_json_body(request[BODY_KEY]))
+    # After the body, which says whether the answer is streamed (and so its type).
+    check_accept(header(headers, "accept"), parsed.answer_type)
+    return prepare(generator, parsed)
 
 
-def _failure(error: Exception, request_id: str) -> tuple[int, str, bytes]:
-    """(status, message, body) for a request that failed: 4xx with the message for a bad request, 500 with a
-    generic message (the traceback in the log) for anything else. The message is also the reason phrase."""
+def _failure(error: Exception, request_id: str) -> tuple[int, str, str, bytes]:
+    """(status, message, content type, body) for a request that failed: 4xx with the message for a bad request,
+    500 with a generic message (the traceback in the log) for anything else. The message is also the reason
+    phrase."""
     if isinstance(error, RequestError):
         log.info("request %s: %d %s", request_id, error.status_code, error.message)
         status, message = error.status_code, error.message
@@ -907,7 +1076,7 @@ def _failure(error: Exception, request_id: str) -> tuple[int, str, bytes]:
         log.error("request %s failed", request_id, exc_info=error)
         status = HTTP_INTERNAL_ERROR
         message = bounded_ascii(f"internal error; the endpoint's log has the traceback (request {request_id})")
-    return status, message, json.dumps({"error": message}).encode("ascii")
+    return status, message, JSON_CONTENT_TYPE, json.dumps({"error": message}).encode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""Streamed answers on the image's own TorchServe and toolkit: a request with "stream": true is answered with
+Transfer-Encoding: chunked, one JSON Lines chunk after another as the fake device generates the tokens, the first
+long before the last; what they say adds up to the answer the same request gets without streaming; and in one
+TorchServe batch a streamed, a plain and a bad request each get their own answer. The lowCost endpoint (one worker)
+compiled for a batch of 4, so that requests queued behind a busy worker are handed to the handler together; its
+load is shortened (the slow load is test_model_server.py's subject) to keep this module under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import neuron_device
+import pytest
+
+from conftest import STARTUP_MARGIN_SECONDS, start_server, wait_until
+from serving_stack import invoke, invoke_streaming
+
+PRESET = "lowCost"
+BATCH_SIZE = 4
+LOAD_SECONDS = 5
+JSON = {"Content-Type": "application/json"}
+JSONLINES = "application/jsonlines"
+NEW_TOKENS = 24
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = start_server(
+        tmp_path_factory.mktemp("streaming"),
+        PRESET,
+        batch_size=BATCH_SIZE,
+        **{neuron_device.LOAD_SECONDS: str(LOAD_SECONDS)},
+    )
+
+    def ready():
+        try:
+            return all(worker["status"] == "READY" for worker in server.workers())
+        except (OSError, AssertionError):
+            return False
+
+    try:
+        assert wait_until(ready, LOAD_SECONDS + STARTUP_MARGIN_SECONDS), server.logs()[-3000:]
+        yield server
+    finally:
+        server.stop()
+
+
+def body(words: int = 1, **fields) -> bytes:
+    """A request whose prompt has `words` words: the device's record tells requests apart by prompt length."""
+    message = {"role": "user", "content": " ".join(["hello"] * words)}
+    return json.dumps({"messages": [message], "max_new_tokens": NEW_TOKENS, "temperature": 0, **fields}).encode()
+
+
+def header(headers: dict[str, str], name: str) -> str | None:
+    return next((value for key, value in headers.items() if key.lower() == name), None)
+
+
+def test_a_streamed_answer_comes_in_chunks_as_the_tokens_are_generated(server):
+    streamed = invoke_streaming(body(stream=True), JSON)
+    assert streamed.status == 200, streamed.body[:500]
+    assert header(streamed.headers, "transfer-encoding") == "chunked"
+    assert header(streamed.headers, "content-type") == JSONLINES
+    assert len(streamed.chunks) >= NEW_TOKENS // 4, streamed.chunks
+    first, last = streamed.chunks[0][0], streamed.chunks[-1][0]
+    per_token = server.deployment.seconds_per_token
+    # The last chunk comes after all NEW_TOKENS steps; the first a few steps in, not at the end.
+    assert last >= NEW_TOKENS * per_token * 0.9
+    assert first <= last / 3, [round(at, 2) for at, _ in streamed.chunks]
+
+    *deltas, end = streamed.lines()
+    plain = invoke(body(), JSON)
+    assert plain.status == 200 and header(plain.headers, "transfer-encoding") is None
+    answer = plain.json()
+    assert "".join(line["text"] for line in [*deltas, end]) == answer["generated_text"]
+    assert {key: value for key, value in end.items() if key != "text"} == answer
+    assert answer["usage"]["completion_tokens"] == NEW_TOKENS
+
+
+def test_a_batch_with_a_streamed_a_plain_and_a_bad_request_answers_each(server):
+    before = len(server.generations())
+    with ThreadPoolExecutor(4) as pool:
+        # A request that keeps the only worker busy (about 8 steps), so that the next three queue behind it and
+        # TorchServe hands them to the handler as one batch.
+        busy = pool.submit(invoke, body(words=1, max_new_tokens=8), JSON)
+        time.sleep(2 * server.deployment.seconds_per_token)
+        streamed = pool.submit(invoke_streaming, body(words=2, stream=True), JSON)
+        plain = pool.submit(invoke, body(words=3), JSON)
+        bad = pool.submit(invoke, body(words=4, stream="yes"), JSON)
+        answers = busy.result(), streamed.result(), plain.result(), bad.result()
+    busy, streamed, plain, bad = answers
+    assert [answer.status for answer in answers] == [200, 200, 200, 400], [answer.body[:200] for answer in answers]
+    assert bad.reason == "stream must be true or false, got 'yes'"
+    assert header(streamed.headers, "transfer-encoding") == "chunked" and len(streamed.chunks) >= NEW_TOKENS // 4
+    assert header(plain.headers, "content-type") == "application/json"
+    assert "".join(line["text"] for line in streamed.lines()) == plain.json()["generated_text"]
+    # The streamed and the plain request were generated in one model call.
+    calls = server.generations()[before:]
+    assert sorted(len(set(call["promptTokens"])) for call in calls) == [1, 2], calls
