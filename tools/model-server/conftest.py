@@ -53,3 +53,17 @@ def wait_until(condition, timeout: float, interval: float = 1.0):
             return value
         time.sleep(interval)
     return None
+
+
+def restarts(server, workers_before: list[dict]) -> list[str]:
+    """Evidence that a worker was lost since `workers_before` was read."""
+    problems = []
+    workers = server.workers()
+    if sorted(w["pid"] for w in workers) != sorted(w["pid"] for w in workers_before):
+        problems.append(f"worker pids changed: {[w['pid'] for w in workers_before]} -> {[w['pid'] for w in workers]}")
+    if any(worker["status"] != "READY" for worker in workers):
+        problems.append(f"worker(s) not READY: {workers}")
+    claims = server.claims()
+    if len(claims) != server.deployment.workers:
+        problems.append(f"{len(claims)} NeuronCore claims for {server.deployment.workers} worker(s): one loaded again")
+    return problems

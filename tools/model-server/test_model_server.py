@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, wait_until
+from conftest import SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, restarts, wait_until
 from serving_stack import invoke
 
 INVOCATION_LIMIT_SECONDS = 60
@@ -37,20 +37,6 @@ def ready_workers(server) -> list[dict]:
     if not_ready or len(workers) != server.deployment.workers:
         pytest.fail(f"the model is not served by {server.deployment.workers} READY worker(s): {workers}")
     return workers
-
-
-def restarts(server, workers_before: list[dict]) -> list[str]:
-    """Evidence that a worker was lost since `workers_before` was read."""
-    problems = []
-    workers = server.workers()
-    if sorted(w["pid"] for w in workers) != sorted(w["pid"] for w in workers_before):
-        problems.append(f"worker pids changed: {[w['pid'] for w in workers_before]} -> {[w['pid'] for w in workers]}")
-    if any(worker["status"] != "READY" for worker in workers):
-        problems.append(f"worker(s) not READY: {workers}")
-    claims = server.claims()
-    if len(claims) != server.deployment.workers:
-        problems.append(f"{len(claims)} NeuronCore claims for {server.deployment.workers} worker(s): one loaded again")
-    return problems
 
 
 def test_the_slow_load_completes_with_no_worker_restarted(server):

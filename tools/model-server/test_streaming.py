@@ -8,6 +8,7 @@ load is shortened (the slow load is test_model_server.py's subject) to keep this
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import neuron_device
 import pytest
 
-from conftest import STARTUP_MARGIN_SECONDS, start_server, wait_until
-from serving_stack import invoke, invoke_streaming
+from conftest import STARTUP_MARGIN_SECONDS, restarts, start_server, wait_until
+from serving_stack import INFERENCE_PORT, invoke, invoke_streaming
 
 PRESET = "lowCost"
 BATCH_SIZE = 4
@@ -99,3 +100,19 @@ def test_a_batch_with_a_streamed_a_plain_and_a_bad_request_answers_each(server):
     # The streamed and the plain request were generated in one model call.
     calls = server.generations()[before:]
     assert sorted(len(set(call["promptTokens"])) for call in calls) == [1, 2], calls
+
+
+def test_a_client_that_hangs_up_mid_stream_restarts_no_worker(server):
+    # A client (or SageMaker's front end for it) may close the connection after the first chunk; the handler keeps
+    # sending chunks to TorchServe for a response nobody reads. That must not cost the worker (a restart reloads the
+    # whole model): the generation ends as usual and the next request is answered.
+    workers = server.workers()
+    connection = http.client.HTTPConnection("127.0.0.1", INFERENCE_PORT, timeout=30)
+    connection.request("POST", "/invocations", body=body(words=5, stream=True), headers=JSON)
+    response = connection.getresponse()
+    assert response.status == 200 and response.read1(65536)
+    connection.close()
+    time.sleep(NEW_TOKENS * server.deployment.seconds_per_token + 1)
+    after = invoke_streaming(body(words=6, stream=True), JSON)
+    assert after.status == 200 and "finish_reason" in after.lines()[-1]
+    assert not restarts(server, workers)
