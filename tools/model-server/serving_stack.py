@@ -68,11 +68,15 @@ MANAGEMENT_PORT = 8081  # TorchServe's default management port, as in the image'
 #   toolkit's default-ts.properties), so the addresses below keep it on loopback;
 # - the working directory is a temporary directory, not /: only the toolkit's empty model store
 #   (<cwd>/.sagemaker/ts/models) and TorchServe's logs/ are written under it.
+# - the library's /ping plugin is named by its container path (JDK_JAVA_OPTIONS=-javaagent:/opt/ml/model/code/...):
+#   the same path under the temporary directory (host_paths).
 LOOPBACK_ENV = {
     "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{INFERENCE_PORT}",
     "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{MANAGEMENT_PORT}",
     "TS_METRICS_ADDRESS": "http://127.0.0.1:8082",
 }
+CONTAINER_MODEL_DIR = "/opt/ml/model"
+"""Where SageMaker copies the artifact prefix (contract layout)."""
 PASSED_THROUGH = ("PATH", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 ANSWER_WORDS = ("hello", "world", "again")
@@ -272,7 +276,7 @@ class ModelServer:
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
             **IMAGE_ENV,
             IMAGE_TEMP: str(temp),
-            **deployment.environment,
+            **host_paths(deployment.environment, self.model_dir),
             "SAGEMAKER_BASE_DIR": str(root / "opt-ml"),
             **LOOPBACK_ENV,
             "PYTHONPATH": str(FAKE_NEURON),
@@ -344,6 +348,15 @@ class ModelServer:
             return request("GET", "/ping", timeout=5)[0]
         except OSError:
             return None  # not listening yet
+
+
+def host_paths(environment: dict[str, str], model_dir: Path) -> dict[str, str]:
+    """`environment` with the container's model directory in the JVM options (the /ping plugin's jar) as `model_dir`."""
+    java_options = ENDPOINT_ENV["javaOptions"]
+    if java_options not in environment:
+        return environment
+    value = environment[java_options].replace(f"{CONTAINER_MODEL_DIR}/", f"{model_dir}/")
+    return {**environment, java_options: value}
 
 
 def _group_alive(pgid: int) -> bool:

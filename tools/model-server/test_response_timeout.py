@@ -1,9 +1,7 @@
-"""TorchServe 0.11.0's response timeout and health check on a load slower than 60 s, each on a server of its own
-(lowCost: one worker), after test_model_server.py's servers have stopped."""
+"""TorchServe 0.11.0's response timeout on a load slower than 60 s, on a server of its own (lowCost: one worker),
+after test_model_server.py's servers have stopped. The health check during the load: test_readiness_ping.py."""
 
 from __future__ import annotations
-
-import pytest
 
 from conftest import SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, start_server, wait_until
 
@@ -27,22 +25,5 @@ def test_the_old_60_s_response_timeout_kills_the_loading_worker(tmp_path):
         assert claims[1]["at"] - claims[0]["at"] < SLOW_LOAD_SECONDS
         assert not any(worker["status"] == "READY" for worker in workers)
         assert "died" in server.logs()
-    finally:
-        server.stop()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="TorchServe 0.11.0 answers /ping 200 'Healthy' while every worker is still loading: a worker counts as"
-    " healthy unless it has been recovering for longer than max_retry_timeout_in_sec (frontend wlm/WorkerThread.java"
-    " isHealthy, util/ApiUtils.java isModelHealthy; pytorch/serve issue 2434, aws/deep-learning-containers issue"
-    " 2917). So SageMaker's health check passes before the model can answer. Strict: if this passes, it was fixed.",
-)
-def test_ping_fails_while_the_model_loads(tmp_path):
-    server = start_server(tmp_path, "lowCost")
-    try:
-        assert wait_until(server.claims, STARTUP_MARGIN_SECONDS), "no worker started loading"
-        # The worker has claimed its cores: it is loading, for SLOW_LOAD_SECONDS from then.
-        assert server.ping() != 200
     finally:
         server.stop()

@@ -8,7 +8,7 @@ import { NeuronxInstanceType } from './neuronx-instance-type';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { batchingEnvironment, EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
-import { SERVICE_HANDLER } from './private/service-handler';
+import { READINESS_JAVA_OPTIONS, SERVICE_HANDLER } from './private/service-handler';
 import { throwIfProblems, workersPerInstance } from './private/sizing';
 import { VARIANT_NAME } from './private/variant';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointBase } from './transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
@@ -220,6 +220,8 @@ function renderEnvironment(
     // 60 s invocation limit (generationTimeLimit below), so no answer waits for this timeout.
     [endpointEnv('responseTimeout')]: String(startupTimeout.toSeconds()),
     [endpointEnv('serviceHandler')]: SERVICE_HANDLER,
+    // /ping answers 200 only once the model has loaded (see READINESS_JAVA_OPTIONS).
+    [endpointEnv('javaOptions')]: READINESS_JAVA_OPTIONS,
     [endpointEnv('generationTimeLimit')]: String(CONTRACT.defaults.generationTimeLimitSeconds),
     ...batchingEnvironment(data.batchSize, workers, startupTimeout),
   };

@@ -116,6 +116,14 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
     expect(Number(containerEnv(s.template).NEURONX_GENERATION_TIME_LIMIT_SECONDS)).toBeLessThan(60);
   });
 
+  test('/ping answers only once the model has loaded: the JVM loads the library\'s plugin from the placed code/', () => {
+    // TorchServe 0.11.0's own /ping answers 200 while a worker still loads (tools/model-server test_readiness_ping.py):
+    // the plugin, placed in code/ beside the handler, replaces it. SageMaker copies the prefix to /opt/ml/model.
+    expect(containerEnv(s.template).JDK_JAVA_OPTIONS).toBe('-javaagent:/opt/ml/model/code/readiness-ping.jar');
+    const [code] = Object.values(s.template.findResources('Custom::NeuronxInferenceCode'));
+    expect(code.Properties.Files.map((f: { Name: string }) => f.Name)).toContain('readiness-ping.jar');
+  });
+
   test('no SAGEMAKER_PROGRAM: only the toolkit\'s own handler service reads it, and TorchServe does not call that service', () => {
     expect(containerEnv(s.template)).not.toHaveProperty('SAGEMAKER_PROGRAM');
   });
@@ -324,7 +332,7 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
 
   test.each([
     'NEURON_RT_NUM_CORES', 'SAGEMAKER_MODEL_SERVER_WORKERS', 'NEURONX_TP_DEGREE',
-    'TS_DEFAULT_RESPONSE_TIMEOUT', 'TS_DEFAULT_SERVICE_HANDLER', 'NEURONX_GENERATION_TIME_LIMIT_SECONDS',
+    'TS_DEFAULT_RESPONSE_TIMEOUT', 'TS_DEFAULT_SERVICE_HANDLER', 'NEURONX_GENERATION_TIME_LIMIT_SECONDS', 'JDK_JAVA_OPTIONS',
   ])('environment overriding %s', (name) => {
     expect(endpointError({ environment: { [name]: '1' } }))
       .toMatch(new RegExp(`environment sets ${name}, which the library sets from the compile options and instance type: remove it`));

@@ -57,7 +57,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     expect(lists.map(s => s.Condition)).toEqual([{ StringLike: { 's3:prefix': [`${compile.compiledArtifactS3Prefix}*`] } }]);
   });
 
-  test('places inference.py, neuronx_common.py and contract.json under <prefix>code/ through the compile\'s own function, which may write only there', () => {
+  test('places inference.py, neuronx_common.py, contract.json and the /ping plugin under <prefix>code/ through the compile\'s own function, which may write only there', () => {
     const { stack, compile, bucket } = compileFixture();
     TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
     const template = Template.fromStack(stack);
@@ -66,7 +66,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     const props = resources[0].Properties;
     expect(props.DestinationPrefix).toBe(`${compile.compiledArtifactS3Prefix}code/`);
     expect(props.DestinationBucket).toEqual({ Ref: logicalId(stack, bucket) });
-    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', 'inference.py', 'neuronx_common.py']);
+    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', 'inference.py', 'neuronx_common.py', 'readiness-ping.jar']);
     // The compile's function serves it: no function of its own.
     expect(props.ServiceToken).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('LifecycleFunction')), 'Arn'] });
     expect(stack.node.tryFindChild('InferenceCode')?.node.tryFindChild('Function')).toBeUndefined();
@@ -145,8 +145,9 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     };
     const a = hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' }));
     const b = hashOf(codeDir({ 'inference.py': handler('v2'), 'requirements.txt': 'x' }));
-    // The library's shared module and the contract are placed beside it, always.
-    expect(a.names).toEqual(['contract.json', 'inference.py', 'neuronx_common.py', 'requirements.txt']);
+    // The library's shared module, the contract and the /ping plugin (TorchServe's, whatever the handler) are placed
+    // beside it, always.
+    expect(a.names).toEqual(['contract.json', 'inference.py', 'neuronx_common.py', 'readiness-ping.jar', 'requirements.txt']);
     expect(a.hash).not.toEqual(b.hash);
     expect(hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' })).hash).toEqual(a.hash);
   });
@@ -161,7 +162,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
       .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
   });
 
-  test.each(['neuronx_common.py', 'contract.json'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
+  test.each(['neuronx_common.py', 'contract.json', 'readiness-ping.jar'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
     const stack = new Stack(new App(), 'S', { env: ENV });
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'inference.py': handler('v1'), [name]: 'x' });

@@ -36,6 +36,8 @@ export interface RuntimeContract {
     readonly serviceHandlerFunction: string;
     /** TorchServe's dynamic batching, set above batch size 1. */
     readonly batching: { readonly maxBatchDelayMilliseconds: number };
+    /** The /ping plugin: its file in runtime/inference/ and code/, and where the container sees it. */
+    readonly readiness: { readonly jar: string; readonly containerPath: string };
   };
   readonly layout: {
     readonly checkpointDir: string;

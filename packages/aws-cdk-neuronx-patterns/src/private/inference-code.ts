@@ -12,7 +12,7 @@ import { CONTRACT, RUNTIME_DIR } from './contract';
 import { handlerFunction } from './handler-function';
 import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './handler-protocol';
 import { suppressWildcardFindings, wildcardFindings } from './nag-finding';
-import { SERVICE_HANDLER } from './service-handler';
+import { READINESS_JAR, SERVICE_HANDLER } from './service-handler';
 import { throwIfProblems } from './sizing';
 import { grantAssetRead, stageAsset } from './staged-asset';
 
@@ -20,10 +20,12 @@ const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
 const HANDLE = CONTRACT.endpoint.serviceHandlerFunction;
 // A function definition at the start of a line (not nested in a class or another function).
 const HANDLE_DEFINITION = new RegExp(`^def ${HANDLE}\\s*\\(`, 'm');
-// The library's files every code/ gets: the contract and the module the handler imports (shared with the compile job).
+// The library's files every code/ gets: the contract, the module the handler imports (shared with the compile job),
+// and the /ping plugin TorchServe loads (whatever the handler).
 const LIBRARY_CODE_FILES = [
   path.join(RUNTIME_DIR, 'contract.json'),
   path.join(RUNTIME_DIR, 'common', 'neuronx_common.py'),
+  READINESS_JAR,
 ];
 const DEFAULT_HANDLER = path.join(RUNTIME_DIR, 'inference', HANDLER_SCRIPT);
 
