@@ -75,8 +75,6 @@ LOOPBACK_ENV = {
     "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{MANAGEMENT_PORT}",
     "TS_METRICS_ADDRESS": "http://127.0.0.1:8082",
 }
-CONTAINER_MODEL_DIR = "/opt/ml/model"
-"""Where SageMaker copies the artifact prefix (contract layout)."""
 PASSED_THROUGH = ("PATH", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 ANSWER_WORDS = ("hello", "world", "again")
@@ -355,7 +353,7 @@ def host_paths(environment: dict[str, str], model_dir: Path) -> dict[str, str]:
     java_options = ENDPOINT_ENV["javaOptions"]
     if java_options not in environment:
         return environment
-    value = environment[java_options].replace(f"{CONTAINER_MODEL_DIR}/", f"{model_dir}/")
+    value = environment[java_options].replace(CONTRACT["endpoint"]["modelDir"], f"{model_dir}/")
     return {**environment, java_options: value}
 
 

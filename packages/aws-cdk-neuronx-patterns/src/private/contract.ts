@@ -36,8 +36,10 @@ export interface RuntimeContract {
     readonly serviceHandlerFunction: string;
     /** TorchServe's dynamic batching, set above batch size 1. */
     readonly batching: { readonly maxBatchDelayMilliseconds: number };
-    /** The /ping plugin: its file in runtime/inference/ and code/, and where the container sees it. */
-    readonly readiness: { readonly jar: string; readonly containerPath: string };
+    /** The /ping plugin's file name, in runtime/inference/ and in code/. */
+    readonly readiness: { readonly jar: string };
+    /** Where SageMaker copies the artifact prefix in the container (ends with '/'). */
+    readonly modelDir: string;
   };
   readonly layout: {
     readonly checkpointDir: string;

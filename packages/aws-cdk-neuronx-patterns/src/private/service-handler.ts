@@ -15,7 +15,7 @@ export const SERVICE_HANDLER = `${path.parse(CONTRACT.endpoint.handlerScript).na
  * 503 until every model has a loaded worker. The toolkit writes TorchServe's configuration itself, with no
  * plugins_path, so the jar joins the class path as a Java agent that instruments nothing (contract endpoint.readiness).
  */
-export const READINESS_JAVA_OPTIONS = `-javaagent:${CONTRACT.endpoint.readiness.containerPath}`;
+export const READINESS_JAVA_OPTIONS = `-javaagent:${CONTRACT.endpoint.modelDir}${CONTRACT.layout.codeDir}${CONTRACT.endpoint.readiness.jar}`;
 
 /** The plugin jar, built from runtime/inference/readiness/ and placed in every code/ beside the handler. */
 export const READINESS_JAR = path.join(RUNTIME_DIR, 'inference', CONTRACT.endpoint.readiness.jar);

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import subprocess
 import sys
 import tempfile
@@ -23,10 +24,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "src"
-JAR = HERE.parent / "readiness-ping.jar"
+JAR = HERE.parent / json.loads((HERE.parent.parent / "contract.json").read_text())["endpoint"]["readiness"]["jar"]
 TORCHSERVE_VERSION = "0.11.0"  # the image's (Dockerfile.neuronx ARG TORCHSERVE_VERSION)
 JAVA_RELEASE = "11"  # the image installs openjdk-11-jdk
-AGENT_CLASS = "io.github.awscdkneuronx.patterns.readiness.ModelLoadedPing"
+# The plugin class is also the agent (its premain does nothing): the one class the service file names.
+AGENT_CLASS = (SOURCE / "META-INF" / "services" / "org.pytorch.serve.servingsdk.ModelServerEndpoint").read_text().strip()
 # The earliest date a zip entry can carry; any fixed date would do.
 ENTRY_DATE = (1980, 1, 1, 0, 0, 0)
 MANIFEST = (
