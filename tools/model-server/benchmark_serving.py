@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from conftest import port_in_use, wait_until  # first: serving_stack puts the runtime's tests (and conftest) on the path
+from conftest import wait_until  # first: serving_stack puts the runtime's tests (and conftest) on the path
 import serving_stack
 
 PRESETS = ("lowCost", "highPerformance")
@@ -88,7 +88,7 @@ def client_prompts(rng: random.Random, count: int, n_positions: int) -> list[int
     return sizes
 
 
-def run_clients(levels, prompt_words, stop: threading.Event, results: list[Sent], seed: int) -> list[float]:
+def run_clients(server: serving_stack.ModelServer, levels, prompt_words, stop: threading.Event, results: list[Sent], seed: int) -> list[float]:
     """Starts clients level by level (1, then up to 4, 8, 16 in all); returns when each level started."""
     lock = threading.Lock()
 
@@ -98,8 +98,8 @@ def run_clients(levels, prompt_words, stop: threading.Event, results: list[Sent]
             max_new = max(1, round(rng.gauss(OUTPUT_MEAN, OUTPUT_STDDEV)))
             sent = time.time()
             try:
-                answer = serving_stack.invoke(chat_body(prompt_words[index], max_new), {"Content-Type": "application/json"},
-                                              timeout=120)
+                answer = server.invoke(chat_body(prompt_words[index], max_new), {"Content-Type": "application/json"},
+                                       timeout=120)
             except OSError:
                 return  # the server was stopped under an unfinished request
             record = Sent(index, sent, time.time(), answer.status)
@@ -172,8 +172,6 @@ def measure(matched, started: list[float], levels) -> list[dict]:
 def serving(deployment: serving_stack.Deployment, time_scale: float):
     """The endpoint on the real model server, its device running `time_scale` times its calibrated time per step (the
     TorchServe batch delay scaled with it), until every worker is READY."""
-    if any(port_in_use(port) for port in (serving_stack.INFERENCE_PORT, serving_stack.MANAGEMENT_PORT)):
-        sys.exit("ports 8080/8081 are in use: another model server is running; stop it first")
     delay_name = serving_stack.ENDPOINT_ENV["serverMaxBatchDelay"]
     if delay_name in deployment.environment:
         scaled = max(1, round(int(deployment.environment[delay_name]) * time_scale))
@@ -203,7 +201,7 @@ def run(deployment: serving_stack.Deployment, levels, seed: int) -> list[dict]:
         prompt_words = client_prompts(random.Random(seed), max(levels), n_positions)
         results: list[Sent] = []
         stop = threading.Event()
-        started = run_clients(levels, prompt_words, stop, results, seed)
+        started = run_clients(server, levels, prompt_words, stop, results, seed)
         stop.set()
         # The requests running at the last window's end finish within one (batched) answer's time.
         batch = int(deployment.environment[serving_stack.ENDPOINT_ENV["batchSize"]])
@@ -227,8 +225,8 @@ def probe_ttft(deployment: serving_stack.Deployment, seed: int) -> dict:
         results = []
         for _ in range(PROBE_REQUESTS):
             sent = time.time()
-            answer = serving_stack.invoke(chat_body(words, PROBE_NEW_TOKENS), {"Content-Type": "application/json"},
-                                          timeout=120)
+            answer = server.invoke(chat_body(words, PROBE_NEW_TOKENS), {"Content-Type": "application/json"},
+                                   timeout=120)
             record = Sent(0, sent, time.time(), answer.status)
             if answer.status != 200:
                 raise RuntimeError(f"a probe request failed with {answer.status}")

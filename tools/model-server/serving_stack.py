@@ -58,23 +58,51 @@ IMAGE_ENV = {
 }
 IMAGE_TEMP = "TEMP"  # ENV TEMP=/home/model-server/tmp; TorchServe keeps its pid file there (tempfile.gettempdir())
 TS_CONFIG_FILE = Path("/etc/sagemaker-ts.properties")
-"""Toolkit 2.0.21 writes TorchServe's configuration there (torchserve.py TS_CONFIG_FILE): saved and put back."""
-INFERENCE_PORT = 8080  # the toolkit's default SAGEMAKER_BIND_TO_PORT (sagemaker_inference/environment.py)
-MANAGEMENT_PORT = 8081  # TorchServe's default management port, as in the image's config.properties
+"""Toolkit 2.0.21 writes TorchServe's configuration there (torchserve.py TS_CONFIG_FILE, a fixed path) and starts
+TorchServe with it. Each server here runs in a mount namespace of its own with a file of its own bound over that
+path, so that servers can start side by side and the host's /etc is never written (see ModelServer.start)."""
 # Deviations, all on the host side of the container boundary:
 # - the toolkit finds /opt/ml through SAGEMAKER_BASE_DIR (sagemaker_inference/parameters.py BASE_PATH_ENV; SageMaker
 #   leaves it unset, so /opt/ml): a temporary directory instead, so that nothing is written to the host's /opt/ml;
-# - the toolkit binds 0.0.0.0; TorchServe reads TS_<KEY> over its config file (enable_envvars_config=true in the
-#   toolkit's default-ts.properties), so the addresses below keep it on loopback;
+# - the toolkit binds 0.0.0.0 on 8080 (its default SAGEMAKER_BIND_TO_PORT) and TorchServe its management API on 8081; TorchServe reads TS_<KEY> over its
+#   config file (enable_envvars_config=true in the toolkit's default-ts.properties), so loopback_env below keeps
+#   each server on loopback, on free ports of its own (several servers run at once in the test suite);
 # - the working directory is a temporary directory, not /: only the toolkit's empty model store
 #   (<cwd>/.sagemaker/ts/models) and TorchServe's logs/ are written under it.
 # - the library's /ping plugin is named by its container path (JDK_JAVA_OPTIONS=-javaagent:/opt/ml/model/code/...):
 #   the same path under the temporary directory (host_paths).
-LOOPBACK_ENV = {
-    "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{INFERENCE_PORT}",
-    "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{MANAGEMENT_PORT}",
-    "TS_METRICS_ADDRESS": "http://127.0.0.1:8082",
-}
+
+
+@dataclass(frozen=True)
+class Ports:
+    inference: int
+    management: int
+    metrics: int
+
+
+def free_ports() -> Ports:
+    """Three ports that nothing listens on now (the kernel's choice; held open together so they differ)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(3)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return Ports(*(sock.getsockname()[1] for sock in sockets))
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def loopback_env(ports: Ports) -> dict[str, str]:
+    return {
+        "SAGEMAKER_BIND_TO_PORT": str(ports.inference),
+        "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{ports.inference}",
+        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{ports.management}",
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{ports.metrics}",
+    }
+
+
 PASSED_THROUGH = ("PATH", "HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 ANSWER_WORDS = ("hello", "world", "again")
@@ -266,6 +294,9 @@ class ModelServer:
         self.log_path = root / "serve.log"
         self.model_dir = root / "opt-ml" / "model"
         self.token_ids = lay_out_model_dir(self.model_dir, deployment)
+        self.ports = free_ports()
+        self.ts_config = root / "sagemaker-ts.properties"
+        """What the toolkit writes as /etc/sagemaker-ts.properties, inside this server's mount namespace."""
         temp = root / "home-model-server-tmp"
         for directory in (self.work_dir, temp):
             directory.mkdir(parents=True)
@@ -276,7 +307,7 @@ class ModelServer:
             IMAGE_TEMP: str(temp),
             **host_paths(deployment.environment, self.model_dir),
             "SAGEMAKER_BASE_DIR": str(root / "opt-ml"),
-            **LOOPBACK_ENV,
+            **loopback_env(self.ports),
             "PYTHONPATH": str(FAKE_NEURON),
             neuron_device.STATE_DIR: str(self.state_dir),
             neuron_device.POOL_CORES: str(deployment.instance_cores),
@@ -286,12 +317,23 @@ class ModelServer:
             **(overrides or {}),
         }
         self.process: subprocess.Popen | None = None
-        self._saved_ts_config = TS_CONFIG_FILE.read_bytes() if TS_CONFIG_FILE.exists() else None
 
     def start(self) -> None:
+        """Starts the image's `serve` in a new session (its process group) and a mount namespace of its own, in which
+        self.ts_config stands at TS_CONFIG_FILE: the toolkit's config file is this server's alone (unshare(1) execs,
+        so the process is `serve` itself). The bind needs the path to exist on the host: an empty file is created
+        once if it does not."""
+        self.ts_config.touch()
+        if not TS_CONFIG_FILE.exists():
+            TS_CONFIG_FILE.touch()
+        bind_then_serve = 'mount --bind "$1" "$2" && exec "$3" -c "$4"'
+        command = [
+            "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", bind_then_serve, "sh", str(self.ts_config), str(TS_CONFIG_FILE), sys.executable, SERVE,
+        ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", SERVE],
+                command,
                 cwd=self.work_dir,
                 env=self.environ,
                 stdin=subprocess.DEVNULL,
@@ -302,8 +344,7 @@ class ModelServer:
         self.started_at = time.time()
 
     def stop(self) -> None:
-        """Ends the whole process group (serve, the torchserve launcher, Java, every worker) and puts the host's
-        toolkit config file back as it was."""
+        """Ends the whole process group (serve, the torchserve launcher, Java, every worker)."""
         if self.process is not None:
             for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
                 try:
@@ -315,10 +356,6 @@ class ModelServer:
                     self.process.poll()
                     time.sleep(0.2)
             self.process.wait(timeout=5)
-        if self._saved_ts_config is None:
-            TS_CONFIG_FILE.unlink(missing_ok=True)
-        else:
-            TS_CONFIG_FILE.write_bytes(self._saved_ts_config)
 
     def logs(self) -> str:
         """The serve process's output and TorchServe's log files (log4j2.xml of the toolkit: <cwd>/logs)."""
@@ -335,15 +372,23 @@ class ModelServer:
 
     def workers(self) -> list[dict[str, Any]]:
         """TorchServe's own description of the model's workers (management API: id, pid, status, ...)."""
-        status, body = request("GET", "/models/model", port=MANAGEMENT_PORT)
+        status, body = request("GET", "/models/model", port=self.ports.management)
         if status != 200:
             raise AssertionError(f"management API answered {status}: {body[:500]!r}")
         (model,) = json.loads(body)
         return model["workers"]
 
+    def invoke(self, body: bytes, headers: dict[str, str] | None = None, **options: Any) -> Response:
+        """One request to this server's /invocations (see `invoke`)."""
+        return invoke(body, headers, port=self.ports.inference, **options)
+
+    def invoke_streaming(self, body: bytes, headers: dict[str, str] | None = None, **options: Any) -> StreamedResponse:
+        """One request to this server's /invocations, read as it comes (see `invoke_streaming`)."""
+        return invoke_streaming(body, headers, port=self.ports.inference, **options)
+
     def ping(self) -> int | None:
         try:
-            return request("GET", "/ping", timeout=5)[0]
+            return request("GET", "/ping", port=self.ports.inference, timeout=5)[0]
         except OSError:
             return None  # not listening yet
 
@@ -389,12 +434,12 @@ class Response:
 
 
 def invoke(
-    body: bytes, headers: dict[str, str] | None = None, *, method: str = "POST", timeout: float = 90
+    body: bytes, headers: dict[str, str] | None = None, *, port: int, method: str = "POST", timeout: float = 90
 ) -> Response:
     """One request to /invocations as SageMaker's InvokeEndpoint forwards it (raw bytes, the client's headers)."""
     import http.client
 
-    connection = http.client.HTTPConnection("127.0.0.1", INFERENCE_PORT, timeout=timeout)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request(method, "/invocations", body=body, headers=headers or {})
         response = connection.getresponse()
@@ -424,11 +469,13 @@ class StreamedResponse:
         return [json.loads(line) for line in self.body.split(b"\n")[:-1]]
 
 
-def invoke_streaming(body: bytes, headers: dict[str, str] | None = None, *, timeout: float = 90) -> StreamedResponse:
+def invoke_streaming(
+    body: bytes, headers: dict[str, str] | None = None, *, port: int, timeout: float = 90
+) -> StreamedResponse:
     """One request to /invocations whose answer is read as it comes, each piece with its arrival time."""
     import http.client
 
-    connection = http.client.HTTPConnection("127.0.0.1", INFERENCE_PORT, timeout=timeout)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         sent = time.monotonic()
         connection.request("POST", "/invocations", body=body, headers=headers or {})
@@ -441,7 +488,7 @@ def invoke_streaming(body: bytes, headers: dict[str, str] | None = None, *, time
         connection.close()
 
 
-def request(method: str, path: str, *, port: int = INFERENCE_PORT, timeout: float = 10) -> tuple[int, bytes]:
+def request(method: str, path: str, *, port: int, timeout: float = 10) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method),
                                     timeout=timeout) as response:

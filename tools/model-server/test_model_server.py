@@ -1,8 +1,9 @@
 """The example app's endpoint on the serving image's own stack (TorchServe 0.11.0, sagemaker-pytorch-inference 2.0.21,
 torch, transformers), configured by the synthesized template, with only the Neuron device simulated.
 
-One server per preset (module fixture `server`), shared by the tests below in order: the first waits out the slow
-load; the later ones need the workers it saw READY, and each checks that no worker was restarted.
+The first test watches a server of its own per preset through the slow load (conftest `slow_loaded`); the others share
+the session's server of each preset (conftest `server`), whose workers are READY, and each checks that no worker was
+restarted.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, restarts, wait_until
-from serving_stack import invoke
+from conftest import PRESETS, SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, all_ready, grouped, restarts, wait_until
 
 INVOCATION_LIMIT_SECONDS = 60
 """SageMaker ends an InvokeEndpoint call after 60 s (shared FACTS.md, SageMaker hosting)."""
@@ -39,17 +39,11 @@ def ready_workers(server) -> list[dict]:
     return workers
 
 
-def test_the_slow_load_completes_with_no_worker_restarted(server):
+@pytest.mark.parametrize("preset", grouped(*PRESETS, prefix="slow-"))
+def test_the_slow_load_completes_with_no_worker_restarted(preset, slow_loaded):
+    server = slow_loaded(preset)
     deployment = server.deployment
-
-    def all_ready():
-        try:
-            workers = server.workers()
-        except (OSError, AssertionError):
-            return None  # the management API is not up yet
-        return len(workers) == deployment.workers and all(w["status"] == "READY" for w in workers)
-
-    ready = wait_until(all_ready, SLOW_LOAD_SECONDS + STARTUP_MARGIN_SECONDS, interval=2)
+    ready = wait_until(lambda: all_ready(server), SLOW_LOAD_SECONDS + STARTUP_MARGIN_SECONDS, interval=2)
     ready_at = time.time()
     claims = server.claims()
     lost = RESTART_MARKERS.findall(server.logs())
@@ -83,7 +77,7 @@ def test_concurrent_requests_are_all_answered(server):
     count, tokens = 2 * server.deployment.workers, 8
     started = time.time()
     with ThreadPoolExecutor(count) as pool:
-        responses = list(pool.map(lambda _: invoke(chat(max_new_tokens=tokens), JSON), range(count)))
+        responses = list(pool.map(lambda _: server.invoke(chat(max_new_tokens=tokens), JSON), range(count)))
     elapsed = time.time() - started
     assert [r.status for r in responses] == [200] * count, [r.body[:300] for r in responses if r.status != 200]
     assert all(r.json()["usage"]["completion_tokens"] == tokens for r in responses)
@@ -96,7 +90,7 @@ def test_concurrent_requests_are_all_answered(server):
 
 def test_a_model_that_ends_its_turn_stops(server):
     workers = ready_workers(server)
-    response = invoke(chat("bye"), JSON)
+    response = server.invoke(chat("bye"), JSON)
     assert response.status == 200, response.body[:500]
     assert response.json()["generated_text"] == "bye"
     assert response.json()["finish_reason"] == "stop"
@@ -109,7 +103,7 @@ def test_a_generation_past_the_invocation_limit_ends_in_time(server):
     # Without a limit in the handler the request would take longer than SageMaker waits.
     assert wanted * server.deployment.seconds_per_token > INVOCATION_LIMIT_SECONDS
     started = time.time()
-    response = invoke(chat(max_new_tokens=wanted), JSON, timeout=2 * INVOCATION_LIMIT_SECONDS)
+    response = server.invoke(chat(max_new_tokens=wanted), JSON, timeout=2 * INVOCATION_LIMIT_SECONDS)
     elapsed = time.time() - started
     assert response.status == 200, (response.status, response.reason, response.body[:500], f"{elapsed:.0f} s")
     assert elapsed < INVOCATION_LIMIT_SECONDS
@@ -183,7 +177,7 @@ def test_hostile_requests_get_4xx_and_restart_no_worker(server):
     failures = []
     for what, body, headers, method, names in HOSTILE_REQUESTS:
         try:
-            response = invoke(body, headers, method=method, timeout=30)
+            response = server.invoke(body, headers, method=method, timeout=30)
         except OSError as error:
             failures.append(f"{what}: no answer ({type(error).__name__}: {error})")
         else:
@@ -195,7 +189,7 @@ def test_hostile_requests_get_4xx_and_restart_no_worker(server):
             elif names and names not in response.reason + response.body.decode("utf-8", "replace"):
                 failures.append(f"{what}: the answer does not name {names}: {answer}")
         lost = restarts(server, workers)
-        if lost:  # a lost worker reloads for SLOW_LOAD_SECONDS: stop here, the rest would only time out
+        if lost:  # a lost worker loads the model again: stop here, the rest would only time out
             failures.append(f"{what}: LOST A WORKER: {lost}")
             break
     lost = sorted(set(RESTART_MARKERS.findall(server.logs())))

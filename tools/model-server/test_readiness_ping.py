@@ -1,6 +1,7 @@
 """SageMaker's health check, GET /ping, against the model's load: the library's plugin (runtime/inference/readiness/)
 answers 200 only while a worker has loaded the model, where TorchServe 0.11.0's own /ping answers 200 from the start.
-Each test on a server of its own (lowCost: one worker), after test_model_server.py's servers have stopped."""
+Each test on a server of its own (lowCost: one worker) whose load takes LOAD_SECONDS: long enough to see the health
+check answer throughout it (its length against TorchServe's timeouts is test_model_server.py's subject)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import subprocess
 import sys
 import time
 
-from conftest import SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, start_server, wait_until
+from conftest import STARTUP_MARGIN_SECONDS, start_server, wait_until
 from serving_stack import ENDPOINT_ENV, RUNTIME
 
 NOT_READY = 503
+LOAD_SECONDS = 20
 
 
 def watch_ping(server, until: float) -> list[tuple[bool, int | None, bool]]:
@@ -46,21 +48,21 @@ def wrong_answers(seen: list[tuple[bool, int | None, bool]]) -> list[tuple[bool,
 
 
 def test_ping_is_503_until_a_worker_has_loaded_the_model_and_again_while_it_reloads(tmp_path):
-    server = start_server(tmp_path, "lowCost")
+    server = start_server(tmp_path, "lowCost", load_seconds=LOAD_SECONDS)
     try:
-        seen = watch_ping(server, time.time() + SLOW_LOAD_SECONDS + STARTUP_MARGIN_SECONDS)
+        seen = watch_ping(server, time.time() + LOAD_SECONDS + STARTUP_MARGIN_SECONDS)
         assert "Loading plugin for endpoint ping" in server.logs()  # TorchServe's PluginsManager found the jar
         assert seen and seen[-1][:2] == (True, 200), f"no 200 once the worker was READY: {seen[-5:]}"
         assert not wrong_answers(seen), wrong_answers(seen)
         loading = [s for s in seen if s[1] == NOT_READY]
-        # The load takes SLOW_LOAD_SECONDS from the worker's start; the server answers long before it ends.
-        assert len(loading) >= SLOW_LOAD_SECONDS / 2, f"only {len(loading)} answers during the load: {seen}"
+        # The load takes LOAD_SECONDS from the worker's start; the server answers long before it ends.
+        assert len(loading) >= LOAD_SECONDS / 2, f"only {len(loading)} answers during the load: {seen}"
 
         # A worker that dies is started again by TorchServe and loads again: not ready meanwhile (one worker here).
         (worker,) = server.workers()
         os.kill(int(worker["pid"]), signal.SIGKILL)
         assert wait_until(lambda: server.ping() == NOT_READY, 30), "ping stayed 200 after the only worker died"
-        seen = watch_ping(server, time.time() + SLOW_LOAD_SECONDS + STARTUP_MARGIN_SECONDS)
+        seen = watch_ping(server, time.time() + LOAD_SECONDS + STARTUP_MARGIN_SECONDS)
         assert seen and seen[-1][:2] == (True, 200), f"no 200 once the restarted worker was READY: {seen[-5:]}"
         assert not wrong_answers(seen), wrong_answers(seen)
     finally:
@@ -71,10 +73,10 @@ def test_without_the_plugin_ping_is_200_while_the_model_loads(tmp_path):
     """The defect the plugin fixes, on the same stack with the endpoint's JVM options removed: TorchServe 0.11.0
     counts a loading worker as healthy (frontend wlm/WorkerThread.java isHealthy, util/ApiUtils.java isModelHealthy;
     pytorch/serve issue 2434), so SageMaker would send requests to an instance that cannot answer for minutes."""
-    server = start_server(tmp_path, "lowCost", **{ENDPOINT_ENV["javaOptions"]: ""})
+    server = start_server(tmp_path, "lowCost", load_seconds=LOAD_SECONDS, **{ENDPOINT_ENV["javaOptions"]: ""})
     try:
         assert wait_until(server.claims, STARTUP_MARGIN_SECONDS), "no worker started loading"
-        # The worker has claimed its cores: it is loading, for SLOW_LOAD_SECONDS from then.
+        # The worker has claimed its cores: it is loading, for LOAD_SECONDS from then.
         assert server.ping() == 200
         assert not any_worker_ready(server)
     finally:

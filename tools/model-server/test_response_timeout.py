@@ -1,5 +1,5 @@
-"""TorchServe 0.11.0's response timeout on a load slower than 60 s, on a server of its own (lowCost: one worker),
-after test_model_server.py's servers have stopped. The health check during the load: test_readiness_ping.py."""
+"""TorchServe 0.11.0's response timeout on a load slower than 60 s, on a server of its own (lowCost: one worker). The
+health check during the load: test_readiness_ping.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ def test_the_old_60_s_response_timeout_kills_the_loading_worker(tmp_path):
     """The defect the template's setting fixes: TorchServe 0.11.0 applies the response timeout to the worker's model
     load (pytorch/serve issue 2061), so a load slower than 60 s is killed and started again, for ever."""
     # At batch size 1, as before issue 13: no SAGEMAKER_TS_* variable, whose per-model responseTimeout would win.
-    server = start_server(tmp_path, "lowCost", batch_size=1, TS_DEFAULT_RESPONSE_TIMEOUT=OLD_RESPONSE_TIMEOUT)
+    server = start_server(
+        tmp_path, "lowCost", batch_size=1, load_seconds=SLOW_LOAD_SECONDS, TS_DEFAULT_RESPONSE_TIMEOUT=OLD_RESPONSE_TIMEOUT
+    )
     try:
         first = wait_until(server.claims, STARTUP_MARGIN_SECONDS)
         assert first, "no worker started loading"

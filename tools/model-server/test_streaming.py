@@ -1,9 +1,9 @@
 """Streamed answers on the image's own TorchServe and toolkit: a request with "stream": true is answered with
 Transfer-Encoding: chunked, one JSON Lines chunk after another as the fake device generates the tokens, the first
 long before the last; what they say adds up to the answer the same request gets without streaming; and in one
-TorchServe batch a streamed, a plain and a bad request each get their own answer. The lowCost endpoint (one worker)
-compiled for a batch of 4, so that requests queued behind a busy worker are handed to the handler together; its
-load is shortened (the slow load is test_model_server.py's subject) to keep this module under a minute.
+TorchServe batch a streamed, a plain and a bad request each get their own answer. The session's shared lowCost endpoint
+as its template configures it (one worker, a compiled batch of more than one), so that requests queued behind a busy
+worker are handed to the handler together.
 """
 
 from __future__ import annotations
@@ -13,40 +13,22 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import neuron_device
 import pytest
 
-from conftest import STARTUP_MARGIN_SECONDS, restarts, start_server, wait_until
-from serving_stack import INFERENCE_PORT, invoke, invoke_streaming
+from conftest import restarts
 
 PRESET = "lowCost"
-BATCH_SIZE = 4
-LOAD_SECONDS = 5
 JSON = {"Content-Type": "application/json"}
 JSONLINES = "application/jsonlines"
 NEW_TOKENS = 24
+pytestmark = pytest.mark.xdist_group(PRESET)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_server(
-        tmp_path_factory.mktemp("streaming"),
-        PRESET,
-        batch_size=BATCH_SIZE,
-        **{neuron_device.LOAD_SECONDS: str(LOAD_SECONDS)},
-    )
-
-    def ready():
-        try:
-            return all(worker["status"] == "READY" for worker in server.workers())
-        except (OSError, AssertionError):
-            return False
-
-    try:
-        assert wait_until(ready, LOAD_SECONDS + STARTUP_MARGIN_SECONDS), server.logs()[-3000:]
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def server(served):
+    server = served(PRESET)
+    assert server.deployment.workers == 1, "the batch test needs requests to queue behind the only worker"
+    return server
 
 
 def body(words: int = 1, **fields) -> bytes:
@@ -60,7 +42,7 @@ def header(headers: dict[str, str], name: str) -> str | None:
 
 
 def test_a_streamed_answer_comes_in_chunks_as_the_tokens_are_generated(server):
-    streamed = invoke_streaming(body(stream=True), JSON)
+    streamed = server.invoke_streaming(body(stream=True), JSON)
     assert streamed.status == 200, streamed.body[:500]
     assert header(streamed.headers, "transfer-encoding") == "chunked"
     assert header(streamed.headers, "content-type") == JSONLINES
@@ -72,7 +54,7 @@ def test_a_streamed_answer_comes_in_chunks_as_the_tokens_are_generated(server):
     assert first <= last / 3, [round(at, 2) for at, _ in streamed.chunks]
 
     *deltas, end = streamed.lines()
-    plain = invoke(body(), JSON)
+    plain = server.invoke(body(), JSON)
     assert plain.status == 200 and header(plain.headers, "transfer-encoding") is None
     answer = plain.json()
     assert "".join(line["text"] for line in [*deltas, end]) == answer["generated_text"]
@@ -85,11 +67,11 @@ def test_a_batch_with_a_streamed_a_plain_and_a_bad_request_answers_each(server):
     with ThreadPoolExecutor(4) as pool:
         # A request that keeps the only worker busy (about 8 steps), so that the next three queue behind it and
         # TorchServe hands them to the handler as one batch.
-        busy = pool.submit(invoke, body(words=1, max_new_tokens=8), JSON)
+        busy = pool.submit(server.invoke, body(words=1, max_new_tokens=8), JSON)
         time.sleep(2 * server.deployment.seconds_per_token)
-        streamed = pool.submit(invoke_streaming, body(words=2, stream=True), JSON)
-        plain = pool.submit(invoke, body(words=3), JSON)
-        bad = pool.submit(invoke, body(words=4, stream="yes"), JSON)
+        streamed = pool.submit(server.invoke_streaming, body(words=2, stream=True), JSON)
+        plain = pool.submit(server.invoke, body(words=3), JSON)
+        bad = pool.submit(server.invoke, body(words=4, stream="yes"), JSON)
         answers = busy.result(), streamed.result(), plain.result(), bad.result()
     busy, streamed, plain, bad = answers
     assert [answer.status for answer in answers] == [200, 200, 200, 400], [answer.body[:200] for answer in answers]
@@ -107,12 +89,12 @@ def test_a_client_that_hangs_up_mid_stream_restarts_no_worker(server):
     # sending chunks to TorchServe for a response nobody reads. That must not cost the worker (a restart reloads the
     # whole model): the generation ends as usual and the next request is answered.
     workers = server.workers()
-    connection = http.client.HTTPConnection("127.0.0.1", INFERENCE_PORT, timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", server.ports.inference, timeout=30)
     connection.request("POST", "/invocations", body=body(words=5, stream=True), headers=JSON)
     response = connection.getresponse()
     assert response.status == 200 and response.read1(65536)
     connection.close()
     time.sleep(NEW_TOKENS * server.deployment.seconds_per_token + 1)
-    after = invoke_streaming(body(words=6, stream=True), JSON)
+    after = server.invoke_streaming(body(words=6, stream=True), JSON)
     assert after.status == 200 and "finish_reason" in after.lines()[-1]
     assert not restarts(server, workers)
