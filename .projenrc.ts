@@ -69,7 +69,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-cdk@2.1148.1',
   ],
   gitignore: [
-    '/examples/**/cdk.out', '/cdk.out', '.venv', '__pycache__', '.pytest_cache', 'target/',
+    '/examples/**/cdk.out', '/cdk.out', '.venv', '.venv.lock', '__pycache__', '.pytest_cache', 'target/',
+    // build-tools/background.sh: the background steps' output and status.
+    '/.build/',
     // integ-runner copies every staged asset into the snapshot; the templates carry their content hashes, so
     // verification needs only the templates (a changed asset still shows as CHANGED) and the copies stay out of git.
     '**/*.snapshot/asset.*',
@@ -144,8 +146,10 @@ const setupPython = project.addTask('setup:python', {
     { exec: `.venv/bin/python -m pip install --quiet --disable-pip-version-check ${PYTHON_REQUIREMENTS.map(r => `-r ${r}`).join(' ')}` },
     // The template checkers have a venv of their own: checkov pins a boto3 the runtime tests cannot share.
     { exec: 'bash tools/template-checks/setup.sh' },
-    // The model-server test has one too: the serving image's Python (3.10) and versions (tools/model-server).
-    { exec: 'bash tools/model-server/setup.sh' },
+    // The model-server test has one too: the serving image's Python (3.10) and versions (tools/model-server), about
+    // 5 GB, mostly a download: installed in the background while the packages build (build-tools/background.sh); the
+    // model-server test waits for it.
+    { exec: 'bash build-tools/background.sh start model-server-env bash tools/model-server/setup.sh', name: 'the model server\'s environment (in the background)' },
   ],
 });
 patterns.testTask.exec('../../.venv/bin/python -m pytest runtime -q -p no:cacheprovider', { name: 'runtime tests (pytest)' });
@@ -176,13 +180,13 @@ for (const p of [project, patterns]) {
 // runs, at CDK_VERSION), and the library's resources under cdk-nag 3, which reads aws-cdk-lib's Validations (2.257
 // and later) instead of the cdk_nag metadata. tools/compat pins the versions in its lock file; tools/compat/jest.config.js
 // says how every import is mapped to them. After the compile: the root tests load the patterns package's lib/.
-project.testTask.spawn(project.addTask('test:compat', {
+const testCompat = project.addTask('test:compat', {
   description: 'Construct tests against the newest aws-cdk-lib pinned in tools/compat, with cdk-nag 2 and 3',
   steps: [
     { exec: 'npm ci --prefix tools/compat --no-audit --no-fund --ignore-scripts', name: 'the pinned aws-cdk-lib, constructs and cdk-nag 2 and 3' },
     { exec: 'jest --config tools/compat/jest.config.js --ci' },
   ],
-}));
+});
 
 // The example app (both presets) and every integ snapshot must pass cfn-lint, checkov and cdk-nag with no finding
 // outside tools/template-checks/allowlist.yaml; the gates' own tests prove each gate fails on a bad template.
@@ -195,18 +199,22 @@ const synthExample = project.addTask('synth:example', {
     { exec: 'cdk synth -q -o cdk.out/highPerformance -c preset=highPerformance' },
   ],
 });
-const checkTemplates = project.addTask('check:templates', {
-  description: 'cfn-lint, checkov and cdk-nag over the example and integ templates',
+// The gates over the templates synth:example wrote (the test task synthesizes once, first, for these gates and the
+// model-server test alike); check:templates synthesizes and runs them.
+const templateGates = project.addTask('check:template-gates', {
+  description: 'cfn-lint, checkov and cdk-nag over the example templates synth:example wrote and the integ snapshots',
   steps: [
     { exec: 'tools/template-checks/.venv/bin/python -m pytest tools/template-checks -q -p no:cacheprovider', name: 'the gates fail on bad templates' },
     // The integ test's Lambda check of a deployed endpoint (a full batch, a streamed answer), on a stand-in runtime client.
     { exec: 'tools/template-checks/.venv/bin/python -m pytest test/integ-serving-check -q -p no:cacheprovider', name: 'the integ endpoint check fails on bad answers' },
-    { spawn: synthExample.name },
     { exec: `tools/template-checks/run.sh --require-nag-report ${EXAMPLE_OUT}/lowCost ${EXAMPLE_OUT}/highPerformance` },
     { exec: `tools/template-checks/run.sh test/integ.calm3chat22b.ts.snapshot ${PATTERNS_DIR}/test/integ.endpoint.ts.snapshot ${PATTERNS_DIR}/test/integ.neuronx-compile.ts.snapshot` },
   ],
 });
-project.testTask.spawn(checkTemplates);
+project.addTask('check:templates', {
+  description: 'Synthesize the example, then cfn-lint, checkov and cdk-nag over the example and integ templates',
+  steps: [{ spawn: synthExample.name }, { spawn: templateGates.name }],
+});
 
 // Updates CloudFormation accepts: pairs of apps that differ as real updates do (each compile and endpoint prop, the
 // bucket, the artifact root, the preset, the revision), checked against the resource schemas cfn-lint ships: no
@@ -219,15 +227,31 @@ const checkUpdates = project.addTask('check:updates', {
     { exec: 'tools/update-checks/run.sh' },
   ],
 });
-project.testTask.spawn(checkUpdates);
 
 // The example's endpoint served for real on this machine: TorchServe and the SageMaker toolkit at the serving image's
 // versions, started as the image starts them, with the container environment read from the templates that
-// check:templates synthesized (so after it) and only the Neuron device faked (tools/model-server/README.md).
-project.testTask.spawn(project.addTask('test:model-server', {
+// synth:example writes and only the Neuron device faked (tools/model-server/README.md). setup.sh waits for the
+// environment if the build is still installing it.
+const testModelServer = project.addTask('test:model-server', {
   description: 'The example endpoint on the serving image\'s TorchServe and SageMaker toolkit, with a fake Neuron device',
-  exec: 'tools/model-server/.venv/bin/python -m pytest tools/model-server -q',
-}));
+  steps: [
+    { exec: 'bash tools/model-server/setup.sh' },
+    { exec: 'tools/model-server/.venv/bin/python -m pytest tools/model-server -q' },
+  ],
+});
+
+// The root test task. The model-server test spends most of its time waiting on the simulated device, so it runs in the
+// background (build-tools/background.sh) from the moment the example's templates exist until the task's last step,
+// while the suites that need the two cores run.
+const projenSteps = project.testTask.steps; // jest, eslint, integ:verify
+project.testTask.reset();
+project.testTask.spawn(synthExample); // first: the model-server test serves what it writes
+project.testTask.exec(`bash build-tools/background.sh start model-server npx projen ${testModelServer.name}`, { name: 'the model-server test (in the background)' });
+project.testTask.addSteps(...projenSteps);
+project.testTask.spawn(testCompat);
+project.testTask.spawn(templateGates);
+project.testTask.spawn(checkUpdates);
+project.testTask.exec('bash build-tools/background.sh wait model-server', { name: 'the model-server test\'s result' });
 
 // Batch 1 against batched serving on the same stack and fake device (tools/model-server/benchmark_serving.py): about
 // 10 minutes with the synth, so not part of test; its last line is one JSON object. Arguments go to the benchmark

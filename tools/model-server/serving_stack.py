@@ -68,7 +68,13 @@ path, so that servers can start side by side and the host's /etc is never writte
 #   config file (enable_envvars_config=true in the toolkit's default-ts.properties), so loopback_env below keeps
 #   each server on loopback, on free ports of its own (several servers run at once in the test suite);
 # - the working directory is a temporary directory, not /: only the toolkit's empty model store
-#   (<cwd>/.sagemaker/ts/models) and TorchServe's logs/ are written under it.
+#   (<cwd>/.sagemaker/ts/models) and TorchServe's logs/ are written under it;
+#   The frontend's sockets to its workers (<java.io.tmpdir>/.ts.sock.<9000 + n>, frontend util/Connector.java) are
+#   in IMAGE_TEMP too, which the torchserve launcher passes as java.io.tmpdir: each server's own.
+# - each server runs in a PID namespace of its own, as in its container: toolkit 2.0.21 finds its TorchServe by
+#   scanning every process for TorchServe's main class (torchserve.py _retrieve_ts_server_process), refuses to go on
+#   when it sees two, and forwards SIGTERM to what it found. The pids that TorchServe and the fake device report are
+#   the namespace's (ModelServer.host_pid translates).
 # - the library's /ping plugin is named by its container path (JDK_JAVA_OPTIONS=-javaagent:/opt/ml/model/code/...):
 #   the same path under the temporary directory (host_paths).
 
@@ -78,13 +84,15 @@ class Ports:
     inference: int
     management: int
     metrics: int
+    grpc_inference: int
+    grpc_management: int
 
 
 def free_ports() -> Ports:
-    """Three ports that nothing listens on now (the kernel's choice; held open together so they differ)."""
+    """Ports that nothing listens on now (the kernel's choice; held open together so they differ)."""
     import socket
 
-    sockets = [socket.socket() for _ in range(3)]
+    sockets = [socket.socket() for _ in range(5)]
     try:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
@@ -100,6 +108,8 @@ def loopback_env(ports: Ports) -> dict[str, str]:
         "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{ports.inference}",
         "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{ports.management}",
         "TS_METRICS_ADDRESS": f"http://127.0.0.1:{ports.metrics}",
+        "TS_GRPC_INFERENCE_PORT": str(ports.grpc_inference),
+        "TS_GRPC_MANAGEMENT_PORT": str(ports.grpc_management),
     }
 
 
@@ -319,16 +329,16 @@ class ModelServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        """Starts the image's `serve` in a new session (its process group) and a mount namespace of its own, in which
-        self.ts_config stands at TS_CONFIG_FILE: the toolkit's config file is this server's alone (unshare(1) execs,
-        so the process is `serve` itself). The bind needs the path to exist on the host: an empty file is created
-        once if it does not."""
+        """Starts the image's `serve` in a new session (its process group), as the first process of a PID namespace of
+        its own (as in a container: when it ends, everything it started ends), in a mount namespace of its own in which
+        self.ts_config stands at TS_CONFIG_FILE, so the toolkit's config file is this server's alone. The bind needs
+        the path to exist on the host: an empty file is created once if it does not."""
         self.ts_config.touch()
         if not TS_CONFIG_FILE.exists():
             TS_CONFIG_FILE.touch()
         bind_then_serve = 'mount --bind "$1" "$2" && exec "$3" -c "$4"'
         command = [
-            "unshare", "--mount", "--propagation", "private",
+            "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
             "sh", "-c", bind_then_serve, "sh", str(self.ts_config), str(TS_CONFIG_FILE), sys.executable, SERVE,
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
@@ -344,18 +354,23 @@ class ModelServer:
         self.started_at = time.time()
 
     def stop(self) -> None:
-        """Ends the whole process group (serve, the torchserve launcher, Java, every worker)."""
-        if self.process is not None:
-            for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                deadline = time.time() + grace
-                while time.time() < deadline and _group_alive(self.process.pid):
-                    self.process.poll()
-                    time.sleep(0.2)
-            self.process.wait(timeout=5)
+        """Ends the whole process group (serve, the torchserve launcher, Java, every worker): SIGTERM, and SIGKILL once
+        only unshare(1) and the toolkit's serve are left (unshare ignores SIGTERM while it waits for its child, and
+        toolkit 2.0.21's serve stops TorchServe on SIGTERM but does not exit) or after 15 s."""
+        if self.process is None:
+            return
+        pgid = self.process.pid
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.time() + grace
+            keep = {pgid, self._namespace_init()} if sig == signal.SIGTERM else set()
+            while time.time() < deadline and _group_members(pgid) - keep:
+                self.process.poll()
+                time.sleep(0.2)
+        self.process.wait(timeout=5)
 
     def logs(self) -> str:
         """The serve process's output and TorchServe's log files (log4j2.xml of the toolkit: <cwd>/logs)."""
@@ -364,7 +379,41 @@ class ModelServer:
         return "\n".join(parts)
 
     def claims(self) -> list[dict[str, Any]]:
-        return neuron_device.read_claims(self.state_dir)
+        return neuron_device.read_claims(self.state_dir, alive=lambda pid: self.host_pid(pid) is not None)
+
+    def host_pid(self, pid: int) -> int | None:
+        """The host's pid of this server's live (not zombie) process `pid` as its namespace numbers it, or None."""
+        namespace = self._pid_namespace()
+        if namespace is None:
+            return None
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                if os.readlink(status.parent / "ns" / "pid") != namespace:
+                    continue
+                fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields["NSpid"].split()[-1]) == pid and not fields["State"].strip().startswith("Z"):
+                return int(status.parent.name)
+        return None
+
+    def _namespace_init(self) -> int | None:
+        """The host's pid of unshare's child, the first process of this server's PID namespace (serve)."""
+        if self.process is None:
+            return None
+        try:
+            (child,) = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            return int(child)
+        except (OSError, ValueError):
+            return None  # ended
+
+    def _pid_namespace(self) -> str | None:
+        """The PID namespace of this server's processes."""
+        init = self._namespace_init()
+        try:
+            return None if init is None else os.readlink(f"/proc/{init}/ns/pid")
+        except OSError:
+            return None  # ended
 
     def generations(self) -> list[dict[str, Any]]:
         """Every sample() call of the fake device (neuron_device.record_generation)."""
@@ -402,20 +451,17 @@ def host_paths(environment: dict[str, str], model_dir: Path) -> dict[str, str]:
     return {**environment, java_options: value}
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # Members that are only zombies are ended.
+def _group_members(pgid: int) -> set[int]:
+    """The live (not zombie) processes of process group `pgid`."""
+    members = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            members.add(int(stat.parent.name))
+    return members
 
 
 # ---------------------------------------------------------------------------------------------

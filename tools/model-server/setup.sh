@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Creates tools/model-server/.venv with the serving image's Python stack (requirements*.txt) on the image's Python
 # (3.10), and makes sure Java is there for TorchServe's frontend.
-# Idempotent: a venv that already has exactly these requirements is left as it is.
+# Idempotent: a venv that already has exactly these requirements is left as it is. One run at a time (a lock beside
+# the venv): the build installs it in the background, and a model-server test started meanwhile waits for that.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="$here/.venv"
 stamp="$venv/.requirements.sha256"
+exec 9>"$here/.venv.lock"
+flock 9
 want="$(cat "$here/requirements-torch.txt" "$here/requirements.txt" | sha256sum | cut -d' ' -f1)"
 if ! command -v java >/dev/null; then
   # TorchServe's frontend is Java (the image has OpenJDK 11; 17 runs TorchServe 0.11.0 as well).

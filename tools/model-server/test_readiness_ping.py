@@ -60,7 +60,7 @@ def test_ping_is_503_until_a_worker_has_loaded_the_model_and_again_while_it_relo
 
         # A worker that dies is started again by TorchServe and loads again: not ready meanwhile (one worker here).
         (worker,) = server.workers()
-        os.kill(int(worker["pid"]), signal.SIGKILL)
+        os.kill(server.host_pid(int(worker["pid"])), signal.SIGKILL)
         assert wait_until(lambda: server.ping() == NOT_READY, 30), "ping stayed 200 after the only worker died"
         seen = watch_ping(server, time.time() + LOAD_SECONDS + STARTUP_MARGIN_SECONDS)
         assert seen and seen[-1][:2] == (True, 200), f"no 200 once the restarted worker was READY: {seen[-5:]}"

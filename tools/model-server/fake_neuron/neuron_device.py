@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 STATE_DIR = "FAKE_NEURON_STATE_DIR"
 POOL_CORES = "FAKE_NEURON_CORES"
@@ -126,11 +127,13 @@ def _locked_record(state_dir: Path):
         path.write_text(json.dumps(claims, indent=1))
 
 
-def read_claims(state_dir: Path) -> list[dict[str, Any]]:
-    """Every claim so far, in order: {"pid", "cores", "at", "released"} (released: the process ended)."""
+def read_claims(state_dir: Path, alive: Callable[[int], bool] = _alive) -> list[dict[str, Any]]:
+    """Every claim so far, in order: {"pid", "cores", "at", "released"} (released: the process ended). A claim's pid is
+    as its worker saw it; `alive` tells whether that pid still runs (a reader in another PID namespace passes its own
+    translation)."""
     with _locked_record(state_dir) as claims:
         for claim in claims:
-            claim["released"] = claim["released"] or not _alive(claim["pid"])
+            claim["released"] = claim["released"] or not alive(claim["pid"])
         return [dict(claim) for claim in claims]
 
 
