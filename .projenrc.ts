@@ -253,6 +253,19 @@ project.testTask.spawn(templateGates);
 project.testTask.spawn(checkUpdates);
 project.testTask.exec('bash build-tools/background.sh wait model-server', { name: 'the model-server test\'s result' });
 
+// The inner loop: the unit suites of both packages and the runtime's tests, after compiling the patterns package (the
+// root tests load its lib/); the templates' gates, the compat run, the model server and the bindings are the build's.
+// Needs the environments of one `npx projen build` (or `npx projen setup:python`).
+project.addTask('test:fast', {
+  description: 'Unit tests of both packages and the runtime\'s pytest: the inner loop (about 2 minutes)',
+  steps: [
+    { exec: 'npx projen pre-compile && npx projen compile', cwd: PATTERNS_DIR, name: 'the patterns package (bundles and jsii)' },
+    { exec: 'jest --passWithNoTests --ci', cwd: PATTERNS_DIR },
+    { exec: '.venv/bin/python -m pytest packages/aws-cdk-neuronx-patterns/runtime -q -p no:cacheprovider', name: 'runtime tests (pytest)' },
+    { exec: 'jest --passWithNoTests --ci' },
+  ],
+});
+
 // Batch 1 against batched serving on the same stack and fake device (tools/model-server/benchmark_serving.py): about
 // 10 minutes with the synth, so not part of test; its last line is one JSON object. Arguments go to the benchmark
 // (e.g. `-- --preset highPerformance --batch-size 5 --n-positions 2048` for a custom strategy).
