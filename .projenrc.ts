@@ -47,8 +47,9 @@ function commonOptions(kind: 'models' | 'patterns') {
     publishToNuget: { dotNetNamespace: `AwsCdkNeuronx.${pascal}`, packageId: `AwsCdkNeuronx.${pascal}` },
     // Source maps: see the package ignores below.
     tsconfig: { compilerOptions: { resolveJsonModule: true, sourceMap: true, inlineSourceMap: false, inlineSources: true } },
-    // Snapshots are assertions: CI must fail on a changed template, never rewrite it.
-    jestOptions: { updateSnapshot: javascript.UpdateSnapshot.NEVER },
+    // Snapshots are assertions: CI must fail on a changed template, never rewrite it. No coverage in the build: nothing
+    // reads the report and collecting it doubled the jest time (`npx jest --coverage` when you want one).
+    jestOptions: { updateSnapshot: javascript.UpdateSnapshot.NEVER, jestConfig: { collectCoverage: false } },
   };
 }
 

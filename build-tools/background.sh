@@ -54,7 +54,7 @@ case "$action" in
     done
     status="$(cat "$rc")"
     echo "----- $name (background, $(( $(date +%s) - $(cat "$began") )) s since it started, exit $status) -----"
-    cat "$log"
+    sed "s/^/  | /" "$log"
     echo "----- end of $name -----"
     rm -f "$pid"
     exit "$status"
