@@ -76,6 +76,30 @@ needs() { # needs STEP...: true when every STEP passed
   for s in "$@"; do [ "${ok[$s]:-}" = 1 ] || return 1; done
 }
 
+# lane NAME FUNCTION [ARG...]: runs FUNCTION (run_step and skip calls, one after another) in the background, beside
+# the other lanes; join_lanes waits for them all, prints their reports lane by lane and counts their steps as run_step
+# does. Lanes read ok[] as it was when they started.
+LANES=()
+lane() {
+  local name="$1"; shift
+  ("$@") >"$LOGS/lane-$name.out" 2>&1 &
+  LANES+=("$name")
+}
+join_lanes() {
+  wait
+  local name line step
+  for name in "${LANES[@]}"; do
+    while IFS= read -r line; do
+      echo "$line"
+      case "$line" in
+        "PASS "*) step="${line#PASS }"; step="${step% (*}"; passed=$((passed + 1)); ok[$step]=1 ;;
+        "FAIL "*) failed=$((failed + 1)) ;;
+      esac
+    done <"$LOGS/lane-$name.out"
+  done
+  LANES=()
+}
+
 # --- tests of the checker itself -------------------------------------------------------------------------------
 run_step "unit: compare_templates" "$PYTHON" -m unittest discover -s "$HERE" -p 'test_*.py'
 
@@ -146,8 +170,10 @@ if $SKIP_INSTALL; then
   [ -x "$PY_VENV/bin/python" ] && ok["install: python"]=1
   ok["install: java"]=1
 elif needs "$PKG"; then
-  run_step "install: python" "$HERE/install.sh" python
-  run_step "install: java" "$HERE/install.sh" java
+  # Side by side: a virtualenv and the local Maven repository have nothing in common.
+  lane python run_step "install: python" "$HERE/install.sh" python
+  lane java run_step "install: java" "$HERE/install.sh" java
+  join_lanes
 else
   skip "install: python" "$PKG failed"
   skip "install: java" "$PKG failed"
@@ -179,29 +205,45 @@ synth_example() { # <language> <preset>
 synth_custom() { # <language> <app command>
   $CDK "${SYNTH[@]}" -o "$OUT/$1-custom" -a "$2"
 }
-PRESETS=(lowCost highPerformance)
-for preset in "${PRESETS[@]}"; do
-  run_step "synth: typescript $preset" synth_example typescript "$preset"
-  for lang in python java; do
-    if needs "install: $lang"; then run_step "synth: $lang $preset" synth_example "$lang" "$preset"
-    else skip "synth: $lang $preset" "install: $lang failed"; fi
-  done
-done
-run_step "synth: typescript custom strategy" synth_custom typescript "npx ts-node --prefer-ts-exts tools/bindings/custom/app.ts"
-if needs "install: python"; then
-  run_step "synth: python custom strategy" synth_custom python "$PY_VENV/bin/python tools/bindings/custom/app.py"
-else skip "synth: python custom strategy" "install: python failed"; fi
-if needs "install: java"; then
-  run_step "synth: java custom strategy" synth_custom java "mvn -e -q -f tools/bindings/custom/java/pom.xml compile exec:java"
-else skip "synth: java custom strategy" "install: java failed"; fi
 # The wiring apps (examples/wiring): the Python one runs in the example environment installed above.
 synth_wiring() { # <language> [app command]
   (cd "examples/wiring/$1" && $CDK "${SYNTH[@]}" -o "$OUT/wiring-$1" ${2:+-a "$2"})
 }
-run_step "synth: typescript wiring" synth_wiring typescript
-if needs "install: python"; then
+PRESETS=(lowCost highPerformance)
+# One lane per language, side by side: each language's apps one after another (the Java examples share a Maven
+# target directory).
+typescript_synths() {
+  local preset
+  for preset in "${PRESETS[@]}"; do run_step "synth: typescript $preset" synth_example typescript "$preset"; done
+  run_step "synth: typescript custom strategy" synth_custom typescript "npx ts-node --prefer-ts-exts tools/bindings/custom/app.ts"
+  run_step "synth: typescript wiring" synth_wiring typescript
+}
+python_synths() {
+  local preset
+  if ! needs "install: python"; then
+    for preset in "${PRESETS[@]}"; do skip "synth: python $preset" "install: python failed"; done
+    skip "synth: python custom strategy" "install: python failed"
+    skip "synth: python wiring" "install: python failed"
+    return
+  fi
+  for preset in "${PRESETS[@]}"; do run_step "synth: python $preset" synth_example python "$preset"; done
+  run_step "synth: python custom strategy" synth_custom python "$PY_VENV/bin/python tools/bindings/custom/app.py"
   run_step "synth: python wiring" synth_wiring python "$PY_VENV/bin/python app.py"
-else skip "synth: python wiring" "install: python failed"; fi
+}
+java_synths() {
+  local preset
+  if ! needs "install: java"; then
+    for preset in "${PRESETS[@]}"; do skip "synth: java $preset" "install: java failed"; done
+    skip "synth: java custom strategy" "install: java failed"
+    return
+  fi
+  for preset in "${PRESETS[@]}"; do run_step "synth: java $preset" synth_example java "$preset"; done
+  run_step "synth: java custom strategy" synth_custom java "mvn -e -q -f tools/bindings/custom/java/pom.xml compile exec:java"
+}
+lane typescript typescript_synths
+lane python python_synths
+lane java java_synths
+join_lanes
 
 # --- 4. compare -------------------------------------------------------------------------------------------------
 declare -A EXPECT=([lowCost]=ml.trn1.2xlarge [highPerformance]=ml.inf2.24xlarge)
