@@ -8,8 +8,8 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Fact, FactName } from 'aws-cdk-lib/region-info';
-import { handlerRuntime, OLDEST_HANDLER_RUNTIME } from '../src/private/handler-function';
 import { compileFixture, ENV } from './fixtures';
+import { handlerRuntime, OLDEST_HANDLER_RUNTIME } from '../src/private/handler-function';
 
 const CDK_VERSION = (lambda.Runtime as unknown as Record<symbol, { version: string }>)[Symbol.for('jsii.rtti')].version;
 

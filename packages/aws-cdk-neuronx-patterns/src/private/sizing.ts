@@ -189,6 +189,7 @@ export function servingProblems(
   model: ModelSizing,
   instance: NeuronxInstanceType,
   options: ResolvedCompileOptions,
+  compileInstance?: NeuronxInstanceType,
 ): string[] {
   const problems = [
     ...checkPositiveInteger(`${prefix}.tpDegree`, options.tpDegree),
@@ -198,10 +199,16 @@ export function servingProblems(
   if (problems.length > 0) return problems;
 
   const { tpDegree, nPositions } = options;
-  const working = workingTpDegrees(model, instance, { ...options, batchSize: 1 });
+  // Every suggestion must itself be accepted, together with the others: a tpDegree the compile instance has the
+  // NeuronCores for (compileInstanceProblems), sized for the positions the nPositions suggestion allows.
+  const suggestedPositions = model.maxPositionEmbeddings ? Math.min(nPositions, model.maxPositionEmbeddings) : nPositions;
+  const onServing = workingTpDegrees(model, instance, { ...options, nPositions: suggestedPositions, batchSize: 1 });
+  const working = onServing.filter(tp => !compileInstance || tp <= compileInstance.neuronCores);
   const suggestion = working.length > 0
     ? `use tpDegree ${working.join(' or ')}`
-    : 'no tpDegree works on this instance: choose a larger instance type, int8 weights (QuantDtype.S8) or fewer positions';
+    : onServing.length > 0
+      ? `no tpDegree works on both ${instance} and the compile instance ${compileInstance?.instanceTypeName} (${compileInstance?.neuronCores} NeuronCores): compile on an instance with at least ${Math.min(...onServing)} NeuronCores`
+      : 'no tpDegree works on this instance: choose a larger instance type, int8 weights (QuantDtype.S8) or fewer positions';
   if (tpDegree > instance.neuronCores) {
     problems.push(`${prefix}.tpDegree is ${tpDegree} but ${instance} has ${instance.neuronCores} NeuronCores: ${suggestion}.`);
   } else if (!isSupportedTpDegree(instance.family, tpDegree)) {
