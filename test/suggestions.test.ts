@@ -141,6 +141,17 @@ function compile(props: Partial<NeuronxCompileProps>, vpc?: (s: Stack) => ec2.IV
   });
 }
 
+/** A calm3chat22b.SageMakerRealtimeInference (lowCost) with `props`. */
+function calm3Construct(props: Partial<calm3chat22b.SageMakerRealtimeInferenceProps>) {
+  const s = stack();
+  return new calm3chat22b.SageMakerRealtimeInference(s, 'Calm3', {
+    bucket: new s3.Bucket(s, 'Bucket'),
+    compileVpc: new ec2.Vpc(s, 'Vpc'),
+    instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy.lowCost,
+    ...props,
+  });
+}
+
 describe('every other value the synth-checks table suggests is accepted', () => {
   test.each<[string, () => unknown, RegExp, (value: string) => () => unknown]>([
     ['model-id', () => Model.fromHuggingFace('calm3-22b-chat'), /e\.g\. '([^']+)'/, v => () => Model.fromHuggingFace(v)],
@@ -150,6 +161,10 @@ describe('every other value the synth-checks table suggests is accepted', () => 
       v => () => Model.fromHuggingFace('example-org/model-7b', { parameterCount: Number(v) })],
     ['timeout-exceeds-wait', () => compile({ timeout: Duration.hours(12) }), /use at most (\d+) hours (\d+) minutes/,
       v => () => compile({ timeout: Duration.minutes(Number(v.split(',')[0]) * 60 + Number(v.split(',')[1])) })],
+    ['endpoint-generation-time-limit (the lower end)', () => calm3Construct({ generationTimeLimit: Duration.seconds(55) }), /use (\d+) seconds? to \d+ seconds/,
+      v => () => calm3Construct({ generationTimeLimit: Duration.seconds(Number(v)) })],
+    ['endpoint-generation-time-limit (the upper end)', () => calm3Construct({ generationTimeLimit: Duration.millis(100) }), /use \d+ seconds? to (\d+) seconds/,
+      v => () => calm3Construct({ generationTimeLimit: Duration.seconds(Number(v)) })],
   ])('%s', (_, refused, pattern, fixed) => {
     const message = thrown(refused);
     const m = pattern.exec(message);
