@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { App, Duration, Size, Stack } from 'aws-cdk-lib';
+import { App, Duration, Lazy, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -354,6 +354,11 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     ['JDK_JAVA_OPTIONS', 'the model server\'s JVM options, which load the readiness check of /ping, which the library sets itself: remove it.'],
   ])('environment overriding %s', (name, message) => {
     expect(endpointError({ environment: { [name]: '1' } })).toContain(`environment sets ${name}, ${message}`);
+  });
+
+  test('generationTimeLimit from a token cannot be checked: refused, naming the prop', () => {
+    const fixture = () => endpointFixture({}, { generationTimeLimit: Duration.seconds(Lazy.number({ produce: () => 25 })) });
+    expect(() => fixture()).toThrow(/generationTimeLimit is a token: the handler's limit must be known at synth/);
   });
 
   test('every variable of the contract has a message of its own', () => {
