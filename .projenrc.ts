@@ -108,8 +108,8 @@ patterns.eslint?.allowDevDeps('src/handlers/**');
 // upload.
 patterns.bundler.addBundle('src/handlers/index.ts', {
   platform: 'node',
-  // Node 20 is past end of life. 24 is the newest runtime aws-cdk-lib 2.245 knows, which is what
-  // cdk-nag's AwsSolutions-L1 (latest runtime) compares against; src/private/handler-function.ts uses it.
+  // The oldest runtime the functions get (OLDEST_HANDLER_RUNTIME in src/private/handler-function.ts, which picks
+  // the newest the stack's region has): a bundle for Node.js 24 runs on 24 and every later runtime.
   target: 'node24',
   externals: ['@aws-sdk/*'],
 });

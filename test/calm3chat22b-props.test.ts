@@ -91,6 +91,16 @@ describe('optional props reach the template', () => {
       ContainerStartupHealthCheckTimeoutInSeconds: 3000,
     });
   });
+
+  const generationTimeLimitOf = (template: Template) =>
+    (Object.values(template.findResources('AWS::SageMaker::Model'))[0] as any).Properties.PrimaryContainer.Environment.NEURONX_GENERATION_TIME_LIMIT_SECONDS;
+
+  test('generationTimeLimit reaches the handler\'s variable; without it the handler keeps its 50 s', () => {
+    expect(generationTimeLimitOf(build().template())).toBe('50');
+    const { construct, template } = build({ generationTimeLimit: Duration.seconds(25) });
+    expect(generationTimeLimitOf(template())).toBe('25');
+    expect(construct.endpoint.generationTimeLimit.toSeconds()).toBe(25);
+  });
 });
 
 describe('bad optional props fail at synth, naming the prop', () => {
@@ -102,6 +112,12 @@ describe('bad optional props fail at synth, naming the prop', () => {
     ['a startup timeout under 60 s', () => ({ containerStartupHealthCheckTimeout: Duration.seconds(30) }), /containerStartupHealthCheckTimeout is 30 seconds/],
     ['an environment variable the library sets', () => ({ environment: { SAGEMAKER_MODEL_SERVER_WORKERS: '8' } }), /environment sets SAGEMAKER_MODEL_SERVER_WORKERS/],
     ['an instance count of 0', () => ({ instanceCount: 0 }), /instanceCount is 0/],
+    ['a generation time limit past SageMaker\'s invocation limit', () => ({ generationTimeLimit: Duration.seconds(59) }),
+      /generationTimeLimit is 59 seconds: use 1 second to 50 seconds\. SageMaker ends an invocation after 1 minute/],
+    ['a generation time limit with no room for one token', () => ({ generationTimeLimit: Duration.millis(100) }),
+      /generationTimeLimit is 100 millis: use 1 second to 50 seconds\..*below 1 second not even one token of this model data \(tpDegree 4, batchSize 2\) fits/],
+    ['the generation time limit in environment: says what it is and which prop sets it', () => ({ environment: { NEURONX_GENERATION_TIME_LIMIT_SECONDS: '25' } }),
+      /environment sets NEURONX_GENERATION_TIME_LIMIT_SECONDS, the seconds the handler generates before it answers with the text so far, which the library sets from the generation time limit: remove it and set generationTimeLimit instead\./],
   ])('%s', (_name, props, message) => {
     const stack = newStack();
     expect(() => build(props(stack), stack)).toThrow(message);

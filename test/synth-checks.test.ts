@@ -142,6 +142,7 @@ const BUILDERS: Record<string, () => unknown> = {
   'endpoint-instance-count': () => endpoint({ instanceCount: 0 }),
   'endpoint-download-timeout': () => endpoint({ modelDataDownloadTimeout: Duration.hours(2) }),
   'endpoint-startup-timeout': () => endpoint({ containerStartupHealthCheckTimeout: Duration.seconds(30) }),
+  'endpoint-generation-time-limit': () => endpoint({ generationTimeLimit: Duration.seconds(55) }),
   'endpoint-volume-size-trn1': () => endpoint({ volumeSize: Size.gibibytes(100) }, LOW_COST),
   'endpoint-volume-key-trn1': () => {
     const c = compile(LOW_COST);

@@ -101,6 +101,18 @@ export interface SageMakerRealtimeInferenceProps {
    * @default - 600 seconds plus 30 seconds per GiB of weights, at most 1 hour
    */
   readonly containerStartupHealthCheckTimeout?: Duration;
+
+  /**
+   * How long the endpoint generates for one call before it answers with the text so far and
+   * `finish_reason: "length"`. Set it below the shortest timeout in front of the endpoint: an API Gateway REST API
+   * integration ends a request after 29 seconds by default, so 25 seconds fits behind one.
+   *
+   * At most 50 seconds (SageMaker ends an invocation after 60 seconds; the prompt's prefill, the last token and the
+   * answer need the rest) and at least 1 second, the time of one decoding step of either preset rounded up.
+   *
+   * @default Duration.seconds(50)
+   */
+  readonly generationTimeLimit?: Duration;
 }
 
 /**
@@ -174,6 +186,7 @@ export class SageMakerRealtimeInference extends Construct {
       volumeEncryptionKey: props.volumeEncryptionKey,
       modelDataDownloadTimeout: props.modelDataDownloadTimeout,
       containerStartupHealthCheckTimeout: props.containerStartupHealthCheckTimeout,
+      generationTimeLimit: props.generationTimeLimit,
     });
   }
 

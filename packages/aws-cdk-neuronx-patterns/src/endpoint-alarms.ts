@@ -1,7 +1,7 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
-import { CONTRACT } from './private/contract';
+import { INVOCATION_LIMIT } from './private/endpoint-configuration';
 import { throwIfProblems } from './private/sizing';
 import type { TransformersNeuronxSageMakerRealtimeInferenceEndpointBase } from './transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
 
@@ -29,7 +29,7 @@ export interface EndpointAlarmsOptions {
    * The 99th percentile of the model latency, over 5 minutes, at which the latency alarm goes off (at most
    * SageMaker's 60 second invocation limit).
    *
-   * @default - the inference handler's generation time limit (50 seconds): an answer that takes this long was cut short
+   * @default - the endpoint's generation time limit (`generationTimeLimit`, 50 seconds by default): an answer that takes this long was cut short
    */
   readonly modelLatencyThreshold?: Duration;
 }
@@ -42,9 +42,6 @@ export interface EndpointAlarmsProps extends EndpointAlarmsOptions {
   readonly endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpointBase;
 }
 
-// SageMaker ends an InvokeEndpoint call that the container has not answered within 60 seconds (InvokeEndpoint API
-// reference: "A customer's model containers must respond to requests within 60 seconds").
-const INVOCATION_LIMIT = Duration.seconds(60);
 const DEFAULT_SERVER_ERROR_RATE = 0.05;
 const PERIOD = Duration.minutes(5);
 // Instances publish their utilization metrics every minute (SageMaker developer guide, "Amazon SageMaker AI metrics in
@@ -89,14 +86,14 @@ export class EndpointAlarms extends Construct {
     // Checked before the construct exists, so that a failed call leaves nothing behind.
     const { endpoint } = props;
     const errorRate = props.serverErrorRateThreshold ?? DEFAULT_SERVER_ERROR_RATE;
-    const latency = props.modelLatencyThreshold ?? Duration.seconds(CONTRACT.defaults.generationTimeLimitSeconds);
+    const latency = props.modelLatencyThreshold ?? endpoint.generationTimeLimit;
     throwIfProblems(`The alarms of '${endpoint.node.path}'`, [
       ...(!Token.isUnresolved(errorRate) && !(errorRate > 0 && errorRate <= 1)
         ? [`serverErrorRateThreshold is ${errorRate}: it is a share of the requests, more than 0 and at most 1 (e.g. ${DEFAULT_SERVER_ERROR_RATE} for 5%).`]
         : []),
       ...(latency.isUnresolved() || (latency.toMilliseconds() > 0 && latency.toMilliseconds() <= INVOCATION_LIMIT.toMilliseconds())
         ? []
-        : [`modelLatencyThreshold is ${latency.toHumanString()}: it must be more than 0 and at most ${INVOCATION_LIMIT.toHumanString()}, SageMaker's invocation limit (e.g. ${CONTRACT.defaults.generationTimeLimitSeconds} seconds, the handler's generation time limit).`]),
+        : [`modelLatencyThreshold is ${latency.toHumanString()}: it must be more than 0 and at most ${INVOCATION_LIMIT.toHumanString()}, SageMaker's invocation limit (e.g. ${endpoint.generationTimeLimit.toHumanString()}, the handler's generation time limit).`]),
     ]);
     super(scope, id);
 

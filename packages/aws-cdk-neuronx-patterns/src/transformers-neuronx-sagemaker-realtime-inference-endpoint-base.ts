@@ -52,6 +52,8 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   public abstract readonly modelDataDownloadTimeout: Duration;
   /** How long a new instance's container may take to load the model and pass its first health check. */
   public abstract readonly containerStartupHealthCheckTimeout: Duration;
+  /** How long the handler generates for one call before it answers with the text so far. */
+  public abstract readonly generationTimeLimit: Duration;
 
   private scalableInstanceCount?: ScalableInstanceCount;
 

@@ -70,6 +70,19 @@ export interface TransformersNeuronxSageMakerRealtimeInferenceEndpointProps {
    * @default - 600 seconds plus 30 seconds per GiB of weights, at most 1 hour
    */
   readonly containerStartupHealthCheckTimeout?: Duration;
+
+  /**
+   * How long the handler generates for one call before it answers with the text so far and
+   * `finish_reason: "length"`. Set it below the shortest timeout in front of the endpoint: an API Gateway REST API
+   * integration ends a request after 29 seconds by default, so 25 seconds fits behind one.
+   *
+   * At most 50 seconds: SageMaker ends an invocation after 60 seconds, and the prompt's prefill, the last token and
+   * the answer need the rest. At least the time of one decoding step of the compiled batch, in whole seconds (1 second
+   * for calm3's presets), so that one token fits.
+   *
+   * @default Duration.seconds(50)
+   */
+  readonly generationTimeLimit?: Duration;
 }
 
 /**
@@ -95,6 +108,8 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
   public readonly modelDataDownloadTimeout: Duration;
   /** How long a new instance's container may take to load the model and pass its first health check. */
   public readonly containerStartupHealthCheckTimeout: Duration;
+  /** How long the handler generates for one call before it answers with the text so far. */
+  public readonly generationTimeLimit: Duration;
   /** The SageMaker endpoint config. */
   public readonly endpointConfig: sagemaker.CfnEndpointConfig;
 
@@ -127,9 +142,10 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
     this.instanceCount = props.instanceCount ?? 1;
     this.modelDataDownloadTimeout = settings.downloadTimeout;
     this.containerStartupHealthCheckTimeout = settings.startupTimeout;
+    this.generationTimeLimit = settings.generationTimeLimit;
     data.runtime.grantPull(this, role);
     const ownStatements = this.grantLogsAndMetrics(role);
-    const model = this.addModel(role, data, settings, renderEnvironment(props, data, this.workersPerInstance, settings.startupTimeout));
+    const model = this.addModel(role, data, settings, renderEnvironment(props, data, this.workersPerInstance, settings));
     this.endpointConfig = new sagemaker.CfnEndpointConfig(this, 'EndpointConfig', {
       kmsKeyId: props.volumeEncryptionKey?.keyArn,
       productionVariants: [renderProductionVariant(model, settings, props.instanceCount)],
@@ -200,8 +216,9 @@ function renderEnvironment(
   props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
   data: TransformersNeuronxSageMakerInferenceModelDataConfig,
   workers: number,
-  startupTimeout: Duration,
+  settings: EndpointSettings,
 ): Record<string, string> {
+  const startupTimeout = settings.startupTimeout;
   return {
     ...props.environment,
     ...data.environment,
@@ -222,7 +239,8 @@ function renderEnvironment(
     [endpointEnv('serviceHandler')]: SERVICE_HANDLER,
     // /ping answers 200 only once the model has loaded (see READINESS_JAVA_OPTIONS).
     [endpointEnv('javaOptions')]: READINESS_JAVA_OPTIONS,
-    [endpointEnv('generationTimeLimit')]: String(CONTRACT.defaults.generationTimeLimitSeconds),
+    // Seconds, as a decimal number (the handler reads a float): '50' by default.
+    [endpointEnv('generationTimeLimit')]: String(settings.generationTimeLimit.toMilliseconds() / 1000),
     ...batchingEnvironment(data.batchSize, workers, startupTimeout),
   };
 }

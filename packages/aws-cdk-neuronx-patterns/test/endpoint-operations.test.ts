@@ -281,6 +281,16 @@ describe('addAlarms', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ModelLatency', Dimensions: DIMENSIONS(fixture) });
   });
 
+  test('latency: with a generationTimeLimit, the alarm and the dashboard follow it', () => {
+    const fixture = endpointFixture({}, { generationTimeLimit: Duration.seconds(25) });
+    fixture.endpoint.addAlarms();
+    fixture.endpoint.addDashboard();
+    const template = Template.fromStack(fixture.stack);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ModelLatency', Threshold: 25_000_000 });
+    const dashboard = Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0] as any;
+    expect(JSON.stringify(dashboard.Properties.DashboardBody)).toContain('\\"value\\":25000000,\\"label\\":\\"Generation time limit\\"');
+  });
+
   test('no instance: no utilization datum from any instance for 5 minutes, missing data breaches', () => {
     const { fixture, alarms, template } = alarmsTemplate();
     expect(alarmProps(fixture, template, alarms.noInstance)).toMatchObject({

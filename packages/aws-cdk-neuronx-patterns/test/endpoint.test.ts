@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { App, Duration, Size, Stack } from 'aws-cdk-lib';
+import { App, Duration, Lazy, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -14,6 +14,8 @@ import {
   calm3, CompileFixtureOptions, ENV, EndpointFixture, endpointFixture, flatten, HIGH_PERFORMANCE_PROPS, logicalId, resourcesOf,
   statementsAllowing, statementsOfRole,
 } from './fixtures';
+import { CONTRACT } from '../src/private/contract';
+import { RESERVED_ENVIRONMENT } from '../src/private/endpoint-configuration';
 
 type Synthesized = EndpointFixture & { template: Template };
 
@@ -322,6 +324,16 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     expect(endpointError({ environment })).toMatch(/environment is \d+ bytes with the library's own variables: SageMaker accepts at most 32768 bytes/);
   });
 
+  test('generationTimeLimit reaches the handler\'s variable in seconds; without it, 50 as before', () => {
+    expect(containerEnv(synth().template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('50');
+    const { template, endpoint } = synth({}, { generationTimeLimit: Duration.seconds(25) });
+    expect(containerEnv(template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('25');
+    expect(endpoint.generationTimeLimit.toSeconds()).toBe(25);
+    expect(containerEnv(synth({}, { generationTimeLimit: Duration.millis(1500) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('1.5');
+    expect(containerEnv(synth({}, { generationTimeLimit: Duration.seconds(50) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('50');
+    expect(containerEnv(synth({}, { generationTimeLimit: Duration.seconds(1) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('1');
+  });
+
   test('valid names and values, also tokens, reach the container as given', () => {
     const { template, stack } = synth({}, { environment: { MY_SETTING: 'on', _PRIVATE: '', REGION: Stack.of(new Stack()).region } });
     const env = containerEnv(template);
@@ -330,12 +342,38 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     expect(stack.resolve(env.REGION)).toEqual({ Ref: 'AWS::Region' });
   });
 
+  // Each message says what the variable is and where the library takes it from (issue 23: the generation time
+  // limit was called a compile option).
   test.each([
-    'NEURON_RT_NUM_CORES', 'SAGEMAKER_MODEL_SERVER_WORKERS', 'NEURONX_TP_DEGREE',
-    'TS_DEFAULT_RESPONSE_TIMEOUT', 'TS_DEFAULT_SERVICE_HANDLER', 'NEURONX_GENERATION_TIME_LIMIT_SECONDS', 'JDK_JAVA_OPTIONS',
-  ])('environment overriding %s', (name) => {
-    expect(endpointError({ environment: { [name]: '1' } }))
-      .toMatch(new RegExp(`environment sets ${name}, which the library sets from the compile options and instance type: remove it`));
+    ['NEURON_RT_NUM_CORES', 'the NeuronCores each worker takes, which the library sets from the model data\'s tpDegree (compileOptions.tpDegree): remove it.'],
+    ['SAGEMAKER_MODEL_SERVER_WORKERS', 'the model server\'s workers per instance, which the library sets from instanceType and the model data\'s tpDegree (one worker per tpDegree NeuronCores): remove it.'],
+    ['NEURONX_TP_DEGREE', 'the tensor-parallel degree the model data was compiled with, which the library sets from the model data\'s tpDegree (compileOptions.tpDegree): remove it.'],
+    ['TS_DEFAULT_RESPONSE_TIMEOUT', 'TorchServe\'s response timeout, which also bounds the model load, which the library sets from the startup health-check timeout: remove it and set containerStartupHealthCheckTimeout instead.'],
+    ['TS_DEFAULT_SERVICE_HANDLER', 'the handler TorchServe calls for every batch (the inference code\'s handle), which the library sets itself: remove it.'],
+    ['NEURONX_GENERATION_TIME_LIMIT_SECONDS', 'the seconds the handler generates before it answers with the text so far, which the library sets from the generation time limit: remove it and set generationTimeLimit instead.'],
+    ['JDK_JAVA_OPTIONS', 'the model server\'s JVM options, which load the readiness check of /ping, which the library sets itself: remove it.'],
+  ])('environment overriding %s', (name, message) => {
+    expect(endpointError({ environment: { [name]: '1' } })).toContain(`environment sets ${name}, ${message}`);
+  });
+
+  test('generationTimeLimit from a token cannot be checked: refused, naming the prop', () => {
+    const fixture = () => endpointFixture({}, { generationTimeLimit: Duration.seconds(Lazy.number({ produce: () => 25 })) });
+    expect(() => fixture()).toThrow(/generationTimeLimit is a token: the handler's limit must be known at synth/);
+  });
+
+  test('every variable of the contract has a message of its own', () => {
+    expect(Object.keys(RESERVED_ENVIRONMENT).sort()).toEqual(Object.keys(CONTRACT.endpoint.environment).sort());
+  });
+
+  test.each([
+    [Duration.seconds(55), '55 seconds'],
+    [Duration.seconds(60), '1 minute'],
+    [Duration.seconds(0), '0 seconds'],
+    [Duration.millis(500), '500 millis'],
+  ])('generationTimeLimit %s', (limit, shown) => {
+    expect(endpointError({ generationTimeLimit: limit })).toContain(
+      `generationTimeLimit is ${shown}: use 1 second to 50 seconds. SageMaker ends an invocation after 1 minute, and the prompt's prefill, `
+      + 'the last token and the answer need the last 10 seconds; below 1 second not even one token of this model data (tpDegree 2, batchSize 1) fits.');
   });
 
   test('serving on an instance where the compiled tpDegree does not fit', () => {
@@ -424,7 +462,7 @@ describe('Endpoint serving a batched compile', () => {
 
   test('the caller cannot set the toolkit\'s batching variables itself', () => {
     expect(endpointError({ environment: { SAGEMAKER_TS_BATCH_SIZE: '8' } }))
-      .toMatch(/environment sets SAGEMAKER_TS_BATCH_SIZE, which the library sets from the compile options/);
+      .toMatch(/environment sets SAGEMAKER_TS_BATCH_SIZE, TorchServe's batch size, which the library sets from the model data's batchSize \(compileOptions\.batchSize\): remove it\./);
   });
 
   test('artifacts from a bucket declare their batch size, which the endpoint checks against the instance', () => {

@@ -108,6 +108,20 @@ describe('servingProblems', () => {
     expect(problems.join('\n')).toMatch(/no tpDegree works on this instance: choose a larger instance type, int8 weights \(QuantDtype\.S8\) or fewer positions/);
   });
 
+  // Every suggested value must itself be accepted (issue 23; the root's suggestions.test.ts applies each one).
+  test('suggested tpDegrees fit the compile instance\'s NeuronCores too', () => {
+    expect(servingProblems('o', CALM3, INF2_48XLARGE, { tpDegree: 5, ...BF16_4096 }, INF2_24XLARGE).join('\n'))
+      .toMatch(/use tpDegree 4 or 6 or 8 or 12\./);
+    expect(servingProblems('o', CALM3, INF2_24XLARGE, { tpDegree: 2, ...BF16_4096 }, INF2_8XLARGE)[0])
+      .toMatch(/no tpDegree works on both ml\.inf2\.24xlarge and the compile instance inf2\.8xlarge \(2 NeuronCores\): compile on an instance with at least 4 NeuronCores/);
+  });
+
+  test('suggested tpDegrees are sized for the positions the nPositions suggestion allows', () => {
+    const problems = servingProblems('o', CALM3, INF2_48XLARGE, { tpDegree: 4, nPositions: 100000, batchSize: 1 });
+    expect(problems.join('\n')).toMatch(/o\.nPositions is 100000 but the model has 16384 position embeddings: use at most 16384\./);
+    expect(problems.join('\n')).toMatch(/use tpDegree 6 or 8 or 12 or 16 or 24\./);
+  });
+
   test('more degrees than cores', () => {
     expect(servingProblems('o', CALM3, INF2_8XLARGE, { tpDegree: 4, ...S8_1024 })[0])
       .toMatch(/o\.tpDegree is 4 but ml\.inf2\.8xlarge has 2 NeuronCores: use tpDegree 2/);

@@ -124,7 +124,7 @@ export function resolveConfiguration(config: NeuronxCompileConfiguration, names:
     ...checkPositiveInteger(`${optionsName}.batchSize`, options.batchSize),
   ];
   const problems = notIntegers.length > 0 ? notIntegers : [
-    ...servingProblems(optionsName, sizing, serving, resolved),
+    ...servingProblems(optionsName, sizing, serving, resolved, compileInstance),
     ...compileInstanceProblems(instanceTypeName, sizing, compileInstance, resolved),
   ];
   return { compileInstance, serving, resolved, problems };

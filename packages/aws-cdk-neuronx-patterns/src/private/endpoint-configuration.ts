@@ -7,7 +7,7 @@ import { NeuronxRuntime } from '../neuronx-runtime';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointProps } from '../transformers-neuronx-sagemaker-realtime-inference-endpoint';
 import { CONTRACT, endpointEnv } from './contract';
 import { regionProblems } from './regions';
-import { checkPositiveInteger, checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, weightBytes } from './sizing';
+import { checkPositiveInteger, checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, stepSeconds, weightBytes } from './sizing';
 
 /**
  * What an endpoint is built from: its props with their defaults (derived from the model's size), and every reason
@@ -29,6 +29,44 @@ const STARTUP_SECONDS_PER_GIB = 30;
 // Volume for the model data: the bf16 checkpoint, the compiled artifacts and the code, with headroom.
 const VOLUME_CHECKPOINT_FACTOR = 1.25;
 const VOLUME_BASE_GIB = 16;
+/**
+ * SageMaker ends an InvokeEndpoint call that the container has not answered within 60 seconds (InvokeEndpoint API
+ * reference: "A customer's model containers must respond to requests within 60 seconds").
+ */
+export const INVOCATION_LIMIT = Duration.seconds(60);
+/**
+ * What an invocation needs besides the generation: the prompt's prefill (which cannot be interrupted), the last
+ * token (which may end one step after the limit: the handler checks the clock as each token arrives) and the answer's
+ * way back. 10 s, which is what the handler's default limit (contract `defaults.generationTimeLimitSeconds`, 50 s)
+ * has always left of the 60.
+ */
+const INVOCATION_ALLOWANCE = Duration.seconds(INVOCATION_LIMIT.toSeconds() - CONTRACT.defaults.generationTimeLimitSeconds);
+/** The longest generation time limit: SageMaker's invocation limit less that allowance. */
+export const MAX_GENERATION_TIME_LIMIT = Duration.seconds(INVOCATION_LIMIT.toSeconds() - INVOCATION_ALLOWANCE.toSeconds());
+
+/**
+ * What each variable the library sets in the container is, and the prop it comes from, for the message that
+ * refuses it in `environment` (every key of contract `endpoint.environment`; a test checks none is missing).
+ */
+export const RESERVED_ENVIRONMENT: Record<string, { readonly what: string; readonly from?: string; readonly prop?: string }> = {
+  tpDegree: { what: 'the tensor-parallel degree the model data was compiled with', from: 'the model data\'s tpDegree (compileOptions.tpDegree)' },
+  nPositions: { what: 'the positions the model data was compiled for', from: 'the model data\'s nPositions (compileOptions.nPositions)' },
+  batchSize: { what: 'the batch size the model data was compiled for', from: 'the model data\'s batchSize (compileOptions.batchSize)' },
+  amp: { what: 'the compute type the model data was compiled with (bf16)' },
+  quantDtype: { what: 'the storage type of the weights', from: 'the model data\'s quantDtype (compileOptions.quantDtype)' },
+  workers: { what: 'the model server\'s workers per instance', from: 'instanceType and the model data\'s tpDegree (one worker per tpDegree NeuronCores)' },
+  coresPerWorker: { what: 'the NeuronCores each worker takes', from: 'the model data\'s tpDegree (compileOptions.tpDegree)' },
+  responseTimeout: { what: 'TorchServe\'s response timeout, which also bounds the model load', from: 'the startup health-check timeout', prop: 'containerStartupHealthCheckTimeout' },
+  serviceHandler: { what: 'the handler TorchServe calls for every batch (the inference code\'s handle)' },
+  generationTimeLimit: { what: 'the seconds the handler generates before it answers with the text so far', from: 'the generation time limit', prop: 'generationTimeLimit' },
+  serverBatchSize: { what: 'TorchServe\'s batch size', from: 'the model data\'s batchSize (compileOptions.batchSize)' },
+  serverMaxBatchDelay: { what: 'how long TorchServe waits to fill a batch' },
+  serverMinWorkers: { what: 'TorchServe\'s least workers', from: 'instanceType and the model data\'s tpDegree' },
+  serverMaxWorkers: { what: 'TorchServe\'s most workers', from: 'instanceType and the model data\'s tpDegree' },
+  serverResponseTimeout: { what: 'TorchServe\'s response timeout for a batching model, which also bounds the model load', from: 'the startup health-check timeout', prop: 'containerStartupHealthCheckTimeout' },
+  javaOptions: { what: 'the model server\'s JVM options, which load the readiness check of /ping' },
+};
+
 // SageMaker's bounds for a container's Environment (CreateModel, ContainerDefinition): the name pattern, bytes per
 // name and per value, and bytes of all names and values together.
 const ENVIRONMENT_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -47,6 +85,8 @@ export interface EndpointSettings {
   readonly startupTimeout: Duration;
   /** The storage volume (none on trn1). */
   readonly volumeSize?: Size;
+  /** How long the handler generates for one call. */
+  readonly generationTimeLimit: Duration;
 }
 
 /** The settings of an endpoint with `props`, serving `data` on `instanceType`. */
@@ -69,6 +109,7 @@ export function endpointSettings(
       ?? (instanceType.volumeSizeSupported
         ? Size.gibibytes(Math.ceil(checkpointBytes(sizing) / GIB * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB)
         : undefined),
+    generationTimeLimit: props.generationTimeLimit ?? Duration.seconds(CONTRACT.defaults.generationTimeLimitSeconds),
   };
 }
 
@@ -111,10 +152,37 @@ export function endpointProblems(
     ...timeoutProblem('modelDataDownloadTimeout', settings.downloadTimeout),
     ...timeoutProblem('containerStartupHealthCheckTimeout', settings.startupTimeout),
     ...volumeProblems(instanceType, props.volumeSize, settings.volumeSize, props.volumeEncryptionKey),
-    ...Object.keys(props.environment ?? {}).filter(k => reserved.has(k))
-      .map(k => `environment sets ${k}, which the library sets from the compile options and instance type: remove it.`),
+    ...generationTimeLimitProblems(settings),
+    ...Object.keys(props.environment ?? {}).filter(k => reserved.has(k)).map(reservedVariableProblem),
     ...environmentEntryProblems(props.environment ?? {}),
   ];
+}
+
+/** The message that refuses a variable the library sets: what it is, and which prop sets it. */
+function reservedVariableProblem(name: string): string {
+  const key = Object.keys(CONTRACT.endpoint.environment).find(k => CONTRACT.endpoint.environment[k] === name)!;
+  const { what, from, prop } = RESERVED_ENVIRONMENT[key];
+  return `environment sets ${name}, ${what}, which the library sets ${from ? `from ${from}` : 'itself'}: remove it${prop ? ` and set ${prop} instead` : ''}.`;
+}
+
+/**
+ * The generation time limit against SageMaker's invocation limit (less the allowance, MAX_GENERATION_TIME_LIMIT) and
+ * a floor of one decoding step of the compiled batch, rounded up to whole seconds, so that at least one token fits.
+ */
+function generationTimeLimitProblems(settings: EndpointSettings): string[] {
+  const limit = settings.generationTimeLimit;
+  if (limit.isUnresolved()) return ['generationTimeLimit is a token: the handler\'s limit must be known at synth to be checked against SageMaker\'s invocation limit; give a Duration.'];
+  const floor = minGenerationTimeLimit(settings);
+  const ms = limit.toMilliseconds();
+  if (ms >= floor.toMilliseconds() && ms <= MAX_GENERATION_TIME_LIMIT.toMilliseconds()) return [];
+  return [`generationTimeLimit is ${limit.toHumanString()}: use ${floor.toHumanString()} to ${MAX_GENERATION_TIME_LIMIT.toHumanString()}. `
+    + `SageMaker ends an invocation after ${INVOCATION_LIMIT.toHumanString()}, and the prompt's prefill, the last token and the answer need the last ${INVOCATION_ALLOWANCE.toHumanString()}; `
+    + `below ${floor.toHumanString()} not even one token of this model data (tpDegree ${settings.options.tpDegree}, batchSize ${settings.options.batchSize}) fits.`];
+}
+
+/** The shortest generation time limit: one decoding step of the compiled batch, in whole seconds (at least 1). */
+export function minGenerationTimeLimit(settings: EndpointSettings): Duration {
+  return Duration.seconds(Math.max(1, Math.ceil(stepSeconds(settings.sizing, settings.options))));
 }
 
 /** The container's whole environment (the caller's and the library's) against SageMaker's total. */

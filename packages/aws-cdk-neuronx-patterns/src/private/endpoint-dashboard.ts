@@ -2,7 +2,6 @@ import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
 import type { EndpointDashboardOptions, TransformersNeuronxSageMakerRealtimeInferenceEndpointBase } from '../transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
-import { CONTRACT } from './contract';
 
 const PERIOD = Duration.minutes(1);
 const WIDTH = 12;
@@ -41,7 +40,7 @@ export function endpointDashboard(
           endpoint.metricModelLatency({ ...opts, statistic: cloudwatch.Stats.p(99), label: 'p99' }),
         ],
         // ModelLatency is in microseconds; the handler ends a generation at its time limit.
-        leftAnnotations: [{ value: CONTRACT.defaults.generationTimeLimitSeconds * 1e6, label: 'Generation time limit' }],
+        leftAnnotations: [{ value: endpoint.generationTimeLimit.toMilliseconds() * 1e3, label: 'Generation time limit' }],
       }),
     ], [
       new cloudwatch.GraphWidget({

@@ -110,6 +110,23 @@ export function deviceBytesAvailable(instance: NeuronxInstanceType, tpDegree: nu
   return instance.acceleratorMemoryPerCore.toGibibytes() * GIB * tpDegree * DEVICE_MEMORY_USABLE_FRACTION;
 }
 
+/**
+ * The time of one decoding step, per the calibration tools/model-server's simulated device uses
+ * (fake_neuron/neuron_device.py): Mistral-Small-2409 (22.2 B parameters, bf16) on 12 NeuronCores takes about 26 ms
+ * between tokens at batch 1 and 34.5 ms at batch 4 (optimum-neuron benchmarks, inferentia-mistral-small; FACTS.md).
+ * A step reads every weight once, so its time follows the weight bytes each NeuronCore holds; each sequence of the
+ * compiled batch adds 10.9 % of a batch-1 step. An estimate for limits, not a measurement of calm3 on hardware.
+ */
+const REFERENCE_STEP_SECONDS = 0.026;
+const REFERENCE_BYTES_PER_CORE = 22.2e9 * 2 / 12;
+const PER_SEQUENCE_SHARE = (0.0345 - REFERENCE_STEP_SECONDS) / 3 / REFERENCE_STEP_SECONDS;
+
+/** Seconds one decoding step of the compiled batch takes (see the calibration above). */
+export function stepSeconds(model: ModelSizing, options: ResolvedCompileOptions): number {
+  const batchOne = REFERENCE_STEP_SECONDS * weightBytes(model, options.quantDtype) / options.tpDegree / REFERENCE_BYTES_PER_CORE;
+  return batchOne * (1 - PER_SEQUENCE_SHARE + PER_SEQUENCE_SHARE * options.batchSize);
+}
+
 /** Model copies (TorchServe workers) an instance holds: one for each `tpDegree` NeuronCores. */
 export function workersPerInstance(instance: NeuronxInstanceType, tpDegree: number): number {
   return Math.floor(instance.neuronCores / tpDegree);
@@ -189,6 +206,7 @@ export function servingProblems(
   model: ModelSizing,
   instance: NeuronxInstanceType,
   options: ResolvedCompileOptions,
+  compileInstance?: NeuronxInstanceType,
 ): string[] {
   const problems = [
     ...checkPositiveInteger(`${prefix}.tpDegree`, options.tpDegree),
@@ -198,10 +216,16 @@ export function servingProblems(
   if (problems.length > 0) return problems;
 
   const { tpDegree, nPositions } = options;
-  const working = workingTpDegrees(model, instance, { ...options, batchSize: 1 });
+  // Every suggestion must itself be accepted, together with the others: a tpDegree the compile instance has the
+  // NeuronCores for (compileInstanceProblems), sized for the positions the nPositions suggestion allows.
+  const suggestedPositions = model.maxPositionEmbeddings ? Math.min(nPositions, model.maxPositionEmbeddings) : nPositions;
+  const onServing = workingTpDegrees(model, instance, { ...options, nPositions: suggestedPositions, batchSize: 1 });
+  const working = onServing.filter(tp => !compileInstance || tp <= compileInstance.neuronCores);
   const suggestion = working.length > 0
     ? `use tpDegree ${working.join(' or ')}`
-    : 'no tpDegree works on this instance: choose a larger instance type, int8 weights (QuantDtype.S8) or fewer positions';
+    : onServing.length > 0
+      ? `no tpDegree works on both ${instance} and the compile instance ${compileInstance?.instanceTypeName} (${compileInstance?.neuronCores} NeuronCores): compile on an instance with at least ${Math.min(...onServing)} NeuronCores`
+      : 'no tpDegree works on this instance: choose a larger instance type, int8 weights (QuantDtype.S8) or fewer positions';
   if (tpDegree > instance.neuronCores) {
     problems.push(`${prefix}.tpDegree is ${tpDegree} but ${instance} has ${instance.neuronCores} NeuronCores: ${suggestion}.`);
   } else if (!isSupportedTpDegree(instance.family, tpDegree)) {
