@@ -66,7 +66,7 @@ path, so that servers can start side by side and the host's /etc is never writte
 #   leaves it unset, so /opt/ml): a temporary directory instead, so that nothing is written to the host's /opt/ml;
 # - the toolkit binds 0.0.0.0 on 8080 (its default SAGEMAKER_BIND_TO_PORT) and TorchServe its management API on 8081; TorchServe reads TS_<KEY> over its
 #   config file (enable_envvars_config=true in the toolkit's default-ts.properties), so loopback_env below keeps
-#   each server on loopback, on free ports of its own (several servers run at once in the test suite);
+#   each server on loopback, on ports of its own (free_ports; several servers run at once in the test suite);
 # - the working directory is a temporary directory, not /: only the toolkit's empty model store
 #   (<cwd>/.sagemaker/ts/models) and TorchServe's logs/ are written under it;
 #   The frontend's sockets to its workers (<java.io.tmpdir>/.ts.sock.<9000 + n>, frontend util/Connector.java) are
@@ -88,18 +88,42 @@ class Ports:
     grpc_management: int
 
 
+PORT_BLOCKS = range(20_000, 32_000, 5)
+"""Where servers' ports come from: below Linux's ephemeral range (ip_local_port_range, 32768-60999 by default), so
+that no client connection's source port, and no other program's bind to port 0, can take one between its choice and
+TorchServe's bind."""
+PORT_COUNTER = Path(os.environ.get("TMPDIR", "/tmp")) / "aws-cdk-neuronx-model-server-ports"
+"""The next block to hand out, shared by every process on the machine (xdist workers, a benchmark, another clone's
+suite) under a lock."""
+
+
 def free_ports() -> Ports:
-    """Ports that nothing listens on now (the kernel's choice; held open together so they differ)."""
+    """Five ports for one server: the next block of PORT_BLOCKS (a counter shared by every process, under a lock)
+    whose ports nothing is bound to now."""
+    import fcntl
     import socket
 
-    sockets = [socket.socket() for _ in range(5)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return Ports(*(sock.getsockname()[1] for sock in sockets))
-    finally:
-        for sock in sockets:
-            sock.close()
+    def unused(port: int) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    with open(f"{PORT_COUNTER}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            start = int(PORT_COUNTER.read_text())
+        except (OSError, ValueError):
+            start = 0
+        for step in range(len(PORT_BLOCKS)):
+            index = (start + step) % len(PORT_BLOCKS)
+            ports = range(PORT_BLOCKS[index], PORT_BLOCKS[index] + 5)
+            if all(unused(port) for port in ports):
+                PORT_COUNTER.write_text(str(index + 1))
+                return Ports(*ports)
+    raise RuntimeError(f"no block of five unused ports in {PORT_BLOCKS}")
 
 
 def loopback_env(ports: Ports) -> dict[str, str]:
