@@ -78,13 +78,18 @@ class Ports:
     inference: int
     management: int
     metrics: int
+    grpc_inference: int
+    grpc_management: int
+    """TorchServe 0.11.0 also starts two gRPC servers, on 127.0.0.1:7070 and :7071 unless grpc_inference_port and
+    grpc_management_port say otherwise (frontend ConfigManager.getGRPCPort); a second server on the default ports
+    stops at start (`Failed to bind to address /127.0.0.1:7070`, ModelServer.startGRPCServer)."""
 
 
 def free_ports() -> Ports:
-    """Three ports that nothing listens on now (the kernel's choice; held open together so they differ)."""
+    """Ports that nothing listens on now (the kernel's choice; held open together so they differ)."""
     import socket
 
-    sockets = [socket.socket() for _ in range(3)]
+    sockets = [socket.socket() for _ in range(5)]
     try:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
@@ -100,6 +105,8 @@ def loopback_env(ports: Ports) -> dict[str, str]:
         "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{ports.inference}",
         "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{ports.management}",
         "TS_METRICS_ADDRESS": f"http://127.0.0.1:{ports.metrics}",
+        "TS_GRPC_INFERENCE_PORT": str(ports.grpc_inference),
+        "TS_GRPC_MANAGEMENT_PORT": str(ports.grpc_management),
     }
 
 
