@@ -54,7 +54,7 @@ from neuronx_request import (
     parse_json_body,
     parse_request,
 )
-from neuronx_scheduler import generate_rows, plan_calls
+from neuronx_scheduler import RequestSequence, StepScheduler, generate_rows, plan_calls
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ log = logging.getLogger(__name__)
 class Worker:
     generator: Generator
     time_limit: float
-    """Seconds a whole batch may generate."""
+    """Seconds a whole batch (or, step by step, each request) may generate."""
+    steps: StepWorker | None = None
+    """With artifacts compiled for continuous batching: the running batch, one handle() call per step."""
 
 
 _worker: Worker | None = None
@@ -79,10 +81,12 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
     each request of the batch, with its own status and content type; it raises for no request's fault."""
     global _worker
     if data is None:
-        _worker = Worker(load_generator(context.system_properties["model_dir"]), generation_time_limit(os.environ))
+        _worker = _load_worker(context)
         return None
     if _worker is None:
         raise ModelConfigurationError("handle was called with requests before the model was loaded")
+    if _worker.steps is not None:
+        return _worker.steps.handle(data, context)
     generator = _worker.generator
     deadline = clock() + _worker.time_limit
     # (status, reason phrase or None, content type, body) of each request
@@ -198,3 +202,167 @@ def _failure(error: Exception, request_id: str) -> tuple[int, str, str, bytes]:
         status = HTTP_INTERNAL_ERROR
         message = bounded_ascii(f"internal error; the endpoint's log has the traceback (request {request_id})")
     return status, message, JSON_CONTENT_TYPE, json.dumps({"error": message}).encode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# Continuous batching: TorchServe 0.11.0 calls handle once per decoding step
+
+
+CONTINUOUS_BATCHING = "continuousBatching"
+"""The model config YAML's key (TorchServe 0.11.0 frontend ModelConfig); the worker sees the YAML as
+context.model_yaml_config (ts/context.py)."""
+STREAM_NEXT = "ts_stream_next"
+"""The prediction header by which the frontend keeps a job (\"true\": a chunk) or lets it go (\"false\": the last chunk);
+without it a prediction is a whole HTTP response (RestJob.responseInference)."""
+
+
+def _load_worker(context: Any) -> Worker:
+    """The model, and the running batch when the artifacts were compiled for continuous batching. TorchServe must
+    run the model in the same mode: its continuous batching sends every step a job that is not answered yet, its
+    dynamic batching a batch once."""
+    generator = load_generator(context.system_properties["model_dir"])
+    time_limit = generation_time_limit(os.environ)
+    continuous = bool((getattr(context, "model_yaml_config", None) or {}).get(CONTINUOUS_BATCHING))
+    if continuous != (generator.step is not None):
+        compiled = "for" if generator.step is not None else "without"
+        runs = "with" if continuous else "without"
+        raise ModelConfigurationError(
+            f"the artifacts were compiled {compiled} continuous batching, but TorchServe runs the model {runs} it"
+            f" (the model config's {CONTINUOUS_BATCHING}); compile and serve with the same setting"
+        )
+    steps = StepWorker(generator, time_limit) if continuous else None
+    return Worker(generator, time_limit, steps)
+
+
+@dataclass
+class Held:
+    """A request the running batch holds, from its first step until the frontend lets it go."""
+
+    sequence: RequestSequence | None
+    """None when it failed before it could run (a bad request)."""
+    streamed: bool
+    whole: tuple[int, str | None, str, bytes] | None = None
+    """(status, reason phrase, content type, body) of an answer sent as one HTTP response, once ready."""
+    started: bool = False
+    """Its first line is sent: its status and content type are the client's."""
+    answered: bool = False
+    """Its whole answer is sent: 0.11.0's aggregator still holds the job and sends it once more, by its id."""
+    last_line: bytes | None = None
+    """A started stream's last line, once it ended."""
+
+
+class StepWorker:
+    """TorchServe 0.11.0's continuous batching (checked on the image's stack by tools/model-server/
+    test_torchserve_continuous_batching.py): every call is one step with every job the frontend holds, new ones
+    with their body, the others by their id alone once they were answered once. Each call checks the new
+    requests, runs one decoding step (StepScheduler: a request joins when a slot is free, leaves when it ends)
+    and answers what is ready. A step either streams (context.stopping_criteria: each prediction is a chunk, the
+    first with the status line, or the last) or answers whole responses (no ts_stream_next: a 4xx, a 500 or a
+    non-streamed answer with its own status); what is not ready, or not of the step's kind, gets no prediction
+    (it is left out of context.request_ids) and comes again with the next step. The two kinds of step alternate
+    while both have something to send."""
+
+    def __init__(self, generator: Generator, time_limit: float):
+        self.generator, self.time_limit = generator, time_limit
+        self.scheduler = StepScheduler(generator, generator.step, generator.batch_size, lambda: clock())
+        self.held: dict[str, Held] = {}
+        self.last_kind = "whole"
+
+    def handle(self, data: list[Mapping[str, Any]], context: Any) -> list[bytes]:
+        ids = {index: str(context.get_request_id(index)) for index in range(len(data))}
+        for request_id in set(self.held) - set(ids.values()):
+            # The frontend let it go (its client hung up): its slot is free for the next step.
+            gone = self.held.pop(request_id)
+            if gone.sequence is not None:
+                self.scheduler.remove(gone.sequence)
+        for index, request_id in ids.items():
+            if request_id not in self.held:
+                self.held[request_id] = self._admit(data[index], context, index, request_id)
+        if self.scheduler.busy:
+            for sequence in self.scheduler.step():
+                self._ended(sequence)
+        return self._answer(ids, context)
+
+    def _admit(self, request: Any, context: Any, index: int, request_id: str) -> Held:
+        try:
+            prepared = _prepare(self.generator, request, context, index)
+        except Exception as error:
+            return Held(None, False, _failure(error, bounded_ascii(request_id)))
+        streamed = prepared.request.stream
+        sequence = RequestSequence(request_id, prepared, self.generator, clock() + self.time_limit, clock, streamed)
+        self.scheduler.admit(sequence)
+        return Held(sequence, streamed)
+
+    def _ended(self, sequence: RequestSequence) -> None:
+        held = self.held[sequence.request_id]
+        request_id = bounded_ascii(sequence.request_id)
+        if sequence.error is not None:
+            status, message, content_type, body = _failure(sequence.error, request_id)
+            if held.started:
+                held.last_line = json_line({"error": message})  # too late for a status
+            else:
+                held.whole = (status, message, content_type, body)
+            return
+        response = sequence.response
+        assert response is not None
+        log.info(
+            "request %s: prompt_tokens=%d completion_tokens=%d finish_reason=%s continuous",
+            request_id,
+            response["usage"]["prompt_tokens"],
+            response["usage"]["completion_tokens"],
+            response["finish_reason"],
+        )
+        if not held.streamed:
+            held.whole = (200, None, JSON_CONTENT_TYPE, json.dumps(response, ensure_ascii=False).encode("utf-8"))
+        elif held.started:
+            held.last_line = json_line(response)
+        else:
+            # Ended before its first line: the lines of its text and its last line, as one response.
+            text = sequence.take_text()
+            body = (json_line({"text": text}) if text else b"") + json_line(response)
+            held.whole = (200, None, JSONLINES_CONTENT_TYPE, body)
+
+    def _answer(self, ids: Mapping[int, str], context: Any) -> list[bytes]:
+        answers = [b""] * len(ids)
+        whole = [i for i, r in ids.items() if self.held[r].whole is not None and not self.held[r].answered]
+        streams = [i for i, r in ids.items() if self._has_lines(self.held[r])]
+        kind = "stream" if streams and (not whole or self.last_kind == "whole") else "whole"
+        self.last_kind = kind
+        last: dict[int, bool] = {}
+        for index, request_id in ids.items():
+            held = self.held[request_id]
+            if held.answered:
+                # Back once, by its id, after its whole answer: "false" lets it go (nothing reaches its client).
+                context.set_response_header(index, STREAM_NEXT, "false")
+                last[index] = True
+                del self.held[request_id]
+            elif kind == "whole" and index in whole:
+                status, message, content_type, body = held.whole
+                if message is not None:
+                    context.set_response_status(status, message, index)
+                context.set_response_content_type(index, content_type)
+                answers[index] = body
+                held.answered = True
+            elif kind == "stream" and index in streams:
+                context.set_response_content_type(index, JSONLINES_CONTENT_TYPE)
+                text = held.sequence.take_text()
+                answers[index] = (json_line({"text": text}) if text else b"") + (held.last_line or b"")
+                held.started = True
+                last[index] = held.last_line is not None
+                if last[index]:
+                    del self.held[request_id]
+            else:
+                del context.request_ids[index]  # no prediction: the frontend sends it again with the next step
+        # create_predict_response sets ts_stream_next from stopping_criteria for every prediction of a step, and
+        # turns a handler's own "true" into "false" without it: a streaming step needs it, a whole one must not.
+        context.stopping_criteria = (
+            {index: (lambda _, done=last[index]: done) for index in context.request_ids} if kind == "stream" else None
+        )
+        return answers
+
+    @staticmethod
+    def _has_lines(held: Held) -> bool:
+        """A stream with something to send: a line of text, or its end once its first line went."""
+        if not held.streamed or held.sequence is None or held.answered or held.whole is not None:
+            return False
+        return bool(held.sequence.unsent) or (held.started and held.last_line is not None)

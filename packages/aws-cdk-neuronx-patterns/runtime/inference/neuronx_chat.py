@@ -59,7 +59,10 @@ class Generator:
     """Markup the chat template writes around turns that is plain text to the tokenizer (Zephyr's <|user|>,
     Mistral's [INST]): the model takes it for a turn all the same, so no message may contain it either."""
     batch_size: int = 1
-    """The most rows one sample() call takes (the compiled batch size)."""
+    """The most rows one sample() call takes (the compiled batch size); with `step`, the slots."""
+    step: Callable[..., dict[int, int]] | None = None
+    """With artifacts compiled for continuous batching: one decoding step of the running batch
+    (neuronx_scheduler.StepModel), instead of sample()."""
 
 
 SENTINEL = "sentinel-d1b6"
@@ -121,7 +124,12 @@ def require_chat_template(tokenizer: Any) -> None:
 
 
 def make_generator(
-    tokenizer: Any, sample: Sampler, n_positions: int, eos_token_ids: Sequence[int] = (), batch_size: int = 1
+    tokenizer: Any,
+    sample: Sampler,
+    n_positions: int,
+    eos_token_ids: Sequence[int] = (),
+    batch_size: int = 1,
+    step: Callable[..., dict[int, int]] | None = None,
 ) -> Generator:
     """Refuses a tokenizer without a chat template; the end-of-turn tokens are the tokenizer's eos,
     `eos_token_ids` (generation_config.json) and the template's own end of an assistant turn."""
@@ -141,6 +149,7 @@ def make_generator(
         special_tokens,
         template_turn_markers(tokenizer, special_tokens),
         batch_size,
+        step,
     )
 
 

@@ -25,6 +25,7 @@ from neuronx_common import (
     OPTION_DEFAULTS,
     compiled_batch_sizes,
     installed_versions,
+    is_continuous,
     llama_from_pretrained_kwargs,
 )
 
@@ -187,6 +188,15 @@ def load_chat_tokenizer(checkpoint_dir: Path) -> Any:
 def _load_neuron_generator(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Generator:
     """The tokenizer, then the model built exactly as the compile job built it, with its NEFFs loaded."""
     tokenizer = load_chat_tokenizer(checkpoint_dir)
+    if is_continuous(options):
+        return make_generator(
+            tokenizer,
+            _not_for_continuous_batching,
+            options["nPositions"],
+            generation_config_eos_ids(checkpoint_dir),
+            options["batchSize"],
+            step=_load_neuron_step_model(checkpoint_dir, compiled_dir, options),
+        )
     sample = _load_neuron_sampler(checkpoint_dir, compiled_dir, options)
     return make_generator(
         tokenizer,
@@ -197,19 +207,85 @@ def _load_neuron_generator(checkpoint_dir: Path, compiled_dir: Path, options: Ma
     )
 
 
-def _load_neuron_sampler(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Sampler:
-    """Builds LlamaForSampling as the compile job did, loads its NEFFs and wraps `model.sample`."""
-    import torch
+def _not_for_continuous_batching(*args: Any, **kwargs: Any) -> list[list[int]]:
+    raise RuntimeError("artifacts compiled for continuous batching are served step by step, not by sample()")
+
+
+def _load_neuron_model(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Any:
+    """LlamaForSampling built as the compile job built it (llama_from_pretrained_kwargs), its NEFFs loaded."""
     import transformers_neuronx.config as neuronx_config
     from transformers_neuronx.llama.model import LlamaForSampling
-    from transformers_neuronx.stopping_criteria import StoppingCriteriaList
 
     model = LlamaForSampling.from_pretrained(
         str(checkpoint_dir), **llama_from_pretrained_kwargs(options, neuronx_config)
     )
     model.load(str(compiled_dir))
     model.to_neuron()
+    return model
 
+
+def pick_token(logits: Any, top_k: int, top_p: float, temperature: float) -> int:
+    """A token sampled from one sequence's logits with its own parameters, as transformers-neuronx's sampling does
+    on the host (top_k, then temperature, then top_p over what is left); top_k 1 is greedy."""
+    import torch
+
+    if top_k == 1:
+        return int(torch.argmax(logits))
+    values, indices = torch.topk(logits.float(), min(top_k, logits.numel()))
+    probabilities = torch.softmax(values / temperature, dim=-1)
+    if top_p < 1.0:
+        # Keep the most likely tokens whose probabilities before them sum to less than top_p (at least one).
+        before = torch.cumsum(probabilities, dim=-1) - probabilities
+        probabilities = torch.where(before < top_p, probabilities, torch.zeros_like(probabilities))
+        probabilities = probabilities / probabilities.sum()
+    return int(indices[torch.multinomial(probabilities, 1)])
+
+
+def _load_neuron_step_model(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Callable[..., dict[int, int]]:
+    """One decoding step of the running batch (neuronx_scheduler.StepModel) on transformers-neuronx 0.13's
+    continuous batching, driven as vLLM's old Neuron backend drove it (vllm/model_executor/model_loader/neuron.py:
+    model(input_ids, cache_ids=positions, start_ids=slots) -> logits [rows, vocab]): each new prompt is encoded at
+    batch 1 into its slot (cache_ids 0..n-1), then the running sequences decode one token each, row i at its own
+    position in slot start_ids[i]. Each row is sampled with its own request's parameters (pick_token)."""
+    import torch
+
+    model = _load_neuron_model(checkpoint_dir, compiled_dir, options)
+
+    def step(
+        *,
+        prefill: Mapping[int, Sequence[int]],
+        decode: Mapping[int, tuple[int, int]],
+        sampling: Mapping[int, tuple[int, float, float]],
+    ) -> dict[int, int]:
+        tokens: dict[int, int] = {}
+        with torch.inference_mode():
+            for slot, prompt in prefill.items():
+                logits = model(
+                    torch.tensor([list(prompt)], dtype=torch.long),
+                    cache_ids=torch.arange(len(prompt), dtype=torch.int32).reshape(1, -1),
+                    start_ids=torch.tensor([slot], dtype=torch.int32),
+                )
+                tokens[slot] = pick_token(logits[0], *sampling[slot])
+            if decode:
+                slots = sorted(decode)
+                logits = model(
+                    torch.tensor([[decode[slot][0]] for slot in slots], dtype=torch.long),
+                    cache_ids=torch.tensor([[decode[slot][1]] for slot in slots], dtype=torch.int32),
+                    start_ids=torch.tensor(slots, dtype=torch.int32),
+                )
+                for row, slot in enumerate(slots):
+                    tokens[slot] = pick_token(logits[row], *sampling[slot])
+        return tokens
+
+    return step
+
+
+def _load_neuron_sampler(checkpoint_dir: Path, compiled_dir: Path, options: Mapping[str, Any]) -> Sampler:
+    """Builds LlamaForSampling as the compile job did, loads its NEFFs and wraps `model.sample`."""
+    import torch
+    from transformers_neuronx.stopping_criteria import StoppingCriteriaList
+
+    model = _load_neuron_model(checkpoint_dir, compiled_dir, options)
     batch_sizes = compiled_batch_sizes(options["batchSize"])
 
     def sample(
