@@ -2,10 +2,10 @@
 TorchServe 0.11.0) and the fake device's continuous-batching model (fake_neuron: a context encoded at batch 1 into its
 slot, every running sequence decoded in one step of the compiled slots, each at the calibrated cost).
 
-What the constructs do not place yet is laid out here as a continuous-batching endpoint needs it
-(enable_continuous_batching): artifacts whose manifest says they were compiled for it, the model config YAML with
-continuousBatching and MAR-INF/MANIFEST.json naming it (test_torchserve_continuous_batching.py shows that this is
-how the setting reaches TorchServe)."""
+What the constructs do not place yet is laid out as a continuous-batching endpoint needs it
+(continuous_batching_setup.enable_continuous_batching): artifacts whose manifest says they were compiled for it,
+the model config YAML with continuousBatching and MAR-INF/MANIFEST.json naming it (test_torchserve_continuous_
+batching.py shows that this is how the setting reaches TorchServe)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 import serving_stack
 from conftest import all_ready, restarts, wait_until
+from continuous_batching_setup import enable_continuous_batching
 
 PRESET = "lowCost"
 TIME_LIMIT_SECONDS = 3
@@ -26,28 +27,6 @@ runs it: about 28 ms per decode step of 5 slots instead of 113 ms."""
 JSON = {"Content-Type": "application/json"}
 
 pytestmark = pytest.mark.xdist_group("cb-" + PRESET)
-
-
-def enable_continuous_batching(server: serving_stack.ModelServer) -> None:
-    """Before start(): the artifacts as compiled for continuous batching (manifest option continuousBatching, with
-    batchSize slots) and TorchServe told to batch continuously with room for one job beyond the slots (0.11.0 admits
-    batchSize - 1 while jobs run: the probe's last test)."""
-    deployment = server.deployment
-    marker = server.model_dir / serving_stack.LAYOUT["marker"]
-    manifest = json.loads(marker.read_text())
-    manifest["options"]["continuousBatching"] = True
-    marker.write_text(json.dumps(manifest, indent=2))
-    slots = int(deployment.environment[serving_stack.ENDPOINT_ENV["batchSize"]])
-    code = server.model_dir / serving_stack.LAYOUT["codeDir"]
-    (code / "model-config.yaml").write_text(
-        f"minWorkers: {deployment.workers}\nmaxWorkers: {deployment.workers}\nbatchSize: {slots + 1}\n"
-        f"maxBatchDelay: 20\nresponseTimeout: {deployment.startup_timeout}\ncontinuousBatching: true\n"
-    )
-    (server.model_dir / "MAR-INF").mkdir()
-    (server.model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps({
-        "runtime": "python", "archiverVersion": "0.11.0",
-        "model": {"modelName": "model", "modelVersion": "1.0", "configFile": "code/model-config.yaml"},
-    }))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
