@@ -313,6 +313,7 @@ def shown(milliseconds: float | None, width: int) -> str:
 
 
 def main() -> None:
+    global TIME_SCALE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=PRESETS, action="append", help="default: both")
     parser.add_argument("--batch-size", type=int, help="the batched run's batch size (default: the template's)")
@@ -325,6 +326,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
                         help=f"client levels (default: {' '.join(map(str, CONCURRENCY))}); each preset's target level"
                              " must be one of them")
+    parser.add_argument("--time-scale", type=float, default=TIME_SCALE,
+                        help=f"the device's time per step as a share of its calibrated time (default {TIME_SCALE}); 1"
+                             " weighs the host's own time per step as it would weigh on the device (continuous"
+                             " batching: a TorchServe round trip per step), at 4 times the run time")
     parser.add_argument("--output-distribution", choices=("normal", "exponential"),
                         help="one workload of one's own instead of the default two: the answer lengths' distribution")
     parser.add_argument("--output-mean", type=float, help="mean new tokens (default 150)")
@@ -333,6 +338,7 @@ def main() -> None:
     parser.add_argument("--input-mean", type=float, help="mean prompt tokens (default 550)")
     parser.add_argument("--input-stddev", type=float, help="standard deviation of the prompt tokens (default 150)")
     args = parser.parse_args()
+    TIME_SCALE = args.time_scale
     workloads = WORKLOADS
     own = {
         "output_distribution": args.output_distribution, "output_mean": args.output_mean,
