@@ -19,6 +19,8 @@ scheduler can rely on before one is built on it. What the sources say (pytorch/s
   sends it again, body and all, with the next step. This is how a step answers only some of its requests.
 - Model.pollInferJob admits `batchSize - jobs - 1` new jobs per step while jobs are running (0.11.0; fixed in
   0.11.1), so the running batch holds batchSize - 1 in steady state.
+- Model.pollInferJob also takes the model's lock, and an idle worker waits for a job while holding it: with several
+  workers per model, a worker whose job runs cannot get its next step until another request comes.
 
 A request's body: {"steps": n, "stream": bool, "bad": bool}. A good request takes n steps; streamed, it gets one
 line per step ("<step>\\n") and then a last line {"steps": n}; plain, one whole answer {"steps": n}. A bad one is

@@ -181,3 +181,40 @@ def test_no_worker_was_restarted(probe):
     workers = probe.workers()
     assert [w["pid"] for w in workers] == [w["pid"] for w in probe.first_workers]
     assert all(w["status"] == "READY" for w in workers)
+
+
+@pytest.fixture(scope="module")
+def probe_of_three_workers(tmp_path_factory):
+    """The probe on highPerformance's three workers (one model, three worker threads in the frontend)."""
+    root = tmp_path_factory.mktemp("cb-probe-3")
+    deployment = serving_stack.read_deployment("highPerformance")
+    server = serving_stack.ModelServer(
+        root, deployment, load_seconds=1,
+        overrides={"TS_DEFAULT_SERVICE_HANDLER": "continuous_batching_probe:handle", "CB_PROBE_LOG": str(root / "steps.jsonl")},
+    )  # fmt: skip
+    code = server.model_dir / "code"
+    shutil.copy(HERE / "continuous_batching_probe.py", code)
+    (code / "model-config.yaml").write_text(model_config(deployment.workers, deployment.startup_timeout))
+    (server.model_dir / "MAR-INF").mkdir()
+    (server.model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(MANIFEST))
+    server.start()
+    try:
+        if not wait_until(lambda: all_ready(server), 120):
+            pytest.fail(f"the probe's workers are not READY\n{server.logs()[-3000:]}")
+        server.steps = root / "steps.jsonl"
+        yield server
+    finally:
+        server.stop()
+
+
+def test_with_several_workers_a_running_request_stalls_until_another_comes(probe_of_three_workers):
+    # Model.pollInferJob (0.11.0) takes the model's lock, and a worker with no job waits for one while holding it
+    # (jobsQueue.poll(Long.MAX_VALUE) inside lock.lockInterruptibly()). A worker whose job runs asks for its next
+    # step through the same method, so with idle workers beside it it waits for the next request to come: 0.11.0's
+    # continuous batching serves one worker per model only. (Step by step, a worker asks again after every step;
+    # with dynamic batching it asks only when its batch is answered, so the lock never holds a batch up.)
+    server = probe_of_three_workers
+    with pytest.raises(TimeoutError):
+        send(server, {"steps": 5}, timeout=5)  # 5 steps of 50 ms
+    steps = steps_of(server)
+    assert len(steps) == 1, steps  # the first step ran, the second never came
