@@ -39,6 +39,7 @@ from typing import Any
 from collections.abc import Callable, Mapping
 
 from neuronx_chat import Generator, ModelConfigurationError, PreparedRequest, prepare
+from neuronx_common import CONTRACT
 from neuronx_loading import generation_time_limit, load_generator
 from neuronx_request import (
     BODY_KEY,
@@ -211,6 +212,8 @@ def _failure(error: Exception, request_id: str) -> tuple[int, str, str, bytes]:
 CONTINUOUS_BATCHING = "continuousBatching"
 """The model config YAML's key (TorchServe 0.11.0 frontend ModelConfig); the worker sees the YAML as
 context.model_yaml_config (ts/context.py)."""
+WORKERS_VARIABLE = CONTRACT["endpoint"]["environment"]["workers"]
+"""TorchServe's workers per model, as the toolkit passes them (SAGEMAKER_MODEL_SERVER_WORKERS)."""
 STREAM_NEXT = "ts_stream_next"
 """The prediction header by which the frontend keeps a job (\"true\": a chunk) or lets it go (\"false\": the last chunk);
 without it a prediction is a whole HTTP response (RestJob.responseInference)."""
@@ -229,6 +232,15 @@ def _load_worker(context: Any) -> Worker:
         raise ModelConfigurationError(
             f"the artifacts were compiled {compiled} continuous batching, but TorchServe runs the model {runs} it"
             f" (the model config's {CONTINUOUS_BATCHING}); compile and serve with the same setting"
+        )
+    workers = os.environ.get(WORKERS_VARIABLE, "1").strip()
+    if continuous and workers != "1":
+        # tools/model-server/test_torchserve_continuous_batching.py, test_with_several_workers_...: Model.pollInferJob
+        # holds the model's lock while an idle worker waits for a job, and a busy worker needs it for every step.
+        raise ModelConfigurationError(
+            f"{WORKERS_VARIABLE}={workers!r}: TorchServe 0.11.0's continuous batching stalls a running request when"
+            " a model has several workers (an idle one waits for a job holding the lock the busy one needs for its"
+            " next step); serve continuous batching with 1 worker per model"
         )
     steps = StepWorker(generator, time_limit) if continuous else None
     return Worker(generator, time_limit, steps)

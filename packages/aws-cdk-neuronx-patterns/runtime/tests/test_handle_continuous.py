@@ -266,3 +266,17 @@ def test_artifacts_and_torchserve_must_agree_on_continuous_batching(model_dir, e
     context.model_yaml_config = {"continuousBatching": served}
     with pytest.raises(inference.ModelConfigurationError, match="compile and serve with the same setting"):
         inference.handle(None, context)
+
+
+def test_continuous_batching_with_several_workers_fails_the_load_naming_the_stall(model_dir, endpoint_env, monkeypatch):
+    build_chat_tokenizer(model_dir / CONTRACT["layout"]["checkpointDir"])
+    marker = model_dir / CONTRACT["layout"]["marker"]
+    manifest = json.loads(marker.read_text())
+    manifest["options"]["continuousBatching"] = True
+    marker.write_text(json.dumps(manifest))
+    monkeypatch.setenv(endpoint_env["workers"], "3")
+    monkeypatch.setattr(neuronx_loading, "_load_neuron_step_model", lambda *args: object())
+    context = Context(model_dir)
+    context.model_yaml_config = {"continuousBatching": True}
+    with pytest.raises(inference.ModelConfigurationError, match="SAGEMAKER_MODEL_SERVER_WORKERS='3'.*1 worker per model"):
+        inference.handle(None, context)
