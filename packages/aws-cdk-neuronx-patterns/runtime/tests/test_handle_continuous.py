@@ -280,3 +280,17 @@ def test_continuous_batching_with_several_workers_fails_the_load_naming_the_stal
     context.model_yaml_config = {"continuousBatching": True}
     with pytest.raises(inference.ModelConfigurationError, match="SAGEMAKER_MODEL_SERVER_WORKERS='3'.*1 worker per model"):
         inference.handle(None, context)
+
+
+def test_a_whole_answer_is_not_held_up_by_a_stream_that_sends_every_step(frontend):
+    # Steps that stream and steps that answer whole alternate while both have something to send: a stream with a
+    # line every step does not keep a plain answer waiting for the stream's end.
+    front = frontend()
+    streamed = front.send(chat("world", max_new_tokens=40, stream=True), {"Content-Type": JSON, "Accept": "application/jsonlines"})
+    front.step()
+    plain = front.send(chat("hello", max_new_tokens=2))
+    front.run(plain)
+    assert answer(plain)[0] == 200 and plain.steps <= 5, plain.steps
+    assert not streamed.complete and len(streamed.chunks) > 1  # the stream went on meanwhile
+    front.run(streamed)
+    assert lines(streamed)[-1]["usage"]["completion_tokens"] == 40
