@@ -56,8 +56,10 @@ export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
    * Start from the library's `runtime/inference/inference.py`.
    *
    * The library's `neuronx_common.py` (the contract loader and the model-building arguments, shared with the
-   * compile job) and `contract.json` are always placed beside these files, so the library's handler and one
-   * started from it find what they import; the directory must not have files of those names (synth fails).
+   * compile job), its handler's modules (`neuronx_request.py`, `neuronx_chat.py`, `neuronx_answer.py`,
+   * `neuronx_scheduler.py`, `neuronx_loading.py`) and `contract.json` are always placed beside these files, so the
+   * library's handler and one started from it find what they import; the directory must not have files of those
+   * names (synth fails).
    *
    * @default - the library's handler (`inference.py`)
    */
@@ -106,7 +108,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
    *
    * @param compile the compile
    * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`, beside the
-   * library's `neuronx_common.py` and `contract.json` (it must not have files of those names); its `inference.py`
+   * library's `neuronx_common.py`, handler modules and `contract.json` (it must not have files of those names); its `inference.py`
    * must define `def handle(data, context)` at the top level (see `TransformersNeuronxSageMakerInferenceModelDataBucketOptions.code`);
    * default: the library's handler
    */

@@ -18,6 +18,9 @@ function role(scope: Stack, id = 'Role'): iam.Role {
   return new iam.Role(scope, id, { assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com') });
 }
 
+/** The library's handler: its entry script and its modules (runtime/inference/*.py), all placed in code/. */
+const HANDLER_FILES = ['inference.py', 'neuronx_answer.py', 'neuronx_chat.py', 'neuronx_loading.py', 'neuronx_request.py', 'neuronx_scheduler.py'];
+
 const tempDirs: string[] = [];
 afterAll(() => tempDirs.forEach(dir => fs.rmSync(dir, { recursive: true, force: true })));
 
@@ -57,7 +60,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     expect(lists.map(s => s.Condition)).toEqual([{ StringLike: { 's3:prefix': [`${compile.compiledArtifactS3Prefix}*`] } }]);
   });
 
-  test('places inference.py, neuronx_common.py, contract.json and the /ping plugin under <prefix>code/ through the compile\'s own function, which may write only there', () => {
+  test('places inference.py and its modules, neuronx_common.py, contract.json and the /ping plugin under <prefix>code/ through the compile\'s own function, which may write only there', () => {
     const { stack, compile, bucket } = compileFixture();
     TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
     const template = Template.fromStack(stack);
@@ -66,7 +69,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     const props = resources[0].Properties;
     expect(props.DestinationPrefix).toBe(`${compile.compiledArtifactS3Prefix}code/`);
     expect(props.DestinationBucket).toEqual({ Ref: logicalId(stack, bucket) });
-    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', 'inference.py', 'neuronx_common.py', 'readiness-ping.jar']);
+    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', ...HANDLER_FILES, 'neuronx_common.py', 'readiness-ping.jar'].sort());
     // The compile's function serves it: no function of its own.
     expect(props.ServiceToken).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('LifecycleFunction')), 'Arn'] });
     expect(stack.node.tryFindChild('InferenceCode')?.node.tryFindChild('Function')).toBeUndefined();
@@ -145,9 +148,9 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     };
     const a = hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' }));
     const b = hashOf(codeDir({ 'inference.py': handler('v2'), 'requirements.txt': 'x' }));
-    // The library's shared module, the contract and the /ping plugin (TorchServe's, whatever the handler) are placed
-    // beside it, always.
-    expect(a.names).toEqual(['contract.json', 'inference.py', 'neuronx_common.py', 'readiness-ping.jar', 'requirements.txt']);
+    // The library's shared module, its handler's modules, the contract and the /ping plugin (TorchServe's, whatever the
+    // handler) are placed beside it, always.
+    expect(a.names).toEqual(['contract.json', ...HANDLER_FILES, 'neuronx_common.py', 'readiness-ping.jar', 'requirements.txt'].sort());
     expect(a.hash).not.toEqual(b.hash);
     expect(hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' })).hash).toEqual(a.hash);
   });
@@ -162,7 +165,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
       .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
   });
 
-  test.each(['neuronx_common.py', 'contract.json', 'readiness-ping.jar'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
+  test.each(['neuronx_common.py', 'neuronx_scheduler.py', 'contract.json', 'readiness-ping.jar'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
     const stack = new Stack(new App(), 'S', { env: ENV });
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'inference.py': handler('v1'), [name]: 'x' });
@@ -172,14 +175,25 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
 
   test('every module of the library\'s runtime the library\'s handler imports is placed beside it', () => {
     const runtime = path.join(__dirname, '..', 'runtime');
-    const source = fs.readFileSync(path.join(runtime, 'inference', 'inference.py'), 'utf-8');
-    const imported = [...source.matchAll(/^(?:from|import) (\w+)/gm)].map(m => `${m[1]}.py`);
-    const ours = imported.filter(file => ['common', 'compile', 'inference'].some(dir => fs.existsSync(path.join(runtime, dir, file))));
-    expect(ours).toEqual(['neuronx_common.py']);
+    // Followed from inference.py through every module of the library's that it imports, and they through theirs.
+    const dirOf = (file: string) => ['common', 'compile', 'inference'].find(dir => fs.existsSync(path.join(runtime, dir, file)));
+    const ours = new Set<string>();
+    const visit = (file: string) => {
+      const source = fs.readFileSync(path.join(runtime, dirOf(file)!, file), 'utf-8');
+      for (const m of source.matchAll(/^(?:from|import) (\w+)/gm)) {
+        const imported = `${m[1]}.py`;
+        if (dirOf(imported) && !ours.has(imported)) {
+          ours.add(imported);
+          visit(imported);
+        }
+      }
+    };
+    visit('inference.py');
+    expect([...ours].sort()).toEqual([...HANDLER_FILES.filter(f => f !== 'inference.py'), 'neuronx_common.py'].sort());
     const stack = new Stack(new App(), 'S', { env: ENV });
     TransformersNeuronxSageMakerInferenceModelData.fromBucket(new s3.Bucket(stack, 'B'), 'p/', { model: calm3(), tpDegree: 4 }).bind(stack, role(stack));
     const files = Object.values(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))[0].Properties.Files;
-    expect(files.map((f: { Name: string }) => f.Name)).toEqual(expect.arrayContaining(ours));
+    expect(files.map((f: { Name: string }) => f.Name)).toEqual(expect.arrayContaining([...ours]));
   });
 
   test('a code directory without inference.py fails at synth', () => {

@@ -87,9 +87,19 @@ when it started and when each step's tokens came out (time.time()). What a clien
 
 
 def record_generation(record: dict[str, Any], environ=os.environ) -> None:
-    with _locked_record(Path(environ[STATE_DIR])):
-        with open(Path(environ[STATE_DIR]) / GENERATIONS, "a") as log:
-            log.write(json.dumps(record) + "\n")
+    """Appends `record` as one line, under a lock of its own: not the claims' lock, whose holder reads and rewrites
+    the claims file. Served step by step, a record is written every decoding step, on the worker's path between two
+    steps: the bookkeeping must not cost the simulated device time (about 2.5 ms a record under the claims' lock)."""
+    state_dir = Path(environ[STATE_DIR])
+    state_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record) + "\n"
+    with open(state_dir / GENERATIONS_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(state_dir / GENERATIONS, "a") as log:
+            log.write(line)
+
+
+GENERATIONS_LOCK = "generations.lock"
 
 
 def read_generations(state_dir: Path) -> list[dict[str, Any]]:

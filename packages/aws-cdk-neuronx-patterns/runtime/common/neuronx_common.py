@@ -56,6 +56,16 @@ def compiled_batch_sizes(batch_size: int) -> list[int]:
     return [1] if batch_size == 1 else [1, batch_size]
 
 
+CONTINUOUS_BATCHING = "continuousBatching"
+"""The manifest option of artifacts compiled for continuous batching (absent: false). It changes the HLO, so
+artifacts compiled without it cannot serve step by step, nor the other way round."""
+
+
+def is_continuous(options: Mapping[str, Any]) -> bool:
+    """Whether `options` (a manifest's) are of artifacts compiled for continuous batching: batchSize slots."""
+    return bool(options.get(CONTINUOUS_BATCHING))
+
+
 def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any) -> dict[str, Any]:
     """LlamaForSampling.from_pretrained's keyword arguments for the manifest `options`.
 
@@ -63,15 +73,23 @@ def llama_from_pretrained_kwargs(options: Mapping[str, Any], neuronx_config: Any
     the HLO, hence the hash the NEFFs are found by, and the endpoint would not find its artifacts.
     `neuronx_config` is the transformers_neuronx.config module.
     """
-    neuron_config = None
+    config: dict[str, Any] = {}
     if options["quantDtype"]:
-        neuron_config = neuronx_config.NeuronConfig(
-            quant=neuronx_config.QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
+        config["quant"] = neuronx_config.QuantizationConfig(quant_dtype=options["quantDtype"], dequant_dtype=options["amp"])
+    if is_continuous(options):
+        # batchSize slots sharing one KV cache (transformers_neuronx/config.py ContinuousBatchingConfig): a context is
+        # encoded at batch 1 into the slot start_ids names, every running sequence decodes together.
+        config["continuous_batching"] = neuronx_config.ContinuousBatchingConfig(
+            batch_size_for_shared_caches=options["batchSize"]
         )
-    # A batch of 1 stays the plain int the library always passed: the same HLO, so the same NEFFs, as before.
-    batch_sizes = compiled_batch_sizes(options["batchSize"])
+        batch_size: int | list[int] = options["batchSize"]
+    else:
+        # A batch of 1 stays the plain int the library always passed: the same HLO, so the same NEFFs, as before.
+        batch_sizes = compiled_batch_sizes(options["batchSize"])
+        batch_size = batch_sizes if len(batch_sizes) > 1 else batch_sizes[0]
+    neuron_config = neuronx_config.NeuronConfig(**config) if config else None
     return {
-        "batch_size": batch_sizes if len(batch_sizes) > 1 else batch_sizes[0],
+        "batch_size": batch_size,
         "tp_degree": options["tpDegree"],
         "n_positions": options["nPositions"],
         "amp": options["amp"],

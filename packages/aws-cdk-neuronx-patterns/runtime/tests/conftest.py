@@ -260,6 +260,7 @@ def serve(model_dir, endpoint_env, monkeypatch):
     """start(family, sampler, batch_size) -> Server: the family's tokenizer (and generation_config.json) in checkpoint/, the
     sampler in place of the compiled model, a fake clock; handle(None, context) as TorchServe's load calls it."""
     import inference
+    import neuronx_loading
     from chat_tokenizer import build_chat_tokenizer
 
     def start(family="chatml", sampler=None, batch_size=1, **tokenizer_options):
@@ -275,7 +276,7 @@ def serve(model_dir, endpoint_env, monkeypatch):
         clock = sampler.clock or FakeClock()
         sampler.clock = clock
         monkeypatch.setattr(inference, "clock", clock)
-        monkeypatch.setattr(inference, "_load_neuron_sampler", lambda checkpoint, compiled, options: sampler)
+        monkeypatch.setattr(neuronx_loading, "_load_neuron_sampler", lambda checkpoint, compiled, options: sampler)
         monkeypatch.setattr(inference, "_worker", None)
         context = Context(model_dir)
         assert inference.handle(None, context) is None

@@ -7,6 +7,8 @@ import logging
 import pytest
 
 import inference
+import neuronx_chat
+import neuronx_request
 from chat_tokenizer import FAMILIES, VOCAB
 from conftest import JSON, FakeClock, FakeSampler
 
@@ -25,7 +27,7 @@ def test_the_worker_loads_the_model_at_start_and_answers_json(serve):
 
 
 def test_a_checkpoint_without_a_chat_template_fails_the_workers_start(serve):
-    with pytest.raises(inference.ModelConfigurationError, match="no chat template"):
+    with pytest.raises(neuronx_chat.ModelConfigurationError, match="no chat template"):
         serve("chatml", chat_template=None)
 
 
@@ -51,7 +53,7 @@ def test_the_checkpoints_generation_config_eos_ids_end_the_answer(serve):
 def test_a_bad_time_limit_fails_the_workers_start(serve, contract, monkeypatch, variable, value):
     name = contract["endpoint"]["environment"][variable]
     monkeypatch.setenv(name, value)
-    with pytest.raises(inference.ModelConfigurationError, match=f"{name}='{value}' must be a number of seconds > 0"):
+    with pytest.raises(neuronx_chat.ModelConfigurationError, match=f"{name}='{value}' must be a number of seconds > 0"):
         serve("chatml")
 
 
@@ -185,7 +187,7 @@ def test_a_hostile_request_gets_a_4xx_naming_the_field_in_a_short_ascii_phrase(s
     assert (answer_status, content_type) == (status, JSON)
     assert response == {"error": phrase}
     assert phrase.startswith(message), phrase
-    assert phrase.isascii() and phrase.isprintable() and len(phrase) <= inference.MAX_PHRASE_CHARS
+    assert phrase.isascii() and phrase.isprintable() and len(phrase) <= neuronx_request.MAX_PHRASE_CHARS
     assert server.sampler.calls == []
     # and the worker serves on
     assert server.invoke(HELLO) == OK

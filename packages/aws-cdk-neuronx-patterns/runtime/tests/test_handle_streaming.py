@@ -15,6 +15,9 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 import inference
+import neuronx_answer
+import neuronx_loading
+import neuronx_request
 from chat_tokenizer import CALM3_CHAT_TEMPLATE, FAMILIES, VOCAB
 from conftest import JSON, FakeSampler, torchserve_batch
 
@@ -146,7 +149,7 @@ def start_bytes(serve, frontend, monkeypatch, tmp_path_factory):
 
     def start(text, batch_size=1, clean_up=False):
         tokenizer = byte_tokenizer(tmp_path_factory.mktemp("bytes"), clean_up)
-        monkeypatch.setattr(inference, "load_chat_tokenizer", lambda checkpoint_dir: tokenizer)
+        monkeypatch.setattr(neuronx_loading, "load_chat_tokenizer", lambda checkpoint_dir: tokenizer)
         ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
         assert len(ids) == len(text.encode("utf-8")) + 1  # one token per byte
         frontend.context = serve("chatml", FakeSampler(ids), batch_size=batch_size).context
@@ -166,7 +169,7 @@ JAPANESE = "こんにちは。日本語で答えます。"
 def test_stream_must_be_a_boolean(start, value):
     answer = start(FakeSampler(words("bye", "<|im_end|>"))).invoke(stream=value)
     assert (answer.status, answer.content_type, len(answer.chunks)) == (400, JSON, 1)
-    assert json.loads(answer.chunks[0]) == {"error": f"stream must be true or false, got {inference.describe(value)}"}
+    assert json.loads(answer.chunks[0]) == {"error": f"stream must be true or false, got {neuronx_request.describe(value)}"}
 
 
 def test_without_stream_or_with_false_the_answer_is_one_json_object_as_before(start):
@@ -228,7 +231,7 @@ def test_a_character_split_across_tokens_is_never_sent_in_halves(start_bytes):
     answer = start_bytes(JAPANESE).invoke(stream=True)
     assert answer.status == 200
     assert len(answer.deltas) >= len("こんにちは")  # sent as the characters complete, not at the end
-    assert all(inference.INCOMPLETE_CHARACTER not in delta for delta in answer.deltas)
+    assert all(neuronx_answer.INCOMPLETE_CHARACTER not in delta for delta in answer.deltas)
     for chunk in answer.chunks:
         chunk.decode("utf-8")  # every chunk is whole UTF-8 on its own
     assert answer.streamed_text == JAPANESE == answer.lines[-1]["generated_text"]
@@ -270,12 +273,12 @@ def test_the_text_is_decoded_piece_by_piece_not_whole_after_every_token(start_by
 
 
 def test_settled_text_holds_back_what_a_later_token_may_change():
-    assert inference.settled_text("日本\ufffd", ()) == "日本"
-    assert inference.settled_text("hello ", ()) == "hello"
-    assert inference.settled_text("日本語です", ["ですか"]) == "日本語"
-    assert inference.settled_text("日本語ですね", ["ですか"]) == "日本語ですね"
-    assert inference.settled_text("abc STOP def", ["STOP"]) == "abc"
-    assert inference.settled_text("abc ST", ["STOP", "T"]) == "abc"
+    assert neuronx_answer.settled_text("日本\ufffd", ()) == "日本"
+    assert neuronx_answer.settled_text("hello ", ()) == "hello"
+    assert neuronx_answer.settled_text("日本語です", ["ですか"]) == "日本語"
+    assert neuronx_answer.settled_text("日本語ですね", ["ですか"]) == "日本語ですね"
+    assert neuronx_answer.settled_text("abc STOP def", ["STOP"]) == "abc"
+    assert neuronx_answer.settled_text("abc ST", ["STOP", "T"]) == "abc"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,10 +3,13 @@ chat template, its end-of-turn tokens, and its special tokens refused in message
 
 import pytest
 
-import inference
+import neuronx_chat
+import neuronx_request
+import neuronx_scheduler
 from chat_tokenizer import FAMILIES, build_chat_tokenizer
 from conftest import FakeClock, FakeSampler
-from inference import GenerationRequest, ModelConfigurationError, RequestError, make_generator
+from neuronx_chat import ModelConfigurationError, make_generator
+from neuronx_request import GenerationRequest, RequestError
 
 N_POSITIONS = 64
 HELLO = ({"role": "user", "content": "hello world"},)
@@ -31,7 +34,7 @@ def tokenizers(tmp_path_factory):
     loaded = {}
     for family in FAMILIES:
         directory = tmp_path_factory.mktemp(family)
-        loaded[family] = (build_chat_tokenizer(directory, family), inference.generation_config_eos_ids(directory))
+        loaded[family] = (build_chat_tokenizer(directory, family), neuronx_chat.generation_config_eos_ids(directory))
     return loaded
 
 
@@ -43,7 +46,7 @@ def generator_for(tokenizers, family, completion=(), filler=None):
 
 
 def generate(generator, sampler, **request):
-    return inference.generate(
+    return neuronx_scheduler.generate(
         generator, GenerationRequest(messages=request.pop("messages", HELLO), **request), 10.0**9, sampler.clock
     )
 
@@ -54,7 +57,7 @@ def test_the_prompt_is_the_familys_own_template_and_its_end_of_turn_ends_the_ans
     response = generate(generator, sampler)
 
     tokenizer = tokenizers[family][0]
-    assert inference.build_prompt(tokenizer, HELLO, "assistant") == PROMPTS[family]
+    assert neuronx_chat.build_prompt(tokenizer, HELLO, "assistant") == PROMPTS[family]
     assert sampler.calls[0][0] == tokenizer.encode(PROMPTS[family], add_special_tokens=False)
     assert sorted(tokenizer.convert_ids_to_tokens(sampler.calls[0][2])) == sorted(STOP_TOKENS[family])
     assert response == {
@@ -70,7 +73,7 @@ def test_generation_config_eos_ids_end_a_turn_the_tokenizer_does_not_name(tokeni
     assert generate(generator, sampler)["generated_text"] == "bye"
     tokenizer = tokenizers["llama3"][0]
     assert tokenizer.eos_token == "<|end_of_text|>"
-    assert inference.template_end_of_turn_id(tokenizer, generator.special_tokens) == tokenizer.convert_tokens_to_ids(
+    assert neuronx_chat.template_end_of_turn_id(tokenizer, generator.special_tokens) == tokenizer.convert_tokens_to_ids(
         "<|eot_id|>"
     )
 
@@ -125,7 +128,7 @@ def test_another_role_than_assistant_is_400_naming_role_outside_chatml(tokenizer
 @pytest.mark.parametrize("family", FAMILIES)
 def test_an_empty_role_is_the_default_in_every_family(tokenizers, family):
     generator, sampler = generator_for(tokenizers, family, [END_OF_TURN[family]])
-    generate(generator, sampler, role=inference.parse_request({"messages": list(HELLO), "role": ""}).role)
+    generate(generator, sampler, role=neuronx_request.parse_request({"messages": list(HELLO), "role": ""}).role)
     assert sampler.calls[0][0] == tokenizers[family][0].encode(PROMPTS[family], add_special_tokens=False)
 
 
@@ -170,14 +173,14 @@ def test_a_tokenizer_without_a_chat_template_is_a_load_error(tmp_path):
 )
 def test_generation_config_eos_token_id_is_an_int_or_a_list(tmp_path, content, ids):
     (tmp_path / "generation_config.json").write_text(content)
-    assert inference.generation_config_eos_ids(tmp_path) == ids
+    assert neuronx_chat.generation_config_eos_ids(tmp_path) == ids
 
 
 def test_a_checkpoint_without_generation_config_has_no_extra_eos(tmp_path):
-    assert inference.generation_config_eos_ids(tmp_path) == ()
+    assert neuronx_chat.generation_config_eos_ids(tmp_path) == ()
 
 
 def test_a_malformed_generation_config_eos_is_a_load_error(tmp_path):
     (tmp_path / "generation_config.json").write_text('{"eos_token_id": "</s>"}')
     with pytest.raises(ModelConfigurationError, match="eos_token_id must be an integer or a list of integers"):
-        inference.generation_config_eos_ids(tmp_path)
+        neuronx_chat.generation_config_eos_ids(tmp_path)

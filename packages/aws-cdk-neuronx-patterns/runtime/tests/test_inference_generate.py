@@ -3,10 +3,14 @@ test_inference_families.py."""
 
 import pytest
 
-import inference
+import neuronx_chat
+import neuronx_loading
+import neuronx_request
+import neuronx_scheduler
 from chat_tokenizer import VOCAB, build_chat_tokenizer
 from conftest import FakeClock, FakeSampler
-from inference import GenerationRequest, RequestError, make_generator
+from neuronx_chat import make_generator
+from neuronx_request import GenerationRequest, RequestError
 
 IM_START, IM_END, EOS = VOCAB["<|im_start|>"], VOCAB["<|im_end|>"], VOCAB["<|endoftext|>"]
 N_POSITIONS = 32
@@ -28,7 +32,7 @@ def ids(words):
 
 def generate(tokenizer, completion=(), deadline=FAR, sampler=None, **request):
     sampler = sampler or FakeSampler(ids(completion), clock=FakeClock())
-    response = inference.generate(
+    response = neuronx_scheduler.generate(
         make_generator(tokenizer, sampler, N_POSITIONS),
         GenerationRequest(messages=request.pop("messages", HELLO), **request),
         sampler.clock.now + deadline,
@@ -40,13 +44,13 @@ def generate(tokenizer, completion=(), deadline=FAR, sampler=None, **request):
 def test_prompt_is_the_chat_template_with_the_assistant_generation_prompt(tokenizer):
     _, sampler = generate(tokenizer, ["bye", IM_END])
     assert sampler.calls[0][0] == PROMPT_IDS
-    prompt = inference.build_prompt(tokenizer, HELLO, "assistant")
+    prompt = neuronx_chat.build_prompt(tokenizer, HELLO, "assistant")
     assert prompt == "<|im_start|>user\nhello world<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_a_custom_role_replaces_the_generation_prompt(tokenizer):
     messages = ({"role": "system", "content": "you are helpful"}, *HELLO)
-    assert inference.build_prompt(tokenizer, messages, "narrator") == (
+    assert neuronx_chat.build_prompt(tokenizer, messages, "narrator") == (
         "<|im_start|>system\nyou are helpful<|im_end|>\n<|im_start|>user\nhello world<|im_end|>\n<|im_start|>narrator\n"
     )
     _, sampler = generate(tokenizer, [IM_END], messages=HELLO, role="narrator")
@@ -150,7 +154,7 @@ def test_temperature_zero_is_greedy(tokenizer):
 
 def test_default_max_new_tokens_is_capped_by_the_positions_left(tokenizer):
     _, sampler = generate(tokenizer, [IM_END])
-    assert inference.DEFAULT_MAX_NEW_TOKENS > N_POSITIONS
+    assert neuronx_request.DEFAULT_MAX_NEW_TOKENS > N_POSITIONS
     assert sampler.calls[0][1]["sequence_length"] == N_POSITIONS
 
 
@@ -186,7 +190,7 @@ def test_a_prompt_that_fills_n_positions_is_400_naming_messages(tokenizer):
 
 
 def test_more_messages_than_positions_are_400_before_any_is_checked_or_rendered(tokenizer, monkeypatch):
-    monkeypatch.setattr(inference, "build_prompt", lambda *args: pytest.fail("rendered"))
+    monkeypatch.setattr(neuronx_chat, "build_prompt", lambda *args: pytest.fail("rendered"))
     messages = HELLO * N_POSITIONS + ({"role": "user", "content": "<|im_end|>"},)
     with pytest.raises(RequestError) as raised:
         generate(tokenizer, messages=messages)
@@ -207,7 +211,7 @@ def test_the_tokenizer_reads_special_token_text_in_content_as_control_tokens(tok
         IM_START,
         VOCAB["system"],
     ]
-    assert inference.special_token_texts(tokenizer) == ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "[UNK]")
+    assert neuronx_chat.special_token_texts(tokenizer) == ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "[UNK]")
 
 
 @pytest.mark.parametrize(
@@ -244,7 +248,7 @@ def test_the_stop_monitor_follows_the_models_per_token_calls(tokenizer):
     until it ends; rows past the requests (filling the compiled batch) are ignored; the criterion is true when
     every row has ended."""
     answers = [iter([False, True]), iter([True])]
-    step = inference.SampleStep([lambda token: next(answers[0]), lambda token: next(answers[1])])
+    step = neuronx_loading.SampleStep([lambda token: next(answers[0]), lambda token: next(answers[1])])
     step.put([[VOCAB["bye"]], [VOCAB["hello"]], [VOCAB["again"]]])
     assert step(None, None) is False
     step.put([[IM_END], [VOCAB["hello"]], [VOCAB["again"]]])

@@ -1,6 +1,7 @@
 """load_generator (the worker's initialization): the endpoint refuses artifacts that do not match its configuration."""
 
 import ast
+import importlib
 import importlib.metadata
 import json
 import sys
@@ -9,15 +10,20 @@ from pathlib import Path
 import pytest
 
 import inference
+import neuronx_loading
 import neuronx_common
 from conftest import COMPILED_WITH, OPTIONS
-from inference import ModelConfigurationError, load_generator
+from neuronx_chat import ModelConfigurationError
+from neuronx_loading import load_generator
+
+HANDLER_MODULES = sorted(path.stem for path in Path(inference.__file__).parent.glob("*.py"))
+"""The handler's modules: every .py beside inference.py (all of them are placed in code/)."""
 
 
 @pytest.fixture
 def loads(monkeypatch):
     calls = []
-    monkeypatch.setattr(inference, "_load_neuron_generator", lambda *args: calls.append(args) or "generator")
+    monkeypatch.setattr(neuronx_loading, "_load_neuron_generator", lambda *args: calls.append(args) or "generator")
     return calls
 
 
@@ -85,13 +91,15 @@ def test_missing_or_truncated_files_are_named(model_dir, endpoint_env, loads):
 
 
 def test_the_handler_reads_the_contract_beside_or_above_it(contract):
-    assert inference.CONTRACT == contract
+    assert neuronx_loading.CONTRACT == contract
     assert Path(inference.__file__).name == contract["endpoint"]["handlerScript"]
 
 
-@pytest.mark.parametrize("module", [inference, neuronx_common], ids=["inference", "neuronx_common"])
+@pytest.mark.parametrize("module", [*HANDLER_MODULES, "neuronx_common"])
 def test_the_handler_imports_only_what_the_serving_image_has(module):
-    # neuronx_common.py is placed beside inference.py in code/ (and has only standard-library imports).
+    # The handler's modules and neuronx_common.py are placed side by side in code/ (neuronx_common.py has only
+    # standard-library imports).
+    module = importlib.import_module(module)
     allowed = set(sys.stdlib_module_names) | {
         "torch",
         "transformers",
@@ -100,6 +108,7 @@ def test_the_handler_imports_only_what_the_serving_image_has(module):
         "ts",  # TorchServe 0.11.0, the image's model server: streaming's send_intermediate_predict_response
         "__future__",
         "neuronx_common",
+        *HANDLER_MODULES,
     }
     tree = ast.parse(Path(module.__file__).read_text())
     imported = {
@@ -142,7 +151,7 @@ def test_a_failing_load_names_the_versions_compiled_with_and_installed(
     def fail(*args):
         raise RuntimeError("NEFF version 2.1 is not supported by this runtime")
 
-    monkeypatch.setattr(inference, "_load_neuron_generator", fail)
+    monkeypatch.setattr(neuronx_loading, "_load_neuron_generator", fail)
     with pytest.raises(ModelConfigurationError) as raised:
         load_generator(str(model_dir))
 
@@ -167,4 +176,4 @@ def test_the_handler_reads_the_versions_as_the_compile_job_does():
     """One helper, in neuronx_common: both programs record versions the same way."""
     import compile_job
 
-    assert compile_job.installed_versions is inference.installed_versions is neuronx_common.installed_versions
+    assert compile_job.installed_versions is neuronx_loading.installed_versions is neuronx_common.installed_versions

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-import inference
-from inference import GenerationRequest, RequestError
+import neuronx_request
+from neuronx_request import GenerationRequest, RequestError
 
 JSON = "application/json"
 HELLO = [{"role": "user", "content": "hello"}]
@@ -16,14 +16,14 @@ def body(**fields):
 
 
 def parse(data, content_type=JSON):
-    inference.check_content_type(content_type)
-    return inference.parse_request(inference.parse_json_body(data))
+    neuronx_request.check_content_type(content_type)
+    return neuronx_request.parse_request(neuronx_request.parse_json_body(data))
 
 
 def test_defaults():
     assert parse(body()) == GenerationRequest(messages=tuple(HELLO))
-    assert inference.DEFAULT_ROLE == "assistant"
-    assert (inference.DEFAULT_TEMPERATURE, inference.DEFAULT_TOP_P, inference.DEFAULT_TOP_K) == (0.7, 1.0, 50)
+    assert neuronx_request.DEFAULT_ROLE == "assistant"
+    assert (neuronx_request.DEFAULT_TEMPERATURE, neuronx_request.DEFAULT_TOP_P, neuronx_request.DEFAULT_TOP_K) == (0.7, 1.0, 50)
 
 
 def test_every_field_is_read():
@@ -173,7 +173,7 @@ def test_bad_requests_are_4xx_naming_the_field(data, content_type, status, messa
         parse(data, content_type)
     assert raised.value.status_code == status
     assert raised.value.message.startswith(message), raised.value.message
-    assert raised.value.message.isascii() and len(raised.value.message) <= inference.MAX_PHRASE_CHARS
+    assert raised.value.message.isascii() and len(raised.value.message) <= neuronx_request.MAX_PHRASE_CHARS
 
 
 @pytest.mark.parametrize(
@@ -194,18 +194,18 @@ def test_client_text_in_a_message_is_escaped_and_cut():
 def test_every_message_is_bounded_whatever_it_quotes():
     error = RequestError(400, "\u00e9" * 1000)
     assert error.message == "\\xe9" * 49 + "\\..."
-    assert len(error.message) == inference.MAX_PHRASE_CHARS
+    assert len(error.message) == neuronx_request.MAX_PHRASE_CHARS
 
 
 def test_an_already_decoded_body_is_checked_the_same():
     """With TorchServe's decode_input_request=true the worker gets the JSON value, not the bytes."""
-    assert inference.parse_json_body({"messages": HELLO}) == {"messages": HELLO}
+    assert neuronx_request.parse_json_body({"messages": HELLO}) == {"messages": HELLO}
     with pytest.raises(RequestError, match="messages is required"):
-        inference.parse_request(inference.parse_json_body({}))
+        neuronx_request.parse_request(neuronx_request.parse_json_body({}))
 
 
 def test_an_empty_role_means_the_default_role_as_in_the_0_0_x_handler():
-    assert parse(body(role="")).role == inference.DEFAULT_ROLE
+    assert parse(body(role="")).role == neuronx_request.DEFAULT_ROLE
 
 
 @pytest.mark.parametrize(
@@ -214,7 +214,7 @@ def test_an_empty_role_means_the_default_role_as_in_the_0_0_x_handler():
      "application/json;q=0.001", "application/json; Q=1.000", "text/csv;q=1, */*;q=0.5"],
 )  # fmt: skip
 def test_accept_allowing_json(accept):
-    inference.check_accept(accept)
+    neuronx_request.check_accept(accept)
 
 
 @pytest.mark.parametrize(
@@ -234,7 +234,7 @@ def test_accept_allowing_json(accept):
 )
 def test_accept_without_json_is_406(accept, status, message):
     with pytest.raises(RequestError) as raised:
-        inference.check_accept(accept)
+        neuronx_request.check_accept(accept)
     assert (raised.value.status_code, raised.value.message) == (status, message) or (
         raised.value.status_code == status and raised.value.message.startswith(message)
     )
@@ -242,6 +242,6 @@ def test_accept_without_json_is_406(accept, status, message):
 
 def test_headers_are_found_whatever_their_case():
     headers = {"body": {"content-type": JSON}, "CONTENT-TYPE": "text/plain", "accept": JSON}
-    assert inference.header(headers, "content-type") == "text/plain"
-    assert inference.header(headers, "accept") == JSON
-    assert inference.header(headers, "body") is None  # TorchServe's parameter entry is not a header
+    assert neuronx_request.header(headers, "content-type") == "text/plain"
+    assert neuronx_request.header(headers, "accept") == JSON
+    assert neuronx_request.header(headers, "body") is None  # TorchServe's parameter entry is not a header

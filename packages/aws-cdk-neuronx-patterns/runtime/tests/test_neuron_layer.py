@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 import inference
+import neuronx_loading
+import neuronx_request
+import neuronx_scheduler
 import neuronx_compile
 from chat_tokenizer import VOCAB, build_chat_tokenizer  # imports transformers before torch is faked
 
@@ -170,8 +173,8 @@ def dirs(tmp_path):
 
 def test_the_compile_job_and_the_handler_build_the_model_with_one_function():
     # One definition: a copy in either program could drift and change the HLO hash the NEFFs are found by.
-    assert neuronx_compile.llama_from_pretrained_kwargs is inference.llama_from_pretrained_kwargs
-    assert inference.llama_from_pretrained_kwargs.__module__ == "neuronx_common"
+    assert neuronx_compile.llama_from_pretrained_kwargs is neuronx_loading.llama_from_pretrained_kwargs
+    assert neuronx_loading.llama_from_pretrained_kwargs.__module__ == "neuronx_common"
 
 
 @pytest.mark.parametrize("options", [QUANTIZED, UNQUANTIZED], ids=["s8", "bf16-batch2"])
@@ -179,7 +182,7 @@ def test_compile_and_serve_build_the_model_with_identical_arguments(neuron, dirs
     checkpoint_dir, compiled_dir = dirs
 
     neuronx_compile.compile_checkpoint(checkpoint_dir, compiled_dir, options, workers=4)
-    inference._load_neuron_generator(checkpoint_dir, compiled_dir, options)
+    neuronx_loading._load_neuron_generator(checkpoint_dir, compiled_dir, options)
 
     compiled, served = neuron.from_pretrained_calls()
     assert compiled == served
@@ -211,14 +214,14 @@ def test_the_compile_job_compiles_with_bounded_workers_then_saves_the_neffs(neur
 
 def test_the_handler_loads_the_neffs_before_to_neuron_and_never_saves(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
-    inference._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
+    neuronx_loading._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
     assert [call[0] for call in neuron.calls] == ["from_pretrained", "load", "to_neuron"]
     assert neuron.calls[1] == ("load", str(compiled_dir))
 
 
 def test_sample_left_pads_the_rows_to_the_compiled_batch_with_the_documented_keywords(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
-    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
+    generator = neuronx_loading._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
     assert generator.batch_size == UNQUANTIZED["batchSize"] == 2
     neuron.calls.clear()
     seen = [[], []]
@@ -240,7 +243,7 @@ def test_sample_left_pads_the_rows_to_the_compiled_batch_with_the_documented_key
     start_ids = arguments.pop("start_ids")
     assert (start_ids.rows, start_ids.dtype) == ([0, 2], "torch.int32")
     step = arguments.pop("streamer")
-    assert isinstance(step, inference.SampleStep) and list(arguments.pop("stopping_criteria_list")) == [step]
+    assert isinstance(step, neuronx_loading.SampleStep) and list(arguments.pop("stopping_criteria_list")) == [step]
     assert {name: value for name, value in arguments.items() if value is not None} == {
         "sequence_length": 3 + 7,  # the longest prompt plus the most new tokens asked
         "top_k": 5,
@@ -256,7 +259,7 @@ def test_sample_left_pads_the_rows_to_the_compiled_batch_with_the_documented_key
 
 def test_a_lone_request_runs_the_batch_1_graph_as_before(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
-    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
+    generator = neuronx_loading._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
     neuron.calls.clear()
     generator.sample(
         [[1, 2, 3]], max_new_tokens=[7], top_k=5, top_p=0.9, temperature=0.3, stop_token_ids=[0],
@@ -268,7 +271,7 @@ def test_a_lone_request_runs_the_batch_1_graph_as_before(neuron, dirs):
 
 def test_should_stop_ends_a_row_and_the_generation_when_every_row_has(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
-    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
+    generator = neuronx_loading._load_neuron_generator(checkpoint_dir, compiled_dir, UNQUANTIZED)
     output = generator.sample(
         [[1], [2]], max_new_tokens=[9, 9], top_k=5, top_p=0.9, temperature=0.3, stop_token_ids=[0],
         should_stop=[lambda token: True, lambda token: False],
@@ -283,11 +286,11 @@ def test_should_stop_ends_a_row_and_the_generation_when_every_row_has(neuron, di
 
 def test_the_loaded_generator_answers_a_request_end_to_end(neuron, dirs):
     checkpoint_dir, compiled_dir = dirs
-    generator = inference._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
+    generator = neuronx_loading._load_neuron_generator(checkpoint_dir, compiled_dir, QUANTIZED)
 
-    response = inference.generate(
+    response = neuronx_scheduler.generate(
         generator,
-        inference.GenerationRequest(messages=({"role": "user", "content": "hello"},), temperature=0.0),
+        neuronx_request.GenerationRequest(messages=({"role": "user", "content": "hello"},), temperature=0.0),
         deadline=float("inf"),
     )
 
@@ -321,11 +324,12 @@ def test_the_compile_layout_finds_the_shared_module_without_the_handler(tmp_path
 
 
 def test_the_endpoint_code_layout_finds_the_shared_module(tmp_path):
-    # As the endpoint's code/ is placed: inference.py, neuronx_common.py and contract.json side by side.
+    # As the endpoint's code/ is placed: the handler's modules, neuronx_common.py and contract.json side by side.
     runtime = Path(__file__).resolve().parent.parent
     code = tmp_path / "code"
     code.mkdir()
-    for path in (runtime / "inference" / "inference.py", runtime / "common" / "neuronx_common.py", runtime / "contract.json"):
+    handler_modules = sorted((runtime / "inference").glob("*.py"))
+    for path in (*handler_modules, runtime / "common" / "neuronx_common.py", runtime / "contract.json"):
         shutil.copy(path, code / path.name)
-    result = _run_probe(tmp_path, "code", "import inference; print(inference.CONTRACT['version'])")
+    result = _run_probe(tmp_path, "code", "import inference, neuronx_loading; print(neuronx_loading.CONTRACT['version'])")
     assert result.returncode == 0, result.stderr

@@ -20,14 +20,23 @@ const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
 const HANDLE = CONTRACT.endpoint.serviceHandlerFunction;
 // A function definition at the start of a line (not nested in a class or another function).
 const HANDLE_DEFINITION = new RegExp(`^def ${HANDLE}\\s*\\(`, 'm');
+const HANDLER_DIR = path.join(RUNTIME_DIR, 'inference');
+/**
+ * The library handler's modules besides its entry script (the request contract, the chat prompt, the answer, the
+ * scheduler, loading): every other .py in runtime/inference, sorted so that the assets keep their order.
+ */
+const HANDLER_MODULES = fs.readdirSync(HANDLER_DIR).filter(f => f.endsWith('.py') && f !== HANDLER_SCRIPT).sort()
+  .map(f => path.join(HANDLER_DIR, f));
 // The library's files every code/ gets: the contract, the module the handler imports (shared with the compile job),
-// and the /ping plugin TorchServe loads (whatever the handler).
+// the handler's modules (so that a handler started from the library's imports them as it does), and the /ping plugin
+// TorchServe loads (whatever the handler).
 const LIBRARY_CODE_FILES = [
   path.join(RUNTIME_DIR, 'contract.json'),
   path.join(RUNTIME_DIR, 'common', 'neuronx_common.py'),
+  ...HANDLER_MODULES,
   READINESS_JAR,
 ];
-const DEFAULT_HANDLER = path.join(RUNTIME_DIR, 'inference', HANDLER_SCRIPT);
+const DEFAULT_HANDLER = path.join(HANDLER_DIR, HANDLER_SCRIPT);
 
 // The code placed under each prefix in this app, by the compile (or bucket) and the literal prefix.
 interface PlacedCode { readonly hash: string; readonly scope: string; readonly code?: string }

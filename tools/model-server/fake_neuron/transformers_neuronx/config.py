@@ -32,3 +32,13 @@ class NeuronConfig:
         self.continuous_batching = continuous_batching
         self.compilation_worker_count = compilation_worker_count
         self.options = options
+
+
+class ContinuousBatchingConfig:
+    """transformers_neuronx/config.py's: how many sequences share the KV cache (the slots), keyword-only."""
+
+    def __init__(self, *, batch_size_for_shared_caches, **options):
+        if not isinstance(batch_size_for_shared_caches, int) or batch_size_for_shared_caches < 1:
+            raise ValueError(f"batch_size_for_shared_caches must be an int >= 1, got {batch_size_for_shared_caches!r}")
+        self.batch_size_for_shared_caches = batch_size_for_shared_caches
+        self.options = options

@@ -31,6 +31,9 @@ WEIGHT_FILES = (
 )  # fmt: skip
 """What PretrainedModel.load_state_dict_dir looks for, in its order."""
 NEFF_SUFFIX = ".neff"
+PEAK = 100.0
+"""The logit of the scripted token (0 for every other): sampled at any temperature up to 2 and any top_k or top_p,
+it is the token (e^50 to 1 against each other one)."""
 
 
 class LlamaForSampling:
@@ -78,6 +81,54 @@ class LlamaForSampling:
             return goodbye if step == 0 else self._eos
         answer = [int(token) for token in os.environ[ANSWER_IDS].split(",")]
         return answer[step % len(answer)]
+
+    def forward(self, input_ids, cache_ids=None, start_ids=None):
+        """Continuous batching (NeuronConfig(continuous_batching=...)), as vLLM's old Neuron backend drove it
+        (vllm/model_executor/model_loader/neuron.py: model(input_ids, cache_ids=positions, start_ids=block_ids) ->
+        logits [batch, vocab]): a context of shape [1, n] with cache_ids 0..n-1 is encoded into the slot
+        start_ids[0] names; rows of shape [b, 1] at their cache_ids decode one token each, row i in slot
+        start_ids[i]. The logits put all weight on the next scripted token of each slot (its answer cycle from
+        the position after its prompt). A context costs one batch-1 step (as sample() counts a short prompt's
+        encoding); a decode step costs the compiled batch's step: the graph is compiled for
+        batch_size_for_shared_caches rows and runs them all, empty slots included
+        (neuron_device.seconds_per_step, calibrated there)."""
+        if self._cores is None:
+            raise RuntimeError("the model is not on the device: call to_neuron() first")
+        continuous = self.neuron_config.continuous_batching
+        if continuous is None:
+            raise RuntimeError("forward with cache_ids and start_ids needs a model built for continuous batching")
+        slots = continuous.batch_size_for_shared_caches
+        rows, width = input_ids.shape
+        slot_ids = [int(slot) for slot in start_ids.reshape(-1).tolist()]
+        positions = cache_ids.reshape(rows, width).tolist()
+        if any(not 0 <= slot < slots for slot in slot_ids) or len(slot_ids) != rows:
+            raise ValueError(f"start_ids {slot_ids} must name one of the {slots} slots per row")
+        if max(max(row) for row in positions) >= self.n_positions:
+            raise ValueError(f"cache_ids past the compiled n_positions {self.n_positions}")
+        batch1 = self._seconds_per_token()
+        if not hasattr(self, "_slots"):
+            self._slots = {}
+            self._eos = self.config.eos_token_id
+        logits = torch.zeros(rows, self.config.vocab_size)
+        if width > 1:
+            if rows != 1 or positions[0] != list(range(width)):
+                raise ValueError("a context is encoded one at a time, at cache_ids 0..n-1")
+            time.sleep(neuron_device.seconds_per_step(batch1, 1))
+            prompt = input_ids[0].tolist()
+            self._slots[slot_ids[0]] = prompt
+            logits[0, self._next_token(prompt, 0)] = PEAK
+        else:
+            time.sleep(neuron_device.seconds_per_step(batch1, slots))
+            for row, slot in enumerate(slot_ids):
+                prompt = self._slots[slot]
+                logits[row, self._next_token(prompt, positions[row][0] - len(prompt) + 1)] = PEAK
+        neuron_device.record_generation({
+            "pid": os.getpid(), "batch": 1 if width > 1 else slots, "rows": rows, "slots": slot_ids,
+            "promptTokens": [width] if width > 1 else [], "started": time.time(), "steps": [time.time()],
+        })
+        return logits
+
+    __call__ = forward
 
     def sample(self, input_ids, sequence_length, cache_ids=None, start_ids=None,
                top_k=50, top_p=1.0, eos_token_override=None, temperature=1.0, streamer=None,
