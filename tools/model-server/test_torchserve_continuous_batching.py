@@ -46,10 +46,10 @@ MANIFEST = {
 }
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cb-probe")
-    deployment = serving_stack.read_deployment("lowCost")
+def start_probe(root: Path, preset: str):
+    """The preset's endpoint with the probe as its handler, TorchServe's continuous batching on (model config YAML named
+    by MAR-INF/MANIFEST.json), once its workers are READY; stopped after the module."""
+    deployment = serving_stack.read_deployment(preset)
     steps = root / "steps.jsonl"
     server = serving_stack.ModelServer(
         root, deployment, load_seconds=1,
@@ -63,12 +63,17 @@ def probe(tmp_path_factory):
     server.start()
     try:
         if not wait_until(lambda: all_ready(server), 120):
-            pytest.fail(f"the probe's worker is not READY\n{server.logs()[-3000:]}")
+            pytest.fail(f"{preset}: the probe's workers are not READY\n{server.logs()[-3000:]}")
         server.steps = steps
         server.first_workers = server.workers()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory):
+    yield from start_probe(tmp_path_factory.mktemp("cb-probe"), "lowCost")
 
 
 def send(server, body, **options):
@@ -186,25 +191,7 @@ def test_no_worker_was_restarted(probe):
 @pytest.fixture(scope="module")
 def probe_of_three_workers(tmp_path_factory):
     """The probe on highPerformance's three workers (one model, three worker threads in the frontend)."""
-    root = tmp_path_factory.mktemp("cb-probe-3")
-    deployment = serving_stack.read_deployment("highPerformance")
-    server = serving_stack.ModelServer(
-        root, deployment, load_seconds=1,
-        overrides={"TS_DEFAULT_SERVICE_HANDLER": "continuous_batching_probe:handle", "CB_PROBE_LOG": str(root / "steps.jsonl")},
-    )  # fmt: skip
-    code = server.model_dir / "code"
-    shutil.copy(HERE / "continuous_batching_probe.py", code)
-    (code / "model-config.yaml").write_text(model_config(deployment.workers, deployment.startup_timeout))
-    (server.model_dir / "MAR-INF").mkdir()
-    (server.model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(MANIFEST))
-    server.start()
-    try:
-        if not wait_until(lambda: all_ready(server), 120):
-            pytest.fail(f"the probe's workers are not READY\n{server.logs()[-3000:]}")
-        server.steps = root / "steps.jsonl"
-        yield server
-    finally:
-        server.stop()
+    yield from start_probe(tmp_path_factory.mktemp("cb-probe-3"), "highPerformance")
 
 
 def test_with_several_workers_a_running_request_stalls_until_another_comes(probe_of_three_workers):
