@@ -33,7 +33,7 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from neuronx_common import CONTRACT
 
@@ -272,12 +272,7 @@ def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
         field = f"messages[{index}]"
         if not isinstance(message, dict):
             raise bad_request(f"{field} must be an object with role and content, got {describe(message)}")
-        unknown = sorted(set(message) - set(MESSAGE_FIELDS))
-        if unknown:
-            raise bad_request(
-                f"{field} has unknown field(s) {', '.join(describe(name) for name in unknown[:3])};"
-                f" allowed: {', '.join(MESSAGE_FIELDS)}"
-            )
+        reject_unknown_fields(message, MESSAGE_FIELDS, owner=field)
         if message.get("role") not in MESSAGE_ROLES:
             raise bad_request(f"{field}.role must be one of {', '.join(MESSAGE_ROLES)}, got {describe(message.get('role'))}")
         if not _is_text(message.get("content")):
@@ -315,15 +310,20 @@ def _parse_bounded(payload: Mapping[str, Any], field: str, check: Callable[[Any]
     return value
 
 
+def reject_unknown_fields(value: Mapping[str, Any], allowed: Sequence[str], owner: str | None = None) -> None:
+    """RequestError naming up to three fields of `value` that are not `allowed` (`owner`: the object they are in)."""
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        names = ", ".join(describe(name) for name in unknown[:3])
+        subject = f"{owner} has unknown field(s)" if owner else "unknown field(s)"
+        raise bad_request(f"{subject} {names}; allowed: {', '.join(allowed)}")
+
+
 def parse_request(payload: Any) -> GenerationRequest:
     """Checks every field of the decoded body; raises RequestError naming the field."""
     if not isinstance(payload, dict):
         raise bad_request(f"body must be a JSON object with messages, got {describe(payload)}")
-    unknown = sorted(set(payload) - set(REQUEST_FIELDS))
-    if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(describe(name) for name in unknown[:3])}; allowed: {', '.join(REQUEST_FIELDS)}"
-        )
+    reject_unknown_fields(payload, REQUEST_FIELDS)
     if "messages" not in payload:
         raise bad_request("messages is required")
 
