@@ -94,6 +94,8 @@ const patterns = new awscdk.AwsCdkConstructLibrary({
     'aws-sdk-client-mock@^4.1.0',
     '@aws-sdk/client-batch@^3.700.0',
     '@aws-sdk/client-s3@^3.700.0',
+    // The job-state handler reads the wait handle's URL from CloudFormation (DescribeStackResource) at signal time.
+    '@aws-sdk/client-cloudformation@^3.700.0',
     '@types/aws-lambda@^8.10.145',
   ],
   // The handlers are bundled here and deployed by src/private/handler-function.ts, which stages their code

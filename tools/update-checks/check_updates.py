@@ -9,7 +9,9 @@ CloudFormation can do with them (its resource schemas, as cfn-lint ships them):
 3. A Custom::NeuronxCompileJob whose artifact location (ArtifactBucket, ArtifactPrefix) or whose wait's properties
    change must wait on a NEW WaitCondition with a NEW handle (an old handle may hold an earlier deploy's signal),
    and its WaitHandleUrl must be that handle; a SageMaker model that serves its prefix must depend on that
-   WaitCondition (or it would be created before the artifacts exist).
+   WaitCondition (or it would be created before the artifacts exist), and so must the Custom::NeuronxInferenceCode
+   that checks the prefix's completion marker, naming it in CompileWait (or the check could run before the wait
+   ends, or not run again after a new wait, and a forged SUCCESS would make a model over incomplete artifacts).
 4. A change CloudFormation accepts but that never reaches the running resource: a launch template whose data
    changes (a new version) must be referenced with its `LatestVersionNumber`. Without a version a Batch compute
    environment keeps the version it read when it was created, and its own properties do not change, so
@@ -28,6 +30,7 @@ import sys
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
 COMPILE_JOB_TYPE = "Custom::NeuronxCompileJob"
+INFERENCE_CODE_TYPE = "Custom::NeuronxInferenceCode"
 WAIT_TYPES = ("AWS::CloudFormation::WaitCondition", "AWS::CloudFormation::WaitConditionHandle")
 # The schemas are the same for the resource types these templates use in every commercial region.
 SCHEMA_REGION = "us-east-1"
@@ -159,6 +162,19 @@ def _models_not_waiting(template, prefix, wait_id):
     return faults
 
 
+def _marker_checks_not_waiting(template, prefix, wait_id):
+    faults = []
+    for logical_id, placement in _resources(template).items():
+        marker = placement.get("Properties", {}).get("MarkerKey")
+        if placement.get("Type") != INFERENCE_CODE_TYPE or not isinstance(prefix, str) or not isinstance(marker, str) or not marker.startswith(prefix):
+            continue
+        depends = placement.get("DependsOn", [])
+        if wait_id not in (depends if isinstance(depends, list) else [depends]) or placement["Properties"].get("CompileWait") != wait_id:
+            faults.append(f"{logical_id} ({INFERENCE_CODE_TYPE}) checks the marker of {prefix} but does not depend on {wait_id} "
+                          "and name it in CompileWait: the check could run before the compile ends, or not after a new wait")
+    return faults
+
+
 def unwaited_compiles(before, after):
     """Rule 3."""
     faults = []
@@ -172,6 +188,7 @@ def unwaited_compiles(before, after):
             continue
         handle_id, wait_id, wait = found
         faults += _models_not_waiting(after, props.get("ArtifactPrefix"), wait_id)
+        faults += _marker_checks_not_waiting(after, props.get("ArtifactPrefix"), wait_id)
         old = _resources(before).get(logical_id, {})
         old_props = old.get("Properties", {})
         old_found = _wait_of(before, old_props.get("WaitHandleUrl")) if old else None

@@ -141,6 +141,25 @@ def test_a_model_of_the_compiled_prefix_must_wait_for_the_compile():
     assert check_pair(before, after) == []
 
 
+def code_placement(depends_on, compile_wait):
+    return {"Type": "Custom::NeuronxInferenceCode", "DependsOn": depends_on, "Properties": {
+        "DestinationPrefix": "models/m/0123/code/", "MarkerKey": "models/m/0123/_COMPILED", "CompileWait": compile_wait}}
+
+
+@pytest.mark.parametrize("depends_on, compile_wait", [
+    (["CompileJob"], "WaitA"),  # could check the marker before the compile ends
+    (["WaitA"], "WaitOld"),  # would not check again after a new wait
+])
+def test_the_marker_check_of_the_compiled_prefix_must_follow_its_wait(depends_on, compile_wait):
+    before = compile_stack("A")
+    after = compile_stack("A")
+    after["Resources"]["Code"] = code_placement(depends_on, compile_wait)
+    assert check_pair(before, after) == ["Code (Custom::NeuronxInferenceCode) checks the marker of models/m/0123/ but does not depend on "
+                                         "WaitA and name it in CompileWait: the check could run before the compile ends, or not after a new wait"]
+    after["Resources"]["Code"] = code_placement(["WaitA"], "WaitA")
+    assert check_pair(before, after) == []
+
+
 def test_an_unchanged_compile_keeps_its_wait():
     assert check_pair(compile_stack("A"), compile_stack("A")) == []
 

@@ -1,4 +1,4 @@
-import { Duration, Size, Stack } from 'aws-cdk-lib';
+import { CfnWaitCondition, Duration, Size, Stack } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -201,6 +201,14 @@ export class NeuronxCompile extends Construct {
   public readonly _lifecycleFunction: HandlerFunction;
 
   /**
+   * The deploy's WaitCondition for this compile: what serves the artifacts in this stack comes after it (the
+   * inference code placement checks the completion marker then).
+   *
+   * @internal
+   */
+  public readonly _deployWait: CfnWaitCondition;
+
+  /**
    * Resolves and checks the configuration (throwing with every problem at once), then adds the Batch environment
    * that compiles and the deploy's wait for it.
    *
@@ -240,7 +248,9 @@ export class NeuronxCompile extends Construct {
     const batchEnvironment = addBatchEnvironment(this, props, settings);
     this.jobQueue = batchEnvironment.jobQueue;
     this.logGroup = batchEnvironment.logGroup;
-    this._lifecycleFunction = addDeployWait(this, settings, batchEnvironment);
+    const deployWait = addDeployWait(this, settings, batchEnvironment);
+    this._lifecycleFunction = deployWait.lifecycleFunction;
+    this._deployWait = deployWait.wait;
   }
 }
 

@@ -151,6 +151,20 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
     expect(model.DependsOn).toEqual(expect.arrayContaining([...waitIds, logicalId(stack, endpoint.role.node.findChild('DefaultPolicy'))]));
   });
 
+  test('after the WaitCondition, the code placement checks the completion marker; the model comes after that check', () => {
+    const { template, stack, endpoint, compile } = s;
+    const [waitId] = Object.keys(template.findResources('AWS::CloudFormation::WaitCondition'));
+    const placements = Object.entries(template.findResources('Custom::NeuronxInferenceCode'));
+    expect(placements).toHaveLength(1);
+    const [placementId, placement] = placements[0];
+    // The check: the marker of the prefix the model serves, after this wait (and again after every new one).
+    expect(placement.Properties.MarkerKey).toBe(`${compile.compiledArtifactS3Prefix}${CONTRACT.layout.marker}`);
+    expect(placement.Properties.CompileWait).toBe(waitId);
+    expect(placement.DependsOn).toContain(waitId);
+    const model = template.findResources('AWS::SageMaker::Model')[logicalId(stack, endpoint.node.findChild('Model'))];
+    expect(model.DependsOn).toContain(placementId);
+  });
+
   test('the endpoint uses the endpoint config', () => {
     const { template, stack, endpoint } = s;
     template.hasResourceProperties('AWS::SageMaker::Endpoint', {
@@ -251,6 +265,11 @@ describe('Endpoint options', () => {
       .toBe(`s3://\${${logicalId(stack, bucket)}}/compiled/calm3-lowcost/`);
     expect(variant(template)).toMatchObject({ InstanceType: 'ml.trn1.2xlarge' });
     template.resourceCountIs('AWS::CloudFormation::WaitCondition', 0);
+    // No compile, no wait: the marker is still checked before the model is made.
+    const [[placementId, placement]] = Object.entries(template.findResources('Custom::NeuronxInferenceCode'));
+    expect(placement.Properties.MarkerKey).toBe(`compiled/calm3-lowcost/${CONTRACT.layout.marker}`);
+    expect(placement.Properties).not.toHaveProperty('CompileWait');
+    expect(only(template, 'AWS::SageMaker::Model').DependsOn).toContain(placementId);
   });
 
   test('fromBucket without an instanceType fails: nothing says what the artifacts were compiled for', () => {

@@ -13,6 +13,7 @@ import {
 import {
   calm3, compileFixture, ENV, flatten, logicalId, resourcesOf, statementsAllowing, statementsOfRole,
 } from './fixtures';
+import { CONTRACT } from '../src/private/contract';
 
 function role(scope: Stack, id = 'Role'): iam.Role {
   return new iam.Role(scope, id, { assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com') });
@@ -97,6 +98,11 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     const statements = statementsOfRole(template, logicalId(other, other.node.findChild('InferenceCode').node.findChild('FunctionRole')));
     expect(statementsAllowing(statements, 's3:PutObject').flatMap(resourcesOf).map(flatten))
       .toEqual([expect.stringMatching(new RegExp(`/${compile.compiledArtifactS3Prefix}code/\\*$`))]);
+    // The marker is checked after the compile's whole stack, with its wait, is deployed.
+    const compileStack = Stack.of(compile);
+    const [waitId] = Object.keys(Template.fromStack(compileStack).findResources('AWS::CloudFormation::WaitCondition'));
+    expect(placed.Properties.CompileWait).toBe(waitId);
+    expect(other.dependencies).toContain(compileStack);
   });
 });
 
@@ -227,6 +233,24 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
       .toThrow(/subdirectory 'helpers'.*\n- code is '.*', whose inference\.py defines no top-level 'def handle/);
   });
+});
+
+test('fromBucket checks the completion marker before the model is made: its code placer may read the marker object, and list only its key', () => {
+  const stack = new Stack(new App(), 'S', { env: ENV });
+  const bucket = new s3.Bucket(stack, 'B');
+  TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/calm3', { model: calm3(), tpDegree: 4 }).bind(stack, role(stack));
+  const template = Template.fromStack(stack);
+  const MARKER = `compiled/calm3/${CONTRACT.layout.marker}`;
+  const [placement] = Object.values(template.findResources('Custom::NeuronxInferenceCode'));
+  expect(placement.Properties.MarkerKey).toBe(MARKER);
+  const statements = statementsOfRole(template, logicalId(stack, stack.node.findChild('InferenceCode').node.findChild('FunctionRole')));
+  const bucketArn = `\${${logicalId(stack, bucket)}.Arn}`;
+  const reads = statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf);
+  expect(reads).toContain(`${bucketArn}/${MARKER}`);
+  expect(reads.filter(r => r.startsWith(bucketArn))).toEqual([`${bucketArn}/${MARKER}`]);
+  const lists = statementsAllowing(statements, 's3:ListBucket');
+  expect(lists.flatMap(resourcesOf)).toEqual([bucketArn]);
+  expect(lists[0].Condition).toEqual({ StringEquals: { 's3:prefix': MARKER } });
 });
 
 test('fromBucket rejects a prefix that is empty or starts with /', () => {

@@ -823,6 +823,34 @@ describe('NeuronxCompile: the function that starts and stops the job and signals
     expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': [`${fixture.compile.compiledArtifactS3Prefix}*`] } });
   });
 
+  test('the lifecycle function reads the wait handle\'s URL from this stack only: DescribeStackResource on the stack\'s own id', () => {
+    const statements = roleStatements(fixture, 'LifecycleFunctionRole');
+    const reads = statementsAllowing(statements, 'cloudformation:DescribeStackResource');
+    expect(reads).toHaveLength(1);
+    expect(actionsOf(reads[0])).toEqual(['cloudformation:DescribeStackResource']);
+    expect(reads[0].Resource).toEqual({ Ref: 'AWS::StackId' });
+    expect(reads[0].Condition).toBeUndefined();
+    // No other CloudFormation right: it cannot signal a resource, read a template, or describe another stack.
+    expect(statements.flatMap(actionsOf).filter(a => a.startsWith('cloudformation:'))).toEqual(['cloudformation:DescribeStackResource']);
+  });
+
+  test('the job carries the handle\'s logical id; its URL goes only to the job-starting custom resource and the WaitCondition', () => {
+    const { template, stack, compile } = fixture;
+    const [handleId] = onlyResourceWithId(template, 'AWS::CloudFormation::WaitConditionHandle');
+    const [, start] = onlyResourceWithId(template, 'Custom::NeuronxCompileJob');
+    expect(start.Properties.WaitHandleLogicalId).toBe(handleId);
+    expect(start.Properties.WaitHandleUrl).toEqual({ Ref: handleId });
+    // Every reference to the handle (its URL): the custom resource's WaitHandleUrl and the WaitCondition's Handle.
+    const referrers = Object.entries(template.toJSON().Resources as Record<string, unknown>)
+      .filter(([, resource]) => JSON.stringify(resource).includes(JSON.stringify({ Ref: handleId })))
+      .map(([id]) => id).sort();
+    const [waitId] = onlyResourceWithId(template, 'AWS::CloudFormation::WaitCondition');
+    expect(referrers).toEqual([logicalId(stack, compile.node.findChild('CompileJob')), waitId].sort());
+    // The function is told which stack to read it from.
+    const fn = template.findResources('AWS::Lambda::Function')[ids.lifecycleFunction];
+    expect(fn.Properties.Environment.Variables.STACK_ID).toEqual({ Ref: 'AWS::StackId' });
+  });
+
   test('the lifecycle function\'s Batch rights are the four it calls, and nothing else', () => {
     const batchActions = new Set(roleStatements(fixture, 'LifecycleFunctionRole').flatMap(actionsOf).filter(a => a.startsWith('batch:')));
     expect([...batchActions].sort()).toEqual(['batch:DescribeJobs', 'batch:SubmitJob', 'batch:TagResource', 'batch:TerminateJob']);

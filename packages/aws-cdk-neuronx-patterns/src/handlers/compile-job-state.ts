@@ -1,8 +1,10 @@
 import { BatchClient, DescribeJobsCommand, JobDetail, KeyValuePair } from '@aws-sdk/client-batch';
+import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { S3Client } from '@aws-sdk/client-s3';
 import { errorMessage, signal, withThrottlingRetries } from './aws-calls';
 import { markerExists } from './marker';
-import { STATE_HANDLER_ENV, WAIT_HANDLE_URL_ENV } from '../private/handler-protocol';
+import { waitHandleUrl } from './wait-handle';
+import { STATE_HANDLER_ENV, WAIT_HANDLE_PARAMETER } from '../private/handler-protocol';
 
 /**
  * Signals the deploy's WaitCondition when a compile job ends (EventBridge "Batch Job State Change", SUCCEEDED or
@@ -12,9 +14,16 @@ import { STATE_HANDLER_ENV, WAIT_HANDLE_URL_ENV } from '../private/handler-proto
  * - SUCCEEDED without the marker: FAILURE (the artifacts are incomplete).
  * - FAILED: FAILURE with the job's status reason, exit code and log stream, so the stack event says why. A job
  *   cancelled by the queue's RUNNABLE time limit (it never got an instance) gets a message that says so.
+ *
+ * The job names its wait by the handle's logical id (a job parameter); the handle's URL, which is what a signal
+ * needs and what could forge one, is read from this function's stack when the job ends, never from the job. A job
+ * without the parameter was not started by a deploy and is ignored; a handle the stack no longer has (its wait was
+ * replaced or the stack deleted) is not signalled. That the URL can be read was checked before the job was
+ * submitted (compile-job.ts); a read that fails now is thrown, so that the invocation is retried.
  */
 
 const batch = new BatchClient({});
+const cfn = new CloudFormationClient({});
 const s3 = new S3Client({});
 
 export interface BatchJobStateChangeEvent {
@@ -24,13 +33,18 @@ export interface BatchJobStateChangeEvent {
 
 export async function handler(event: BatchJobStateChangeEvent): Promise<void> {
   const detail = event.detail;
-  const job = await withEnvironment(detail);
-  const environment = toRecord(job.container?.environment);
-  const handleUrl = environment[WAIT_HANDLE_URL_ENV];
-  if (!handleUrl) {
+  const job = await withWaitHandle(detail);
+  const handleId = job.parameters?.[WAIT_HANDLE_PARAMETER];
+  if (!handleId) {
     console.log(JSON.stringify({ message: 'job has no wait handle: not started by a deploy, ignored', jobId: detail.jobId }));
     return;
   }
+  const handleUrl = await waitHandleUrl(cfn, requiredEnv(STATE_HANDLER_ENV.stackId), handleId);
+  if (!handleUrl) {
+    console.log(JSON.stringify({ message: 'the stack no longer has the wait handle (replaced or deleted): nothing to signal', jobId: detail.jobId, handle: handleId }));
+    return;
+  }
+  const environment = toRecord(job.container?.environment);
   const uniqueId = detail.jobId ?? 'compile';
   if (detail.status === 'SUCCEEDED') {
     // Everything that can throw stays in the try: an error here must still end the wait with FAILURE.
@@ -58,9 +72,9 @@ export async function handler(event: BatchJobStateChangeEvent): Promise<void> {
   }
 }
 
-/** The event carries the job's environment; when it does not, ask Batch. */
-async function withEnvironment(detail: JobDetail): Promise<JobDetail> {
-  if (detail.container?.environment?.some(e => e.name === WAIT_HANDLE_URL_ENV) || !detail.jobId) return detail;
+/** The event carries the job's parameters and environment; when it lacks either, ask Batch. */
+async function withWaitHandle(detail: JobDetail): Promise<JobDetail> {
+  if ((detail.parameters?.[WAIT_HANDLE_PARAMETER] && detail.container?.environment?.length) || !detail.jobId) return detail;
   const described = await withThrottlingRetries(() => batch.send(new DescribeJobsCommand({ jobs: [detail.jobId!] })));
   return described.jobs?.[0] ?? detail;
 }

@@ -1,18 +1,23 @@
 import { BatchClient, DescribeJobsCommand, SubmitJobCommand, TerminateJobCommand } from '@aws-sdk/client-batch';
+import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { S3Client } from '@aws-sdk/client-s3';
 import { errorMessage, signal, withThrottlingRetries } from './aws-calls';
 import { CustomResourceEvent, customResourceHandler } from './custom-resource';
 import { markerExists } from './marker';
-import { ALREADY_COMPILED_PREFIX, COMPILE_JOB_TAG_KEY, CompileJobProperties, WAIT_HANDLE_URL_ENV } from '../private/handler-protocol';
+import { waitHandleUrl } from './wait-handle';
+import { ALREADY_COMPILED_PREFIX, COMPILE_JOB_TAG_KEY, CompileJobProperties, WAIT_HANDLE_PARAMETER } from '../private/handler-protocol';
 
 /**
  * Custom resource that starts the compile job during deploy, and stops it when the resource goes away.
  *
  * - Create, or Update to a new wait (a new artifact bucket or prefix, or a new wait timeout: each gives a new
  *   WaitCondition with a new handle): if the prefix already holds the completion marker, signal the new handle at
- *   once and start no job; otherwise submit the job, which carries the new handle's URL so that its outcome is
- *   signalled there when it ends (see compile-job-state.ts), and the tag `neuronx-compile: <JobTagValue>`
- *   without which this function's role may not terminate it. A new physical id makes CloudFormation delete the
+ *   once and start no job; otherwise submit the job, which carries the new handle's logical id (never its URL,
+ *   which anyone allowed batch:DescribeJobs could read and signal SUCCESS to) so that its outcome is signalled
+ *   there when it ends (see compile-job-state.ts), and the tag `neuronx-compile: <JobTagValue>` without which this
+ *   function's role may not terminate it. Before submitting, the function reads the handle's URL from the stack as
+ *   the job-state event will, and refuses to start a job whose end it could not signal: the deploy fails at once
+ *   instead of waiting out the WaitCondition's timeout. A new physical id makes CloudFormation delete the
  *   old one after the update (below): an old job still running is terminated then; it could only signal its own,
  *   replaced handle.
  * - Update with the same bucket, prefix and handle (e.g. a new job definition revision): nothing to do (same
@@ -23,6 +28,7 @@ import { ALREADY_COMPILED_PREFIX, COMPILE_JOB_TAG_KEY, CompileJobProperties, WAI
  */
 
 const batch = new BatchClient({});
+const cfn = new CloudFormationClient({});
 const s3 = new S3Client({});
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED']);
 
@@ -40,7 +46,7 @@ export const handler = customResourceHandler<CompileJobProperties>({
     if (event.RequestType === 'Update' && sameWait(event)) {
       return { reason: 'Same artifact prefix and wait: nothing to compile or signal.' };
     }
-    const physicalResourceId = await startCompile(event.ResourceProperties);
+    const physicalResourceId = await startCompile(event.ResourceProperties, event.StackId);
     return {
       physicalResourceId,
       reason: physicalResourceId.startsWith(ALREADY_COMPILED_PREFIX)
@@ -61,7 +67,7 @@ function sameWait(event: CompileJobEvent): boolean {
 }
 
 /** Returns the job id, or the already-compiled physical id when the marker exists. */
-async function startCompile(props: CompileJobProperties): Promise<string> {
+async function startCompile(props: CompileJobProperties, stackId: string): Promise<string> {
   if (await markerExists(s3, props.ArtifactBucket, props.MarkerKey)) {
     console.log(JSON.stringify({ message: 'marker present, no compile', bucket: props.ArtifactBucket, key: props.MarkerKey }));
     await signal(props.WaitHandleUrl, 'SUCCESS', 'compile', `Already compiled: s3://${props.ArtifactBucket}/${props.ArtifactPrefix}`);
@@ -71,16 +77,40 @@ async function startCompile(props: CompileJobProperties): Promise<string> {
     throw new Error(`JobTagValue is empty: a job without the ${COMPILE_JOB_TAG_KEY} tag could not be terminated on delete; `
       + 'set it to the value the lifecycle function\'s role allows (the NeuronxCompile construct does).');
   }
+  await checkSignallable(props, stackId);
   const submitted = await withThrottlingRetries(() => batch.send(new SubmitJobCommand({
     jobName: props.JobName,
     jobQueue: props.JobQueueArn,
     jobDefinition: props.JobDefinitionArn,
-    containerOverrides: { environment: [{ name: WAIT_HANDLE_URL_ENV, value: props.WaitHandleUrl }] },
+    parameters: { [WAIT_HANDLE_PARAMETER]: props.WaitHandleLogicalId },
     tags: { [COMPILE_JOB_TAG_KEY]: props.JobTagValue },
   })));
   if (!submitted.jobId) throw new Error('SubmitJob returned no job id');
   console.log(JSON.stringify({ message: 'compile job submitted', jobId: submitted.jobId, jobName: props.JobName }));
   return submitted.jobId;
+}
+
+/**
+ * The job-state function will signal the URL it reads from the stack under the handle's logical id: it must be the
+ * URL CloudFormation gave this resource. Otherwise no job is started (a job nobody can signal for would leave the
+ * deploy waiting out the WaitCondition's whole timeout).
+ */
+async function checkSignallable(props: CompileJobProperties, stackId: string): Promise<void> {
+  if (!props.WaitHandleLogicalId) {
+    throw new Error('WaitHandleLogicalId is empty: the job\'s end could not be signalled; set it to the logical id of the '
+      + 'WaitConditionHandle whose URL is WaitHandleUrl (the NeuronxCompile construct does).');
+  }
+  let read: string | undefined;
+  try {
+    read = await waitHandleUrl(cfn, stackId, props.WaitHandleLogicalId);
+  } catch (error) {
+    throw new Error(`the wait handle ${props.WaitHandleLogicalId} could not be read from the stack, so the job's end could not be `
+      + `signalled: ${errorMessage(error)}`);
+  }
+  if (read !== props.WaitHandleUrl) {
+    throw new Error(`the stack's ${props.WaitHandleLogicalId} is ${read === undefined ? 'missing' : 'not the handle this resource was given'}, `
+      + 'so the job\'s end could not be signalled: no job started.');
+  }
 }
 
 async function stopJob(physicalId: string): Promise<void> {

@@ -1,14 +1,19 @@
 import { CopyObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { errorMessage, withThrottlingRetries } from './aws-calls';
 import { CustomResourceEvent, customResourceHandler } from './custom-resource';
+import { markerExists } from './marker';
 import { InferenceCodeProperties } from '../private/handler-protocol';
 
 /**
  * Custom resource that places the inference code (`inference.py` and the contract it reads) under
  * `<model data prefix>code/`, where the SageMaker inference toolkit looks for it.
  *
- * Create and Update copy the files from the asset bucket; Delete leaves them, like the model data they serve
- * (compiled artifacts are kept on purpose: they take hours to make).
+ * Create and Update first check the model data's completion marker, and fail without it: the SageMaker model
+ * depends on this resource, and this resource on the compile's WaitCondition, so no model (hence no endpoint) is
+ * made over artifacts that are incomplete, even when the wait was signalled SUCCESS by something other than a
+ * compile that finished (its signal URL can be read by whoever may describe the stack's resources). Then they copy
+ * the files from the asset bucket. Delete leaves them, like the model data they serve (compiled artifacts are kept
+ * on purpose: they take hours to make).
  */
 
 const s3 = new S3Client({});
@@ -20,6 +25,7 @@ export const handler = customResourceHandler<InferenceCodeProperties>({
   onEvent: async (event, physicalId) => {
     const props = event.ResourceProperties;
     if (event.RequestType !== 'Delete') {
+      await requireMarker(props);
       for (const file of props.Files) {
         await withThrottlingRetries(() => s3.send(new CopyObjectCommand({
           Bucket: props.DestinationBucket,
@@ -32,6 +38,23 @@ export const handler = customResourceHandler<InferenceCodeProperties>({
   },
   failureReason: (event, error) => `Placing the inference code at ${destination(event.ResourceProperties)} failed: ${errorMessage(error)}`,
 });
+
+async function requireMarker(props: InferenceCodeProperties): Promise<void> {
+  const marker = `s3://${props.DestinationBucket}/${props.MarkerKey}`;
+  let present: boolean;
+  try {
+    present = await markerExists(s3, props.DestinationBucket, props.MarkerKey);
+  } catch (error) {
+    throw new Error(`the model data's completion marker ${marker} could not be read (${errorMessage(error)}), so the artifacts `
+      + 'cannot be shown to be complete: no model is made over them.');
+  }
+  if (!present) {
+    throw new Error(`the model data has no completion marker at ${marker}: the artifacts beside it are incomplete or were never `
+      + 'compiled, so no model is made over them. A compile writes the marker last; if the compile\'s wait succeeded '
+      + 'without it, the success signal did not come from a compile that finished. Deploy again to compile, or '
+      + '(model data from a bucket) point it at a prefix that holds the marker.');
+  }
+}
 
 /** Where the code goes, as an S3 URI: the resource's physical id. */
 function destination(props: InferenceCodeProperties): string {

@@ -23,8 +23,13 @@ import { grantPrefix } from './s3-prefix';
  * artifacts' bucket and prefix) and the wait's own Timeout name a new WaitCondition with a new handle; nothing else
  * does (no needless re-waits). The custom resource signals the handle before the WaitCondition exists (it depends on
  * the custom resource): the signal waits at the handle.
+ *
+ * The handle's URL is a bearer credential: whoever has it can signal SUCCESS. The job carries only the handle's
+ * logical id; the function reads the URL from the stack when it signals (cloudformation:DescribeStackResource on
+ * this stack only). Whatever places the inference code checks the completion marker after the wait (see
+ * inference-code.ts), so a forged SUCCESS still makes no model over incomplete artifacts.
  */
-export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment): HandlerFunction {
+export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment): DeployWait {
   const { jobQueue, jobDefinition } = batchEnvironment;
   const waitId = waitIdentity(Stack.of(compile).resolve(compile.bucket.bucketName), compile.compiledArtifactS3Prefix, compile.waitTimeout);
   const handle = new CfnWaitConditionHandle(compile, `WaitHandle${waitId}`);
@@ -39,6 +44,7 @@ export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings
     ArtifactPrefix: compile.compiledArtifactS3Prefix,
     MarkerKey: settings.markerKey,
     WaitHandleUrl: handle.ref,
+    WaitHandleLogicalId: handle.logicalId,
   };
   const { rule, rulePermission } = addJobStateRule(compile, jobQueue, lifecycleFunction);
   grantLifecycle(compile, lifecycleFunction, jobQueue, jobDefinition, jobTagValue);
@@ -59,7 +65,15 @@ export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings
     timeout: String(compile.waitTimeout.toSeconds()),
   });
   wait.node.addDependency(start);
-  return lifecycleFunction;
+  return { lifecycleFunction, wait };
+}
+
+/** What a compile's deploy wait gives the rest of the compile. */
+export interface DeployWait {
+  /** The function that serves the compile's custom resources and signals the wait. */
+  readonly lifecycleFunction: HandlerFunction;
+  /** The WaitCondition: whatever must come after the compile depends on it. */
+  readonly wait: CfnWaitCondition;
 }
 
 /**
@@ -78,6 +92,7 @@ function addLifecycleFunction(compile: NeuronxCompile, settings: CompileSettings
       [STATE_HANDLER_ENV.markerName]: CONTRACT.layout.marker,
       [STATE_HANDLER_ENV.runnableTimeoutSeconds]: String(settings.startTimeout.toSeconds()),
       [STATE_HANDLER_ENV.logGroupName]: batchEnvironment.logGroup.logGroupName,
+      [STATE_HANDLER_ENV.stackId]: Stack.of(compile).stackId,
     },
   });
 }
@@ -143,6 +158,11 @@ function grantLifecycle(
   }));
   // Stopping a job on delete, and reading a failed job's details when the event lacks them.
   lifecycleRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
+  // The wait handle's URL, read from this stack (its id is its ARN) when a job is submitted and when it ends.
+  lifecycleRole.addToPrincipalPolicy(new iam.PolicyStatement({
+    actions: ['cloudformation:DescribeStackResource'],
+    resources: [Stack.of(compile).stackId],
+  }));
   // The completion marker: whether to start a job at all, and whether a job that succeeded wrote everything.
   const prefixFindings = wildcardFindings(compile, grantPrefix(compile.bucket, compile.compiledArtifactS3Prefix, lifecycleRole, 'read'));
   suppressWildcardFindings(lifecycleRole, [

@@ -2,8 +2,18 @@
  * Names shared by the constructs and the Lambda handlers they deploy (bundled into each handler by esbuild).
  */
 
-/** Job environment variable carrying the WaitCondition handle URL the job's outcome is signalled to. */
-export const WAIT_HANDLE_URL_ENV = 'NEURONX_WAIT_HANDLE_URL';
+/**
+ * Job parameter naming the logical id of the WaitConditionHandle the job's outcome is signalled to. Not the handle's
+ * URL: that is a bearer credential (whoever has it can signal SUCCESS), and a job's parameters, environment and
+ * tags are readable by any principal allowed batch:DescribeJobs. The job-state handler reads the URL from
+ * CloudFormation when it signals (a handle's physical id is its URL). A parameter rather than an environment
+ * variable or a tag: the job-state event's detail carries the job's parameters (as DescribeJobs returns them) but
+ * not its tags, and the container never sees a parameter its job definition's command does not reference.
+ */
+export const WAIT_HANDLE_PARAMETER = 'neuronxWaitHandle';
+
+/** The CloudFormation type of the handle, checked before a URL read from the stack is signalled. */
+export const WAIT_HANDLE_RESOURCE_TYPE = 'AWS::CloudFormation::WaitConditionHandle';
 
 /**
  * Tag every compile job is submitted with; its value identifies the NeuronxCompile. The lifecycle function may
@@ -26,7 +36,10 @@ export interface CompileJobProperties {
   /** Ends with '/'. */
   readonly ArtifactPrefix: string;
   readonly MarkerKey: string;
+  /** Given by CloudFormation to this function only: signalled directly when the prefix is compiled already. */
   readonly WaitHandleUrl: string;
+  /** The handle's logical id: what the job carries (WAIT_HANDLE_PARAMETER), instead of its URL. */
+  readonly WaitHandleLogicalId: string;
 }
 
 /** Physical id of a compile custom resource whose artifacts already existed: no job was started. */
@@ -42,6 +55,8 @@ export const STATE_HANDLER_ENV = {
   runnableTimeoutSeconds: 'RUNNABLE_TIMEOUT_SECONDS',
   /** The compile job's log group. */
   logGroupName: 'LOG_GROUP_NAME',
+  /** The stack that holds the wait handles (its id, an ARN): where the handle's URL is read at signal time. */
+  stackId: 'STACK_ID',
 } as const;
 
 /** One file the inference-code custom resource copies under `<prefix>code/`. */
@@ -57,4 +72,14 @@ export interface InferenceCodeProperties {
   /** Ends with '/'. */
   readonly DestinationPrefix: string;
   readonly Files: CodeFile[];
+  /**
+   * The model data's completion marker in DestinationBucket: Create and Update fail without it, so that no model is
+   * made over artifacts that are incomplete, whatever signalled the compile's wait.
+   */
+  readonly MarkerKey: string;
+  /**
+   * The logical id of the compile's WaitCondition that this resource runs after (it depends on it), when the model
+   * data comes from a compile: a new wait changes it, so the marker is checked again after every wait.
+   */
+  readonly CompileWait?: string;
 }

@@ -91,6 +91,12 @@ function codeDirProblems(codeDir: string, files: string[]): string[] {
 /**
  * Places the inference code under `<prefix>code/` with a custom resource. Model data made from a compile in the same
  * stack has the compile's function do it (it already reads that prefix); other model data gets a function of its own.
+ *
+ * The resource is the check that the artifacts are complete: it fails without the completion marker under
+ * `prefix`, and the SageMaker model depends on it. Model data from a compile runs it after the compile's
+ * WaitCondition (and again after every new wait, whose logical id it carries), so a wait signalled SUCCESS by
+ * anything but a compile that finished makes no model. Model data from a bucket has no wait: the check runs when
+ * the resource is created and when its prefix changes.
  */
 export function placeInferenceCode(
   scope: Construct, bucket: s3.IBucket, prefix: string, codeDir?: string, compile?: NeuronxCompile,
@@ -112,6 +118,16 @@ export function placeInferenceCode(
     timeout: Duration.minutes(2),
   });
   const codePrefix = `${prefix}${CONTRACT.layout.codeDir}`;
+  const markerKey = `${prefix}${CONTRACT.layout.marker}`;
+  // The compile's function reads the whole prefix already; a function of its own may read only the marker (listing
+  // only its key, so that a missing marker reads as 404, not 403).
+  const markerReads = compileFunction ? [] : [
+    iam.Grant.addToPrincipal({ grantee: fn.role, actions: ['s3:GetObject'], resourceArns: [bucket.arnForObjects(markerKey)] }),
+    iam.Grant.addToPrincipal({
+      grantee: fn.role, actions: ['s3:ListBucket'], resourceArns: [bucket.bucketArn], conditions: { StringEquals: { 's3:prefix': markerKey } },
+    }),
+    ...(bucket.encryptionKey ? [bucket.encryptionKey.grantDecrypt(fn.role)] : []),
+  ];
   const writes = [
     iam.Grant.addToPrincipal({ grantee: fn.role, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] }),
     ...(bucket.encryptionKey ? [bucket.encryptionKey.grantEncrypt(fn.role)] : []),
@@ -122,10 +138,13 @@ export function placeInferenceCode(
     grantAssetRead(asset, fn.role, ['s3:GetObject', 's3:GetObjectTagging']);
     return { asset, name: path.basename(file) };
   });
+  const wait = compile?._deployWait;
   const properties: InferenceCodeProperties = {
     DestinationBucket: bucket.bucketName,
     DestinationPrefix: codePrefix,
     Files: assets.map(({ asset, name }) => ({ SourceBucket: asset.bucketName, SourceKey: asset.objectKey, Name: name })),
+    MarkerKey: markerKey,
+    ...(wait ? { CompileWait: wait.logicalId } : {}),
   };
   const resource = new CustomResource(container, 'Resource', {
     serviceToken: fn.functionArn,
@@ -133,8 +152,10 @@ export function placeInferenceCode(
     serviceTimeout: Duration.minutes(5),
     properties: { ...properties },
   });
+  // After the wait: the marker is checked once the compile has ended (in another stack: after that whole stack).
+  if (wait) resource.node.addDependency(wait);
   // The asset reads name their objects and the log writes their log group: only the writes have wildcards.
-  suppressWildcardFindings(fn.role, wildcardFindings(container, writes.flatMap(g => g.principalStatements)),
+  suppressWildcardFindings(fn.role, wildcardFindings(container, [...writes, ...markerReads].flatMap(g => g.principalStatements)),
     'Placing the inference code writes only under the model data\'s code/ prefix (code/*)'
     + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'));
   const hash = crypto.createHash('sha256').update(assets.map(a => `${a.name}:${a.asset.assetHash}`).join('\n')).digest('hex').slice(0, 16);

@@ -1,24 +1,43 @@
 import { BatchClient, DescribeJobsCommand, JobDetail } from '@aws-sdk/client-batch';
+import { CloudFormationClient, CloudFormationServiceException, DescribeStackResourceCommand } from '@aws-sdk/client-cloudformation';
 import { HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { BatchJobStateChangeEvent, failureReason, handler } from '../../src/handlers/compile-job-state';
-import { WAIT_HANDLE_URL_ENV } from '../../src/private/handler-protocol';
 
 const batchMock = mockClient(BatchClient);
+const cfnMock = mockClient(CloudFormationClient);
 const s3Mock = mockClient(S3Client);
 const ORIGINAL_ENV = { ...process.env };
 
 const WAIT_HANDLE_URL = 'https://cloudformation-waitcondition.s3.amazonaws.com/handle?sig=2';
+const WAIT_HANDLE_ID = 'CompileWaitHandle0123abcd';
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1';
 const ARTIFACT_URI = 's3://artifact-bucket/neuronx/calm3/abcd1234/';
 const LOG_STREAM = 'compile/default/0123456789abcdef';
 const LOG_GROUP = '/neuronx/compile/abcd1234';
 
-/** The job's environment as the Batch event carries it: job definition variables plus the override. */
+/** The job's environment as the Batch event carries it: the job definition's variables (no handle URL). */
 const JOB_ENVIRONMENT = [
   { name: 'NEURONX_ARTIFACT_S3_URI', value: ARTIFACT_URI },
   { name: 'NEURONX_MODEL_ID', value: 'cyberagent/calm3-22b-chat' },
-  { name: WAIT_HANDLE_URL_ENV, value: WAIT_HANDLE_URL },
 ];
+/** The job's parameters as the event carries them: the handle's logical id only. */
+const JOB_PARAMETERS = { neuronxWaitHandle: WAIT_HANDLE_ID };
+
+/** The handle as DescribeStackResource returns it: its physical id is its URL. */
+function handleResource(overrides: Record<string, unknown> = {}) {
+  return {
+    StackResourceDetail: {
+      StackId: STACK_ID,
+      LogicalResourceId: WAIT_HANDLE_ID,
+      PhysicalResourceId: WAIT_HANDLE_URL,
+      ResourceType: 'AWS::CloudFormation::WaitConditionHandle',
+      ResourceStatus: 'CREATE_COMPLETE',
+      LastUpdatedTimestamp: new Date(0),
+      ...overrides,
+    },
+  };
+}
 
 function job(overrides: Partial<JobDetail> = {}): JobDetail {
   return {
@@ -30,6 +49,7 @@ function job(overrides: Partial<JobDetail> = {}): JobDetail {
     status: 'SUCCEEDED',
     createdAt: 1_700_000_000_000,
     startedAt: 1_700_000_100_000,
+    parameters: JOB_PARAMETERS,
     container: { environment: JOB_ENVIRONMENT, logStreamName: LOG_STREAM, exitCode: 0 },
     ...overrides,
   };
@@ -68,9 +88,12 @@ beforeEach(() => {
     MARKER_NAME: '_COMPILED',
     RUNNABLE_TIMEOUT_SECONDS: '1800',
     LOG_GROUP_NAME: LOG_GROUP,
+    STACK_ID,
   };
   batchMock.reset();
+  cfnMock.reset();
   s3Mock.reset();
+  cfnMock.on(DescribeStackResourceCommand, { StackName: STACK_ID, LogicalResourceId: WAIT_HANDLE_ID }).resolves(handleResource());
   jest.restoreAllMocks();
   fetchMock = jest.spyOn(global, 'fetch').mockImplementation(async () => new Response(null, { status: 200 }));
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
@@ -236,10 +259,79 @@ describe('FAILED', () => {
 });
 
 describe('finding the wait handle', () => {
-  test('an event without the handle in its environment: the handler asks Batch', async () => {
+  test('the URL signalled is the one read from the stack under the job\'s handle id, not anything the job carries', async () => {
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await handler(event(job()));
+
+    expect(cfnMock.commandCalls(DescribeStackResourceCommand).map(c => c.args[0].input)).toEqual([
+      { StackName: STACK_ID, LogicalResourceId: WAIT_HANDLE_ID },
+    ]);
+    // signals() checks every PUT went to WAIT_HANDLE_URL, which only the stack knows.
+    expect(signals()).toEqual([{ Status: 'SUCCESS', Reason: `Compiled: ${ARTIFACT_URI}`, UniqueId: 'job-1', Data: '' }]);
+  });
+
+  test('a job with a handle URL in its environment but no handle id (a forgery, or an older library\'s job): ignored', async () => {
+    const environment = [...JOB_ENVIRONMENT, { name: 'NEURONX_WAIT_HANDLE_URL', value: 'https://attacker.example/handle' }];
+    batchMock.on(DescribeJobsCommand).resolves({ jobs: [job({ parameters: {}, container: { environment } })] });
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await handler(event(job({ parameters: {}, container: { environment } })));
+
+    expect(cfnMock.calls()).toHaveLength(0);
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('a handle the stack no longer has (its wait was replaced, or the stack deleted): nothing signalled', async () => {
+    cfnMock.on(DescribeStackResourceCommand).rejects(new CloudFormationServiceException({
+      name: 'ValidationError', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `Resource ${WAIT_HANDLE_ID} does not exist for stack s`,
+    }));
+
+    await handler(event(job({ status: 'FAILED', statusReason: 'Terminated' })));
+
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('a handle being deleted: nothing signalled', async () => {
+    cfnMock.on(DescribeStackResourceCommand).resolves(handleResource({ ResourceStatus: 'DELETE_COMPLETE' }));
+
+    await handler(event(job({ status: 'FAILED', statusReason: 'Terminated' })));
+
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('a handle that cannot be read (access denied) is thrown, so the event is retried; nothing is signalled anywhere', async () => {
+    cfnMock.on(DescribeStackResourceCommand).rejects(new CloudFormationServiceException({
+      name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'not authorized',
+    }));
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await expect(handler(event(job()))).rejects.toThrow('not authorized');
+
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('a handle id that names something else in the stack (e.g. the compile\'s custom resource): thrown, nothing signalled', async () => {
+    cfnMock.on(DescribeStackResourceCommand).resolves(handleResource({ ResourceType: 'Custom::NeuronxCompileJob', PhysicalResourceId: 'job-1' }));
+    s3Mock.on(HeadObjectCommand).resolves({});
+
+    await expect(handler(event(job()))).rejects.toThrow(/is not a AWS::CloudFormation::WaitConditionHandle/);
+
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('a function without its stack id is thrown, nothing signalled', async () => {
+    delete process.env.STACK_ID;
+
+    await expect(handler(event(job({ status: 'FAILED', statusReason: 'x' })))).rejects.toThrow('environment variable STACK_ID is not set');
+
+    expect(fetchMock).not.toHaveBeenCalled();
+  });
+
+  test('an event without the handle id in its parameters: the handler asks Batch', async () => {
     batchMock.on(DescribeJobsCommand).resolves({ jobs: [job({ status: 'FAILED', statusReason: 'Essential container in task exited' })] });
 
-    await handler(event(job({ status: 'FAILED', statusReason: 'Essential container in task exited', container: {} })));
+    await handler(event(job({ status: 'FAILED', statusReason: 'Essential container in task exited', parameters: undefined, container: {} })));
 
     expect(batchMock.commandCalls(DescribeJobsCommand).map(c => c.args[0].input)).toEqual([{ jobs: ['job-1'] }]);
     const sent = onlySignal();
@@ -257,11 +349,10 @@ describe('finding the wait handle', () => {
   });
 
   test('a job not started by a deploy (no handle anywhere): no signal at all', async () => {
-    const environment = JOB_ENVIRONMENT.filter(e => e.name !== WAIT_HANDLE_URL_ENV);
-    batchMock.on(DescribeJobsCommand).resolves({ jobs: [job({ container: { environment } })] });
+    batchMock.on(DescribeJobsCommand).resolves({ jobs: [job({ parameters: {} })] });
     s3Mock.on(HeadObjectCommand).resolves({});
 
-    await handler(event(job({ container: { environment } })));
+    await handler(event(job({ parameters: {} })));
 
     expect(batchMock.commandCalls(DescribeJobsCommand)).toHaveLength(1);
     expect(s3Mock.calls()).toHaveLength(0);
@@ -271,7 +362,7 @@ describe('finding the wait handle', () => {
   test('a job Batch no longer knows, without a handle in the event: no signal', async () => {
     batchMock.on(DescribeJobsCommand).resolves({ jobs: [] });
 
-    await handler(event(job({ status: 'FAILED', container: {} })));
+    await handler(event(job({ status: 'FAILED', parameters: undefined, container: {} })));
 
     expect(fetchMock).not.toHaveBeenCalled();
   });

@@ -1,15 +1,19 @@
 import { BatchClient, DescribeJobsCommand, JobStatus, SubmitJobCommand, TerminateJobCommand } from '@aws-sdk/client-batch';
+import { CloudFormationClient, CloudFormationServiceException, DescribeStackResourceCommand } from '@aws-sdk/client-cloudformation';
 import { HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { CompileJobEvent, handler } from '../../src/handlers/compile-job';
-import { CompileJobProperties, WAIT_HANDLE_URL_ENV } from '../../src/private/handler-protocol';
+import { CompileJobProperties } from '../../src/private/handler-protocol';
 
 const batchMock = mockClient(BatchClient);
+const cfnMock = mockClient(CloudFormationClient);
 const s3Mock = mockClient(S3Client);
 const ORIGINAL_ENV = { ...process.env };
 
 const RESPONSE_URL = 'https://cloudformation-custom-resource-response.s3.amazonaws.com/response?sig=1';
 const WAIT_HANDLE_URL = 'https://cloudformation-waitcondition.s3.amazonaws.com/handle?sig=2';
+const WAIT_HANDLE_ID = 'CompileWaitHandle0123abcd';
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1';
 const PREFIX = 'neuronx/calm3/abcd1234/';
 const NEW_PREFIX = 'neuronx/calm3/ef567890/';
 
@@ -22,13 +26,28 @@ const PROPS: CompileJobProperties = {
   ArtifactPrefix: PREFIX,
   MarkerKey: `${PREFIX}_COMPILED`,
   WaitHandleUrl: WAIT_HANDLE_URL,
+  WaitHandleLogicalId: WAIT_HANDLE_ID,
 };
+
+/** The handle as DescribeStackResource returns it: its physical id is its URL. */
+function handleResource(url: string, logicalId = WAIT_HANDLE_ID) {
+  return {
+    StackResourceDetail: {
+      StackId: STACK_ID,
+      LogicalResourceId: logicalId,
+      PhysicalResourceId: url,
+      ResourceType: 'AWS::CloudFormation::WaitConditionHandle',
+      ResourceStatus: 'CREATE_COMPLETE',
+      LastUpdatedTimestamp: new Date(0),
+    },
+  };
+}
 
 function event(overrides: Partial<CompileJobEvent> = {}): CompileJobEvent {
   return {
     RequestType: 'Create',
     ResponseURL: RESPONSE_URL,
-    StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1',
+    StackId: STACK_ID,
     RequestId: 'request-1',
     LogicalResourceId: 'CompileJob',
     ResourceType: 'Custom::NeuronxCompileJob',
@@ -76,7 +95,9 @@ function waitSignals(): Record<string, unknown>[] {
 beforeEach(() => {
   process.env = { ...ORIGINAL_ENV, AWS_REGION: 'us-east-1' };
   batchMock.reset();
+  cfnMock.reset();
   s3Mock.reset();
+  cfnMock.on(DescribeStackResourceCommand, { StackName: STACK_ID, LogicalResourceId: WAIT_HANDLE_ID }).resolves(handleResource(WAIT_HANDLE_URL));
   jest.restoreAllMocks();
   jest.useRealTimers();
   fetchMock = jest.spyOn(global, 'fetch').mockImplementation(async () => new Response(null, { status: 200 }));
@@ -120,7 +141,7 @@ describe('Create', () => {
     expect(puts().map(p => p.url)).toEqual([WAIT_HANDLE_URL, RESPONSE_URL]);
   });
 
-  test('a missing marker (404 NotFound) submits the job with the wait handle URL and this compile\'s tag, and answers with the job id', async () => {
+  test('a missing marker (404 NotFound) submits the job with the wait handle\'s logical id and this compile\'s tag, and answers with the job id', async () => {
     s3Mock.on(HeadObjectCommand).rejects(s3Error('NotFound', 404));
     batchMock.on(SubmitJobCommand).resolves({ jobId: 'job-123', jobName: PROPS.JobName, jobArn: 'arn:job-123' });
 
@@ -132,12 +153,65 @@ describe('Create', () => {
       jobName: 'neuronx-compile-abcd1234',
       jobQueue: PROPS.JobQueueArn,
       jobDefinition: PROPS.JobDefinitionArn,
-      containerOverrides: { environment: [{ name: WAIT_HANDLE_URL_ENV, value: WAIT_HANDLE_URL }] },
+      // The handle's logical id, not its URL: anyone allowed batch:DescribeJobs reads a job's parameters.
+      parameters: { neuronxWaitHandle: WAIT_HANDLE_ID },
       // The lifecycle function's role may terminate only jobs with this tag (aws:ResourceTag/neuronx-compile).
       tags: { 'neuronx-compile': '0c4c8d97986cd57c' },
     });
+    expect(JSON.stringify(submits[0].args[0].input)).not.toContain(WAIT_HANDLE_URL);
+    // Read from the stack as the job-state function will read it, before the job was submitted.
+    expect(cfnMock.commandCalls(DescribeStackResourceCommand).map(c => c.args[0].input))
+      .toEqual([{ StackName: STACK_ID, LogicalResourceId: WAIT_HANDLE_ID }]);
     expect(waitSignals()).toEqual([]);
     expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: 'job-123', Data: { JobId: 'job-123' } });
+  });
+
+  describe('a job whose end could not be signalled is never started', () => {
+    beforeEach(() => {
+      s3Mock.on(HeadObjectCommand).rejects(s3Error('NotFound', 404));
+      batchMock.on(SubmitJobCommand).resolves({ jobId: 'job-123', jobName: PROPS.JobName, jobArn: 'arn' });
+    });
+
+    test('the handle cannot be read from the stack (access denied): no job, FAILED naming the handle', async () => {
+      cfnMock.on(DescribeStackResourceCommand).rejects(new CloudFormationServiceException({
+        name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'not authorized to perform cloudformation:DescribeStackResource',
+      }));
+
+      await handler(event());
+
+      expect(batchMock.commandCalls(SubmitJobCommand)).toHaveLength(0);
+      expect(cfnResponse()).toMatchObject({
+        Status: 'FAILED',
+        Reason: expect.stringMatching(new RegExp(`^Create failed: Error: the wait handle ${WAIT_HANDLE_ID} could not be read from the stack.*AccessDenied`)),
+      });
+    });
+
+    test('the stack reads another URL under the handle\'s logical id: no job, FAILED', async () => {
+      cfnMock.on(DescribeStackResourceCommand).resolves(handleResource('https://cloudformation-waitcondition.s3.amazonaws.com/other?sig=9'));
+
+      await handler(event());
+
+      expect(batchMock.commandCalls(SubmitJobCommand)).toHaveLength(0);
+      expect(cfnResponse()).toMatchObject({ Status: 'FAILED', Reason: expect.stringContaining('not the handle this resource was given') });
+    });
+
+    test('the logical id names no wait handle: no job, FAILED', async () => {
+      cfnMock.on(DescribeStackResourceCommand).resolves({
+        StackResourceDetail: { ...handleResource('job-1').StackResourceDetail, ResourceType: 'Custom::NeuronxCompileJob' },
+      });
+
+      await handler(event());
+
+      expect(batchMock.commandCalls(SubmitJobCommand)).toHaveLength(0);
+      expect(cfnResponse()).toMatchObject({ Status: 'FAILED', Reason: expect.stringContaining('is not a AWS::CloudFormation::WaitConditionHandle') });
+    });
+
+    test('no logical id given: no job, FAILED', async () => {
+      await handler(event({ ResourceProperties: { ...PROPS, WaitHandleLogicalId: '', ServiceToken: 'token' } }));
+
+      expect(batchMock.commandCalls(SubmitJobCommand)).toHaveLength(0);
+      expect(cfnResponse()).toMatchObject({ Status: 'FAILED', Reason: expect.stringContaining('WaitHandleLogicalId is empty') });
+    });
   });
 
   test('a 404 without the NotFound name still counts as absent', async () => {
@@ -344,11 +418,14 @@ describe('Update', () => {
   // A new wait timeout (or anything else that gives a new WaitCondition) on the same prefix: the new handle must be
   // signalled, or the deploy waits out the new WaitCondition's whole timeout and fails.
   const NEW_WAIT_HANDLE_URL = 'https://cloudformation-waitcondition.s3.amazonaws.com/handle?sig=new';
+  const NEW_WAIT_HANDLE_ID = 'CompileWaitHandle4567ef01';
   function newHandleEvent(physicalId: string): CompileJobEvent {
+    cfnMock.on(DescribeStackResourceCommand, { LogicalResourceId: NEW_WAIT_HANDLE_ID })
+      .resolves(handleResource(NEW_WAIT_HANDLE_URL, NEW_WAIT_HANDLE_ID));
     return event({
       RequestType: 'Update',
       PhysicalResourceId: physicalId,
-      ResourceProperties: { ...PROPS, WaitHandleUrl: NEW_WAIT_HANDLE_URL, ServiceToken: 'token' },
+      ResourceProperties: { ...PROPS, WaitHandleUrl: NEW_WAIT_HANDLE_URL, WaitHandleLogicalId: NEW_WAIT_HANDLE_ID, ServiceToken: 'token' },
       OldResourceProperties: { ...PROPS, ServiceToken: 'token' },
     });
   }
@@ -372,7 +449,8 @@ describe('Update', () => {
     await handler(newHandleEvent('job-old'));
 
     const submitted = batchMock.commandCalls(SubmitJobCommand)[0].args[0].input;
-    expect(submitted.containerOverrides?.environment).toEqual([{ name: WAIT_HANDLE_URL_ENV, value: NEW_WAIT_HANDLE_URL }]);
+    expect(submitted.parameters).toEqual({ neuronxWaitHandle: NEW_WAIT_HANDLE_ID });
+    expect(submitted.containerOverrides).toBeUndefined();
     expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: 'job-new' });
   });
 

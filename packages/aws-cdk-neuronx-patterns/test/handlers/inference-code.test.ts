@@ -1,4 +1,4 @@
-import { CopyObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handler, InferenceCodeEvent } from '../../src/handlers/inference-code';
 import { InferenceCodeProperties } from '../../src/private/handler-protocol';
@@ -8,6 +8,7 @@ const ORIGINAL_ENV = { ...process.env };
 
 const RESPONSE_URL = 'https://cloudformation-custom-resource-response.s3.amazonaws.com/response?sig=1';
 const DESTINATION_PREFIX = 'neuronx/calm3/abcd1234/code/';
+const MARKER_KEY = 'neuronx/calm3/abcd1234/_COMPILED';
 
 const PROPS: InferenceCodeProperties = {
   DestinationBucket: 'artifact-bucket',
@@ -16,6 +17,8 @@ const PROPS: InferenceCodeProperties = {
     { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: '0123abcd.py', Name: 'inference.py' },
     { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: 'assets/contract file+v1.json', Name: 'contract.json' },
   ],
+  MarkerKey: MARKER_KEY,
+  CompileWait: 'CompileWait0123abcd',
 };
 
 function event(overrides: Partial<InferenceCodeEvent> = {}): InferenceCodeEvent {
@@ -44,6 +47,8 @@ function cfnResponse(): Record<string, unknown> {
 beforeEach(() => {
   process.env = { ...ORIGINAL_ENV, AWS_REGION: 'us-east-1' };
   s3Mock.reset();
+  // The model data is complete unless a test says otherwise.
+  s3Mock.on(HeadObjectCommand).resolves({});
   jest.restoreAllMocks();
   fetchMock = jest.spyOn(global, 'fetch').mockImplementation(async () => new Response(null, { status: 200 }));
   jest.spyOn(console, 'error').mockImplementation(() => undefined);
@@ -58,6 +63,7 @@ test.each(['Create', 'Update'] as const)('%s copies every file under the destina
 
   await handler(event({ RequestType: requestType, PhysicalResourceId: requestType === 'Update' ? 'old' : undefined }));
 
+  expect(s3Mock.commandCalls(HeadObjectCommand).map(c => c.args[0].input)).toEqual([{ Bucket: 'artifact-bucket', Key: MARKER_KEY }]);
   expect(s3Mock.commandCalls(CopyObjectCommand).map(c => c.args[0].input)).toEqual([
     {
       Bucket: 'artifact-bucket',
@@ -125,4 +131,40 @@ test('a failing response PUT is thrown, not swallowed', async () => {
   fetchMock.mockImplementation(async () => new Response(null, { status: 500 }));
 
   await expect(handler(event())).rejects.toThrow('PUT to the pre-signed URL failed: HTTP 500');
+});
+
+describe('the completion marker, checked after the compile\'s wait', () => {
+  test.each(['Create', 'Update'] as const)(
+    'a forged SUCCESS (the wait succeeded, no marker): %s fails naming the marker, and no code is placed', async requestType => {
+      s3Mock.on(HeadObjectCommand).rejects(new S3ServiceException({ name: 'NotFound', $fault: 'client', $metadata: { httpStatusCode: 404 }, message: 'NotFound' }));
+
+      await handler(event({ RequestType: requestType, PhysicalResourceId: requestType === 'Update' ? 'old' : undefined }));
+
+      expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(0);
+      const response = cfnResponse();
+      expect(response.Status).toBe('FAILED');
+      expect(response.Reason).toContain(`no completion marker at s3://artifact-bucket/${MARKER_KEY}`);
+      expect(response.Reason).toContain('no model is made over them');
+    });
+
+  test('a marker that cannot be read (403) fails too, naming the marker: never taken as complete', async () => {
+    s3Mock.on(HeadObjectCommand).rejects(new S3ServiceException({ name: 'Forbidden', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Forbidden' }));
+
+    await handler(event());
+
+    expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(0);
+    expect(cfnResponse()).toMatchObject({
+      Status: 'FAILED',
+      Reason: expect.stringContaining(`completion marker s3://artifact-bucket/${MARKER_KEY} could not be read (Forbidden: Forbidden)`),
+    });
+  });
+
+  test('model data from a bucket (no compile wait) is checked the same way', async () => {
+    const { CompileWait: _, ...fromBucket } = PROPS;
+    s3Mock.on(HeadObjectCommand).rejects(new S3ServiceException({ name: 'NotFound', $fault: 'client', $metadata: { httpStatusCode: 404 }, message: 'NotFound' }));
+
+    await handler(event({ ResourceProperties: { ...fromBucket, ServiceToken: 'token' } }));
+
+    expect(cfnResponse()).toMatchObject({ Status: 'FAILED', Reason: expect.stringContaining('no completion marker') });
+  });
 });
