@@ -88,7 +88,8 @@ class Ports:
     grpc_management: int
 
 
-PORT_BLOCKS = range(20_000, 32_000, 5)
+PORTS_PER_SERVER = len(Ports.__dataclass_fields__)
+PORT_BLOCKS = range(20_000, 32_000, PORTS_PER_SERVER)
 """Where servers' ports come from: below Linux's ephemeral range (ip_local_port_range, 32768-60999 by default), so
 that no client connection's source port, and no other program's bind to port 0, can take one between its choice and
 TorchServe's bind."""
@@ -98,7 +99,7 @@ suite) under a lock."""
 
 
 def free_ports() -> Ports:
-    """Five ports for one server: the next block of PORT_BLOCKS (a counter shared by every process, under a lock)
+    """The ports of one server (one per field of Ports): the next block of PORT_BLOCKS (a counter shared by every process, under a lock)
     whose ports nothing is bound to now."""
     import fcntl
     import socket
@@ -119,11 +120,11 @@ def free_ports() -> Ports:
             start = 0
         for step in range(len(PORT_BLOCKS)):
             index = (start + step) % len(PORT_BLOCKS)
-            ports = range(PORT_BLOCKS[index], PORT_BLOCKS[index] + 5)
+            ports = range(PORT_BLOCKS[index], PORT_BLOCKS[index] + PORTS_PER_SERVER)
             if all(unused(port) for port in ports):
                 PORT_COUNTER.write_text(str(index + 1))
                 return Ports(*ports)
-    raise RuntimeError(f"no block of five unused ports in {PORT_BLOCKS}")
+    raise RuntimeError(f"no block of {PORTS_PER_SERVER} unused ports in {PORT_BLOCKS}")
 
 
 def loopback_env(ports: Ports) -> dict[str, str]:
