@@ -239,6 +239,12 @@ const testModelServer = project.addTask('test:model-server', {
   description: 'The example endpoint on the serving image\'s TorchServe and SageMaker toolkit, with a fake Neuron device',
   steps: [
     { exec: 'bash tools/model-server/setup.sh' },
+    // The third endpoint served: a custom strategy of three workers that batch statically (both presets batch
+    // continuously on one worker). Transpiled without a type check to keep it short: a wrong name still fails the synth.
+    {
+      exec: `cdk synth -q --app "npx ts-node --transpile-only tools/model-server/static-batching-app.ts" -o ${EXAMPLE_OUT}/staticBatching`,
+      name: 'the static-batching endpoint\'s template',
+    },
     { exec: 'tools/model-server/.venv/bin/python -m pytest tools/model-server -q' },
   ],
 });

@@ -2,7 +2,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { NeuronxInstanceType, OptLevel, QuantDtype } from 'aws-cdk-neuronx-patterns';
+import { CompileOptions, NeuronxInstanceType, OptLevel, QuantDtype } from 'aws-cdk-neuronx-patterns';
 import { calm3chat22b } from '../src';
 
 const { InstanceTypeStrategy } = calm3chat22b;
@@ -18,7 +18,7 @@ function deploy(instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy): Stack 
 }
 
 describe('InstanceTypeStrategy presets', () => {
-  test('lowCost: ml.trn1.2xlarge, compiled on inf2.8xlarge, tp 2, 1024 positions, int8, -O3, batches of 5', () => {
+  test('lowCost: ml.trn1.2xlarge, compiled on inf2.8xlarge, tp 2, 1024 positions, int8, -O3, continuous batching over 6 slots', () => {
     expect(InstanceTypeStrategy.lowCost).toMatchObject({
       instanceType: NeuronxInstanceType.TRN1_2XLARGE,
       instanceTypeForCompile: NeuronxInstanceType.INF2_8XLARGE,
@@ -26,17 +26,19 @@ describe('InstanceTypeStrategy presets', () => {
       nPositions: 1024,
       quantDtype: QuantDtype.S8,
       optLevel: OptLevel.BEST_EXECUTION,
-      batchSize: 5,
+      batchSize: 6,
+      continuousBatching: true,
     });
   });
 
-  test('highPerformance: ml.inf2.24xlarge, compiled on inf2.24xlarge, tp 4, default positions, bf16, -O3, batches of 2', () => {
+  test('highPerformance: ml.inf2.24xlarge, compiled on inf2.24xlarge, tp 12, default positions, bf16, -O3, continuous batching over 8 slots', () => {
     expect(InstanceTypeStrategy.highPerformance).toMatchObject({
       instanceType: NeuronxInstanceType.INF2_24XLARGE,
       instanceTypeForCompile: NeuronxInstanceType.INF2_24XLARGE,
-      tpDegree: 4,
+      tpDegree: 12,
       optLevel: OptLevel.BEST_EXECUTION,
-      batchSize: 2,
+      batchSize: 8,
+      continuousBatching: true,
     });
     expect(InstanceTypeStrategy.highPerformance.nPositions).toBeUndefined();
     expect(InstanceTypeStrategy.highPerformance.quantDtype).toBeUndefined();
@@ -94,9 +96,9 @@ describe('a custom InstanceTypeStrategy', () => {
     expect(make).toThrow(/options\.batchSize is 6: .* use batchSize 5 or less/);
   });
 
-  test('highPerformance\'s instance and workers at 2048 positions fit a batch of 5 (the README\'s throughput strategy), not 6', () => {
+  test('three static-batching workers on highPerformance\'s instance at 2048 positions fit a batch of 5 (the README\'s custom strategy), not 6', () => {
     const throughput = (batchSize: number) => new InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, {
-      ...InstanceTypeStrategy.highPerformance._compileOptions(), nPositions: 2048, batchSize,
+      tpDegree: 4, optLevel: OptLevel.BEST_EXECUTION, nPositions: 2048, batchSize,
     });
     const template = Template.fromStack(deploy(throughput(5)));
     const [model] = Object.values(template.findResources('AWS::SageMaker::Model'));
@@ -106,23 +108,61 @@ describe('a custom InstanceTypeStrategy', () => {
     expect(() => throughput(6)).toThrow(/options\.batchSize is 6: .* use batchSize 5 or less/);
   });
 
-  test('each preset\'s endpoint batches with TorchServe at its batch size, and the batch size is part of the artifact prefix', () => {
-    for (const [strategy, batch, workers] of [[InstanceTypeStrategy.lowCost, '5', '1'], [InstanceTypeStrategy.highPerformance, '2', '3']] as const) {
+  test('continuous batching counts one KV cache per slot: highPerformance\'s worker fits 29 slots of 4096 positions, not 30', () => {
+    const slots = (batchSize: number) => new InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, {
+      ...InstanceTypeStrategy.highPerformance._compileOptions(), batchSize,
+    });
+    // 172.8 GiB offered; 41.9 GiB of weights + 29 x 4.5 GiB = 172.4 GiB (static batching would keep a 30th cache for batch 1).
+    expect(() => slots(29)).not.toThrow();
+    expect(() => slots(30)).toThrow(/options\.batchSize is 30: .*30 KV caches of 4\.5 GiB for 4096 positions: one per slot\).* use batchSize 29 or less/);
+  });
+
+  test('continuous batching needs one worker and two slots, and each refusal suggests what is accepted', () => {
+    const strategy = (options: CompileOptions) => () => new InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, {
+      optLevel: OptLevel.BEST_EXECUTION, continuousBatching: true, ...options,
+    });
+    expect(strategy({ tpDegree: 4, batchSize: 2 })).toThrow(
+      /options\.continuousBatching is true but tpDegree 4 on ml\.inf2\.24xlarge makes 3 workers: TorchServe 0\.11\.0 stalls continuous batching with more than one worker per model; use tpDegree 8 or 12 \(one worker\) or set continuousBatching to false\./);
+    expect(strategy({ tpDegree: 12, batchSize: 1 })).toThrow(/options\.batchSize is 1 with continuousBatching: .* use batchSize 2 or more, or set continuousBatching to false\./);
+    expect(strategy({ tpDegree: 12, batchSize: 2 })).not.toThrow();
+    expect(strategy({ tpDegree: 4, batchSize: 2, continuousBatching: false })).not.toThrow();
+  });
+
+  test('each preset batches continuously on one worker: no TorchServe batching variables, its settings placed beside the code, and the option part of the artifact prefix', () => {
+    for (const [strategy, slots] of [[InstanceTypeStrategy.lowCost, 6], [InstanceTypeStrategy.highPerformance, 8]] as const) {
       const template = Template.fromStack(deploy(strategy));
       const [model] = Object.values(template.findResources('AWS::SageMaker::Model'));
-      expect(model.Properties.PrimaryContainer.Environment).toMatchObject({
-        NEURONX_BATCH_SIZE: batch, SAGEMAKER_TS_BATCH_SIZE: batch, SAGEMAKER_TS_MIN_WORKERS: workers, SAGEMAKER_TS_MAX_WORKERS: workers,
-      });
+      const environment = model.Properties.PrimaryContainer.Environment;
+      expect(environment).toMatchObject({ NEURONX_BATCH_SIZE: String(slots), SAGEMAKER_MODEL_SERVER_WORKERS: '1' });
+      expect(Object.keys(environment).filter(name => name.startsWith('SAGEMAKER_TS_'))).toEqual([]);
       const [job] = Object.values(template.findResources('AWS::Batch::JobDefinition'));
-      expect(job.Properties.ContainerProperties.Environment).toContainEqual({ Name: 'NEURONX_BATCH_SIZE', Value: batch });
+      expect(job.Properties.ContainerProperties.Environment).toEqual(expect.arrayContaining([
+        { Name: 'NEURONX_BATCH_SIZE', Value: String(slots) }, { Name: 'NEURONX_CONTINUOUS_BATCHING', Value: '1' },
+      ]));
+      const [code] = Object.values(template.findResources('Custom::NeuronxInferenceCode'));
+      const objects = Object.fromEntries(code.Properties.Objects.map((o: { Key: string; Body: string }) => [o.Key.replace(/^.*\/[0-9a-f]{16}\//, ''), o.Body]));
+      // TorchServe's batch holds one job beyond the slots (0.11.0 admits batchSize - 1 while a batch runs).
+      expect(objects['code/model-config.yaml']).toEqual(
+        `minWorkers: 1\nmaxWorkers: 1\nbatchSize: ${slots + 1}\nmaxBatchDelay: 20\nresponseTimeout: 3600\ncontinuousBatching: true\n`);
+      expect(JSON.parse(objects['MAR-INF/MANIFEST.json'])).toEqual({
+        runtime: 'python', model: { modelName: 'model', modelVersion: '1.0', configFile: 'code/model-config.yaml' }, archiverVersion: '0.11.0',
+      });
     }
-    const unbatched = new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
-      ...InstanceTypeStrategy.lowCost._compileOptions(), batchSize: 1,
+    const static5 = new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
+      ...InstanceTypeStrategy.lowCost._compileOptions(), batchSize: 5, continuousBatching: false,
+    });
+    const continuous5 = new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, {
+      ...InstanceTypeStrategy.lowCost._compileOptions(), batchSize: 5,
     });
     const prefix = (strategy: calm3chat22b.InstanceTypeStrategy) => JSON.stringify(Template.fromStack(deploy(strategy)).findResources('AWS::SageMaker::Model'))
       .match(/neuronx-compile\/[^"]*?\/[0-9a-f]{16}\//)?.[0];
-    expect(prefix(unbatched)).toBeDefined();
-    expect(prefix(unbatched)).not.toEqual(prefix(InstanceTypeStrategy.lowCost));
+    expect(prefix(static5)).toBeDefined();
+    expect(prefix(static5)).not.toEqual(prefix(continuous5));
+    expect(prefix(continuous5)).not.toEqual(prefix(InstanceTypeStrategy.lowCost));
+    const staticTemplate = Template.fromStack(deploy(static5));
+    expect(Object.values(staticTemplate.findResources('Custom::NeuronxInferenceCode'))[0].Properties.Objects).toBeUndefined();
+    const [staticJob] = Object.values(staticTemplate.findResources('AWS::Batch::JobDefinition'));
+    expect(staticJob.Properties.ContainerProperties.Environment.map((e: { Name: string }) => e.Name)).not.toContain('NEURONX_CONTINUOUS_BATCHING');
   });
 
   test('is rejected when nPositions exceeds the model\'s 16384 position embeddings', () => {

@@ -69,7 +69,7 @@ describe('optional props reach the template', () => {
   test('environment is added to the serving container', () => {
     const { template } = build({ environment: { MY_SETTING: 'on' } });
     template().hasResourceProperties('AWS::SageMaker::Model', {
-      PrimaryContainer: { Environment: Match.objectLike({ MY_SETTING: 'on', SAGEMAKER_MODEL_SERVER_WORKERS: '3' }) },
+      PrimaryContainer: { Environment: Match.objectLike({ MY_SETTING: 'on', SAGEMAKER_MODEL_SERVER_WORKERS: '1' }) },
     });
   });
 
@@ -115,7 +115,7 @@ describe('bad optional props fail at synth, naming the prop', () => {
     ['a generation time limit past SageMaker\'s invocation limit', () => ({ generationTimeLimit: Duration.seconds(59) }),
       /generationTimeLimit is 59 seconds: use 1 second to 50 seconds\. SageMaker ends an invocation after 1 minute/],
     ['a generation time limit with no room for one token', () => ({ generationTimeLimit: Duration.millis(100) }),
-      /generationTimeLimit is 100 millis: use 1 second to 50 seconds\..*below 1 second not even one token of this model data \(tpDegree 4, batchSize 2\) fits/],
+      /generationTimeLimit is 100 millis: use 1 second to 50 seconds\..*below 1 second not even one token of this model data \(tpDegree 12, batchSize 8\) fits/],
     ['the generation time limit in environment: says what it is and which prop sets it', () => ({ environment: { NEURONX_GENERATION_TIME_LIMIT_SECONDS: '25' } }),
       /environment sets NEURONX_GENERATION_TIME_LIMIT_SECONDS, the seconds the handler generates before it answers with the text so far, which the library sets from the generation time limit: remove it and set generationTimeLimit instead\./],
   ])('%s', (_name, props, message) => {

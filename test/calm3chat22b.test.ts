@@ -90,26 +90,26 @@ describe('InstanceTypeStrategy.lowCost', () => {
 describe('InstanceTypeStrategy.highPerformance', () => {
   const { template, construct } = synth({ instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy.highPerformance });
 
-  test('serves on ml.inf2.24xlarge with three workers of four NeuronCores each', () => {
+  test('serves on ml.inf2.24xlarge with one worker over all twelve NeuronCores', () => {
     expect(productionVariant(template)).toMatchObject({ InstanceType: 'ml.inf2.24xlarge', InitialInstanceCount: 1 });
     expect(productionVariant(template)).toHaveProperty('VolumeSizeInGB');
     expect(modelEnvironment(template)).toMatchObject({
-      SAGEMAKER_MODEL_SERVER_WORKERS: '3',
-      NEURON_RT_NUM_CORES: '4',
-      NEURONX_TP_DEGREE: '4',
+      SAGEMAKER_MODEL_SERVER_WORKERS: '1',
+      NEURON_RT_NUM_CORES: '12',
+      NEURONX_TP_DEGREE: '12',
       NEURONX_N_POSITIONS: '4096',
       NEURONX_QUANT_DTYPE: '',
     });
-    expect(construct.endpoint.workersPerInstance).toBe(3);
+    expect(construct.endpoint.workersPerInstance).toBe(1);
   });
 
-  test('compiles on inf2.24xlarge for inf2, bf16, the default 4096 positions, tp 4, -O3', () => {
+  test('compiles on inf2.24xlarge for inf2, bf16, the default 4096 positions, tp 12, -O3', () => {
     expect(computeInstanceTypes(template)).toEqual(['inf2.24xlarge']);
     expect(devices(template)).toEqual(['/dev/neuron0', '/dev/neuron1', '/dev/neuron2', '/dev/neuron3', '/dev/neuron4', '/dev/neuron5']);
     expect(jobEnvironment(template)).toMatchObject({
       NEURONX_MODEL_REVISION: PINNED_REVISION,
       NEURONX_COMPILER_TARGET: 'inf2',
-      NEURONX_TP_DEGREE: '4',
+      NEURONX_TP_DEGREE: '12',
       NEURONX_N_POSITIONS: '4096',
       NEURONX_QUANT_DTYPE: '',
       NEURONX_OPT_LEVEL: '3',

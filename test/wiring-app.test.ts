@@ -59,11 +59,11 @@ describe('the wiring example', () => {
       ScalingTargetId: { Ref: only(template, 'AWS::ApplicationAutoScaling::ScalableTarget').id },
       TargetTrackingScalingPolicyConfiguration: {
         PredefinedMetricSpecification: { PredefinedMetricType: 'SageMakerVariantConcurrentRequestsPerModelHighResolution' },
-        // lowCost: one worker per ml.trn1.2xlarge (tensor parallel 2 on its 2 NeuronCores), generating up to 5 requests together.
+        // lowCost: one worker per ml.trn1.2xlarge (tensor parallel 2 on its 2 NeuronCores), generating for up to 6 requests at once (its slots).
         TargetValue: stack.inference.endpoint.workersPerInstance * stack.inference.endpoint.batchSize,
       },
     });
-    expect([stack.inference.endpoint.workersPerInstance, stack.inference.endpoint.batchSize]).toEqual([1, 5]);
+    expect([stack.inference.endpoint.workersPerInstance, stack.inference.endpoint.batchSize]).toEqual([1, 6]);
   });
 
   test('alarms watch this endpoint\'s AllTraffic variant and notify the encrypted, TLS-only topic on ALARM and OK', () => {

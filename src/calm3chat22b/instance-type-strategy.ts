@@ -16,28 +16,32 @@ export class InstanceTypeStrategy {
    *
    * Since inf2.xlarge does not have enough host memory, trn1.2xlarge is used.
    *
-   * Batches of up to 5 requests: the most the device memory left beside the int8 weights holds. One worker's two
-   * NeuronCores offer 28.8 GiB (90% of 32 GiB); the weights take 21.0 GiB; each KV cache for 1024 positions takes
-   * 1.125 GiB (2 x 48 layers x 48 KV heads x 128 x 2 bytes x 1024), and batch 5 keeps 6 of them (batch 1 is compiled
-   * too): 27.7 GiB. Batch 6 would need 28.8 GiB plus 0.03.
+   * Continuous batching over 6 slots: the most the device memory left beside the int8 weights holds. The one
+   * worker's two NeuronCores offer 28.8 GiB (90% of 32 GiB); the weights take 21.0 GiB; each slot's KV cache for
+   * 1024 positions takes 1.125 GiB (2 x 48 layers x 48 KV heads x 128 x 2 bytes x 1024): 6 slots, 27.7 GiB. A
+   * request takes a free slot at the next decoding step and leaves when its answer ends.
    */
   public static readonly lowCost: InstanceTypeStrategy = new InstanceTypeStrategy(
     NeuronxInstanceType.TRN1_2XLARGE,
     NeuronxInstanceType.INF2_8XLARGE,
-    { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION, batchSize: 5 },
+    { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION, batchSize: 6, continuousBatching: true },
   );
 
   /**
-   * Set as default as much as possible and use 2 accelerator devices per worker.
+   * bf16 weights and 4096 positions, one worker over all 12 NeuronCores, continuous batching over 8 slots.
    *
-   * Batches of up to 2 requests: the most the device memory left beside the bf16 weights holds at 4096 positions.
-   * One worker's four NeuronCores offer 57.6 GiB (90% of 64 GiB); the weights take 41.9 GiB; each KV cache for 4096
-   * positions takes 4.5 GiB, and batch 2 keeps 3 of them (batch 1 is compiled too): 55.4 GiB.
+   * One worker, because the serving image's TorchServe (0.11.0) stalls continuous batching with more than one worker
+   * per model. Over 12 NeuronCores each core holds a third of the weights that one of three workers of 4 would, and
+   * a decoding step reads every weight once, so by the library's step estimate (calibrated on a 22 B model over 12
+   * NeuronCores: README, benchmark) a lone request generates about three times as fast, and the instance's throughput
+   * at batch 1 is what three workers gave (tpDegree 12 divides the 48 attention heads). The worker's NeuronCores offer 172.8 GiB (90% of 192 GiB);
+   * the weights take 41.9 GiB and each slot's KV cache for 4096 positions 4.5 GiB: 8 slots take 77.9 GiB. More slots
+   * would fit, but every decoding step computes all of them: 8 keep a step under twice a lone request's.
    */
   public static readonly highPerformance: InstanceTypeStrategy = new InstanceTypeStrategy(
     NeuronxInstanceType.INF2_24XLARGE,
     NeuronxInstanceType.INF2_24XLARGE,
-    { tpDegree: 4, optLevel: OptLevel.BEST_EXECUTION, batchSize: 2 },
+    { tpDegree: 12, optLevel: OptLevel.BEST_EXECUTION, batchSize: 8, continuousBatching: true },
   );
 
   /** The SageMaker instance type the endpoint serves on; the compiler targets its family. */
@@ -69,11 +73,18 @@ export class InstanceTypeStrategy {
    */
   public readonly optLevel?: OptLevel;
   /**
-   * The most requests one worker generates for at once (TorchServe batches requests that arrive together).
+   * The most requests one worker generates for at once (TorchServe batches requests that arrive together); with
+   * continuous batching, the slots.
    *
    * @default 1
    */
   public readonly batchSize?: number;
+  /**
+   * Whether the model is compiled and served for continuous batching (`CompileOptions.continuousBatching`).
+   *
+   * @default false
+   */
+  public readonly continuousBatching?: boolean;
 
   /**
    * @param instanceType the SageMaker instance type to serve on
@@ -103,10 +114,14 @@ export class InstanceTypeStrategy {
     this.quantDtype = options.quantDtype;
     this.optLevel = options.optLevel;
     this.batchSize = options.batchSize;
+    this.continuousBatching = options.continuousBatching;
   }
 
   /** @internal the compile options this strategy stands for. */
   public _compileOptions(): CompileOptions {
-    return { tpDegree: this.tpDegree, nPositions: this.nPositions, quantDtype: this.quantDtype, optLevel: this.optLevel, batchSize: this.batchSize };
+    return {
+      tpDegree: this.tpDegree, nPositions: this.nPositions, quantDtype: this.quantDtype, optLevel: this.optLevel,
+      batchSize: this.batchSize, continuousBatching: this.continuousBatching,
+    };
   }
 }

@@ -6,10 +6,10 @@ the compiled batch, calibrated from published Inferentia2 figures; see its comme
 Needs the example's synthesized templates (`npx projen synth:example`) and ports 8080/8081 free; about 6 minutes.
 
 For each preset (its template: workers, NeuronCores, tp degree and weights, hence the time per step) and workload it
-starts the endpoint twice: compiled for batch 1, and for the preset's batch size (the template's, or --batch-size),
-configured as the constructs configure it (serving_stack.with_batch_size: TorchServe's dynamic batching, static
-batches) or, with --batching continuous, served step by step (continuous_batching_setup: the artifacts compiled for
-continuous batching with batchSize slots, TorchServe's continuous batching). Closed-loop clients are added 1, 4, 8, 16
+starts the endpoint twice: compiled for batch 1 (serving_stack.with_static_batching), and batched as the template
+has it (both presets: continuous batching over their slots, scheduled at the decoding step) or, with --batching
+static, with TorchServe's dynamic batching at the template's batch size or --batch-size (static batches, as the
+constructs configure a strategy without continuousBatching). Closed-loop clients are added 1, 4, 8, 16
 at a time (no level waits for the queue of the one before to drain); each level runs LEVEL_SECONDS and is measured
 after WARMUP_SECONDS. Each client sends chat requests one after another: its prompt length is drawn once from the
 workload's input distribution and each request's max_new_tokens from its output distribution; the fake model answers
@@ -46,7 +46,6 @@ from pathlib import Path
 
 from conftest import wait_until  # first: serving_stack puts the runtime's tests (and conftest) on the path
 import serving_stack
-from continuous_batching_setup import enable_continuous_batching
 
 PRESETS = ("lowCost", "highPerformance")
 CONCURRENCY = (1, 4, 8, 16)
@@ -223,9 +222,9 @@ def measure(matched, started: list[float], levels) -> list[dict]:
 
 
 @contextmanager
-def serving(deployment: serving_stack.Deployment, time_scale: float, continuous: bool = False):
+def serving(deployment: serving_stack.Deployment, time_scale: float):
     """The endpoint on the real model server, its device running `time_scale` times its calibrated time per step (the
-    TorchServe batch delay scaled with it), until every worker is READY; with `continuous`, served step by step."""
+    TorchServe batch delay scaled with it), until every worker is READY."""
     delay_name = serving_stack.ENDPOINT_ENV["serverMaxBatchDelay"]
     if delay_name in deployment.environment:
         scaled = max(1, round(int(deployment.environment[delay_name]) * time_scale))
@@ -233,8 +232,6 @@ def serving(deployment: serving_stack.Deployment, time_scale: float, continuous:
     with tempfile.TemporaryDirectory(prefix="benchmark-serving-") as root:
         server = serving_stack.ModelServer(Path(root), deployment, load_seconds=LOAD_SECONDS,
                                            overrides={serving_stack.neuron_device.TIME_SCALE: str(time_scale)})
-        if continuous:
-            enable_continuous_batching(server)
         server.start()
         try:
             def ready():
@@ -251,9 +248,9 @@ def serving(deployment: serving_stack.Deployment, time_scale: float, continuous:
             server.stop()
 
 
-def run(deployment: serving_stack.Deployment, levels, seed: int, workload: Workload, continuous: bool = False) -> list[dict]:
+def run(deployment: serving_stack.Deployment, levels, seed: int, workload: Workload) -> list[dict]:
     n_positions = int(deployment.environment[serving_stack.ENDPOINT_ENV["nPositions"]])
-    with serving(deployment, TIME_SCALE, continuous) as server:
+    with serving(deployment, TIME_SCALE) as server:
         prompt_words = client_prompts(random.Random(seed), max(levels), n_positions, workload)
         results: list[Sent] = []
         stop = threading.Event()
@@ -269,7 +266,7 @@ def run(deployment: serving_stack.Deployment, levels, seed: int, workload: Workl
         return measure(token_times(results, server.generations()), started, levels)
 
 
-def probe_ttft(deployment: serving_stack.Deployment, seed: int, workload: Workload, continuous: bool = False) -> dict:
+def probe_ttft(deployment: serving_stack.Deployment, seed: int, workload: Workload) -> dict:
     """Time to first token of a lone client, measured apart from the load run: PROBE_REQUESTS requests one after
     another, with client 0's prompt and PROBE_NEW_TOKENS new tokens (the first token does not depend on the answer's
     length), on the device at its calibrated speed. At TIME_SCALE the host's own time (HTTP, TorchServe, the
@@ -277,7 +274,7 @@ def probe_ttft(deployment: serving_stack.Deployment, seed: int, workload: Worklo
     with it."""
     n_positions = int(deployment.environment[serving_stack.ENDPOINT_ENV["nPositions"]])
     words = client_prompts(random.Random(seed), 1, n_positions, workload)[0]
-    with serving(deployment, 1.0, continuous) as server:
+    with serving(deployment, 1.0) as server:
         results = []
         for _ in range(PROBE_REQUESTS):
             sent = time.time()
@@ -320,9 +317,9 @@ def main() -> None:
     parser.add_argument("--n-positions", type=int,
                         help="compile option nPositions of both runs (default: the template's), with --batch-size for"
                              " a custom strategy, e.g. highPerformance's instance and workers at 2048 positions")
-    parser.add_argument("--batching", choices=("static", "continuous"), default="static",
-                        help="the batched run: TorchServe's dynamic batching as the constructs configure it today"
-                             " (static), or step by step (continuous); default static")
+    parser.add_argument("--batching", choices=("template", "static"), default="template",
+                        help="the batched run: as the template has it (default; both presets batch continuously), or"
+                             " TorchServe's dynamic batching at the template's batch size or --batch-size (static)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
                         help=f"client levels (default: {' '.join(map(str, CONCURRENCY))}); each preset's target level"
                              " must be one of them")
@@ -347,28 +344,31 @@ def main() -> None:
     }  # fmt: skip
     if any(value is not None for value in own.values()):
         workloads = (Workload("custom", **{key: value for key, value in own.items() if value is not None}),)
-    continuous = args.batching == "continuous"
     levels = sorted(set(args.concurrency))
     summary, table = [], []
     for preset in args.preset or PRESETS:
         template = serving_stack.read_deployment(preset)
         if args.n_positions:
             template = with_positions(template, args.n_positions)
+        if args.batch_size and args.batching == "template":
+            sys.exit("--batch-size changes the compile: use it with --batching static")
         batch_size = args.batch_size or int(template.environment.get(serving_stack.ENDPOINT_ENV["batchSize"], "1"))
         if batch_size < 2:
-            sys.exit(f"{preset}: the template compiles batch size {batch_size}; pass --batch-size")
+            sys.exit(f"{preset}: the template compiles batch size {batch_size}; pass --batching static --batch-size")
+        batched_deployment = template if args.batching == "template" else serving_stack.with_static_batching(template, batch_size)
+        batching = "continuous" if batched_deployment.continuous_batching else "static"
         concurrency = TARGETS[preset] if TARGETS[preset] in levels else max(levels)
         for workload in workloads:
-            batch1 = run(serving_stack.with_batch_size(template, 1), levels, SEED, workload)
-            batched = run(serving_stack.with_batch_size(template, batch_size), levels, SEED, workload, continuous)
+            batch1 = run(serving_stack.with_static_batching(template, 1), levels, SEED, workload)
+            batched = run(batched_deployment, levels, SEED, workload)
             probes = [
-                probe_ttft(serving_stack.with_batch_size(template, 1), SEED, workload),
-                probe_ttft(serving_stack.with_batch_size(template, batch_size), SEED, workload, continuous),
+                probe_ttft(serving_stack.with_static_batching(template, 1), SEED, workload),
+                probe_ttft(batched_deployment, SEED, workload),
             ]
             n_positions = template.environment[serving_stack.ENDPOINT_ENV["nPositions"]]
             print(f"\n{preset}, {workload.name} workload ({workload.output_distribution} answers, mean"
                   f" {workload.output_mean:g}{f', cap {workload.output_cap}' if workload.output_cap else ''}):"
-                  f" {template.workers} worker(s) on {template.instance_type}, batch size {batch_size} ({args.batching}),"
+                  f" {template.workers} worker(s) on {template.instance_type}, batch size {batch_size} ({batching}),"
                   f" {n_positions} positions (simulated device, {template.seconds_per_token * 1000:.0f} ms per token"
                   " at batch 1)")
             print(f"{'clients':>7} | {'tokens/s b1':>11} {'batched':>8} {'ratio':>6} | {'TTFT p50/p95 ms b1':>19}"
@@ -379,7 +379,7 @@ def main() -> None:
                       f" {shown(one['ttft_p50_ms'], 9)} / {shown(one['ttft_p95_ms'], -7)} {shown(many['ttft_p50_ms'], 5)}"
                       f" / {shown(many['ttft_p95_ms'], -5)} | {shown(one['tpot_p50_ms'], 9)} / {shown(one['tpot_p95_ms'], -7)}"
                       f" {shown(many['tpot_p50_ms'], 5)} / {shown(many['tpot_p95_ms'], -5)}")
-                table.append({"preset": preset, "workload": workload.name, "batching": args.batching,
+                table.append({"preset": preset, "workload": workload.name, "batching": batching,
                               "batch_size": batch_size, "batch1": one, "batched": many})
             at = {row["concurrency"]: row for row in batch1}, {row["concurrency"]: row for row in batched}
             ratio = at[1][concurrency]["tokens_per_s"] / at[0][concurrency]["tokens_per_s"]
@@ -390,7 +390,7 @@ def main() -> None:
             summary.append({
                 "preset": preset,
                 "workload": workload.name,
-                "batching": args.batching,
+                "batching": batching,
                 "batch_size": batch_size,
                 "n_positions": int(n_positions),
                 "concurrency": concurrency,

@@ -17,6 +17,9 @@ import pytest
 import serving_stack
 
 PRESETS = ("lowCost", "highPerformance")
+STATIC_BATCHING = "staticBatching"
+"""A custom strategy of three workers that batch statically (static-batching-app.ts), synthesized beside the presets:
+both presets batch continuously on one worker, and this is the batching every multi-worker strategy gets."""
 SLOW_LOAD_SECONDS = 75
 """How long the fake device's to_neuron() takes in the tests of the load: longer than the 60 s that TorchServe 0.11.0
 used to allow a worker's model load (the old TS_DEFAULT_RESPONSE_TIMEOUT), far shorter than calm3's real load (the
@@ -34,7 +37,7 @@ def start_server(
     `load_seconds` on the fake device."""
     deployment = serving_stack.read_deployment(preset)
     if batch_size is not None:
-        deployment = serving_stack.with_batch_size(deployment, batch_size)
+        deployment = serving_stack.with_static_batching(deployment, batch_size)
     server = serving_stack.ModelServer(root, deployment, load_seconds=load_seconds, overrides=overrides)
     server.start()
     return server

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,13 @@ class Deployment:
     """The compile job definition's environment (what the compile job ran with)."""
     code_files: dict[str, Path]
     """The code placer's files: name in code/ -> the staged asset in cdk.out."""
+    objects: dict[str, str] = field(default_factory=dict)
+    """What the code placer writes as text besides them: key under the artifact prefix -> the text (the model
+    server's continuous-batching configuration, when the artifacts are compiled for it)."""
+
+    @property
+    def continuous_batching(self) -> bool:
+        return self.compile_environment.get(COMPILE_ENV["continuousBatching"]) == CONTRACT["compileJob"]["enabledValue"]
 
     @property
     def workers(self) -> int:
@@ -205,11 +212,11 @@ class Deployment:
         )
 
 
-def with_batch_size(deployment: Deployment, batch_size: int) -> Deployment:
-    """`deployment` as the constructs configure it for compile option batchSize `batch_size` (contract
-    endpoint.batching): the compile job's and the endpoint's NEURONX_BATCH_SIZE and, above 1, TorchServe's batching
-    through the toolkit's SAGEMAKER_TS_* variables. For the batching test and the benchmark, which compare batch
-    sizes on one template."""
+def with_static_batching(deployment: Deployment, batch_size: int) -> Deployment:
+    """`deployment` as the constructs configure it for compile option batchSize `batch_size` without continuous
+    batching (contract endpoint.batching): the compile job's and the endpoint's NEURONX_BATCH_SIZE and, above 1,
+    TorchServe's batching through the toolkit's SAGEMAKER_TS_* variables; no continuous-batching option or objects.
+    For the tests and the benchmark, which compare batch sizes and batching modes on one template."""
     environment = {
         name: value for name, value in deployment.environment.items()
         if name not in {ENDPOINT_ENV[key] for key in SERVER_BATCHING}
@@ -224,8 +231,11 @@ def with_batch_size(deployment: Deployment, batch_size: int) -> Deployment:
             ENDPOINT_ENV["serverMaxWorkers"]: workers,
             ENDPOINT_ENV["serverResponseTimeout"]: environment[ENDPOINT_ENV["responseTimeout"]],
         })
-    compile_environment = {**deployment.compile_environment, COMPILE_ENV["batchSize"]: str(batch_size)}
-    return replace(deployment, environment=environment, compile_environment=compile_environment)
+    compile_environment = {
+        **{name: value for name, value in deployment.compile_environment.items() if name != COMPILE_ENV["continuousBatching"]},
+        COMPILE_ENV["batchSize"]: str(batch_size),
+    }
+    return replace(deployment, environment=environment, compile_environment=compile_environment, objects={})
 
 
 def _one(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
@@ -246,6 +256,9 @@ def read_deployment(preset: str, cdk_out: Path = EXAMPLE_OUT) -> Deployment:
     (variant,) = _one(resources, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
     job_definition = _one(resources, "AWS::Batch::JobDefinition")
     code = _one(resources, "Custom::NeuronxInferenceCode")
+    # DestinationPrefix is <artifact prefix>code/; the objects' keys are under the artifact prefix.
+    artifact_prefix = resolve(code["DestinationPrefix"])[: -len(LAYOUT["codeDir"])]
+    objects = {resolve(entry["Key"])[len(artifact_prefix) :]: entry["Body"] for entry in code.get("Objects", [])}
     return Deployment(
         preset=preset,
         environment={name: resolve(value) for name, value in model["PrimaryContainer"]["Environment"].items()},
@@ -255,6 +268,7 @@ def read_deployment(preset: str, cdk_out: Path = EXAMPLE_OUT) -> Deployment:
             entry["Name"]: resolve(entry["Value"]) for entry in job_definition["ContainerProperties"]["Environment"]
         },
         code_files={entry["Name"]: out / f"asset.{entry['SourceKey']}" for entry in code["Files"]},
+        objects=objects,
     )
 
 
@@ -296,6 +310,9 @@ def lay_out_model_dir(model_dir: Path, deployment: Deployment) -> dict[str, int]
     (compiled / "0123456789abcdef.neff").write_bytes(b"\0" * 4096)
     for name, source in deployment.code_files.items():
         shutil.copyfile(source, code / name)
+    for key, body in deployment.objects.items():
+        (model_dir / key).parent.mkdir(parents=True, exist_ok=True)
+        (model_dir / key).write_text(body)
 
     config = compile_job.JobConfig.from_environ(deployment.compile_environment)
     files = [

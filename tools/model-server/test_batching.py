@@ -1,9 +1,9 @@
-"""Batched serving on the image's own TorchServe and toolkit: the highPerformance endpoint (three workers) as its template
-configures it, compiled for a batch of more than one (the toolkit's SAGEMAKER_TS_* variables). The toolkit turns them
-into a per-model config that would otherwise give the model one worker and a 60 s response timeout (toolkit 2.0.21
-ts_environment.py defaults): the slow load and the worker count show that it does not (on the slow-loading server
-test_model_server.py's load test watches too). Then concurrent requests, one of them bad, are answered, some
-generated together in one model call (on the session's shared highPerformance server).
+"""Static batching on the image's own TorchServe and toolkit: a custom strategy of three workers on highPerformance's
+instance (static-batching-app.ts; both presets batch continuously on one worker), compiled for a batch of more than
+one, as its template configures it (the toolkit's SAGEMAKER_TS_* variables). The toolkit turns them into a per-model
+config that would otherwise give the model one worker and a 60 s response timeout (toolkit 2.0.21 ts_environment.py
+defaults): the slow load and the worker count show that it does not. Then concurrent requests, one of them bad, are
+answered, some generated together in one model call (on the session's shared server of that template).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, all_ready, wait_until
+from conftest import SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, STATIC_BATCHING, all_ready, wait_until
 from serving_stack import CONTRACT, ENDPOINT_ENV, request
 
-PRESET = "highPerformance"
+PRESET = STATIC_BATCHING
 JSON = {"Content-Type": "application/json"}
 
 

@@ -2,10 +2,9 @@
 TorchServe 0.11.0) and the fake device's continuous-batching model (fake_neuron: a context encoded at batch 1 into its
 slot, every running sequence decoded in one step of the compiled slots, each at the calibrated cost).
 
-What the constructs do not place yet is laid out as a continuous-batching endpoint needs it
-(continuous_batching_setup.enable_continuous_batching): artifacts whose manifest says they were compiled for it,
-the model config YAML with continuousBatching and MAR-INF/MANIFEST.json naming it (test_torchserve_continuous_
-batching.py shows that this is how the setting reaches TorchServe)."""
+The lowCost template batches continuously: the model dir holds what its compile and its code placement write (the
+manifest's continuousBatching option, the model config YAML and MAR-INF/MANIFEST.json naming it;
+test_torchserve_continuous_batching.py shows that this is how the setting reaches TorchServe)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ import pytest
 
 import serving_stack
 from conftest import all_ready, restarts, wait_until
-from continuous_batching_setup import enable_continuous_batching
 
 PRESET = "lowCost"
 TIME_LIMIT_SECONDS = 3
@@ -39,7 +37,6 @@ def server(tmp_path_factory):
             "FAKE_NEURON_TIME_SCALE": str(TIME_SCALE),
         },
     )  # fmt: skip
-    enable_continuous_batching(server)
     server.start()
     try:
         if not wait_until(lambda: all_ready(server), 120):
@@ -68,9 +65,13 @@ def header(response, name: str):
 
 
 def test_torchserve_batches_continuously_with_a_slot_of_room(server):
+    assert server.deployment.continuous_batching, f"{PRESET}'s template does not batch continuously"
+    slots = int(server.deployment.environment[serving_stack.ENDPOINT_ENV["batchSize"]])
     status, body = serving_stack.request("GET", "/models/model", port=server.ports.management)
     (model,) = json.loads(body)
-    assert status == 200 and model["continuousBatching"] is True and model["batchSize"] == 6
+    assert status == 200 and model["continuousBatching"] is True
+    assert model["batchSize"] == slots + serving_stack.CONTRACT["endpoint"]["continuousBatching"]["jobsBeyondSlots"]
+    assert model["minWorkers"] == model["maxWorkers"] == len(model["workers"]) == 1
 
 
 def test_a_short_request_sent_while_a_long_one_generates_answers_before_the_long_one_ends(server):

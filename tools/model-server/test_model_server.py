@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import PRESETS, SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, all_ready, grouped, restarts, wait_until
+import serving_stack
+
+from conftest import PRESETS, SLOW_LOAD_SECONDS, STARTUP_MARGIN_SECONDS, STATIC_BATCHING, all_ready, grouped, restarts, wait_until
 
 INVOCATION_LIMIT_SECONDS = 60
 """SageMaker ends an InvokeEndpoint call after 60 s (shared FACTS.md, SageMaker hosting)."""
@@ -58,9 +60,17 @@ def test_the_slow_load_completes_with_no_worker_restarted(preset, slow_loaded):
     assert len(claims) == deployment.workers, f"a worker loaded twice: {claims}"
     assert not lost, f"TorchServe lost a worker: {sorted(set(lost))}"
     assert server.ping() == 200
+    # The timeout TorchServe holds the model to, whichever configuration set it (a continuous-batching model config
+    # YAML overrides the variables, with 120 s for what it leaves out).
+    status, body = serving_stack.request("GET", "/models/model", port=server.ports.management)
+    (model,) = json.loads(body)
+    assert status == 200 and model["responseTimeout"] >= deployment.startup_timeout, model
+    assert model["continuousBatching"] is deployment.continuous_batching
 
 
-def test_each_worker_has_its_own_neuron_cores(server):
+@pytest.mark.parametrize("name", grouped(*PRESETS, STATIC_BATCHING))
+def test_each_worker_has_its_own_neuron_cores(name, served):
+    server = served(name)
     deployment = server.deployment
     workers = ready_workers(server)
     assert len(workers) == deployment.workers

@@ -65,10 +65,26 @@ export interface CompileOptions {
    *
    * Above 1, batch 1 is compiled too (a lone request runs as fast as on a batch-1 model), and each compiled batch
    * size keeps its own KV cache: the weights plus `1 + batchSize` KV caches for `nPositions` must fit the NeuronCores
-   * of one worker (synth fails naming `batchSize` otherwise). Part of what the artifacts are compiled for, so a
-   * change compiles again.
+   * of one worker (synth fails naming `batchSize` otherwise). With `continuousBatching`, the slots: `batchSize` KV
+   * caches. Part of what the artifacts are compiled for, so a change compiles again.
    *
    * @default 1
    */
   readonly batchSize?: number;
+
+  /**
+   * Compile for continuous batching: `batchSize` becomes the number of slots that share one KV cache, and the
+   * endpoint schedules at the decoding step. A request takes a free slot at the next step, and a finished answer
+   * leaves at once, so a short answer never waits for a long one in its batch.
+   *
+   * Without it, batching is static: a batch answers when its longest answer ends, and no request joins a running
+   * batch. With it, no separate batch-1 cache is kept, so the weights plus `batchSize` KV caches must fit one
+   * worker's NeuronCores. TorchServe 0.11.0 (the serving image's model server) stalls continuous batching with more
+   * than one worker per model, so the serving instance must hold exactly one worker (`tpDegree` close to all its
+   * NeuronCores), and `batchSize` must be at least 2. Synth fails naming this option otherwise. Part of what the
+   * artifacts are compiled for, so a change compiles again.
+   *
+   * @default false
+   */
+  readonly continuousBatching?: boolean;
 }

@@ -37,6 +37,15 @@ export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
    */
   readonly batchSize?: number;
   /**
+   * Whether the artifacts were compiled for continuous batching (`CompileOptions.continuousBatching`): then
+   * `batchSize` is the number of slots, and the code placement also writes the model server's continuous-batching
+   * configuration under the prefix (`MAR-INF/MANIFEST.json`, `code/model-config.yaml`). Must match the artifacts:
+   * the handler refuses to load otherwise.
+   *
+   * @default false
+   */
+  readonly continuousBatching?: boolean;
+  /**
    * The runtime (Neuron Deep Learning Container) the artifacts were compiled with (the endpoint runs the same).
    *
    * @default NeuronxRuntime.DEFAULT
@@ -78,8 +87,14 @@ export interface TransformersNeuronxSageMakerInferenceModelDataConfig {
   readonly tpDegree: number;
   /** Positions compiled for. */
   readonly nPositions: number;
-  /** Batch size compiled for. */
+  /** Batch size compiled for (with continuous batching, the slots). */
   readonly batchSize: number;
+  /**
+   * Compiled for continuous batching (`batchSize` slots, scheduled at the decoding step).
+   *
+   * @default false
+   */
+  readonly continuousBatching?: boolean;
   /**
    * Weight storage type.
    *
@@ -121,6 +136,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
       nPositions: compile.nPositions,
       quantDtype: compile.quantDtype,
       batchSize: compile.batchSize,
+      continuousBatching: compile.continuousBatching,
       runtime: compile.runtime,
       compiledFor: compile.servingInstanceType,
       code,
@@ -174,7 +190,13 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
     const { bucket, prefix } = this.props;
     suppressWildcardFindings(grantable, wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read')),
       'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.');
-    const code = placeInferenceCode(scope, bucket, prefix, this.props.code, this.props.compile);
+    const batchSize = this.props.batchSize ?? CONTRACT.defaults.batchSize;
+    const continuousBatching = this.props.continuousBatching ?? false;
+    const code = placeInferenceCode(scope, bucket, prefix, {
+      codeDir: this.props.code,
+      compile: this.props.compile,
+      continuousBatchingSlots: continuousBatching ? batchSize : undefined,
+    });
     checkOneCodePerPrefix(this.props.compile ?? bucket, prefix, code.hash, scope, this.props.code);
     return {
       s3Uri: bucket.s3UrlForObject(prefix),
@@ -182,7 +204,8 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
       model: this.props.model,
       tpDegree: this.props.tpDegree,
       nPositions: this.props.nPositions,
-      batchSize: this.props.batchSize ?? CONTRACT.defaults.batchSize,
+      batchSize,
+      continuousBatching,
       quantDtype: this.props.quantDtype,
       compiledFor: this.props.compiledFor,
       dependencies: [code.resource, ...(this.props.compile ? [this.props.compile] : [])],

@@ -181,8 +181,10 @@ export class NeuronxCompile extends Construct {
   public readonly nPositions: number;
   /** Effective weight storage type (undefined: bf16). */
   public readonly quantDtype?: QuantDtype;
-  /** Effective batch size: the most requests one model call generates for. */
+  /** Effective batch size: the most requests one model call generates for (with continuous batching, the slots). */
   public readonly batchSize: number;
+  /** Whether the artifacts are compiled for continuous batching (`CompileOptions.continuousBatching`). */
+  public readonly continuousBatching: boolean;
   /** Effective optimization level. */
   public readonly optLevel: OptLevel;
   /** The Batch job queue the compile job runs in. */
@@ -240,6 +242,7 @@ export class NeuronxCompile extends Construct {
     this.nPositions = settings.options.nPositions;
     this.quantDtype = settings.options.quantDtype;
     this.batchSize = settings.options.batchSize;
+    this.continuousBatching = settings.options.continuousBatching ?? false;
     this.optLevel = settings.optLevel;
     this.waitTimeout = settings.waitTimeout;
     this.compiledArtifactS3Prefix = settings.artifactPrefix;

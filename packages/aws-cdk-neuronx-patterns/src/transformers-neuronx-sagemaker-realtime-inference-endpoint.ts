@@ -241,7 +241,7 @@ function renderEnvironment(
     [endpointEnv('javaOptions')]: READINESS_JAVA_OPTIONS,
     // Seconds, as a decimal number (the handler reads a float): '50' by default.
     [endpointEnv('generationTimeLimit')]: String(settings.generationTimeLimit.toMilliseconds() / 1000),
-    ...batchingEnvironment(data.batchSize, workers, startupTimeout),
+    ...batchingEnvironment(data.batchSize, workers, startupTimeout, data.continuousBatching ?? false),
   };
 }
 

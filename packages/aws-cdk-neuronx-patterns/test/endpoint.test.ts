@@ -484,6 +484,34 @@ describe('Endpoint serving a batched compile', () => {
       .toMatch(/environment sets SAGEMAKER_TS_BATCH_SIZE, TorchServe's batch size, which the library sets from the model data's batchSize \(compileOptions\.batchSize\): remove it\./);
   });
 
+  test('continuous batching: no TorchServe batching variables (the placed model config holds them), and the placement may write only code/* and MAR-INF/MANIFEST.json', () => {
+    const { template, compile, stack } = synth({ props: { compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 6, continuousBatching: true } } });
+    const environment = containerEnv(template);
+    expect(environment).toMatchObject({ NEURONX_BATCH_SIZE: '6', SAGEMAKER_MODEL_SERVER_WORKERS: '1' });
+    expect(Object.keys(environment).filter(name => name.startsWith('SAGEMAKER_TS_'))).toEqual([]);
+    const code = only(template, 'Custom::NeuronxInferenceCode').Properties;
+    expect(code.Objects.map((o: { Key: string }) => o.Key)).toEqual([
+      `${compile.compiledArtifactS3Prefix}code/model-config.yaml`, `${compile.compiledArtifactS3Prefix}MAR-INF/MANIFEST.json`,
+    ]);
+    expect(code.Objects[0].Body).toContain('batchSize: 7\n');
+    const statements = statementsOfRole(template, logicalId(stack, compile.node.findChild('LifecycleFunctionRole')));
+    expect(statementsAllowing(statements, 's3:PutObject').flatMap(resourcesOf)).toEqual([
+      `\${${logicalId(stack, compile.bucket)}.Arn}/${compile.compiledArtifactS3Prefix}code/*`,
+      `\${${logicalId(stack, compile.bucket)}.Arn}/${compile.compiledArtifactS3Prefix}MAR-INF/MANIFEST.json`,
+    ]);
+  });
+
+  test('artifacts from a bucket compiled for continuous batching are refused on an instance where they would run several workers', () => {
+    const stack = new Stack(new App(), 'S', { env: { account: '111111111111', region: 'us-east-1' } });
+    const bucket = s3.Bucket.fromBucketName(stack, 'B', 'artifacts');
+    const data = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'calm3/', {
+      model: calm3(), tpDegree: 4, batchSize: 2, continuousBatching: true, compiledFor: NeuronxInstanceType.INF2_24XLARGE,
+    });
+    expect(() => new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'E', {
+      modelData: data, instanceType: NeuronxInstanceType.INF2_24XLARGE,
+    })).toThrow(/modelData\.continuousBatching is true but tpDegree 4 on ml\.inf2\.24xlarge makes 3 workers: .*set continuousBatching to false/);
+  });
+
   test('artifacts from a bucket declare their batch size, which the endpoint checks against the instance', () => {
     const app = new App();
     const stack = new Stack(app, 'S', { env: { account: '111111111111', region: 'us-east-1' } });

@@ -171,7 +171,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
       .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
   });
 
-  test.each(['neuronx_common.py', 'neuronx_scheduler.py', 'contract.json', 'readiness-ping.jar'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
+  test.each(['neuronx_common.py', 'neuronx_scheduler.py', 'contract.json', 'readiness-ping.jar', 'model-config.yaml'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
     const stack = new Stack(new App(), 'S', { env: ENV });
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'inference.py': handler('v1'), [name]: 'x' });

@@ -38,7 +38,16 @@ import boto3
 import model_source
 import neuronx_compile
 import s3_objects
-from neuronx_common import COMPILE_OPTIONS, CONTRACT, LAYOUT, MANIFEST, OPTION_DEFAULTS, QUANT_NONE, installed_versions
+from neuronx_common import (
+    COMPILE_OPTIONS,
+    CONTINUOUS_BATCHING,
+    CONTRACT,
+    LAYOUT,
+    MANIFEST,
+    OPTION_DEFAULTS,
+    QUANT_NONE,
+    installed_versions,
+)
 
 HERE = Path(__file__).resolve().parent
 RELEASE_SCRIPT = HERE / "release_entrypoint.py"
@@ -49,7 +58,7 @@ DISK_SPACE = CONTRACT["compileJob"]["diskSpace"]
 
 GIB = neuronx_compile.GIB
 SUPPORTED_AMPS = ("bf16", "f16", "f32")
-ENABLED = "1"
+ENABLED = CONTRACT["compileJob"]["enabledValue"]
 """Value that turns on a boolean environment variable (releaseEntrypoint)."""
 REDACTED = "***"
 SUPPORTED_MODEL_TYPE = "llama"
@@ -166,6 +175,19 @@ class JobConfig:
                 options[key] = parse(raw.strip())
             except ValueError:
                 problems.append(f"{ENV[key]} must be {expected}, got {raw!r}")
+
+        # Not one of the manifest's required option keys: recorded only when set, so that the manifests of
+        # artifacts compiled without it read as they always did (absent: false).
+        continuous = get("continuousBatching")
+        if continuous not in ("", ENABLED):
+            problems.append(f"{ENV['continuousBatching']} must be {ENABLED!r} or unset, got {continuous!r}")
+        elif continuous == ENABLED:
+            options[CONTINUOUS_BATCHING] = True
+        if options.get(CONTINUOUS_BATCHING) and options.get("batchSize", 0) < 2:
+            problems.append(
+                f"{ENV['continuousBatching']}={ENABLED!r} needs {ENV['batchSize']} of at least 2 (the slots), got"
+                f" {environ.get(ENV['batchSize'])!r}"
+            )
 
         if not (get("modelId") or get("modelS3Uri")):
             problems.append(f"set {ENV['modelId']} (Hugging Face) or {ENV['modelS3Uri']} (a checkpoint in S3)")

@@ -263,6 +263,26 @@ def test_download_and_compile_get_the_configured_options(job, contract):
     assert flags == "-O3"
 
 
+def test_continuous_batching_reaches_the_compile_and_the_manifest(job, contract):
+    job.environ.update(job.env(batchSize="6", continuousBatching="1"))
+    job.run()
+    _, _, options, _ = job.compile_calls[0]
+    assert options["continuousBatching"] is True and options["batchSize"] == 6
+    assert job.marker()["options"]["continuousBatching"] is True
+
+
+@pytest.mark.parametrize(
+    "value, batch_size, expected",
+    [("true", "6", " must be '1' or unset, got 'true'"), ("1", "1", "='1' needs NEURONX_BATCH_SIZE of at least 2 (the slots), got '1'")],
+)
+def test_continuous_batching_refuses_what_would_not_serve(job, contract, capsys, value, batch_size, expected):
+    job.environ.update(job.env(batchSize=batch_size, continuousBatching=value))
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+    line = next(line for line in capsys.readouterr().out.splitlines() if "failed" in line)
+    assert "phase configure failed:" in line and job.env_names["continuousBatching"] + expected in line
+    assert job.compile_calls == []
+
+
 def test_existing_neuron_cc_flags_are_kept_without_a_second_target(job, monkeypatch):
     monkeypatch.setenv(neuronx_compile.NEURON_CC_FLAGS, "--verbose=info --target=inf2 -O1")
     job.run()

@@ -1,4 +1,4 @@
-import { CopyObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { errorMessage, withThrottlingRetries } from './aws-calls';
 import { CustomResourceEvent, customResourceHandler } from './custom-resource';
 import { markerExists } from './marker';
@@ -33,8 +33,14 @@ export const handler = customResourceHandler<InferenceCodeProperties>({
           CopySource: `${file.SourceBucket}/${encodeURIComponent(file.SourceKey)}`,
         })));
       }
+      for (const object of props.Objects ?? []) {
+        await withThrottlingRetries(() => s3.send(new PutObjectCommand({
+          Bucket: props.DestinationBucket, Key: object.Key, Body: object.Body,
+        })));
+      }
     }
-    return { reason: `${props.Files.length} code file(s) at ${physicalId}` };
+    const written = props.Objects?.length ? ` and ${props.Objects.length} configuration object(s)` : '';
+    return { reason: `${props.Files.length} code file(s) at ${physicalId}${written}` };
   },
   failureReason: (event, error) => `Placing the inference code at ${destination(event.ResourceProperties)} failed: ${errorMessage(error)}`,
 });

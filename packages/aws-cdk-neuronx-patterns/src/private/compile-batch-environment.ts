@@ -143,7 +143,7 @@ function addJobDefinition(compile: NeuronxCompile, props: NeuronxCompileProps, s
     [compileEnv('artifactS3Uri')]: compile.compiledArtifactS3Url,
     [compileEnv('codeS3Uri')]: code.s3ObjectUrl,
     [compileEnv('workDir')]: WORK_DIR,
-    [compileEnv('releaseEntrypoint')]: '1',
+    [compileEnv('releaseEntrypoint')]: CONTRACT.compileJob.enabledValue,
   };
   // An L1 job definition: its properties are the documented ones one to one, and the L2 would load aws-ecs,
   // which on its own costs more synth time than everything else this construct does.

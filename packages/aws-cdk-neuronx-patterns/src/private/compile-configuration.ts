@@ -79,6 +79,8 @@ export function compileSettings(props: NeuronxCompileProps): CompileSettings {
     [compileEnv('optLevel')]: String(optLevelValue(optLevel)),
     [compileEnv('compilerTarget')]: compilerTargetValue(serving.family),
     [compileEnv('imageUri')]: runtime.toString(),
+    // Only when on: the fingerprint of every configuration compiled before the option existed stays as it was.
+    ...(resolved.continuousBatching ? { [compileEnv('continuousBatching')]: CONTRACT.compileJob.enabledValue } : {}),
   };
   const fingerprint = artifactFingerprint(props.model, runtime, jobEnvironment);
   const artifactPrefix = `${normalizePrefix(props.artifactRootPrefix ?? DEFAULT_ARTIFACT_ROOT)}${slug(props.model.modelId)}/${fingerprint}/`;
@@ -117,6 +119,7 @@ export function resolveConfiguration(config: NeuronxCompileConfiguration, names:
     nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
     quantDtype: options.quantDtype,
     batchSize: options.batchSize ?? CONTRACT.defaults.batchSize,
+    continuousBatching: options.continuousBatching ?? false,
   };
   const notIntegers = [
     ...checkPositiveInteger(`${optionsName}.tpDegree`, options.tpDegree),

@@ -21,6 +21,8 @@ export interface RuntimeContract {
   readonly compileJob: {
     readonly environment: Record<string, string>;
     readonly entrypointScript: string;
+    /** What a switch variable holds when on (unset is off). */
+    readonly enabledValue: string;
     /** Free space the job requires in its work dir: snapshot bytes x factor + marginGiB. */
     readonly diskSpace: { readonly factorQuantized: number; readonly factorUnquantized: number; readonly marginGiB: number };
   };
@@ -36,6 +38,15 @@ export interface RuntimeContract {
     readonly serviceHandlerFunction: string;
     /** TorchServe's dynamic batching, set above batch size 1. */
     readonly batching: { readonly maxBatchDelayMilliseconds: number };
+    /** TorchServe's continuous batching, for artifacts compiled with continuousBatching (see its $comment). */
+    readonly continuousBatching: {
+      readonly manifestKey: string;
+      readonly modelConfigKey: string;
+      readonly workers: number;
+      readonly jobsBeyondSlots: number;
+      readonly responseTimeoutSeconds: number;
+      readonly manifest: { readonly runtime: string; readonly model: Record<string, string>; readonly archiverVersion: string };
+    };
     /** The /ping plugin's file name, in runtime/inference/ and in code/. */
     readonly readiness: { readonly jar: string };
     /** Where SageMaker copies the artifact prefix in the container (ends with '/'). */

@@ -100,7 +100,10 @@ export function endpointSettings(
     instanceType,
     runtime: data.runtime,
     sizing,
-    options: { tpDegree: data.tpDegree, nPositions: data.nPositions, quantDtype: data.quantDtype, batchSize: data.batchSize },
+    options: {
+      tpDegree: data.tpDegree, nPositions: data.nPositions, quantDtype: data.quantDtype, batchSize: data.batchSize,
+      continuousBatching: data.continuousBatching,
+    },
     downloadTimeout: props.modelDataDownloadTimeout
       ?? Duration.seconds(clamp(DOWNLOAD_BASE_SECONDS + DOWNLOAD_SECONDS_PER_GIB * checkpointBytes(sizing) / GIB)),
     startupTimeout: props.containerStartupHealthCheckTimeout
@@ -120,10 +123,14 @@ export function endpointSettings(
  * into a per-model config as soon as one is set, with minWorkers and maxWorkers 1 and responseTimeout 60 s for those
  * not set (TorchServe 0.11.0 reads the model's workers from it: ModelServer.initModelStore), which would leave one
  * worker and kill the model load after 60 s. So the workers are the worker count and the response timeout the
- * startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT.
+ * startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT. Continuous batching sets none of them: the model
+ * config YAML the code placement writes holds every setting, and TorchServe 0.11.0 lets it override these (contract
+ * `endpoint.continuousBatching`).
  */
-export function batchingEnvironment(batchSize: number, workers: number, responseTimeout: Duration): Record<string, string> {
-  if (batchSize === 1) return {};
+export function batchingEnvironment(
+  batchSize: number, workers: number, responseTimeout: Duration, continuousBatching: boolean,
+): Record<string, string> {
+  if (batchSize === 1 || continuousBatching) return {};
   return {
     [endpointEnv('serverBatchSize')]: String(batchSize),
     [endpointEnv('serverMaxBatchDelay')]: String(CONTRACT.endpoint.batching.maxBatchDelayMilliseconds),

@@ -82,4 +82,9 @@ export interface InferenceCodeProperties {
    * data comes from a compile: a new wait changes it, so the marker is checked again after every wait.
    */
   readonly CompileWait?: string;
+  /**
+   * Objects written with the given text besides the copied files (keys in DestinationBucket, under the model data
+   * prefix): the model server's continuous-batching configuration, when the artifacts are compiled for it.
+   */
+  readonly Objects?: { readonly Key: string; readonly Body: string }[];
 }

@@ -37,6 +37,33 @@ const LIBRARY_CODE_FILES = [
   READINESS_JAR,
 ];
 const DEFAULT_HANDLER = path.join(HANDLER_DIR, HANDLER_SCRIPT);
+const CONTINUOUS_BATCHING = CONTRACT.endpoint.continuousBatching;
+/** Names under code/ the library may write besides the files above. */
+const LIBRARY_WRITTEN_NAMES = [path.posix.basename(CONTINUOUS_BATCHING.modelConfigKey)];
+
+/**
+ * What TorchServe 0.11.0 needs in the model dir to batch continuously (contract `endpoint.continuousBatching`): the
+ * model config YAML and MAR-INF/MANIFEST.json naming it, as keys under the prefix and their text. Only what the
+ * artifacts decide goes in them (the prefix is shared by every endpoint that serves it).
+ */
+export function continuousBatchingObjects(slots: number): { key: string; body: string }[] {
+  const settings: Record<string, string | number | boolean> = {
+    minWorkers: CONTINUOUS_BATCHING.workers,
+    maxWorkers: CONTINUOUS_BATCHING.workers,
+    batchSize: slots + CONTINUOUS_BATCHING.jobsBeyondSlots,
+    maxBatchDelay: CONTRACT.endpoint.batching.maxBatchDelayMilliseconds,
+    responseTimeout: CONTINUOUS_BATCHING.responseTimeoutSeconds,
+    continuousBatching: true,
+  };
+  const manifest = {
+    ...CONTINUOUS_BATCHING.manifest,
+    model: { ...CONTINUOUS_BATCHING.manifest.model, configFile: CONTINUOUS_BATCHING.modelConfigKey },
+  };
+  return [
+    { key: CONTINUOUS_BATCHING.modelConfigKey, body: Object.entries(settings).map(([k, v]) => `${k}: ${v}\n`).join('') },
+    { key: CONTINUOUS_BATCHING.manifestKey, body: `${JSON.stringify(manifest, undefined, 2)}\n` },
+  ];
+}
 
 // The code placed under each prefix in this app, by the compile (or bucket) and the literal prefix.
 interface PlacedCode { readonly hash: string; readonly scope: string; readonly code?: string }
@@ -73,7 +100,7 @@ function codeDirProblems(codeDir: string, files: string[]): string[] {
   const code = `code is '${codeDir}'`;
   const problems = fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory())
     .map(d => `${code}, which has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}; move them up beside ${HANDLER_SCRIPT}.`);
-  const libraryNames = LIBRARY_CODE_FILES.map(f => path.basename(f));
+  const libraryNames = [...LIBRARY_CODE_FILES.map(f => path.basename(f)), ...LIBRARY_WRITTEN_NAMES];
   problems.push(...files.map(f => path.basename(f)).filter(name => libraryNames.includes(name))
     .map(name => `${code}, which has a file '${name}': the library places its own ${name} under ${CONTRACT.layout.codeDir} beside the handler; `
       + 'remove or rename yours (the library\'s handler and one started from it import the library\'s).'));
@@ -88,6 +115,16 @@ function codeDirProblems(codeDir: string, files: string[]): string[] {
   return problems;
 }
 
+/** What is placed besides the library's files. */
+export interface PlacementOptions {
+  /** The user's code directory (default: the library's handler). */
+  readonly codeDir?: string;
+  /** The compile that makes the artifacts, when in this app. */
+  readonly compile?: NeuronxCompile;
+  /** The slots, when the artifacts are compiled for continuous batching. */
+  readonly continuousBatchingSlots?: number;
+}
+
 /**
  * Places the inference code under `<prefix>code/` with a custom resource. Model data made from a compile in the same
  * stack has the compile's function do it (it already reads that prefix); other model data gets a function of its own.
@@ -99,8 +136,9 @@ function codeDirProblems(codeDir: string, files: string[]): string[] {
  * the resource is created and when its prefix changes.
  */
 export function placeInferenceCode(
-  scope: Construct, bucket: s3.IBucket, prefix: string, codeDir?: string, compile?: NeuronxCompile,
+  scope: Construct, bucket: s3.IBucket, prefix: string, options: PlacementOptions,
 ): { resource: CustomResource; hash: string } {
+  const { codeDir, compile } = options;
   const handlerFiles = codeDir
     ? fs.readdirSync(codeDir).map(f => path.join(codeDir, f)).filter(f => fs.statSync(f).isFile())
     : [DEFAULT_HANDLER];
@@ -128,8 +166,15 @@ export function placeInferenceCode(
     }),
     ...(bucket.encryptionKey ? [bucket.encryptionKey.grantDecrypt(fn.role)] : []),
   ];
+  const objects = options.continuousBatchingSlots ? continuousBatchingObjects(options.continuousBatchingSlots) : [];
   const writes = [
-    iam.Grant.addToPrincipal({ grantee: fn.role, actions: ['s3:PutObject'], resourceArns: [bucket.arnForObjects(`${codePrefix}*`)] }),
+    iam.Grant.addToPrincipal({
+      grantee: fn.role,
+      actions: ['s3:PutObject'],
+      // code/* and, for continuous batching, the one manifest TorchServe reads beside it.
+      resourceArns: [`${codePrefix}*`, ...objects.map(o => `${prefix}${o.key}`).filter(k => !k.startsWith(codePrefix))]
+        .map(key => bucket.arnForObjects(key)),
+    }),
     ...(bucket.encryptionKey ? [bucket.encryptionKey.grantEncrypt(fn.role)] : []),
   ];
   const assets = files.map((file, i) => {
@@ -144,6 +189,7 @@ export function placeInferenceCode(
     DestinationPrefix: codePrefix,
     Files: assets.map(({ asset, name }) => ({ SourceBucket: asset.bucketName, SourceKey: asset.objectKey, Name: name })),
     MarkerKey: markerKey,
+    ...(objects.length > 0 ? { Objects: objects.map(o => ({ Key: `${prefix}${o.key}`, Body: o.body })) } : {}),
     ...(wait ? { CompileWait: wait.logicalId } : {}),
   };
   const resource = new CustomResource(container, 'Resource', {
@@ -157,7 +203,10 @@ export function placeInferenceCode(
   // The asset reads name their objects and the log writes their log group: only the writes have wildcards.
   suppressWildcardFindings(fn.role, wildcardFindings(container, [...writes, ...markerReads].flatMap(g => g.principalStatements)),
     'Placing the inference code writes only under the model data\'s code/ prefix (code/*)'
+    + (objects.length > 0 ? ` and ${CONTINUOUS_BATCHING.manifestKey}` : '')
     + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'));
-  const hash = crypto.createHash('sha256').update(assets.map(a => `${a.name}:${a.asset.assetHash}`).join('\n')).digest('hex').slice(0, 16);
+  const hash = crypto.createHash('sha256')
+    .update([...assets.map(a => `${a.name}:${a.asset.assetHash}`), ...objects.map(o => `${o.key}:${o.body}`)].join('\n'))
+    .digest('hex').slice(0, 16);
   return { resource, hash };
 }

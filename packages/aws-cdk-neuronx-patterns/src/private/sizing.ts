@@ -54,6 +54,8 @@ export interface ResolvedCompileOptions {
   readonly nPositions: number;
   readonly quantDtype?: QuantDtype;
   readonly batchSize: number;
+  /** Compiled for continuous batching: batchSize slots sharing one KV cache, no batch-1 graph of its own. */
+  readonly continuousBatching?: boolean;
 }
 
 export function bytesPerParameter(quantDtype?: QuantDtype): number {
@@ -84,15 +86,17 @@ export function kvCacheBytes(model: ModelSizing, nPositions: number, batchSize: 
 /**
  * Sequences the compiled model keeps a KV cache for: 1 at batch size 1; above, batch 1 is compiled too (the handler
  * runs a lone request on it: runtime/common/neuronx_common.py compiled_batch_sizes) and transformers-neuronx 0.13
- * allocates a cache per compiled batch size (decoder.py, attn_k_cache / attn_v_cache per batch size).
+ * allocates a cache per compiled batch size (decoder.py, attn_k_cache / attn_v_cache per batch size). Compiled for
+ * continuous batching, the slots: one cache of batchSize rows that every graph shares (config.py
+ * ContinuousBatchingConfig.batch_size_for_shared_caches; a context is encoded at batch 1 into its slot's row).
  */
-export function cachedSequences(batchSize: number): number {
-  return batchSize === 1 ? 1 : 1 + batchSize;
+export function cachedSequences(batchSize: number, continuousBatching?: boolean): number {
+  return batchSize === 1 || continuousBatching ? batchSize : 1 + batchSize;
 }
 
 /** Device bytes one model copy needs: weights plus the KV caches of every compiled batch size. */
 export function deviceBytesNeeded(model: ModelSizing, options: ResolvedCompileOptions): number {
-  return weightBytes(model, options.quantDtype) + kvCacheBytes(model, options.nPositions, cachedSequences(options.batchSize));
+  return weightBytes(model, options.quantDtype) + kvCacheBytes(model, options.nPositions, cachedSequences(options.batchSize, options.continuousBatching));
 }
 
 /** The largest batch size that fits one worker of `instance` with these options (0 when not even batch 1 does). */
@@ -102,6 +106,7 @@ export function largestFittingBatchSize(model: ModelSizing, instance: NeuronxIns
   if (left < perSequence) return 0;
   if (perSequence === 0) return Infinity;
   const sequences = Math.floor(left / perSequence);
+  if (options.continuousBatching) return sequences; // cachedSequences: the slots
   return sequences >= 3 ? sequences - 1 : 1; // cachedSequences: 1 + batchSize above batch 1
 }
 
@@ -249,15 +254,16 @@ export function servingProblems(
         + `but tpDegree ${tpDegree} on ${instance} gives ${gib(available)}: ${suggestion}.`,
       );
     } else if (deviceBytesNeeded(model, options) > available) {
-      const sequences = cachedSequences(options.batchSize);
+      const sequences = cachedSequences(options.batchSize, options.continuousBatching);
       problems.push(
         `${prefix}.batchSize is ${options.batchSize}: the model needs ${gib(deviceBytesNeeded(model, options))} of accelerator memory per worker `
         + `(weights ${gib(weightBytes(model, options.quantDtype))} + ${sequences} KV caches of ${gib(kvCacheBytes(model, nPositions, 1))} for ${nPositions} positions: `
-        + `batch ${options.batchSize} and batch 1) but tpDegree ${tpDegree} on ${instance} gives ${gib(available)}: `
-        + `use batchSize ${largestFittingBatchSize(model, instance, options)} or less, fewer positions, or more NeuronCores per worker.`,
+        + `${options.continuousBatching ? 'one per slot' : `batch ${options.batchSize} and batch 1`}) but tpDegree ${tpDegree} on ${instance} gives ${gib(available)}: `
+        + `use batchSize ${Math.max(options.continuousBatching ? 2 : 1, largestFittingBatchSize(model, instance, options))} or less, fewer positions, or more NeuronCores per worker.`,
       );
     }
     const workers = workersPerInstance(instance, tpDegree);
+    if (options.continuousBatching) problems.push(...continuousBatchingProblems(prefix, instance, options, workers, working));
     const hostNeeded = servingHostBytesNeeded(model, options.quantDtype, workers);
     if (hostNeeded > hostBytes(instance)) {
       problems.push(
@@ -265,6 +271,28 @@ export function servingProblems(
         + `but it has ${gib(hostBytes(instance))}: choose an instance type with more memory or int8 weights (QuantDtype.S8).`,
       );
     }
+  }
+  return problems;
+}
+
+/**
+ * Continuous batching needs one worker per model (TorchServe 0.11.0 stalls a continuous-batching model with more:
+ * tools/model-server/test_torchserve_continuous_batching.py) and at least two slots. `working` are the tpDegrees that
+ * work otherwise; the suggestion is those of them that make one worker.
+ */
+function continuousBatchingProblems(
+  prefix: string, instance: NeuronxInstanceType, options: ResolvedCompileOptions, workers: number, working: number[],
+): string[] {
+  const problems: string[] = [];
+  if (workers > 1) {
+    const alone = working.filter(tp => workersPerInstance(instance, tp) === 1);
+    problems.push(`${prefix}.continuousBatching is true but tpDegree ${options.tpDegree} on ${instance} makes ${workers} workers: TorchServe 0.11.0 `
+      + 'stalls continuous batching with more than one worker per model; '
+      + (alone.length > 0 ? `use tpDegree ${alone.join(' or ')} (one worker) or` : 'no tpDegree gives one worker here:') + ' set continuousBatching to false.');
+  }
+  if (options.batchSize < 2) {
+    problems.push(`${prefix}.batchSize is ${options.batchSize} with continuousBatching: batchSize is the number of slots, and one slot `
+      + 'batches nothing; use batchSize 2 or more, or set continuousBatching to false.');
   }
   return problems;
 }

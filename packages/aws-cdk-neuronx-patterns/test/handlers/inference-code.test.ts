@@ -1,4 +1,4 @@
-import { CopyObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handler, InferenceCodeEvent } from '../../src/handlers/inference-code';
 import { InferenceCodeProperties } from '../../src/private/handler-protocol';
@@ -85,6 +85,27 @@ test.each(['Create', 'Update'] as const)('%s copies every file under the destina
     LogicalResourceId: 'InferenceCode',
     Data: {},
   });
+});
+
+test('the continuous-batching objects are written with their text after the files, and a failed write answers FAILED', async () => {
+  const objects = [
+    { Key: 'neuronx/calm3/abcd1234/code/model-config.yaml', Body: 'batchSize: 7\ncontinuousBatching: true\n' },
+    { Key: 'neuronx/calm3/abcd1234/MAR-INF/MANIFEST.json', Body: '{"runtime": "python"}\n' },
+  ];
+  s3Mock.on(CopyObjectCommand).resolves({});
+  s3Mock.on(PutObjectCommand).resolves({});
+  await handler(event({ ResourceProperties: { ...PROPS, Objects: objects, ServiceToken: 'token' } }));
+  expect(s3Mock.commandCalls(PutObjectCommand).map(c => c.args[0].input))
+    .toEqual(objects.map(o => ({ Bucket: 'artifact-bucket', Key: o.Key, Body: o.Body })));
+  expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(2);
+  expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', Reason: `2 code file(s) at s3://artifact-bucket/${DESTINATION_PREFIX} and 2 configuration object(s)` });
+
+  fetchMock.mockClear();
+  s3Mock.on(PutObjectCommand).rejects(new S3ServiceException({
+    name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Access Denied',
+  }));
+  await handler(event({ ResourceProperties: { ...PROPS, Objects: objects, ServiceToken: 'token' } }));
+  expect(cfnResponse()).toMatchObject({ Status: 'FAILED', Reason: expect.stringContaining('Access Denied') });
 });
 
 test('Delete copies nothing (the code stays beside the model data) and answers SUCCESS', async () => {
