@@ -204,8 +204,17 @@ class Deployment:
         return NEURON_CORES[self.instance_type]
 
     @property
+    def seconds_per_step(self) -> float:
+        """The fake device's time per token of a lone request, at its calibrated speed: batch 1's step, or, batching
+        continuously, a decoding step over every compiled slot (the graph computes them all)."""
+        if not self.continuous_batching:
+            return self.seconds_per_token
+        slots = int(self.environment[ENDPOINT_ENV["batchSize"]])
+        return neuron_device.seconds_per_step(self.seconds_per_token, slots, environ={})
+
+    @property
     def seconds_per_token(self) -> float:
-        """The fake device's time per token for the model options the endpoint loads."""
+        """The fake device's time per token for the model options the endpoint loads, at batch 1."""
         env = self.environment
         return neuron_device.seconds_per_token(
             int(env[ENDPOINT_ENV["tpDegree"]]), env[ENDPOINT_ENV["amp"]], env[ENDPOINT_ENV["quantDtype"]]

@@ -37,7 +37,7 @@ def server(tmp_path_factory):
 def test_a_generation_ends_at_the_chosen_limit_with_length(server):
     workers = server.workers()
     wanted = 1000
-    assert wanted * server.deployment.seconds_per_token > 2 * LIMIT_SECONDS  # it would run far past the limit
+    assert wanted * server.deployment.seconds_per_step > 2 * LIMIT_SECONDS  # it would run far past the limit
     body = json.dumps({"messages": [{"role": "user", "content": "hello"}], "max_new_tokens": wanted}).encode()
     started = time.time()
     response = server.invoke(body, JSON, timeout=2 * API_GATEWAY_TIMEOUT_SECONDS)
@@ -48,5 +48,5 @@ def test_a_generation_ends_at_the_chosen_limit_with_length(server):
     # It generated until the limit, not much less and not past it (the answer comes within a step or two of it).
     assert 0.8 * LIMIT_SECONDS <= elapsed < API_GATEWAY_TIMEOUT_SECONDS, f"{elapsed:.1f} s"
     tokens = answer["usage"]["completion_tokens"]
-    assert 0.8 * LIMIT_SECONDS / server.deployment.seconds_per_token <= tokens < wanted, tokens
+    assert 0.8 * LIMIT_SECONDS / server.deployment.seconds_per_step <= tokens < wanted, tokens
     assert not restarts(server, workers)

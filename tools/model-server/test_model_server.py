@@ -109,9 +109,10 @@ def test_a_model_that_ends_its_turn_stops(server):
 
 def test_a_generation_past_the_invocation_limit_ends_in_time(server):
     workers = ready_workers(server)
-    wanted = 1000
-    # Without a limit in the handler the request would take longer than SageMaker waits.
-    assert wanted * server.deployment.seconds_per_token > INVOCATION_LIMIT_SECONDS
+    # As many tokens as the positions leave beside the prompt: without a limit in the handler the request would take
+    # longer than SageMaker waits.
+    wanted = int(server.deployment.environment[serving_stack.ENDPOINT_ENV["nPositions"]]) - 32
+    assert wanted * server.deployment.seconds_per_step > INVOCATION_LIMIT_SECONDS
     started = time.time()
     response = server.invoke(chat(max_new_tokens=wanted), JSON, timeout=2 * INVOCATION_LIMIT_SECONDS)
     elapsed = time.time() - started

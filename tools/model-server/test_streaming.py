@@ -66,9 +66,10 @@ def test_a_batch_with_a_streamed_a_plain_and_a_bad_request_answers_each(server):
     before = len(server.generations())
     with ThreadPoolExecutor(4) as pool:
         # A request that keeps the only worker busy (about 8 steps), so that the next three queue behind it and
-        # TorchServe hands them to the handler as one batch.
+        # TorchServe hands them to the handler as one batch (static batching), or they join it at the next steps
+        # (continuous batching, this preset's).
         busy = pool.submit(server.invoke, body(words=1, max_new_tokens=8), JSON)
-        time.sleep(2 * server.deployment.seconds_per_token)
+        time.sleep(2 * server.deployment.seconds_per_step)
         streamed = pool.submit(server.invoke_streaming, body(words=2, stream=True), JSON)
         plain = pool.submit(server.invoke, body(words=3), JSON)
         bad = pool.submit(server.invoke, body(words=4, stream="yes"), JSON)
@@ -79,9 +80,15 @@ def test_a_batch_with_a_streamed_a_plain_and_a_bad_request_answers_each(server):
     assert header(streamed.headers, "transfer-encoding") == "chunked" and len(streamed.chunks) >= NEW_TOKENS // 4
     assert header(plain.headers, "content-type") == "application/json"
     assert "".join(line["text"] for line in streamed.lines()) == plain.json()["generated_text"]
-    # The streamed and the plain request were generated in one model call.
+    # The streamed and the plain request were generated together: in one model call (static batching), or in the
+    # same decoding steps (continuous: each prompt encoded alone into its slot, then one step for every running row).
     calls = server.generations()[before:]
-    assert sorted(len(set(call["promptTokens"])) for call in calls) == [1, 2], calls
+    if server.deployment.continuous_batching:
+        prompts = [len(set(call["promptTokens"])) for call in calls if call["promptTokens"]]
+        assert prompts == [1, 1, 1], calls  # busy, streamed, plain; the bad one never reached the device
+        assert max(call["rows"] for call in calls if not call["promptTokens"]) >= 2, calls
+    else:
+        assert sorted(len(set(call["promptTokens"])) for call in calls) == [1, 2], calls
 
 
 def test_a_client_that_hangs_up_mid_stream_restarts_no_worker(server):

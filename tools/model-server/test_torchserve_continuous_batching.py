@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import serving_stack
-from conftest import all_ready, wait_until
+from conftest import STATIC_BATCHING, all_ready, wait_until
 
 HERE = Path(__file__).resolve().parent
 BATCH_SIZE = 4
@@ -49,7 +49,8 @@ MANIFEST = {
 def start_probe(root: Path, preset: str):
     """The preset's endpoint with the probe as its handler, TorchServe's continuous batching on (model config YAML named
     by MAR-INF/MANIFEST.json), once its workers are READY; stopped after the module."""
-    deployment = serving_stack.read_deployment(preset)
+    # Without the template's own batching (the probe brings its model config), on the template's workers.
+    deployment = serving_stack.with_static_batching(serving_stack.read_deployment(preset), 1)
     steps = root / "steps.jsonl"
     server = serving_stack.ModelServer(
         root, deployment, load_seconds=1,
@@ -209,8 +210,8 @@ def test_no_worker_was_restarted(probe):
 
 @pytest.fixture(scope="module")
 def probe_of_three_workers(tmp_path_factory):
-    """The probe on highPerformance's three workers (one model, three worker threads in the frontend)."""
-    yield from start_probe(tmp_path_factory.mktemp("cb-probe-3"), "highPerformance")
+    """The probe on the static-batching template's three workers (one model, three worker threads in the frontend)."""
+    yield from start_probe(tmp_path_factory.mktemp("cb-probe-3"), STATIC_BATCHING)
 
 
 def test_with_several_workers_a_running_request_stalls_until_another_comes(probe_of_three_workers):
