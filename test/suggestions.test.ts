@@ -41,7 +41,7 @@ function suggested(message: string): Suggested {
   if (tp.length) result.tpDegree = tp;
   const positions = numbers(/nPositions is \d+ but .*?: use at most (\d+)/g);
   if (positions.length) result.nPositions = positions;
-  const batch = numbers(/use batchSize (\d+) or less/g);
+  const batch = numbers(/use batchSize (\d+) or (?:less|more)/g);
   if (batch.length) result.batchSize = batch;
   const compileMatch = /(?:instanceTypeForCompile|compileInstanceType) is [\w.]+, whose .*?: use ((?:[\w.]+)(?: or [\w.]+)*)\./.exec(message);
   if (compileMatch) result.compileInstance = compileMatch[1].split(' or ').map(n => NeuronxInstanceType.of(n));
@@ -66,6 +66,9 @@ const strategyCases: Array<[string, StrategyCase]> = [
   ['synth-checks compile-host-memory', { serving: NeuronxInstanceType.INF2_24XLARGE, compile: NeuronxInstanceType.INF2_XLARGE, options: { tpDegree: 4 } }],
   ['strategy test: tpDegree 32 on inf2.48xlarge', { serving: NeuronxInstanceType.INF2_48XLARGE, compile: NeuronxInstanceType.INF2_48XLARGE, options: { tpDegree: 32 } }],
   ['strategy test: tpDegree 4 on inf2.8xlarge', { serving: NeuronxInstanceType.INF2_8XLARGE, compile: NeuronxInstanceType.INF2_24XLARGE, options: { tpDegree: 4, quantDtype: QuantDtype.S8 } }],
+  ['strategy test: continuous batching on three workers', { serving: NeuronxInstanceType.INF2_24XLARGE, compile: NeuronxInstanceType.INF2_24XLARGE, options: { tpDegree: 4, batchSize: 2, continuousBatching: true } }],
+  ['strategy test: continuous batching with one slot', { serving: NeuronxInstanceType.INF2_24XLARGE, compile: NeuronxInstanceType.INF2_24XLARGE, options: { tpDegree: 12, batchSize: 1, continuousBatching: true } }],
+  ['strategy test: 30 slots of 4096 positions on highPerformance', { serving: NeuronxInstanceType.INF2_24XLARGE, compile: NeuronxInstanceType.INF2_24XLARGE, options: { tpDegree: 12, batchSize: 30, continuousBatching: true } }],
   ['strategy test: batchSize 6 on lowCost', { serving: NeuronxInstanceType.TRN1_2XLARGE, compile: NeuronxInstanceType.INF2_8XLARGE, options: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 6 } }],
 ];
 

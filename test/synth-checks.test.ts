@@ -111,6 +111,8 @@ const BUILDERS: Record<string, () => unknown> = {
     compileOptions: { tpDegree: 24, nPositions: 32768 },
   }),
   'device-memory': () => compile({ ...LOW_COST, compileOptions: { tpDegree: 2, nPositions: 1024 } }),
+  'continuous-batching-workers': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 4, batchSize: 2, continuousBatching: true } }),
+  'continuous-batching-slots': () => compile({ ...HIGH_PERFORMANCE, compileOptions: { tpDegree: 12, batchSize: 1, continuousBatching: true } }),
   'serving-host-memory': () => compile({
     model: Model.fromHuggingFace('example-org/model-7.5b', { revision: 'abc123' }),
     servingInstanceType: NeuronxInstanceType.INF2_XLARGE,
