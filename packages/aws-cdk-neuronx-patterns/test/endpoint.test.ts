@@ -485,7 +485,8 @@ describe('Endpoint serving a batched compile', () => {
   });
 
   test('continuous batching: no TorchServe batching variables (the placed model config holds them), and the placement may write only code/* and MAR-INF/MANIFEST.json', () => {
-    const { template, compile, stack } = synth({ props: { compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 6, continuousBatching: true } } });
+    const compileOptions = { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 6, continuousBatching: true };
+    const { template, compile, stack } = synth({ props: { compileOptions } });
     const environment = containerEnv(template);
     expect(environment).toMatchObject({ NEURONX_BATCH_SIZE: '6', SAGEMAKER_MODEL_SERVER_WORKERS: '1' });
     expect(Object.keys(environment).filter(name => name.startsWith('SAGEMAKER_TS_'))).toEqual([]);

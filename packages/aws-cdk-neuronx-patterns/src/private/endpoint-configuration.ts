@@ -101,7 +101,10 @@ export function endpointSettings(
     runtime: data.runtime,
     sizing,
     options: {
-      tpDegree: data.tpDegree, nPositions: data.nPositions, quantDtype: data.quantDtype, batchSize: data.batchSize,
+      tpDegree: data.tpDegree,
+      nPositions: data.nPositions,
+      quantDtype: data.quantDtype,
+      batchSize: data.batchSize,
       continuousBatching: data.continuousBatching,
     },
     downloadTimeout: props.modelDataDownloadTimeout

@@ -96,7 +96,8 @@ export function cachedSequences(batchSize: number, continuousBatching?: boolean)
 
 /** Device bytes one model copy needs: weights plus the KV caches of every compiled batch size. */
 export function deviceBytesNeeded(model: ModelSizing, options: ResolvedCompileOptions): number {
-  return weightBytes(model, options.quantDtype) + kvCacheBytes(model, options.nPositions, cachedSequences(options.batchSize, options.continuousBatching));
+  const sequences = cachedSequences(options.batchSize, options.continuousBatching);
+  return weightBytes(model, options.quantDtype) + kvCacheBytes(model, options.nPositions, sequences);
 }
 
 /** The largest batch size that fits one worker of `instance` with these options (0 when not even batch 1 does). */
