@@ -118,7 +118,8 @@ describe('a custom InstanceTypeStrategy', () => {
   });
 
   test('continuous batching needs one worker and two slots, and each refusal suggests what is accepted', () => {
-    const strategy = (options: CompileOptions) => () => new InstanceTypeStrategy(NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_24XLARGE, {
+    const inf2 = NeuronxInstanceType.INF2_24XLARGE;
+    const strategy = (options: CompileOptions) => () => new InstanceTypeStrategy(inf2, inf2, {
       optLevel: OptLevel.BEST_EXECUTION, continuousBatching: true, ...options,
     });
     expect(strategy({ tpDegree: 4, batchSize: 2 })).toThrow(

@@ -120,8 +120,12 @@ export class InstanceTypeStrategy {
   /** @internal the compile options this strategy stands for. */
   public _compileOptions(): CompileOptions {
     return {
-      tpDegree: this.tpDegree, nPositions: this.nPositions, quantDtype: this.quantDtype, optLevel: this.optLevel,
-      batchSize: this.batchSize, continuousBatching: this.continuousBatching,
+      tpDegree: this.tpDegree,
+      nPositions: this.nPositions,
+      quantDtype: this.quantDtype,
+      optLevel: this.optLevel,
+      batchSize: this.batchSize,
+      continuousBatching: this.continuousBatching,
     };
   }
 }
