@@ -389,7 +389,9 @@ describe('incomplete multipart uploads of the job', () => {
     s3Mock.on(HeadObjectCommand).resolves({});
     s3Mock.on(ListMultipartUploadsCommand, { Bucket: 'artifact-bucket', Prefix: PREFIX, KeyMarker: undefined, UploadIdMarker: undefined }).resolves({
       Uploads: [upload('checkpoint/model-00001.safetensors', 3_600_000), upload('older-deploy.neff', -60_000)],
-      IsTruncated: true, NextKeyMarker: 'k', NextUploadIdMarker: 'u',
+      IsTruncated: true,
+      NextKeyMarker: 'k',
+      NextUploadIdMarker: 'u',
     });
     s3Mock.on(ListMultipartUploadsCommand, { Bucket: 'artifact-bucket', Prefix: PREFIX, KeyMarker: 'k', UploadIdMarker: 'u' }).resolves({
       Uploads: [upload('compiled/model.neff', 30_000_000), upload('after-the-job.neff', STOPPED - CREATED + 1)],
