@@ -49,12 +49,14 @@ describe('optional props reach the template', () => {
     });
   });
 
-  test('compileSpot runs the compile on Spot capacity, retried when reclaimed', () => {
-    const spot = build({ compileSpot: true }).template();
+  test('compileSpot runs the compile on Spot capacity; no retry fits the wait after a 10-hour attempt, and a warning says so', () => {
+    const { stack, template } = build({ compileSpot: true });
+    const spot = template();
     spot.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
       ComputeResources: { Type: 'SPOT', AllocationStrategy: 'SPOT_PRICE_CAPACITY_OPTIMIZED' },
     });
-    spot.hasResourceProperties('AWS::Batch::JobDefinition', { RetryStrategy: { Attempts: 3 } });
+    spot.hasResourceProperties('AWS::Batch::JobDefinition', { RetryStrategy: Match.absent() });
+    Annotations.fromStack(stack).hasWarning('*', Match.stringLikeRegexp('^spot is true, but .* only 1 attempt fits .*a reclaimed Spot instance fails the deploy'));
     build().template().hasResourceProperties('AWS::Batch::ComputeEnvironment', { ComputeResources: { Type: 'EC2' } });
   });
 

@@ -34,7 +34,8 @@ export interface SageMakerRealtimeInferenceProps {
   readonly instanceTypeStrategy: InstanceTypeStrategy;
 
   /**
-   * Number of instances behind the endpoint.
+   * Number of instances behind the endpoint. Once `endpoint.autoScaleInstanceCount` is called, Application Auto
+   * Scaling owns the count: the endpoint starts at its `minCapacity` and this prop is not used (a warning says so).
    *
    * @default 1
    */
@@ -57,8 +58,9 @@ export interface SageMakerRealtimeInferenceProps {
   readonly compileSubnets?: ec2.SubnetSelection;
 
   /**
-   * Compile on Spot capacity: cheaper, but an instance can be reclaimed. A reclaimed job is retried (3 attempts in
-   * all) within the deploy's 12-hour wait; any other failure ends it at once.
+   * Compile on Spot capacity: cheaper, but an instance can be reclaimed. A reclaimed job is retried only as often as
+   * whole attempts fit in the deploy's 12-hour wait: with the compile's 10-hour attempt timeout, none, so a reclaim
+   * fails the deploy (a synth warning says so; deploy again). Any other failure ends it at once.
    *
    * @default false
    */

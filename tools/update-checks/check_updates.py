@@ -16,6 +16,21 @@ CloudFormation can do with them (its resource schemas, as cfn-lint ships them):
    changes (a new version) must be referenced with its `LatestVersionNumber`. Without a version a Batch compute
    environment keeps the version it read when it was created, and its own properties do not change, so
    CloudFormation never updates it (AWS Batch API reference, LaunchTemplateSpecification).
+5. An AWS::SageMaker::Endpoint whose variant is registered as an Application Auto Scaling scalable target (before
+   the update: CloudFormation deregisters a removed target only in the cleanup, after the endpoint's update) may not
+   be updated under the same logical id to an endpoint config that changes that variant's instance type or drops
+   the variant. SageMaker developer guide, "Update or delete endpoints that use auto scaling"
+   (https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling.html): "If the update would change the instance
+   type for any model that is a target for auto scaling, the update fails"; the target must first be deregistered
+   when "changing the instance type of a production variant" or "removing a production variant" that has auto
+   scaling; "If you change the model for a variant that is configured for auto scaling, Amazon SageMaker auto
+   scaling allows the update". Other variant settings (timeouts, volume) are not named as needing it.
+6. An update that costs a blue/green deployment and changes nothing: an endpoint that keeps its variant properties
+   across updates (RetainAllVariantProperties, which the library sets with autoscaling) gets a new endpoint config
+   (every EndpointConfig property is create-only: CloudFormation makes a new one, and UpdateEndpoint replaces every
+   instance) whose only differences are the variant properties it retains, the instance count and weight
+   (UpdateEndpoint API reference, RetainAllVariantProperties: "the retention of variant properties, such as the
+   instance count or the variant weight").
 
     check_updates.py <pairs dir>
 
@@ -240,10 +255,107 @@ def unpinned_launch_templates(before, after):
     return faults
 
 
+SCALABLE_TARGET_TYPE = "AWS::ApplicationAutoScaling::ScalableTarget"
+VARIANT_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+def _rendered(value):
+    """A Join of literals and GetAtts as one string, each GetAtt as `${Id.Attribute}`; None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        return "${%s.%s}" % (logical_id, attribute)
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        rendered = [_rendered(p) for p in parts]
+        return None if None in rendered else separator.join(rendered)
+    return None
+
+
+def registered_variants(template):
+    """(endpoint logical id, variant name, scalable target id) of every variant registered as a scalable target, from
+    the target's ResourceId `endpoint/<EndpointName>/variant/<VariantName>` (Application Auto Scaling API reference,
+    RegisterScalableTarget ResourceId)."""
+    found = []
+    for logical_id, target in _resources(template).items():
+        props = target.get("Properties", {})
+        if target.get("Type") != SCALABLE_TARGET_TYPE or props.get("ScalableDimension") != VARIANT_DIMENSION:
+            continue
+        resource_id = _rendered(props.get("ResourceId")) or ""
+        head, _, variant = resource_id.partition("/variant/")
+        if head.startswith("endpoint/${") and head.endswith(".EndpointName}") and variant:
+            found.append((head[len("endpoint/${"):-len(".EndpointName}")], variant, logical_id))
+    return found
+
+
+def _variants_of(template, endpoint):
+    """The production variants, by name, of the endpoint config an endpoint names (None if not found in the template)."""
+    config_ref = endpoint.get("Properties", {}).get("EndpointConfigName")
+    config_id = _referenced_resource(config_ref)
+    config = _resources(template).get(config_id)
+    if not config or config.get("Type") != "AWS::SageMaker::EndpointConfig":
+        return None
+    return {v.get("VariantName"): v for v in config.get("Properties", {}).get("ProductionVariants", [])}
+
+
+def autoscaled_variant_changes(before, after):
+    """Rule 5."""
+    faults = []
+    for endpoint_id, variant, target_id in registered_variants(before):
+        old, new = _resources(before).get(endpoint_id), _resources(after).get(endpoint_id)
+        if not old or not new or new.get("Type") != "AWS::SageMaker::Endpoint":
+            continue
+        old_variants, new_variants = _variants_of(before, old), _variants_of(after, new)
+        if old_variants is None or new_variants is None or variant not in old_variants:
+            continue
+        if variant not in new_variants:
+            change = "drops the variant"
+        elif old_variants[variant].get("InstanceType") != new_variants[variant].get("InstanceType"):
+            change = (f"changes its instance type ({json.dumps(old_variants[variant].get('InstanceType'))} -> "
+                      f"{json.dumps(new_variants[variant].get('InstanceType'))})")
+        else:
+            continue
+        faults.append(f"{endpoint_id} (AWS::SageMaker::Endpoint) has variant {variant} registered as scalable target {target_id}, "
+                      f"and its update {change} under the same logical id: SageMaker refuses UpdateEndpoint until the variant is "
+                      "deregistered (developer guide, \"Update or delete endpoints that use auto scaling\")")
+    return faults
+
+
+# What RetainAllVariantProperties keeps from the running endpoint (UpdateEndpoint API reference).
+RETAINED_VARIANT_PROPERTIES = ("InitialInstanceCount", "InitialVariantWeight")
+
+
+def _without_retained(variants):
+    return {name: {k: v for k, v in variant.items() if k not in RETAINED_VARIANT_PROPERTIES} for name, variant in variants.items()}
+
+
+def retained_only_config_changes(before, after):
+    """Rule 6."""
+    faults = []
+    for endpoint_id, new in _resources(after).items():
+        old = _resources(before).get(endpoint_id)
+        if new.get("Type") != "AWS::SageMaker::Endpoint" or not old or new.get("Properties", {}).get("RetainAllVariantProperties") is not True:
+            continue
+        config_id = _referenced_resource(new.get("Properties", {}).get("EndpointConfigName"))
+        old_config, new_config = _resources(before).get(config_id), _resources(after).get(config_id)
+        if not old_config or not new_config or old_config.get("Properties") == new_config.get("Properties"):
+            continue
+        old_props = {k: v for k, v in old_config.get("Properties", {}).items() if k != "ProductionVariants"}
+        new_props = {k: v for k, v in new_config.get("Properties", {}).items() if k != "ProductionVariants"}
+        old_variants, new_variants = _variants_of(before, old), _variants_of(after, new)
+        if old_props == new_props and old_variants is not None and _without_retained(old_variants) == _without_retained(new_variants):
+            faults.append(f"{config_id} (AWS::SageMaker::EndpointConfig) of {endpoint_id} changes only variant properties that "
+                          f"RetainAllVariantProperties keeps ({', '.join(RETAINED_VARIANT_PROPERTIES)}): a new endpoint config and a "
+                          "blue/green deployment that replaces every instance, for no change")
+    return faults
+
+
 def check_pair(before, after):
     """Every fault of the update from `before` to `after`."""
     return (replaced_named_resources(before, after) + changed_waits(before, after) + unwaited_compiles(before, after)
-            + unpinned_launch_templates(before, after))
+            + unpinned_launch_templates(before, after) + autoscaled_variant_changes(before, after)
+            + retained_only_config_changes(before, after))
 
 
 def main(argv):

@@ -4,6 +4,7 @@
 // writes <out dir>/<pair>/before.template.json and after.template.json. The patterns package is used as an app
 // uses it (its compiled lib/), as is the calm3 construct (../../src, which imports that lib).
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { App, Duration, Size, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -47,6 +48,24 @@ interface PatternsChange {
   readonly endpoint?: (stack: Stack) => EndpointProps;
   /** What the app does with the endpoint once made (alarms, autoscaling). */
   readonly operate?: (endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpoint) => void;
+  /** A code directory of one's own instead of the library's handler (see codeDir). */
+  readonly code?: string;
+}
+
+// Code directories of one's own, made once per run and removed at its end.
+const CODE_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'update-pairs-code-'));
+
+/** A code directory whose handler says `version`: two versions are two codes (a new hash, a new code prefix). */
+function codeDir(version: string): string {
+  const dir = path.join(CODE_ROOT, version);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'inference.py'), `VERSION = '${version}'\n\n\ndef handle(data, context):\n    return [VERSION for _ in data]\n`);
+  return dir;
+}
+
+/** The endpoint scaled as the README's example scales it. */
+function autoscale(maxCapacity = 3, minCapacity = 1): (endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpoint) => void {
+  return endpoint => endpoint.autoScaleInstanceCount({ minCapacity, maxCapacity }).scaleOnConcurrentRequests('Concurrency');
 }
 
 function stackWithNetwork(): { app: App; stack: Stack; net: Network } {
@@ -70,22 +89,23 @@ function patternsApp(change: PatternsChange): Stack {
     ...change.compile?.(stack, net),
   });
   const endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(stack, 'Endpoint', {
-    modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile),
+    modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile, change.code),
     ...change.endpoint?.(stack),
   });
   change.operate?.(endpoint);
   return stack;
 }
 
-/** The calm3 construct as the example app builds it. */
-function calm3App(props: Partial<calm3chat22b.SageMakerRealtimeInferenceProps> = {}): Stack {
+/** The calm3 construct as the example app builds it (autoscaled as the README's example, if asked). */
+function calm3App(props: Partial<calm3chat22b.SageMakerRealtimeInferenceProps> = {}, autoscaled = false): Stack {
   const { stack, net } = stackWithNetwork();
-  new calm3chat22b.SageMakerRealtimeInference(stack, 'Calm3Chat', {
+  const calm3Chat = new calm3chat22b.SageMakerRealtimeInference(stack, 'Calm3Chat', {
     bucket: net.bucket,
     compileVpc: net.vpc,
     instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy.lowCost,
     ...props,
   });
+  if (autoscaled) autoscale()(calm3Chat.endpoint);
   return stack;
 }
 
@@ -124,11 +144,28 @@ const PAIRS: Record<string, () => [Stack, Stack]> = {
     operate: endpoint => endpoint.autoScaleInstanceCount({ maxCapacity: 2 }).scaleOnConcurrentRequests('Concurrency'),
   })],
   'endpoint-alarms': () => [patternsApp({}), patternsApp({ operate: endpoint => endpoint.addAlarms() })],
+  // Endpoint changes while Application Auto Scaling owns the instance count
+  'autoscaled-instanceType': () => [patternsApp({ operate: autoscale() }), patternsApp({
+    operate: autoscale(), endpoint: () => ({ instanceType: NeuronxInstanceType.INF2_48XLARGE }),
+  })],
+  'autoscaled-instanceCount': () => [patternsApp({ operate: autoscale() }), patternsApp({ operate: autoscale(), endpoint: () => ({ instanceCount: 2 }) })],
+  'autoscaled-code': () => [patternsApp({ operate: autoscale(), code: codeDir('a') }), patternsApp({ operate: autoscale(), code: codeDir('b') })],
+  'autoscaled-library-code': () => [patternsApp({ operate: autoscale() }), patternsApp({ operate: autoscale(), code: codeDir('a') })],
+  'autoscaled-timeouts': () => [patternsApp({ operate: autoscale() }), patternsApp({
+    operate: autoscale(), endpoint: () => ({ containerStartupHealthCheckTimeout: Duration.minutes(50), modelDataDownloadTimeout: Duration.minutes(30) }),
+  })],
+  'autoscaled-generationTimeLimit': () => [patternsApp({ operate: autoscale() }), patternsApp({
+    operate: autoscale(), endpoint: () => ({ generationTimeLimit: Duration.seconds(25) }),
+  })],
+  'autoscaled-limits': () => [patternsApp({ operate: autoscale(3, 1) }), patternsApp({ operate: autoscale(5, 2) })],
+  'autoscaled-model': () => [patternsApp({ operate: autoscale() }), patternsApp({ operate: autoscale(), compile: () => ({ model: calm3(OTHER_REVISION) }) })],
   // The calm3 construct
   'calm3-preset': () => [calm3App(), calm3App({ instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy.highPerformance })],
   'calm3-revision': () => [calm3App(), calm3App({ revision: OTHER_REVISION })],
   'calm3-instanceCount': () => [calm3App(), calm3App({ instanceCount: 2 })],
   'calm3-compileSpot': () => [calm3App(), calm3App({ compileSpot: true })],
+  'calm3-autoscaled-preset': () => [calm3App({}, true), calm3App({ instanceTypeStrategy: calm3chat22b.InstanceTypeStrategy.highPerformance }, true)],
+  'calm3-autoscaled-instanceCount': () => [calm3App({}, true), calm3App({ instanceCount: 2 }, true)],
 };
 
 function templateOf(stack: Stack): unknown {
@@ -145,6 +182,7 @@ function main(outDir: string | undefined): void {
     fs.writeFileSync(path.join(dir, 'before.template.json'), JSON.stringify(templateOf(before), undefined, 1));
     fs.writeFileSync(path.join(dir, 'after.template.json'), JSON.stringify(templateOf(after), undefined, 1));
   }
+  fs.rmSync(CODE_ROOT, { recursive: true, force: true });
   console.log(`${Object.keys(PAIRS).length} update pairs written to ${outDir}`);
 }
 

@@ -217,3 +217,70 @@ def test_main_passes_good_pairs_and_refuses_an_empty_dir(tmp_path):
     assert check_updates.main(["check_updates.py", str(tmp_path)]) == 2
     write_pair(tmp_path, "prefix", compile_stack("A"), compile_stack("B", prefix="other-root/m/0123/"))
     assert check_updates.main(["check_updates.py", str(tmp_path)]) == 0
+
+
+# --- rule 5: a variant registered for autoscaling changes its instance type only on a new endpoint
+
+def endpoint_stack(instance_type="ml.inf2.24xlarge", endpoint_id="Endpoint", autoscaled=True, model="ModelA", count=1,
+                   variant="AllTraffic", download_timeout=1138):
+    """An endpoint, its config and model, and (autoscaled) the scalable target of its variant, as the library renders them."""
+    resources = {
+        model: {"Type": "AWS::SageMaker::Model", "Properties": {"PrimaryContainer": {"Image": "image"}}},
+        "EndpointConfig": {"Type": "AWS::SageMaker::EndpointConfig", "Properties": {"ProductionVariants": [{
+            "VariantName": variant, "ModelName": {"Fn::GetAtt": [model, "ModelName"]}, "InstanceType": instance_type,
+            "InitialInstanceCount": count, "InitialVariantWeight": 1, "ModelDataDownloadTimeoutInSeconds": download_timeout}]}},
+        endpoint_id: {"Type": "AWS::SageMaker::Endpoint", "Properties": {
+            "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]},
+            **({"RetainAllVariantProperties": True} if autoscaled else {})}},
+    }
+    if autoscaled:
+        resources["InstanceCountTarget"] = {"Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "MinCapacity": 1, "MaxCapacity": 2,
+            "ResourceId": {"Fn::Join": ["", ["endpoint/", {"Fn::GetAtt": [endpoint_id, "EndpointName"]}, "/variant/AllTraffic"]]}}}
+    return template(**resources)
+
+
+def test_an_autoscaled_variant_whose_instance_type_changes_in_place_is_a_fault():
+    faults = check_pair(endpoint_stack("ml.inf2.24xlarge"), endpoint_stack("ml.inf2.48xlarge"))
+    assert faults == ["Endpoint (AWS::SageMaker::Endpoint) has variant AllTraffic registered as scalable target InstanceCountTarget, and its "
+                      "update changes its instance type (\"ml.inf2.24xlarge\" -> \"ml.inf2.48xlarge\") under the same logical id: SageMaker "
+                      "refuses UpdateEndpoint until the variant is deregistered (developer guide, \"Update or delete endpoints that use auto scaling\")"]
+
+
+def test_an_autoscaled_variant_that_is_dropped_is_a_fault():
+    faults = check_pair(endpoint_stack(), endpoint_stack(variant="Other"))
+    assert len(faults) == 1 and "its update drops the variant under the same logical id" in faults[0]
+
+
+def test_turning_autoscaling_off_with_the_instance_type_is_still_a_fault():
+    # The old target is deregistered only in the cleanup, after the endpoint's update.
+    assert len(check_pair(endpoint_stack("ml.inf2.24xlarge"), endpoint_stack("ml.inf2.48xlarge", autoscaled=False))) == 1
+
+
+@pytest.mark.parametrize("after", [
+    endpoint_stack("ml.inf2.48xlarge", endpoint_id="EndpointB"),  # a new endpoint: the fix
+    endpoint_stack(model="ModelB"),  # a new model: allowed in place
+    endpoint_stack(download_timeout=1800),  # a timeout: not a change that needs deregistration
+])
+def test_a_new_endpoint_a_new_model_or_a_new_timeout_is_fine(after):
+    assert check_pair(endpoint_stack(), after) == []
+
+
+def test_an_instance_type_change_without_autoscaling_or_when_autoscaling_is_added_is_fine():
+    assert check_pair(endpoint_stack("ml.inf2.24xlarge", autoscaled=False), endpoint_stack("ml.inf2.48xlarge", autoscaled=False)) == []
+    assert check_pair(endpoint_stack("ml.inf2.24xlarge", autoscaled=False), endpoint_stack("ml.inf2.48xlarge")) == []
+
+
+# --- rule 6: no blue/green deployment for a change that RetainAllVariantProperties undoes
+
+def test_an_autoscaled_endpoint_whose_config_changes_only_its_initial_count_is_a_fault():
+    faults = check_pair(endpoint_stack(count=1), endpoint_stack(count=3))
+    assert faults == ["EndpointConfig (AWS::SageMaker::EndpointConfig) of Endpoint changes only variant properties that "
+                      "RetainAllVariantProperties keeps (InitialInstanceCount, InitialVariantWeight): a new endpoint config and a "
+                      "blue/green deployment that replaces every instance, for no change"]
+
+
+def test_an_initial_count_change_with_another_change_or_without_retention_is_fine():
+    assert check_pair(endpoint_stack(count=1), endpoint_stack(count=3, download_timeout=1800)) == []
+    assert check_pair(endpoint_stack(count=1, autoscaled=False), endpoint_stack(count=3, autoscaled=False)) == []

@@ -78,8 +78,11 @@ export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
   readonly bucket: s3.IBucket;
 
   /**
-   * Run the compile on Spot capacity. A job whose instance is reclaimed is retried (up to 3 attempts in all), within
-   * the 12 hour wait; any other failure ends it at once. On-demand jobs are not retried.
+   * Run the compile on Spot capacity. A job whose instance is reclaimed is retried as many times as whole attempts
+   * (each up to `startTimeout` + `timeout`) fit in the deploy's 12 hour wait, at most 3 attempts in all: with the
+   * default timeout (10 hours) only one fits, so a reclaim fails the deploy (a warning says so); a `timeout` of at
+   * most 5 hours 22 minutes gives 2 attempts, 3 hours 25 minutes 3. Any other failure ends the job at once.
+   * On-demand jobs are not retried.
    *
    * @default false
    */
@@ -108,7 +111,8 @@ export interface NeuronxCompileProps extends NeuronxCompileConfiguration {
 
   /**
    * The longest one compile attempt (download, compile, upload) may run before Batch stops it. Together with
-   * `startTimeout` it must leave the deploy's WaitCondition (at most 12 hours) 15 minutes to receive the signal.
+   * `startTimeout` it must leave the deploy's WaitCondition (at most 12 hours) 15 minutes to receive the signal; on
+   * Spot it also sets how many attempts fit (see `spot`).
    *
    * @default Duration.hours(10)
    */

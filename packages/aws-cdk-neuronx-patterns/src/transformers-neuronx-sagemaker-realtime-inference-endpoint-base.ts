@@ -1,4 +1,5 @@
-import { Duration, Resource, ResourceProps, Stack } from 'aws-cdk-lib';
+import * as crypto from 'crypto';
+import { Annotations, Duration, Resource, ResourceProps, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -8,7 +9,7 @@ import { Construct } from 'constructs';
 import { EndpointAlarms, EndpointAlarmsOptions } from './endpoint-alarms';
 import { endpointDashboard } from './private/endpoint-dashboard';
 import { throwIfProblems } from './private/sizing';
-import { capacityProblems, scalingRoleArn, VARIANT_NAME } from './private/variant';
+import { AUTOSCALED_INITIAL_INSTANCE_COUNT, capacityProblems, scalingRoleArn, VARIANT_NAME } from './private/variant';
 import { ScalableInstanceCount } from './scalable-instance-count';
 
 // Metric namespaces (SageMaker developer guide, "Amazon SageMaker AI metrics in Amazon CloudWatch",
@@ -17,8 +18,9 @@ import { ScalableInstanceCount } from './scalable-instance-count';
 // EndpointName and VariantName.
 const INVOCATION_NAMESPACE = 'AWS/SageMaker';
 const INSTANCE_NAMESPACE = '/aws/sagemaker/Endpoints';
-/** The id of the endpoint's CfnEndpoint (TransformersNeuronxSageMakerRealtimeInferenceEndpoint). */
+/** The ids of the endpoint's CfnEndpoint and CfnEndpointConfig (TransformersNeuronxSageMakerRealtimeInferenceEndpoint). */
 const CFN_ENDPOINT_ID = 'Endpoint';
+const CFN_ENDPOINT_CONFIG_ID = 'EndpointConfig';
 
 /**
  * Options of an endpoint's dashboard.
@@ -46,7 +48,10 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   public abstract readonly workersPerInstance: number;
   /** The most requests a worker generates together (the batch size the model was compiled for). */
   public abstract readonly batchSize: number;
-  /** The number of instances the endpoint is deployed with. */
+  /**
+   * The number of instances the endpoint is deployed with, until `autoScaleInstanceCount` hands the count to
+   * Application Auto Scaling (then the endpoint starts at `minCapacity`).
+   */
   public abstract readonly instanceCount: number;
   /** How long SageMaker may take to copy the model data to a new instance. */
   public abstract readonly modelDataDownloadTimeout: Duration;
@@ -54,6 +59,13 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   public abstract readonly containerStartupHealthCheckTimeout: Duration;
   /** How long the handler generates for one call before it answers with the text so far. */
   public abstract readonly generationTimeLimit: Duration;
+
+  /**
+   * The `instanceCount` prop as given (undefined: the default), for the warning that autoscaling ignores it.
+   *
+   * @internal
+   */
+  protected _givenInstanceCount?: number;
 
   private scalableInstanceCount?: ScalableInstanceCount;
 
@@ -219,7 +231,12 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
    * Lets Application Auto Scaling change the instance count between `minCapacity` and `maxCapacity`; add policies to
    * the result (`scaleOnConcurrentRequests`, `scaleOnInvocations`, `scaleOnSchedule`). Once per endpoint.
    *
-   * @param props the capacity bounds: `minCapacity` (default 1) at most the endpoint's `instanceCount`, `maxCapacity` at least it
+   * From then on Application Auto Scaling owns the instance count: the endpoint starts at `minCapacity`, an update keeps
+   * the count the policies reached, `instanceCount` no longer reaches the endpoint config (a change of it would replace
+   * the whole fleet for nothing), and a change of the instance type makes a new endpoint (SageMaker refuses that
+   * update of a registered variant). See `handOverInstanceCount`.
+   *
+   * @param props the capacity bounds: `minCapacity` (default 1) and `maxCapacity`
    */
   public autoScaleInstanceCount(props: appscaling.EnableScalingProps): ScalableInstanceCount {
     const minCapacity = props.minCapacity ?? 1;
@@ -228,7 +245,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
       ...(this.scalableInstanceCount
         ? ['autoScaleInstanceCount was called before: an endpoint has one scalable instance count; add more policies to the one it returned.']
         : []),
-      ...capacityProblems(minCapacity, maxCapacity, this.instanceCount),
+      ...capacityProblems(minCapacity, maxCapacity),
     ]);
     this.scalableInstanceCount = new ScalableInstanceCount(this, 'InstanceCount', {
       serviceNamespace: appscaling.ServiceNamespace.SAGEMAKER,
@@ -243,7 +260,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
       // A new instance serves once SageMaker has copied the model data and the container has loaded the model.
       instanceWarmup: this.modelDataDownloadTimeout.plus(this.containerStartupHealthCheckTimeout),
     });
-    this.retainScaledInstanceCount();
+    this.handOverInstanceCount(minCapacity);
     return this.scalableInstanceCount;
   }
 
@@ -273,14 +290,42 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   }
 
   /**
-   * A stack update that brings a new endpoint config (new model data, environment, timeouts) keeps the instance count
-   * the policies reached: without RetainAllVariantProperties, SageMaker resets the variant to the config's initial
-   * count, removing instances under load (SageMaker developer guide, "Update endpoints that use auto scaling").
+   * What SageMaker requires of an endpoint whose variant is a scalable target (SageMaker developer guide, "Update or
+   * delete endpoints that use auto scaling", https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling.html;
+   * UpdateEndpoint API reference, RetainAllVariantProperties):
+   *
+   * 1. RetainAllVariantProperties: an update that brings a new endpoint config (new model data, code, environment,
+   *    timeouts) keeps the instance count the policies reached, instead of resetting the variant to the config's
+   *    initial count and removing instances under load.
+   * 2. The config's InitialInstanceCount is fixed (1) instead of `instanceCount`: with (1) a changed initial count
+   *    would do nothing to a running endpoint, yet every EndpointConfig property is create-only, so it would still
+   *    make a new config and a blue/green update that replaces every instance. Registering the scalable target moves
+   *    the count into [minCapacity, maxCapacity] at once (RegisterScalableTarget API reference: "it changes the
+   *    resource's current capacity to a value that is inside of this range"), so a new endpoint starts at minCapacity.
+   * 3. A new endpoint identity when the variant's instance type changes: "If the update would change the instance
+   *    type for any model that is a target for auto scaling, the update fails" (the same guide); only a change of
+   *    the model is allowed in place. The guide's way out (deregister, update, register again) cannot be ordered in
+   *    one CloudFormation update: the scalable target depends on the endpoint, and deregistering it deletes its
+   *    policies behind CloudFormation's back. So the CfnEndpoint's logical id carries a hash of its variants' names and
+   *    instance types: another instance type is another endpoint (a new name, its own scalable target and policies),
+   *    created and in service before CloudFormation deletes the old one and deregisters its target in the cleanup.
+   *    Changes that SageMaker allows in place keep the logical id and the endpoint's name.
    */
-  private retainScaledInstanceCount(): void {
+  private handOverInstanceCount(minCapacity: number): void {
     const endpoint = this.node.tryFindChild(CFN_ENDPOINT_ID);
-    if (endpoint instanceof sagemaker.CfnEndpoint) {
-      endpoint.retainAllVariantProperties = true;
+    const config = this.node.tryFindChild(CFN_ENDPOINT_CONFIG_ID);
+    if (!(endpoint instanceof sagemaker.CfnEndpoint) || !(config instanceof sagemaker.CfnEndpointConfig)) return;
+    endpoint.retainAllVariantProperties = true;
+    const variants = Stack.of(this).resolve(config.productionVariants) as sagemaker.CfnEndpointConfig.ProductionVariantProperty[];
+    variants.forEach((_, i) => config.addPropertyOverride(`ProductionVariants.${i}.InitialInstanceCount`, AUTOSCALED_INITIAL_INSTANCE_COUNT));
+    const shape = variants.map(v => `${v.variantName}=${v.instanceType}`).join(',');
+    const suffix = crypto.createHash('sha256').update(shape).digest('hex').slice(0, 8).toUpperCase();
+    endpoint.overrideLogicalId(`${Stack.of(this).getLogicalId(endpoint)}${suffix}`);
+    if (this._givenInstanceCount !== undefined) {
+      Annotations.of(this).addWarningV2('aws-cdk-neuronx-patterns:instanceCountAutoScaled',
+        `instanceCount is ${this._givenInstanceCount}, but autoScaleInstanceCount hands the instance count to Application Auto Scaling: `
+        + `the endpoint starts at minCapacity (${minCapacity}) and a change of instanceCount changes nothing. `
+        + 'Remove instanceCount, and set minCapacity and maxCapacity (changed in place, without replacing instances) instead.');
     }
   }
 

@@ -37,7 +37,8 @@ export interface TransformersNeuronxSageMakerRealtimeInferenceEndpointProps {
   readonly environment?: { [name: string]: string };
 
   /**
-   * Number of instances.
+   * Number of instances. Once `autoScaleInstanceCount` is called, Application Auto Scaling owns the count: the
+   * endpoint starts at its `minCapacity`, and this prop is not used (a warning says so).
    *
    * @default 1
    */
@@ -140,6 +141,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
     this.workersPerInstance = workersPerInstance(instanceType, data.tpDegree);
     this.batchSize = data.batchSize;
     this.instanceCount = props.instanceCount ?? 1;
+    this._givenInstanceCount = props.instanceCount;
     this.modelDataDownloadTimeout = settings.downloadTimeout;
     this.containerStartupHealthCheckTimeout = settings.startupTimeout;
     this.generationTimeLimit = settings.generationTimeLimit;

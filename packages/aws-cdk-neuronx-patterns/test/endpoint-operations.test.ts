@@ -9,7 +9,7 @@ import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import * as ts from 'typescript';
-import { EndpointAlarmsOptions, TransformersNeuronxSageMakerRealtimeInferenceEndpoint } from '../src';
+import { EndpointAlarmsOptions, NeuronxInstanceType, TransformersNeuronxSageMakerRealtimeInferenceEndpoint } from '../src';
 import { endpointFixture, EndpointFixture, HIGH_PERFORMANCE, HIGH_PERFORMANCE_PROPS, logicalId } from './fixtures';
 
 /** What the template says about the endpoint: its name (a GetAtt of the CfnEndpoint) and its variant's timeouts. */
@@ -147,6 +147,65 @@ describe('autoScaleInstanceCount', () => {
     template.hasResourceProperties('AWS::SageMaker::Endpoint', { RetainAllVariantProperties: true });
   });
 
+  /** The template's endpoint config and the logical id of its endpoint. */
+  function endpointShape(fixture: EndpointFixture): { config: unknown; endpointId: string } {
+    const template = Template.fromStack(fixture.stack);
+    const config = Object.values(template.findResources('AWS::SageMaker::EndpointConfig'))[0];
+    return { config, endpointId: Object.keys(template.findResources('AWS::SageMaker::Endpoint'))[0] };
+  }
+
+  test('once autoscaled, instanceCount does not reach the endpoint config: a change of it makes no new config (no blue/green deploy), and a warning names it', () => {
+    const shapes = [1, 3].map(instanceCount => {
+      const fixture = endpointFixture({}, { instanceCount });
+      fixture.endpoint.autoScaleInstanceCount({ minCapacity: 1, maxCapacity: 4 });
+      return { fixture, ...endpointShape(fixture) };
+    });
+    expect(shapes[1].config).toEqual(shapes[0].config);
+    expect(shapes[1].endpointId).toBe(shapes[0].endpointId);
+    Template.fromStack(shapes[1].fixture.stack).hasResourceProperties('AWS::SageMaker::EndpointConfig', {
+      ProductionVariants: [Match.objectLike({ InitialInstanceCount: 1 })],
+    });
+    Annotations.fromStack(shapes[1].fixture.stack).hasWarning('/TestStack/Endpoint', Match.stringLikeRegexp(
+      '^instanceCount is 3, but autoScaleInstanceCount hands the instance count to Application Auto Scaling: the endpoint starts at minCapacity \\(1\\).*set minCapacity and maxCapacity'));
+    // Without autoscaling the count is the endpoint config's, and no warning is given.
+    const plain = endpointFixture({}, { instanceCount: 3 });
+    Template.fromStack(plain.stack).hasResourceProperties('AWS::SageMaker::EndpointConfig', {
+      ProductionVariants: [Match.objectLike({ InitialInstanceCount: 3 })],
+    });
+    expect(Annotations.fromStack(plain.stack).findWarning('*', Match.stringLikeRegexp('instanceCount'))).toHaveLength(0);
+  });
+
+  test('once autoscaled, a change of the capacity limits changes only the scalable target, not the endpoint config', () => {
+    const [small, large] = [{ minCapacity: 1, maxCapacity: 2 }, { minCapacity: 2, maxCapacity: 5 }].map(limits => {
+      const fixture = endpointFixture();
+      fixture.endpoint.autoScaleInstanceCount(limits);
+      return endpointShape(fixture);
+    });
+    expect(large).toEqual(small);
+  });
+
+  test('once autoscaled, another instance type is another endpoint (SageMaker refuses to change the instance type of a registered variant in place); the model data is not', () => {
+    const build = (instanceType: NeuronxInstanceType | undefined, autoscale: boolean, props = HIGH_PERFORMANCE_PROPS) => {
+      const fixture = endpointFixture({ props }, { instanceType });
+      if (autoscale) fixture.endpoint.autoScaleInstanceCount({ maxCapacity: 2 });
+      return { fixture, ...endpointShape(fixture) };
+    };
+    const before = build(undefined, true);
+    const after = build(NeuronxInstanceType.INF2_48XLARGE, true);
+    expect(after.endpointId).not.toBe(before.endpointId);
+    // The scalable target follows the new endpoint's name (a new ResourceId: CloudFormation registers the new one).
+    Template.fromStack(after.fixture.stack).hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      ResourceId: { 'Fn::Join': ['', ['endpoint/', { 'Fn::GetAtt': [after.endpointId, 'EndpointName'] }, '/variant/AllTraffic']] },
+    });
+    // A new model (other compile options) on the same instance type is allowed in place: the same endpoint.
+    const otherModel = build(undefined, true, { ...HIGH_PERFORMANCE_PROPS, compileOptions: { ...HIGH_PERFORMANCE.options, batchSize: 2 } });
+    expect(otherModel.endpointId).toBe(before.endpointId);
+    const model = (f: EndpointFixture) => Template.fromStack(f.stack).findResources('AWS::SageMaker::Model');
+    expect(model(otherModel.fixture)).not.toEqual(model(before.fixture));
+    // Without autoscaling SageMaker changes the instance type in place (blue/green): the endpoint keeps its name.
+    expect(build(NeuronxInstanceType.INF2_48XLARGE, false).endpointId).toBe(build(undefined, false).endpointId);
+  });
+
   test('scaleOnConcurrentRequests tracks the high-resolution ConcurrentRequestsPerModel at the workers per instance (batch size 1), with cooldowns of an instance warm-up', () => {
     const fixture = endpointFixture({ props: HIGH_PERFORMANCE_PROPS });
     expect(fixture.endpoint.workersPerInstance).toBe(3);
@@ -216,8 +275,6 @@ describe('autoScaleInstanceCount', () => {
     [{ minCapacity: 0, maxCapacity: 2 }, 1, /minCapacity is 0: it must be a whole number of instances, at least 1/],
     [{ maxCapacity: 1.5 }, 1, /maxCapacity is 1.5: it must be a whole number of instances, at least 1/],
     [{ minCapacity: 3, maxCapacity: 2 }, 3, /maxCapacity \(2\) is less than minCapacity \(3\): raise maxCapacity to at least 3/],
-    [{ maxCapacity: 1 }, 2, /maxCapacity is 1, less than the endpoint's instanceCount \(2\): raise maxCapacity to at least 2, or lower instanceCount/],
-    [{ minCapacity: 3, maxCapacity: 4 }, 2, /minCapacity is 3, more than the endpoint's instanceCount \(2\): set instanceCount to at least 3, or lower minCapacity/],
   ])('capacity %j with instanceCount %d fails at synth', (props, instanceCount, message) => {
     const { endpoint } = endpointFixture({}, { instanceCount });
     expect(errorOf(() => endpoint.autoScaleInstanceCount(props)))

@@ -179,8 +179,9 @@ export function kmsEndpointFixture(): { stack: Stack; endpoint: TransformersNeur
 
 /** The logical id of a construct's CloudFormation resource (the construct itself or its default child). */
 export function logicalId(stack: Stack, construct: { node: { defaultChild?: unknown } } | object): string {
-  const target = ((construct as { node?: { defaultChild?: unknown } }).node?.defaultChild ?? construct) as never;
-  return stack.getLogicalId(target);
+  const target = ((construct as { node?: { defaultChild?: unknown } }).node?.defaultChild ?? construct) as { logicalId: string };
+  // The element's logicalId, not stack.getLogicalId: that is the allocated id, blind to overrideLogicalId.
+  return stack.resolve(target.logicalId);
 }
 
 /**

@@ -369,15 +369,42 @@ describe('NeuronxCompile: sizes and options', () => {
     });
   });
 
-  test('spot retries a job whose instance was reclaimed, up to 3 attempts, and exits on any other failure', () => {
-    const job = onlyResource(synth({ props: { spot: true } }).template, 'AWS::Batch::JobDefinition');
-    expect(job.Properties.RetryStrategy).toEqual({
-      Attempts: 3,
+  test.each([
+    // [timeout, startTimeout (minutes), attempts, WaitCondition Timeout]: each attempt up to startTimeout + timeout.
+    [Duration.minutes(205), 30, 3, String(3 * (205 + 30) * 60 + 900)],
+    [Duration.minutes(206), 30, 2, String(2 * (206 + 30) * 60 + 900)],
+    [Duration.minutes(322), 30, 2, String(2 * (322 + 30) * 60 + 900)],
+  ])('spot retries a reclaimed job only as often as whole attempts fit in the wait: timeout %s, startTimeout %d min -> %d attempts', (timeout, start, attempts, waitTimeout) => {
+    const { template, stack } = synth({ props: { spot: true, timeout, startTimeout: Duration.minutes(start) } });
+    expect(onlyResource(template, 'AWS::Batch::JobDefinition').Properties.RetryStrategy).toEqual({
+      Attempts: attempts,
       EvaluateOnExit: [
         { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
         { Action: 'EXIT', OnReason: '*' },
       ],
     });
+    // The deploy waits for all of them, and never more than 12 hours.
+    const wait = Object.values(waitConditions(template))[0].Properties.Timeout;
+    expect(wait).toBe(waitTimeout);
+    expect(Number(wait)).toBeLessThanOrEqual(43200);
+    expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('only 3 attempts'))).toHaveLength(0);
+    if (attempts === 2) {
+      Annotations.fromStack(stack).hasWarning('/TestStack/Compile', Match.stringLikeRegexp(
+        'only 2 attempts fit in the deploy\'s wait \\(at most 12 hours\\): the job is retried only once. For more, set timeout to at most 3 hours 25 minutes for 3 attempts'));
+    }
+  });
+
+  test('spot with the default 10 hour timeout: one attempt fits, no retry, and a warning names the timeouts that give more', () => {
+    const { template, stack } = synth({ props: { spot: true } });
+    expect(onlyResource(template, 'AWS::Batch::JobDefinition').Properties.RetryStrategy).toBeUndefined();
+    // 30 min + 10 h + 15 min: the same wait as on demand, not three 10 hour attempts the wait could never hold.
+    expect(Object.values(waitConditions(template))[0].Properties.Timeout).toBe(String((30 + 600 + 15) * 60));
+    Annotations.fromStack(stack).hasWarning('/TestStack/Compile', Match.stringLikeRegexp(
+      '^spot is true, but with timeout 10 hours and startTimeout 30 minutes only 1 attempt fits in the deploy\'s wait \\(at most 12 hours\\): a reclaimed Spot instance fails the deploy. '
+      + 'For more, set timeout to at most 5 hours 22 minutes for 2 attempts, or at most 3 hours 25 minutes for 3 attempts\\.'));
+    // On demand: one attempt by design, no warning.
+    const onDemand = synth({});
+    expect(Annotations.fromStack(onDemand.stack).findWarning('*', Match.stringLikeRegexp('attempt'))).toHaveLength(0);
   });
 
   test('vpcSubnets chooses the subnets', () => {
@@ -809,14 +836,17 @@ describe('NeuronxCompile: the function that starts and stops the job and signals
     expect(second).not.toEqual(first);
   });
 
-  test('the lifecycle function describes jobs (no resource-level permission exists for it) and reads only the artifact prefix', () => {
+  test('the lifecycle function describes jobs (no resource-level permission exists for it), reads only the artifact prefix and aborts only its uploads', () => {
     const statements = roleStatements(fixture, 'LifecycleFunctionRole');
     const describes = statementsAllowing(statements, 'batch:DescribeJobs');
     expect(describes).toHaveLength(1);
     expect(actionsOf(describes[0])).toEqual(['batch:DescribeJobs']);
     expect(describes[0].Resource).toBe('*');
     const s3Actions = statements.flatMap(actionsOf).filter(a => a.startsWith('s3:')).sort();
-    expect(s3Actions).toEqual(['s3:GetObject', 's3:ListBucket']);
+    expect(s3Actions).toEqual(['s3:AbortMultipartUpload', 's3:GetObject', 's3:ListBucket', 's3:ListBucketMultipartUploads']);
+    expect(statementsAllowing(statements, 's3:AbortMultipartUpload').flatMap(resourcesOf)).toEqual([`${ids.bucketArn}/${fixture.compile.compiledArtifactS3Prefix}*`]);
+    // S3 authorizes listing uploads in progress on the bucket only (no s3:prefix key): the bucket, no object, no wildcard.
+    expect(statementsAllowing(statements, 's3:ListBucketMultipartUploads').flatMap(resourcesOf)).toEqual([ids.bucketArn]);
     expect(statementsAllowing(statements, 's3:GetObject').flatMap(resourcesOf)).toEqual([`${ids.bucketArn}/${fixture.compile.compiledArtifactS3Prefix}*`]);
     const lists = statementsAllowing(statements, 's3:ListBucket');
     expect(lists.flatMap(resourcesOf)).toEqual([ids.bucketArn]);

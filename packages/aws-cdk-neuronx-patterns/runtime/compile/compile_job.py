@@ -318,7 +318,12 @@ def local_files(directory: Path) -> list[Path]:
 
 
 def upload_artifacts(s3: Any, work_dir: Path, artifact: s3_objects.S3Uri) -> list[dict[str, Any]]:
-    """Uploads the checkpoint and compiled dirs; returns the manifest's `files` entries."""
+    """Uploads the checkpoint and compiled dirs; returns the manifest's `files` entries.
+
+    An upload that fails is aborted by boto3's transfer manager, so no incomplete multipart upload stays behind. An
+    attempt killed while uploading (a Spot reclaim, its timeout: the image's entry point does not pass SIGTERM on,
+    SIGKILL follows) cannot abort; the job-state function aborts those uploads when the job ends.
+    """
     files = []
     for layout_key in ("checkpointDir", "compiledDir"):
         directory = work_dir / _local_dir(layout_key)

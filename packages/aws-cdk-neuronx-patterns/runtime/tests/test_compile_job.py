@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 import compile_job
+import s3_objects
 from conftest import CONTRACT_PATH
 import neuronx_compile
 
@@ -670,3 +671,35 @@ def test_the_compile_runs_as_many_graphs_at_once_as_memory_allows(job, capsys, m
     assert job.compile_workers == 2
     assert "at most 2 graphs at once (28.8 GiB available, 14 GiB each)" in capsys.readouterr().out
 
+
+
+def test_an_upload_that_fails_midway_leaves_no_incomplete_multipart_upload(job, contract, capsys, monkeypatch):
+    """S3 keeps (and bills) the parts of an upload that is neither completed nor aborted: a failed upload aborts."""
+    mib = s3_objects.MIB
+    monkeypatch.setattr(
+        s3_objects,
+        "TRANSFER_CONFIG",
+        s3_objects.TransferConfig(multipart_threshold=5 * mib, multipart_chunksize=5 * mib, max_concurrency=2),
+    )
+    fake_compile = job.fake_compile
+
+    def compile_a_large_neff(checkpoint_dir, compiled_dir, options, workers):
+        fake_compile(checkpoint_dir, compiled_dir, options, workers)
+        (compiled_dir / "large.neff").write_bytes(b"n" * 12 * mib)
+
+    monkeypatch.setattr(neuronx_compile, "compile_checkpoint", compile_a_large_neff)
+    parts = []
+
+    def fail_the_third_part(params, **kwargs):
+        parts.append(params["PartNumber"])
+        if params["PartNumber"] == 3:
+            raise OSError("connection reset by peer")
+
+    job.s3._client.meta.events.register("before-parameter-build.s3.UploadPart", fail_the_third_part)
+
+    assert job.run() == contract["compileJob"]["exitCodes"]["failure"]
+
+    assert "phase upload failed: OSError: connection reset by peer" in capsys.readouterr().out
+    assert 3 in parts  # a multipart upload was under way
+    assert job.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=PREFIX).get("Uploads", []) == []
+    assert not job.has_marker()

@@ -2,6 +2,7 @@ import { BatchClient, DescribeJobsCommand, JobDetail, KeyValuePair } from '@aws-
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { S3Client } from '@aws-sdk/client-s3';
 import { errorMessage, signal, withThrottlingRetries } from './aws-calls';
+import { tryAbortIncompleteUploads } from './incomplete-uploads';
 import { markerExists } from './marker';
 import { waitHandleUrl } from './wait-handle';
 import { STATE_HANDLER_ENV, WAIT_HANDLE_PARAMETER } from '../private/handler-protocol';
@@ -14,6 +15,9 @@ import { STATE_HANDLER_ENV, WAIT_HANDLE_PARAMETER } from '../private/handler-pro
  * - SUCCEEDED without the marker: FAILURE (the artifacts are incomplete).
  * - FAILED: FAILURE with the job's status reason, exit code and log stream, so the stack event says why. A job
  *   cancelled by the queue's RUNNABLE time limit (it never got an instance) gets a message that says so.
+ *
+ * Either way, first, the incomplete multipart uploads that the job's attempts left under its artifact prefix (an
+ * attempt killed while uploading: a Spot reclaim, a timeout) are aborted, so that their parts are not kept and billed.
  *
  * The job names its wait by the handle's logical id (a job parameter); the handle's URL, which is what a signal
  * needs and what could forge one, is read from this function's stack when the job ends, never from the job. A job
@@ -39,12 +43,13 @@ export async function handler(event: BatchJobStateChangeEvent): Promise<void> {
     console.log(JSON.stringify({ message: 'job has no wait handle: not started by a deploy, ignored', jobId: detail.jobId }));
     return;
   }
+  const environment = toRecord(job.container?.environment);
+  await abortLeftUploads(job, environment);
   const handleUrl = await waitHandleUrl(cfn, requiredEnv(STATE_HANDLER_ENV.stackId), handleId);
   if (!handleUrl) {
     console.log(JSON.stringify({ message: 'the stack no longer has the wait handle (replaced or deleted): nothing to signal', jobId: detail.jobId, handle: handleId }));
     return;
   }
-  const environment = toRecord(job.container?.environment);
   const uniqueId = detail.jobId ?? 'compile';
   if (detail.status === 'SUCCEEDED') {
     // Everything that can throw stays in the try: an error here must still end the wait with FAILURE.
@@ -70,6 +75,13 @@ export async function handler(event: BatchJobStateChangeEvent): Promise<void> {
   if (detail.status === 'FAILED') {
     await signal(handleUrl, 'FAILURE', uniqueId, failureReason(job));
   }
+}
+
+/** Aborts the incomplete uploads initiated under the job's artifact prefix while it ran (from its creation to its stop). */
+async function abortLeftUploads(job: JobDetail, environment: Record<string, string>): Promise<void> {
+  const match = /^s3:\/\/([^/]+)\/(.+\/)$/.exec(environment[process.env[STATE_HANDLER_ENV.artifactUriEnvName] ?? ''] ?? '');
+  if (!match || job.createdAt === undefined) return;
+  await tryAbortIncompleteUploads(s3, match[1], match[2], job.createdAt, job.stoppedAt ?? Date.now());
 }
 
 /** The event carries the job's parameters and environment; when it lacks either, ask Batch. */

@@ -4,7 +4,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { NeuronxCompile, NeuronxCompileProps } from '../neuronx-compile';
-import { CompileSettings } from './compile-configuration';
+import { CompileSettings, spotAttemptsWarning } from './compile-configuration';
 import { COMPILE_CODE_ZIP, CONTRACT, compileEnv } from './contract';
 import { LOG_RETENTION } from './handler-function';
 import { suppressNag } from './nag';
@@ -18,8 +18,6 @@ import { grantAssetRead, stageAsset } from './staged-asset';
  * the logical ids are those of its children.
  */
 
-// On Spot, attempts when the instance is reclaimed; any other failure ends the job at once. On-demand: one attempt.
-const SPOT_RETRY_ATTEMPTS = 3;
 // The status reason of a job whose Spot instance was reclaimed (aws-cdk-lib's batch.Reason.SPOT_INSTANCE_RECLAIMED).
 const SPOT_RECLAIMED_STATUS_REASON = 'Host EC2*';
 // The ECS agent and the OS keep part of the host memory; the container gets the rest.
@@ -42,6 +40,7 @@ export interface CompileBatchEnvironment {
 export function addBatchEnvironment(compile: NeuronxCompile, props: NeuronxCompileProps, settings: CompileSettings): CompileBatchEnvironment {
   const { computeEnvironment, jobQueue } = addComputeEnvironment(compile, props, settings);
   const { jobDefinition, logGroup } = addJobDefinition(compile, props, settings);
+  spotAttemptsWarning(compile, props, settings);
   return { computeEnvironment, jobQueue, jobDefinition, logGroup };
 }
 
@@ -151,10 +150,11 @@ function addJobDefinition(compile: NeuronxCompile, props: NeuronxCompileProps, s
     type: 'container',
     platformCapabilities: ['EC2'],
     timeout: { attemptDurationSeconds: settings.timeout.toSeconds() },
-    // Spot only: retry when the instance was reclaimed, exit on anything else. On-demand: Batch's default of one
-    // attempt (a failed compile is not retried: it would fail the same way, on a Neuron instance billed by the hour).
-    retryStrategy: props.spot ? {
-      attempts: SPOT_RETRY_ATTEMPTS,
+    // Spot only: retry when the instance was reclaimed, exit on anything else, as many attempts as fit in the
+    // deploy's wait (settings.attempts). On-demand: Batch's default of one attempt (a failed compile is not retried:
+    // it would fail the same way, on a Neuron instance billed by the hour).
+    retryStrategy: settings.attempts > 1 ? {
+      attempts: settings.attempts,
       evaluateOnExit: [
         { onStatusReason: SPOT_RECLAIMED_STATUS_REASON, action: 'RETRY' },
         { onReason: '*', action: 'EXIT' },

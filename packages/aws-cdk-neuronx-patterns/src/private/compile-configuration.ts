@@ -29,6 +29,8 @@ const DEFAULT_START_TIMEOUT = Duration.minutes(30);
 const DEFAULT_TIMEOUT = Duration.hours(10);
 const DEFAULT_OPT_LEVEL = OptLevel.BEST_BALANCE;
 const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
+// On Spot, the most attempts when the instance is reclaimed (any other failure ends the job at once).
+const MAX_SPOT_ATTEMPTS = 3;
 // The largest gp3 volume.
 const MAX_VOLUME_GIB = 16384;
 // Instances big enough to compile, cheapest first (used when no compile instance type is given).
@@ -49,7 +51,12 @@ export interface CompileSettings {
   readonly timeout: Duration;
   /** The longest the job may wait for an instance. */
   readonly startTimeout: Duration;
-  /** The longest the deploy waits: start, run and signal, at most 12 hours. */
+  /**
+   * The job's attempts: 1 on demand; on Spot, as many whole attempts (each up to startTimeout + timeout: a retry
+   * waits for an instance again) as fit in the deploy's wait, at most 3.
+   */
+  readonly attempts: number;
+  /** The longest the deploy waits: every attempt's start and run, and the signal; at most 12 hours. */
   readonly waitTimeout: Duration;
   readonly vpcSubnets: ec2.SubnetSelection;
   readonly volumeSize: Size;
@@ -70,6 +77,8 @@ export function compileSettings(props: NeuronxCompileProps): CompileSettings {
   const startTimeout = props.startTimeout ?? DEFAULT_START_TIMEOUT;
   const timeout = props.timeout ?? DEFAULT_TIMEOUT;
   const optLevel = props.compileOptions?.optLevel ?? DEFAULT_OPT_LEVEL;
+  const attemptSeconds = startTimeout.toSeconds() + timeout.toSeconds();
+  const attempts = props.spot ? spotAttempts(attemptSeconds) : 1;
   const jobEnvironment: Record<string, string> = {
     [compileEnv('tpDegree')]: String(resolved.tpDegree),
     [compileEnv('nPositions')]: String(resolved.nPositions),
@@ -92,7 +101,8 @@ export function compileSettings(props: NeuronxCompileProps): CompileSettings {
     optLevel,
     timeout,
     startTimeout,
-    waitTimeout: Duration.seconds(Math.min(MAX_WAIT.toSeconds(), startTimeout.toSeconds() + timeout.toSeconds() + SIGNAL_MARGIN.toSeconds())),
+    attempts,
+    waitTimeout: Duration.seconds(Math.min(MAX_WAIT.toSeconds(), attempts * attemptSeconds + SIGNAL_MARGIN.toSeconds())),
     vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
     volumeSize: props.volumeSize ?? Size.gibibytes(Math.min(MAX_VOLUME_GIB,
       Math.ceil(compileVolumeBytes(modelSizing(props.model), resolved.quantDtype) / GIB))),
@@ -151,6 +161,38 @@ export function subnetProblems(compile: IConstruct, vpc: ec2.IVpc, selection: ec
       'vpcSubnets selects isolated subnets: the compile job needs VPC endpoints for ECS, ECR, S3 and CloudWatch Logs, and cannot download from Hugging Face (use Model.fromBucket).');
   }
   return [];
+}
+
+/**
+ * The attempts of a Spot job that fit in the deploy's wait. Batch's attempt timeout applies to each attempt
+ * (JobTimeout: "measured from the job attempt's startedAt"), and a retried job waits for an instance again, so a
+ * retry that did not fit would be cut off by the WaitCondition's 12 hours, with the Neuron instance still running until
+ * the rollback stops the job.
+ */
+function spotAttempts(attemptSeconds: number): number {
+  const budget = MAX_WAIT.toSeconds() - SIGNAL_MARGIN.toSeconds();
+  return Math.max(1, Math.min(MAX_SPOT_ATTEMPTS, Math.floor(budget / attemptSeconds)));
+}
+
+/** The longest `timeout` that lets `attempts` Spot attempts fit in the wait, with `startTimeout`. */
+function spotTimeoutFor(attempts: number, startTimeout: Duration): Duration {
+  const budget = MAX_WAIT.toSeconds() - SIGNAL_MARGIN.toSeconds();
+  return Duration.minutes(Math.floor((Math.floor(budget / attempts) - startTimeout.toSeconds()) / 60));
+}
+
+/**
+ * Warns when a Spot compile gets fewer attempts than it could: a reclaimed instance then fails the deploy (or, with
+ * two, the second reclaim does), and says which `timeout` gives more.
+ */
+export function spotAttemptsWarning(scope: IConstruct, props: NeuronxCompileProps, settings: CompileSettings): void {
+  if (!props.spot || settings.attempts >= MAX_SPOT_ATTEMPTS) return;
+  const options = [2, 3].filter(n => n > settings.attempts)
+    .map(n => `at most ${spotTimeoutFor(n, settings.startTimeout).toHumanString()} for ${n} attempts`);
+  Annotations.of(scope).addWarningV2('aws-cdk-neuronx-patterns:spotAttempts',
+    `spot is true, but with timeout ${settings.timeout.toHumanString()} and startTimeout ${settings.startTimeout.toHumanString()} only `
+    + `${settings.attempts} attempt${settings.attempts === 1 ? '' : 's'} fit${settings.attempts === 1 ? 's' : ''} in the deploy's wait (at most ${MAX_WAIT.toHumanString()}): `
+    + `${settings.attempts === 1 ? 'a reclaimed Spot instance fails the deploy' : 'the job is retried only once'}. `
+    + `For more, set timeout to ${options.join(', or ')}.`);
 }
 
 function timeoutProblems(timeout: Duration, startTimeout: Duration): string[] {

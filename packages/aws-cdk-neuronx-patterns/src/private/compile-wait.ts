@@ -11,7 +11,7 @@ import { CONTRACT, compileEnv } from './contract';
 import { HandlerFunction, handlerFunction } from './handler-function';
 import { COMPILE_JOB_RESOURCE_TYPE, COMPILE_JOB_TAG_KEY, CompileJobProperties, STATE_HANDLER_ENV } from './handler-protocol';
 import { nagFinding, suppressWildcardFindings, wildcardFindings } from './nag-finding';
-import { grantPrefix } from './s3-prefix';
+import { grantAbortPrefixUploads, grantPrefix } from './s3-prefix';
 
 /**
  * The deploy's wait for a NeuronxCompile, signalled with the outcome. Made in the NeuronxCompile's own scope, so the
@@ -164,7 +164,11 @@ function grantLifecycle(
     resources: [Stack.of(compile).stackId],
   }));
   // The completion marker: whether to start a job at all, and whether a job that succeeded wrote everything.
-  const prefixFindings = wildcardFindings(compile, grantPrefix(compile.bucket, compile.compiledArtifactS3Prefix, lifecycleRole, 'read'));
+  const prefixFindings = wildcardFindings(compile, [
+    ...grantPrefix(compile.bucket, compile.compiledArtifactS3Prefix, lifecycleRole, 'read'),
+    // The incomplete uploads a killed attempt left (handlers/incomplete-uploads.ts), aborted when the job ends.
+    ...grantAbortPrefixUploads(compile.bucket, compile.compiledArtifactS3Prefix, lifecycleRole),
+  ]);
   suppressWildcardFindings(lifecycleRole, [
     ...prefixFindings, nagFinding(compile, 'Resource', '*'), nagFinding(compile, 'Resource', jobArns), nagFinding(compile, 'Resource', jobDefinitionArns),
   ], `${ARTIFACT_PREFIX_REASON} batch:DescribeJobs supports no resource-level permissions. batch:SubmitJob is on this compile's queue and `

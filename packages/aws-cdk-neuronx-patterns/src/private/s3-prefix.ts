@@ -40,3 +40,18 @@ export function folderPrefix(what: string, prefix: string): string {
   }
   return prefix.endsWith('/') ? prefix : `${prefix}/`;
 }
+
+/**
+ * Aborting the incomplete multipart uploads under one prefix: s3:AbortMultipartUpload on `prefix*`, and
+ * s3:ListBucketMultipartUploads to find them. S3 authorizes that listing on the bucket (it lists uploads in progress,
+ * not objects), and the service authorization reference gives it no s3:prefix condition key, so it is not limited to
+ * the prefix: the caller passes the prefix in the request.
+ *
+ * @returns the statements added to the grantee's policy
+ */
+export function grantAbortPrefixUploads(bucket: s3.IBucket, prefix: string, grantee: iam.IGrantable): iam.PolicyStatement[] {
+  return [
+    iam.Grant.addToPrincipal({ grantee, actions: ['s3:AbortMultipartUpload'], resourceArns: [bucket.arnForObjects(`${prefix}*`)] }),
+    iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucketMultipartUploads'], resourceArns: [bucket.bucketArn] }),
+  ].flatMap(g => g.principalStatements);
+}

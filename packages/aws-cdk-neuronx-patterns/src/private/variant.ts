@@ -19,8 +19,15 @@ export function scalingRoleArn(stack: Stack): string {
   });
 }
 
-export /** Why the capacity bounds cannot work with an endpoint deployed on `instanceCount` instances. */
-function capacityProblems(minCapacity: number, maxCapacity: number, instanceCount: number): string[] {
+/**
+ * The InitialInstanceCount of an autoscaled variant: registering the scalable target moves the count into
+ * [minCapacity, maxCapacity] at once, so the endpoint starts at minCapacity, and no change of the limits or of
+ * `instanceCount` touches the (create-only) endpoint config.
+ */
+export const AUTOSCALED_INITIAL_INSTANCE_COUNT = 1;
+
+/** Why the capacity bounds cannot work. */
+export function capacityProblems(minCapacity: number, maxCapacity: number): string[] {
   if (Token.isUnresolved(minCapacity) || Token.isUnresolved(maxCapacity)) return [];
   const problems: string[] = [];
   for (const [prop, value] of [['minCapacity', minCapacity], ['maxCapacity', maxCapacity]] as const) {
@@ -32,13 +39,6 @@ function capacityProblems(minCapacity: number, maxCapacity: number, instanceCoun
   if (problems.length > 0) return problems;
   if (maxCapacity < minCapacity) {
     problems.push(`maxCapacity (${maxCapacity}) is less than minCapacity (${minCapacity}): raise maxCapacity to at least ${minCapacity}.`);
-  }
-  // Registering the target moves the instance count into [min, max] at once (RegisterScalableTarget API reference).
-  if (minCapacity > instanceCount) {
-    problems.push(`minCapacity is ${minCapacity}, more than the endpoint's instanceCount (${instanceCount}): set instanceCount to at least ${minCapacity}, or lower minCapacity.`);
-  }
-  if (maxCapacity < instanceCount) {
-    problems.push(`maxCapacity is ${maxCapacity}, less than the endpoint's instanceCount (${instanceCount}): raise maxCapacity to at least ${instanceCount}, or lower instanceCount.`);
   }
   return problems;
 }

@@ -1,6 +1,6 @@
 import { BatchClient, DescribeJobsCommand, JobDetail } from '@aws-sdk/client-batch';
 import { CloudFormationClient, CloudFormationServiceException, DescribeStackResourceCommand } from '@aws-sdk/client-cloudformation';
-import { HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { BatchJobStateChangeEvent, failureReason, handler } from '../../src/handlers/compile-job-state';
 
@@ -169,7 +169,7 @@ describe('FAILED', () => {
       container: { environment: JOB_ENVIRONMENT, exitCode: 137, reason: 'OutOfMemoryError: Container killed due to memory usage', logStreamName: LOG_STREAM },
     })));
 
-    expect(s3Mock.calls()).toHaveLength(0);
+    expect(s3Mock.commandCalls(HeadObjectCommand)).toHaveLength(0);
     const sent = onlySignal();
     expect(sent.Status).toBe('FAILURE');
     expect(sent.UniqueId).toBe('job-1');
@@ -371,5 +371,60 @@ describe('finding the wait handle', () => {
     fetchMock.mockImplementation(async () => new Response(null, { status: 500 }));
 
     await expect(handler(event(job({ status: 'FAILED', statusReason: 'x' })))).rejects.toThrow('HTTP 500');
+  });
+});
+
+describe('incomplete multipart uploads of the job', () => {
+  const CREATED = 1_700_000_000_000;
+  const STOPPED = 1_700_036_000_000;
+  const PREFIX = 'neuronx/calm3/abcd1234/';
+  /** An upload under the prefix, initiated `offset` ms after the job was created. */
+  const upload = (key: string, offset: number) => ({ Key: `${PREFIX}${key}`, UploadId: `id-${key}`, Initiated: new Date(CREATED + offset) });
+
+  function aborted(): string[] {
+    return s3Mock.commandCalls(AbortMultipartUploadCommand).map(c => `${c.args[0].input.Bucket}/${c.args[0].input.Key}#${c.args[0].input.UploadId}`);
+  }
+
+  test.each(['FAILED', 'SUCCEEDED'] as const)('a %s job\'s uploads left by killed attempts are aborted, other jobs\' are not; then the wait is signalled', async status => {
+    s3Mock.on(HeadObjectCommand).resolves({});
+    s3Mock.on(ListMultipartUploadsCommand, { Bucket: 'artifact-bucket', Prefix: PREFIX, KeyMarker: undefined, UploadIdMarker: undefined }).resolves({
+      Uploads: [upload('checkpoint/model-00001.safetensors', 3_600_000), upload('older-deploy.neff', -60_000)],
+      IsTruncated: true,
+      NextKeyMarker: 'k',
+      NextUploadIdMarker: 'u',
+    });
+    s3Mock.on(ListMultipartUploadsCommand, { Bucket: 'artifact-bucket', Prefix: PREFIX, KeyMarker: 'k', UploadIdMarker: 'u' }).resolves({
+      Uploads: [upload('compiled/model.neff', 30_000_000), upload('after-the-job.neff', STOPPED - CREATED + 1)],
+      IsTruncated: false,
+    });
+
+    await handler(event(job({ status, stoppedAt: STOPPED, statusReason: 'Host EC2 (instance i-1) terminated.' })));
+
+    expect(aborted()).toEqual([
+      `artifact-bucket/${PREFIX}checkpoint/model-00001.safetensors#id-checkpoint/model-00001.safetensors`,
+      `artifact-bucket/${PREFIX}compiled/model.neff#id-compiled/model.neff`,
+    ]);
+    expect(onlySignal().Status).toBe(status === 'FAILED' ? 'FAILURE' : 'SUCCESS');
+  });
+
+  test('an upload completed since it was listed (NoSuchUpload) is skipped', async () => {
+    s3Mock.on(ListMultipartUploadsCommand).resolves({ Uploads: [upload('a', 1), upload('b', 2)], IsTruncated: false });
+    s3Mock.on(AbortMultipartUploadCommand, { UploadId: 'id-a' }).rejects(s3Error('NoSuchUpload', 404));
+    s3Mock.on(AbortMultipartUploadCommand, { UploadId: 'id-b' }).resolves({});
+
+    await handler(event(job({ status: 'FAILED', stoppedAt: STOPPED })));
+
+    expect(aborted()).toHaveLength(2);
+    expect(onlySignal().Status).toBe('FAILURE');
+  });
+
+  test('a clean-up that is refused (AccessDenied) does not hold back the signal', async () => {
+    s3Mock.on(ListMultipartUploadsCommand).rejects(s3Error('AccessDenied', 403));
+
+    await handler(event(job({ status: 'FAILED', stoppedAt: STOPPED, statusReason: 'x' })));
+
+    expect(aborted()).toEqual([]);
+    expect(onlySignal().Status).toBe('FAILURE');
+    expect(console.log).toHaveBeenCalledWith(expect.stringContaining('could not abort incomplete multipart uploads'));
   });
 });
