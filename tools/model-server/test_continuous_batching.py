@@ -17,7 +17,7 @@ import pytest
 
 import serving_stack
 from conftest import all_ready, restarts, wait_until
-from continuous_batching_setup import enable_continuous_batching
+from continuous_batching_setup import JOBS_BEYOND_SLOTS, enable_continuous_batching
 
 PRESET = "lowCost"
 TIME_LIMIT_SECONDS = 3
@@ -67,10 +67,10 @@ def header(response, name: str):
     return next((value for key, value in response.headers.items() if key.lower() == name), None)
 
 
-def test_torchserve_batches_continuously_with_a_slot_of_room(server):
+def test_torchserve_batches_continuously_with_room_for_the_requests_that_wait(server):
     status, body = serving_stack.request("GET", "/models/model", port=server.ports.management)
     (model,) = json.loads(body)
-    assert status == 200 and model["continuousBatching"] is True and model["batchSize"] == 6
+    assert status == 200 and model["continuousBatching"] is True and model["batchSize"] == 5 + JOBS_BEYOND_SLOTS
 
 
 def test_a_short_request_sent_while_a_long_one_generates_answers_before_the_long_one_ends(server):
