@@ -189,12 +189,15 @@ def summarize(attempts: list[Attempt], generations: list[dict], window: tuple[fl
 
 
 def load_test(preset: str, continuous: bool, simulated_seconds: float, scale: float, seed: int = SEED,
-              warmup: float = WARMUP_SIMULATED_SECONDS) -> dict:
+              warmup: float = WARMUP_SIMULATED_SECONDS, time_limit: float | None = None,
+              job_queue_size: int | None = None) -> dict:
     deployment = serving_stack.read_deployment(preset)
     env = serving_stack.ENDPOINT_ENV
-    time_limit = float(deployment.environment.get(env["generationTimeLimit"],
-                                                  serving_stack.CONTRACT["defaults"]["generationTimeLimitSeconds"]))
-    deployment = replace(deployment, environment={**deployment.environment,
+    if time_limit is None:
+        time_limit = float(deployment.environment.get(env["generationTimeLimit"],
+                                                      serving_stack.CONTRACT["defaults"]["generationTimeLimitSeconds"]))
+    queue = {} if job_queue_size is None else {"TS_JOB_QUEUE_SIZE": str(job_queue_size)}
+    deployment = replace(deployment, environment={**deployment.environment, **queue,
                                                   env["generationTimeLimit"]: str(time_limit * scale)})
     slots = int(deployment.environment[env["batchSize"]])
     capacity = deployment.workers * slots
@@ -234,6 +237,8 @@ def load_test(preset: str, continuous: bool, simulated_seconds: float, scale: fl
         "clients": {"capacity": capacity, "overload": OVERLOAD * capacity},
         "simulated_seconds": simulated_seconds,
         "time_scale": scale,
+        "generation_time_limit_s": time_limit,
+        **({} if job_queue_size is None else {"job_queue_size": job_queue_size}),
         "capacity_phase": phases["capacity"],
         "overload_phase": overload,
         "throughput_ratio": ratio,
@@ -251,11 +256,14 @@ def main(argv: list[str]) -> int:
                         help="highPerformance: as its template configures it (default) or continuous")
     parser.add_argument("--simulated-seconds", type=float, default=SIMULATED_SECONDS)
     parser.add_argument("--time-scale", type=float, default=TIME_SCALE)
+    parser.add_argument("--time-limit", type=float, help="the handler's generation time limit (default: the template's)")
+    parser.add_argument("--job-queue-size", type=int, help="TorchServe's job_queue_size (TS_JOB_QUEUE_SIZE)")
     args = parser.parse_args(argv)
     rows = []
     for preset in args.preset or PRESETS:
         continuous = preset == "lowCost" or args.batching == "continuous"
-        row = load_test(preset, continuous, args.simulated_seconds, args.time_scale)
+        row = load_test(preset, continuous, args.simulated_seconds, args.time_scale, time_limit=args.time_limit,
+                        job_queue_size=args.job_queue_size)
         print(json.dumps(row), flush=True)
         rows.append(row)
     print(json.dumps({"load_test": rows, "pass": all(row["pass"] for row in rows)}))

@@ -124,3 +124,13 @@ def test_a_refused_streamed_request_is_a_whole_503_not_a_stream(frontend):
     assert (status, content_type, streamed.streams) == (503, "application/json", 0)
     assert json.dumps(body)
     assert not any(job.complete for job in jobs)
+
+
+def test_a_model_error_carries_the_status_and_body_but_no_header_so_the_seconds_are_in_the_body():
+    """SageMaker Runtime's service model, as botocore ships it: what an InvokeEndpoint caller gets of a 503."""
+    import botocore.session
+
+    model_error = botocore.session.get_session().get_service_model("sagemaker-runtime").shape_for("ModelError")
+    assert {"OriginalStatusCode", "OriginalMessage"} <= set(model_error.members)
+    assert not any(member.lower().replace("-", "") == "retryafter" for member in model_error.members)
+    assert all(shape.serialization.get("location") != "header" for shape in model_error.members.values())
