@@ -286,6 +286,17 @@ project.addTask('benchmark:serving', {
   ],
 });
 
+// Issue 21's load test (tools/model-server/load_test.py): each preset at its capacity (workers x slots) and at three
+// times it for 5 simulated minutes on the model-server stack; about 8 minutes with the synth, so not part of test (the
+// model-server suite has a short version, test_load.py). Its last line is one JSON object; it fails when a check does.
+project.addTask('test:load', {
+  description: 'Load test on the model-server stack (simulated device): capacity and 3x capacity, both presets',
+  steps: [
+    { spawn: synthExample.name },
+    { exec: 'tools/model-server/.venv/bin/python tools/model-server/load_test.py', receiveArgs: true },
+  ],
+});
+
 // Packaging is the same in CI and locally. The npm package of each is made by its own build; the Python wheels
 // and Java jars of both are made here, in one jsii-pacmak call with the patterns package first (pacmak only links
 // the patterns jar into the models' Maven build when it builds both). .NET is generated only: this machine has no

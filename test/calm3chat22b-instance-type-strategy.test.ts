@@ -142,9 +142,10 @@ describe('a custom InstanceTypeStrategy', () => {
       ]));
       const [code] = Object.values(template.findResources('Custom::NeuronxInferenceCode'));
       const objects = Object.fromEntries(code.Properties.Objects.map((o: { Key: string; Body: string }) => [o.Key.replace(/^.*\/[0-9a-f]{16}\//, ''), o.Body]));
-      // TorchServe's batch holds one job beyond the slots (0.11.0 admits batchSize - 1 while a batch runs).
+      // TorchServe's batch holds 32 jobs beyond the slots: the handler sees the requests that wait, and refuses at
+      // once those that cannot start in time.
       expect(objects['code/model-config.yaml']).toEqual(
-        `minWorkers: 1\nmaxWorkers: 1\nbatchSize: ${slots + 1}\nmaxBatchDelay: 20\nresponseTimeout: 3600\ncontinuousBatching: true\n`);
+        `minWorkers: 1\nmaxWorkers: 1\nbatchSize: ${slots + 32}\nmaxBatchDelay: 20\nresponseTimeout: 3600\ncontinuousBatching: true\n`);
       expect(JSON.parse(objects['MAR-INF/MANIFEST.json'])).toEqual({
         runtime: 'python', model: { modelName: 'model', modelVersion: '1.0', configFile: 'code/model-config.yaml' }, archiverVersion: '0.11.0',
       });

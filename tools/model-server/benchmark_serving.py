@@ -141,6 +141,15 @@ def run_clients(server: serving_stack.ModelServer, levels, prompt_words, stop: t
             try:
                 answer = server.invoke(chat_body(prompt_words[index], max_new), {"Content-Type": "application/json"},
                                        timeout=120)
+                while answer.status == 503 and not stop.is_set():
+                    # Refused at once (served step by step, more clients than the slots and their line: the runtime
+                    # README's admission): back after its Retry-After, as a client would; the wait counts in its TTFT.
+                    retry_after = {k.lower(): v for k, v in answer.headers.items()}.get("retry-after", "1")
+                    stop.wait(float(retry_after))
+                    answer = server.invoke(chat_body(prompt_words[index], max_new),
+                                           {"Content-Type": "application/json"}, timeout=120)
+                if answer.status == 503:
+                    return  # the run ended while it waited to retry
             except OSError:
                 return  # the server was stopped under an unfinished request
             record = Sent(index, sent, time.time(), answer.status)

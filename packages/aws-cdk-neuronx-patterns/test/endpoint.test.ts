@@ -494,7 +494,7 @@ describe('Endpoint serving a batched compile', () => {
     expect(code.Objects.map((o: { Key: string }) => o.Key)).toEqual([
       `${compile.compiledArtifactS3Prefix}code/model-config.yaml`, `${compile.compiledArtifactS3Prefix}MAR-INF/MANIFEST.json`,
     ]);
-    expect(code.Objects[0].Body).toContain('batchSize: 7\n');
+    expect(code.Objects[0].Body).toContain('batchSize: 38\n');
     const statements = statementsOfRole(template, logicalId(stack, compile.node.findChild('LifecycleFunctionRole')));
     expect(statementsAllowing(statements, 's3:PutObject').flatMap(resourcesOf)).toEqual([
       `\${${logicalId(stack, compile.bucket)}.Arn}/${compile.compiledArtifactS3Prefix}code/*`,

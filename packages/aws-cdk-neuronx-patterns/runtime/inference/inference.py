@@ -33,11 +33,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Mapping
 
+from neuronx_admission import OVERLOADED, RETRY_AFTER, Admission, Refusal
 from neuronx_chat import Generator, ModelConfigurationError, PreparedRequest, prepare
 from neuronx_common import CONTRACT
 from neuronx_loading import generation_time_limit, load_generator
@@ -191,6 +193,15 @@ def _prepare(generator: Generator, request: Any, context: Any, index: int) -> Pr
     return prepare(generator, parsed)
 
 
+def _refused(refusal: Refusal, request_id: str) -> Held:
+    """A request refused before it started (neuronx_admission.py): 503 with Retry-After, and the seconds in the body
+    too, since SageMaker passes a model's status and body on (ModelError) but not its headers."""
+    log.info("request %s: %d %s", request_id, OVERLOADED, refusal.message)
+    body = json.dumps({"error": refusal.message, "retry_after_seconds": refusal.retry_after}).encode("ascii")
+    return Held(None, False, (OVERLOADED, refusal.message, JSON_CONTENT_TYPE, body),
+                headers={RETRY_AFTER: str(refusal.retry_after)})
+
+
 def _failure(error: Exception, request_id: str) -> tuple[int, str, str, bytes]:
     """(status, message, content type, body) for a request that failed: 4xx with the message for a bad request,
     500 with a generic message (the traceback in the log) for anything else. The message is also the reason
@@ -243,7 +254,32 @@ def _load_worker(context: Any) -> Worker:
             " next step); serve continuous batching with 1 worker per model"
         )
     steps = StepWorker(generator, time_limit) if continuous else None
+    if continuous:
+        _drain_on_sigterm()
     return Worker(generator, time_limit, steps)
+
+
+DRAIN_GRACE_SECONDS = 20.0
+"""After SIGTERM, what runs ends within this long with what it has: SageMaker kills the container 30 s after its
+SIGTERM (developer guide, "Use your own inference code with hosting services"); the rest is left for the answers
+to go out and the model server to stop."""
+_sigterm_at: float | None = None
+
+
+def _drain_on_sigterm() -> None:
+    """SIGTERM to this worker drains it (StepWorker.handle, at the next step) instead of ending it. TorchServe
+    0.11.0 stops its workers with SIGKILL (wlm/WorkerLifeCycle.java exit: destroyForcibly), so this changes nothing
+    for TorchServe; what must send the worker SIGTERM is the runtime README's "Draining on SIGTERM"."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        global _sigterm_at
+        if _sigterm_at is None:
+            _sigterm_at = clock()
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        log.warning("not the main thread: SIGTERM does not drain this worker")
 
 
 @dataclass
@@ -259,6 +295,8 @@ class Held:
     """Its first line is sent: its status and content type are the client's."""
     answered: bool = False
     """Its whole answer is sent: 0.11.0's aggregator still holds the job and sends it once more, by its id."""
+    headers: Mapping[str, str] | None = None
+    """Response headers of the whole answer (Retry-After of a refusal)."""
     last_line: bytes | None = None
     """A started stream's last line, once it ended."""
 
@@ -276,11 +314,17 @@ class StepWorker:
 
     def __init__(self, generator: Generator, time_limit: float):
         self.generator, self.time_limit = generator, time_limit
-        self.scheduler = StepScheduler(generator, generator.step, generator.batch_size, lambda: clock())
+        admission = Admission(generator.batch_size, time_limit)
+        self.scheduler = StepScheduler(generator, generator.step, generator.batch_size, lambda: clock(), admission)
+        self.draining = False
         self.held: dict[str, Held] = {}
         self.last_kind = "whole"
 
     def handle(self, data: list[Mapping[str, Any]], context: Any) -> list[bytes]:
+        if _sigterm_at is not None and not self.draining:
+            self.draining = True
+            log.warning("SIGTERM: draining (what waits is refused, what runs ends within %.0f s)", DRAIN_GRACE_SECONDS)
+            self.scheduler.drain(_sigterm_at + DRAIN_GRACE_SECONDS - clock())
         ids = {index: str(context.get_request_id(index)) for index in range(len(data))}
         for request_id in set(self.held) - set(ids.values()):
             # The frontend let it go (its client hung up): its slot is free for the next step.
@@ -301,13 +345,19 @@ class StepWorker:
         except Exception as error:
             return Held(None, False, _failure(error, bounded_ascii(request_id)))
         streamed = prepared.request.stream
+        # Its time runs from now, the step after TorchServe received it (neuronx_admission.py).
         sequence = RequestSequence(request_id, prepared, self.generator, clock() + self.time_limit, clock, streamed)
-        self.scheduler.admit(sequence)
+        refusal = self.scheduler.offer(sequence)
+        if refusal is not None:
+            return _refused(refusal, bounded_ascii(request_id))
         return Held(sequence, streamed)
 
     def _ended(self, sequence: RequestSequence) -> None:
         held = self.held[sequence.request_id]
         request_id = bounded_ascii(sequence.request_id)
+        if sequence.refusal is not None:
+            self.held[sequence.request_id] = _refused(sequence.refusal, request_id)
+            return
         if sequence.error is not None:
             status, message, content_type, body = _failure(sequence.error, request_id)
             if held.started:
@@ -353,6 +403,8 @@ class StepWorker:
                 if message is not None:
                     context.set_response_status(status, message, index)
                 context.set_response_content_type(index, content_type)
+                for name, value in (held.headers or {}).items():
+                    context.set_response_header(index, name, value)
                 answers[index] = body
                 held.answered = True
             elif kind == "stream" and index in streams:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 from collections.abc import Callable, Sequence
 
+from neuronx_admission import DRAIN_RETRY_AFTER, Admission, Refusal
 from neuronx_answer import StopMonitor, TextStream, shape_response
 from neuronx_chat import Generator, PreparedRequest, prepare
 from neuronx_request import GenerationRequest
@@ -127,7 +128,8 @@ temperature, top_k and top_p share a step."""
 
 class RequestSequence:
     """One request's life in the running batch: its prompt, its stop monitor, its text stream when streamed, its
-    deadline, the slot (KV cache row) it holds while it runs, and its response once it ends."""
+    deadline, the slot (KV cache row) it holds while it runs, and its response once it ends (or its refusal, when it
+    could not start before its deadline)."""
 
     def __init__(self, request_id: str, prepared: PreparedRequest, generator: Generator, deadline: float,
                  clock: Callable[[], float], streamed: bool):
@@ -135,6 +137,9 @@ class RequestSequence:
         self.monitor = StopMonitor(generator, prepared.request.stop, deadline, clock, prepared.max_new_tokens)
         self.stream = TextStream(generator, prepared.request.stop) if streamed else None
         self.slot: int | None = None
+        self.started: float | None = None
+        """When it took its slot."""
+        self.refusal: Refusal | None = None
         self.unsent = ""
         """Streamed text settled since it was last taken (take_text)."""
         self.response: dict[str, Any] | None = None
@@ -143,7 +148,7 @@ class RequestSequence:
 
     @property
     def finished(self) -> bool:
-        return self.response is not None or self.error is not None
+        return self.response is not None or self.error is not None or self.refusal is not None
 
     @property
     def position(self) -> int:
@@ -174,10 +179,13 @@ class StepScheduler:
     """Continuous batching over `slots` KV cache rows: a sequence joins at the next step when a slot is free (the
     longest waiting first), and leaves at the step its answer ends, freeing its slot for the next one. A failure of
     one sequence's own work (its stop check, its text) ends that sequence only; a failing model step ends every
-    sequence in it, since they share the call."""
+    sequence in it, since they share the call. With `admission` (neuronx_admission.py), offer() refuses at once a
+    request that could not start in time, and a waiting sequence whose deadline passes leaves refused, unstarted.
+    drain() (SIGTERM) refuses what waits and cuts what runs at a deadline of its own."""
 
-    def __init__(self, generator: Generator, model: StepModel, slots: int, clock: Callable[[], float] = time.monotonic):
-        self.generator, self.model, self.clock = generator, model, clock
+    def __init__(self, generator: Generator, model: StepModel, slots: int, clock: Callable[[], float] = time.monotonic,
+                 admission: Admission | None = None):
+        self.generator, self.model, self.clock, self.admission = generator, model, clock, admission
         self.free = list(range(slots))
         self.waiting: list[RequestSequence] = []
         self.running: dict[int, RequestSequence] = {}
@@ -185,6 +193,22 @@ class StepScheduler:
 
     def admit(self, sequence: RequestSequence) -> None:
         self.waiting.append(sequence)
+
+    def offer(self, sequence: RequestSequence) -> Refusal | None:
+        """Admits `sequence` unless the admission rule refuses it (the refusal, and `sequence` is not kept)."""
+        refusal = None if self.admission is None else self.admission.refuse(len(self.running), len(self.waiting))
+        if refusal is None:
+            self.admit(sequence)
+        return refusal
+
+    def drain(self, grace: float) -> None:
+        """From now on every new request is refused, what waits is refused at the next step, and what runs ends
+        within `grace` seconds with what it has (finish_reason "length")."""
+        if self.admission is None:
+            self.admission = Admission(len(self.free) + len(self.running), grace)
+        self.admission.draining = True
+        for sequence in self.running.values():
+            sequence.monitor.deadline = min(sequence.monitor.deadline, self.clock() + grace)
 
     def remove(self, sequence: RequestSequence) -> None:
         """Forgets `sequence` (its client is gone, or it was answered): its slot is free for the next step."""
@@ -201,14 +225,16 @@ class StepScheduler:
 
     def step(self) -> list[RequestSequence]:
         """One decoding step; returns the sequences that ended in it (their slots are free again)."""
+        refused = self._refuse_waiting()
         joining = []
         while self.waiting and self.free:
             sequence = self.waiting.pop(0)
             sequence.slot = self.free.pop(0)
+            sequence.started = self.clock()
             self.running[sequence.slot] = sequence
             joining.append(sequence)
         if not self.running:
-            return []
+            return refused
         prefill = {s.slot: list(s.prepared.prompt_ids) for s in joining}
         decode = {
             slot: (s.monitor.new_ids[-1], s.position) for slot, s in self.running.items() if s not in joining
@@ -222,8 +248,8 @@ class StepScheduler:
             for sequence in ended:
                 sequence.error = error
                 self.remove(sequence)
-            return ended
-        ended = []
+            return refused + ended
+        ended = refused
         for slot, sequence in list(self.running.items()):
             try:
                 sequence.accept(int(tokens[slot]))
@@ -233,4 +259,21 @@ class StepScheduler:
             if sequence.finished:
                 ended.append(sequence)
                 self.remove(sequence)
+                if self.admission is not None and sequence.started is not None:
+                    self.admission.ran(self.clock() - sequence.started)
         return ended
+
+    def _refuse_waiting(self) -> list[RequestSequence]:
+        """The waiting sequences that may not start any more: past their deadline (refused within it, never started
+        late), or all of them while draining."""
+        if self.admission is None:
+            return []
+        now = self.clock()
+        refused = [s for s in self.waiting if self.admission.draining or now >= s.deadline]
+        for sequence in refused:
+            sequence.refusal = (
+                Refusal(DRAIN_RETRY_AFTER, "the endpoint is shutting down") if self.admission.draining
+                else Refusal(self.admission.retry_after(), "no slot was free in time")
+            )  # fmt: skip
+            self.remove(sequence)
+        return refused
