@@ -24,6 +24,10 @@ A failure after the first line was sent cannot change the status any more: the s
 {"error": message} instead. A request that fails before its first line is answered as any other.
 A bad request is answered 4xx with {"error": message naming the field} (RequestError); the message is also the
 HTTP reason phrase, so it is ASCII and bounded.
+
+A body with "model" is an OpenAI Chat Completions request instead (neuronx_openai.py, contract
+endpoint.chatCompletions): the same checks and limits, its own field names and answer. Each parsed request carries
+the AnswerFormat its answer is written in.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable, Mapping, Sequence
 
 from neuronx_common import CONTRACT
@@ -159,14 +163,14 @@ QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 
 
 def check_accept(accept: str | None, answer_type: str = JSON_CONTENT_TYPE) -> None:
-    """406 unless the most specific range of `accept` that covers `answer_type` (application/...) has q > 0.
+    """406 unless the most specific range of `accept` that covers `answer_type` has q > 0.
 
     No Accept (or an empty one) accepts anything.
     """
     if accept is None or not accept.strip():
         return
     # The ranges that cover answer_type, the most specific first (RFC 9110 section 12.5.1).
-    ranks = {answer_type: 3, "application/*": 2, "*/*": 1}
+    ranks = {answer_type: 3, answer_type.split("/")[0] + "/*": 2, "*/*": 1}
     best: tuple[int, float] | None = None
     for item in accept.split(","):
         media_type, parameters = _parameters(item)
@@ -177,7 +181,7 @@ def check_accept(accept: str | None, answer_type: str = JSON_CONTENT_TYPE) -> No
         if rank and (best is None or rank > best[0]):
             best = (rank, float(quality))
     if best is None or best[1] == 0:
-        hint = " (the type of a streamed answer)" if answer_type == JSONLINES_CONTENT_TYPE else ""
+        hint = " (the type of a streamed answer)" if answer_type != JSON_CONTENT_TYPE else ""
         raise RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {answer_type}{hint}, got {describe(accept)}")
 
 
@@ -222,6 +226,62 @@ def parse_json_body(body: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# The answer's wire format
+
+
+def json_line(value: Mapping[str, Any]) -> bytes:
+    """One line of JSON Lines: UTF-8 JSON, whose strings escape every line break, ended by "\n"."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class AnswerFormat(Protocol):
+    """How a request's answer is written, in the format its body was written in. `response` is the answer as the
+    scheduler makes it (generated_text, usage, finish_reason; a streamed one starts with "text", what is left to
+    send); `request_id` is TorchServe's; `first` says whether nothing of the stream was sent yet."""
+
+    max_tokens_field: str
+    """The body's name for the most new tokens, as error messages name it."""
+
+    def content_type(self, stream: bool) -> str: ...
+
+    def answer(self, response: Mapping[str, Any], request_id: str) -> bytes:
+        """A whole (not streamed) answer."""
+
+    def text(self, delta: str, request_id: str, first: bool) -> bytes:
+        """A piece of a streamed answer's text."""
+
+    def end(self, response: Mapping[str, Any], request_id: str, first: bool) -> bytes:
+        """The last bytes of a streamed answer: what is left of its text and how it ended."""
+
+    def stream_error(self, message: str, request_id: str) -> bytes:
+        """The last bytes of a stream that failed after its first bytes were sent (the status is sent already)."""
+
+
+class JsonLinesFormat:
+    """This endpoint's own answer (the module's docstring): a JSON object, or JSON Lines when streamed."""
+
+    max_tokens_field = "max_new_tokens"
+
+    def content_type(self, stream: bool) -> str:
+        return JSONLINES_CONTENT_TYPE if stream else JSON_CONTENT_TYPE
+
+    def answer(self, response: Mapping[str, Any], request_id: str) -> bytes:
+        return json.dumps(response, ensure_ascii=False).encode("utf-8")
+
+    def text(self, delta: str, request_id: str, first: bool) -> bytes:
+        return json_line({"text": delta})
+
+    def end(self, response: Mapping[str, Any], request_id: str, first: bool) -> bytes:
+        return json_line(response)
+
+    def stream_error(self, message: str, request_id: str) -> bytes:
+        return json_line({"error": message})
+
+
+NATIVE = JsonLinesFormat()
+
+
+# ---------------------------------------------------------------------------------------------
 # Request fields
 
 
@@ -236,23 +296,25 @@ class GenerationRequest:
     top_k: int = DEFAULT_TOP_K
     stop: tuple[str, ...] = ()
     stream: bool = False
-    """Answer in JSON Lines, the text as it is generated."""
+    """Answer the text as it is generated (JSON Lines, or server-sent events for an OpenAI body)."""
+    api: AnswerFormat = NATIVE
+    """The format the body was written in, and so its answer's."""
 
     @property
     def answer_type(self) -> str:
-        return JSONLINES_CONTENT_TYPE if self.stream else JSON_CONTENT_TYPE
+        return self.api.content_type(self.stream)
 
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     # An int is finite however large; math.isfinite(10**400) would raise OverflowError.
     return is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
-def _is_text(value: Any) -> bool:
+def is_text(value: Any) -> bool:
     """A str that is valid Unicode: JSON's \\ud800 escapes give lone surrogates, which the tokenizer refuses
     with a TypeError and UTF-8 cannot encode."""
     if not isinstance(value, str):
@@ -275,7 +337,7 @@ def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
         reject_unknown_fields(message, MESSAGE_FIELDS, owner=field)
         if message.get("role") not in MESSAGE_ROLES:
             raise bad_request(f"{field}.role must be one of {', '.join(MESSAGE_ROLES)}, got {describe(message.get('role'))}")
-        if not _is_text(message.get("content")):
+        if not is_text(message.get("content")):
             raise bad_request(f"{field}.content must be a string of valid Unicode, got {describe(message.get('content'))}")
         messages.append({"role": message["role"], "content": message["content"]})
     return tuple(messages)
@@ -285,7 +347,7 @@ def _parse_role(value: Any) -> str:
     if value == "":
         # The 0.0.x handler treated an empty role as "no override": clients written for it keep working.
         return DEFAULT_ROLE
-    if not _is_text(value) or not 0 < len(value) <= MAX_ROLE_CHARS or not value.isprintable():
+    if not is_text(value) or not 0 < len(value) <= MAX_ROLE_CHARS or not value.isprintable():
         raise bad_request(f"role must be a string of 1 to {MAX_ROLE_CHARS} printable characters, got {describe(value)}")
     return value
 
@@ -294,7 +356,7 @@ def _parse_stop(value: Any) -> tuple[str, ...]:
     if (
         not isinstance(value, list)
         or len(value) > MAX_STOP_STRINGS
-        or not all(_is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in value)
+        or not all(is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in value)
     ):
         raise bad_request(
             f"stop must be a list of at most {MAX_STOP_STRINGS} strings of 1 to {MAX_STOP_CHARS} characters,"
@@ -339,13 +401,13 @@ def parse_request(payload: Any) -> GenerationRequest:
             _parse_bounded(
                 payload,
                 "temperature",
-                lambda value: _is_number(value) and GREEDY_TEMPERATURE <= value <= MAX_TEMPERATURE,
+                lambda value: is_number(value) and GREEDY_TEMPERATURE <= value <= MAX_TEMPERATURE,
                 f"a number from {GREEDY_TEMPERATURE} (greedy) to {MAX_TEMPERATURE}",
             )
         )
     if "top_p" in payload:
         fields["top_p"] = float(
-            _parse_bounded(payload, "top_p", lambda value: _is_number(value) and 0 < value <= 1, "a number in (0, 1]")
+            _parse_bounded(payload, "top_p", lambda value: is_number(value) and 0 < value <= 1, "a number in (0, 1]")
         )
     if "top_k" in payload:
         fields["top_k"] = _parse_bounded(
