@@ -11,7 +11,8 @@ default-ts.properties sets decode_input_request=false), and returns one response
 The model dir is the compile job's artifact prefix: <checkpointDir> (config, tokenizer,
 generation_config.json, weights), <compiledDir> (NEFFs) and the marker (manifest), beside code/.
 
-The request and its answer are written in neuronx_request.py (the contract), neuronx_chat.py (the prompt),
+The request and its answer are written in neuronx_request.py (the contract), neuronx_openai.py (the OpenAI Chat
+Completions format, for a body with "model"), neuronx_chat.py (the prompt),
 neuronx_answer.py (an answer as its tokens come) and neuronx_scheduler.py (which requests generate together);
 neuronx_loading.py loads the model. All are placed beside this file in code/, with neuronx_common.py (shared with
 the compile job) and contract.json.
