@@ -53,8 +53,6 @@ from neuronx_common import CONTRACT
 from neuronx_request import (
     GREEDY_TEMPERATURE,
     JSON_CONTENT_TYPE,
-    MAX_STOP_CHARS,
-    MAX_STOP_STRINGS,
     MAX_TEMPERATURE,
     GenerationRequest,
     bad_request,
@@ -63,6 +61,7 @@ from neuronx_request import (
     is_int,
     is_number,
     is_text,
+    parse_stop,
     reject_unknown_fields,
 )
 
@@ -150,20 +149,6 @@ def _messages(value: Any) -> tuple[Mapping[str, str], ...]:
     return tuple(messages)
 
 
-def _stop(value: Any) -> tuple[str, ...]:
-    strings = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(strings, list)
-        or len(strings) > MAX_STOP_STRINGS
-        or not all(is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in strings)
-    ):
-        raise bad_request(
-            f"stop must be a string or a list of at most {MAX_STOP_STRINGS} strings, each of 1 to {MAX_STOP_CHARS}"
-            f" characters, got {describe(value)}"
-        )
-    return tuple(strings)
-
-
 def _number(payload: Mapping[str, Any], field: str, default: float, low: float, high: float, open_low: bool) -> float:
     value = payload.get(field)
     if value is None:
@@ -231,7 +216,7 @@ def parse_chat_completion(payload: Mapping[str, Any], now: float | None = None) 
     max_new_tokens, max_tokens_field = _max_tokens(payload)
     temperature = _number(payload, "temperature", DEFAULT_TEMPERATURE, GREEDY_TEMPERATURE, MAX_TEMPERATURE, False)
     top_p = _number(payload, "top_p", DEFAULT_TOP_P, 0.0, 1.0, True)
-    stop = () if payload.get("stop") is None else _stop(payload["stop"])
+    stop = () if payload.get("stop") is None else parse_stop(payload["stop"], one_string=True)
     stream, include_usage = _stream(payload)
     _check_accepted_only(payload)
     created = int(time.time() if now is None else now)

@@ -352,17 +352,20 @@ def _parse_role(value: Any) -> str:
     return value
 
 
-def _parse_stop(value: Any) -> tuple[str, ...]:
+def parse_stop(value: Any, one_string: bool = False) -> tuple[str, ...]:
+    """The stop strings of a list (with `one_string`, also of a single string, as OpenAI's format allows)."""
+    strings = [value] if one_string and isinstance(value, str) else value
     if (
-        not isinstance(value, list)
-        or len(value) > MAX_STOP_STRINGS
-        or not all(is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in value)
+        not isinstance(strings, list)
+        or len(strings) > MAX_STOP_STRINGS
+        or not all(is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in strings)
     ):
+        shape = "a string or a list" if one_string else "a list"
         raise bad_request(
-            f"stop must be a list of at most {MAX_STOP_STRINGS} strings of 1 to {MAX_STOP_CHARS} characters,"
+            f"stop must be {shape} of at most {MAX_STOP_STRINGS} strings of 1 to {MAX_STOP_CHARS} characters,"
             f" got {describe(value)}"
         )
-    return tuple(value)
+    return tuple(strings)
 
 
 def _parse_bounded(payload: Mapping[str, Any], field: str, check: Callable[[Any], bool], expected: str) -> Any:
@@ -414,7 +417,7 @@ def parse_request(payload: Any) -> GenerationRequest:
             payload, "top_k", lambda value: is_int(value) and value >= 1, "an integer >= 1"
         )
     if "stop" in payload:
-        fields["stop"] = _parse_stop(payload["stop"])
+        fields["stop"] = parse_stop(payload["stop"])
     if STREAM_FIELD in payload:
         fields["stream"] = _parse_bounded(payload, STREAM_FIELD, lambda value: isinstance(value, bool), "true or false")
     return GenerationRequest(**fields)
