@@ -61,6 +61,7 @@ from neuronx_request import (
     is_int,
     is_number,
     is_text,
+    parse_messages,
     parse_stop,
     reject_unknown_fields,
 )
@@ -89,7 +90,6 @@ REQUEST_FIELDS = (
     "logprobs",
 )
 STREAM_OPTIONS_FIELDS = ("include_usage",)
-MESSAGE_FIELDS = ("role", "content")
 TEXT_PART_FIELDS = ("type", "text")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 """OpenAI's roles this endpoint takes, as the chat template names them: a developer message (OpenAI's newer name for
@@ -131,22 +131,6 @@ def _content(value: Any, field: str) -> str:
             raise bad_request(f"{part_field}.text must be a string of valid Unicode, got {describe(part.get('text'))}")
         texts.append(part["text"])
     return "".join(texts)
-
-
-def _messages(value: Any) -> tuple[Mapping[str, str], ...]:
-    if not isinstance(value, list) or not value:
-        raise bad_request(f"messages must be a non-empty list of {{role, content}} objects, got {describe(value)}")
-    messages = []
-    for index, message in enumerate(value):
-        field = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise bad_request(f"{field} must be an object with role and content, got {describe(message)}")
-        reject_unknown_fields(message, MESSAGE_FIELDS, owner=field)
-        role = message.get("role")
-        if not isinstance(role, str) or role not in ROLES:
-            raise bad_request(f"{field}.role must be one of {', '.join(ROLES)}, got {describe(role)}")
-        messages.append({"role": ROLES[role], "content": _content(message.get("content"), f"{field}.content")})
-    return tuple(messages)
 
 
 def _number(payload: Mapping[str, Any], field: str, default: float, low: float, high: float, open_low: bool) -> float:
@@ -212,7 +196,7 @@ def parse_chat_completion(payload: Mapping[str, Any], now: float | None = None) 
         raise bad_request(f"model must be a string of 1 to {MAX_MODEL_CHARS} characters, got {describe(model)}")
     if "messages" not in payload:
         raise bad_request("messages is required")
-    messages = _messages(payload["messages"])
+    messages = parse_messages(payload["messages"], ROLES, _content)
     max_new_tokens, max_tokens_field = _max_tokens(payload)
     temperature = _number(payload, "temperature", DEFAULT_TEMPERATURE, GREEDY_TEMPERATURE, MAX_TEMPERATURE, False)
     top_p = _number(payload, "top_p", DEFAULT_TOP_P, 0.0, 1.0, True)

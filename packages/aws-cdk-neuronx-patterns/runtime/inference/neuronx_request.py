@@ -66,6 +66,8 @@ MAX_ECHO_CHARS = 40
 """At most this much of a client's value is quoted back in a message."""
 
 MESSAGE_ROLES = ("system", "user", "assistant")
+OWN_ROLES = {role: role for role in MESSAGE_ROLES}
+"""The roles of the endpoint's own format, each as the chat template names it."""
 MESSAGE_FIELDS = ("role", "content")
 DEFAULT_ROLE = "assistant"
 MAX_ROLE_CHARS = 64
@@ -326,7 +328,19 @@ def is_text(value: Any) -> bool:
     return True
 
 
-def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
+def _text_content(value: Any, field: str) -> str:
+    if not is_text(value):
+        raise bad_request(f"{field} must be a string of valid Unicode, got {describe(value)}")
+    return value
+
+
+def parse_messages(
+    value: Any,
+    roles: Mapping[str, str] = OWN_ROLES,
+    content: Callable[[Any, str], str] = _text_content,
+) -> tuple[Mapping[str, str], ...]:
+    """The body's messages, each {role, content}: its role one of `roles` (mapped to the chat template's name), its
+    content read by `content(value, field)`."""
     if not isinstance(value, list) or not value:
         raise bad_request(f"messages must be a non-empty list of {{role, content}} objects, got {describe(value)}")
     messages = []
@@ -335,11 +349,10 @@ def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
         if not isinstance(message, dict):
             raise bad_request(f"{field} must be an object with role and content, got {describe(message)}")
         reject_unknown_fields(message, MESSAGE_FIELDS, owner=field)
-        if message.get("role") not in MESSAGE_ROLES:
-            raise bad_request(f"{field}.role must be one of {', '.join(MESSAGE_ROLES)}, got {describe(message.get('role'))}")
-        if not is_text(message.get("content")):
-            raise bad_request(f"{field}.content must be a string of valid Unicode, got {describe(message.get('content'))}")
-        messages.append({"role": message["role"], "content": message["content"]})
+        role = message.get("role")
+        if not isinstance(role, str) or role not in roles:
+            raise bad_request(f"{field}.role must be one of {', '.join(roles)}, got {describe(role)}")
+        messages.append({"role": roles[role], "content": content(message.get("content"), f"{field}.content")})
     return tuple(messages)
 
 
@@ -392,7 +405,7 @@ def parse_request(payload: Any) -> GenerationRequest:
     if "messages" not in payload:
         raise bad_request("messages is required")
 
-    fields: dict[str, Any] = {"messages": _parse_messages(payload["messages"])}
+    fields: dict[str, Any] = {"messages": parse_messages(payload["messages"])}
     if "role" in payload:
         fields["role"] = _parse_role(payload["role"])
     if "max_new_tokens" in payload:
