@@ -16,6 +16,8 @@ import pytest
 
 import serving_stack
 from conftest import all_ready, restarts, wait_until
+from openai.types.chat import ChatCompletion
+from test_openai_format import EVENT_STREAM, openai_body, server_sent_chunks, streamed_text
 
 PRESET = "lowCost"
 TIME_LIMIT_SECONDS = 3
@@ -116,4 +118,24 @@ def test_a_bad_a_streamed_and_a_time_limited_request_in_one_running_batch_each_g
     assert limited.status == 200 and response["finish_reason"] == "length"
     assert 0 < response["usage"]["completion_tokens"] < 900
     assert TIME_LIMIT_SECONDS <= limited_done < TIME_LIMIT_SECONDS + 2, limited_done
+    assert restarts(server, server.first_workers) == []
+
+
+def test_openai_requests_step_by_step_each_get_their_own_format(server):
+    # A streamed Chat Completions request and a plain one with the same body, generated side by side in the running
+    # batch: server-sent chunks ending in data: [DONE], and a chat.completion with the same text.
+    streamed_thread, streamed_result, _ = timed(
+        server.invoke_streaming, openai_body(stream=True, max_tokens=20), {**JSON, "Accept": EVENT_STREAM}
+    )
+    time.sleep(0.2)
+    plain = server.invoke(openai_body(max_tokens=20), JSON)
+    streamed_thread.join()
+    ((streamed, _),) = streamed_result
+    assert streamed.status == 200 and header(streamed, "content-type") == EVENT_STREAM, streamed.body[:300]
+    assert header(streamed, "transfer-encoding") == "chunked" and len(streamed.chunks) > 2
+    chunks = server_sent_chunks(streamed.body)
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason == "length"
+    completion = ChatCompletion.model_validate_json(plain.body)
+    assert plain.status == 200 and completion.usage.completion_tokens == 20
+    assert streamed_text(chunks) == completion.choices[0].message.content
     assert restarts(server, server.first_workers) == []

@@ -65,10 +65,10 @@ export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
    * Start from the library's `runtime/inference/inference.py`.
    *
    * The library's `neuronx_common.py` (the contract loader and the model-building arguments, shared with the
-   * compile job), its handler's modules (`neuronx_request.py`, `neuronx_chat.py`, `neuronx_answer.py`,
-   * `neuronx_scheduler.py`, `neuronx_loading.py`) and `contract.json` are always placed beside these files, so the
-   * library's handler and one started from it find what they import; the directory must not have files of those
-   * names (synth fails).
+   * compile job), its handler's modules (every `neuronx_*.py` of the library's `runtime/inference`: the request
+   * contract, the OpenAI format, the chat prompt, the answer, the scheduler, admission and loading) and
+   * `contract.json` are always placed beside these files, so the library's handler and one started from it find
+   * what they import; the directory must not have files of those names, nor a `model-config.yaml` (synth fails).
    *
    * @default - the library's handler (`inference.py`)
    */

@@ -20,7 +20,10 @@ function role(scope: Stack, id = 'Role'): iam.Role {
 }
 
 /** The library's handler: its entry script and its modules (runtime/inference/*.py), all placed in code/. */
-const HANDLER_FILES = ['inference.py', 'neuronx_admission.py', 'neuronx_answer.py', 'neuronx_chat.py', 'neuronx_loading.py', 'neuronx_request.py', 'neuronx_scheduler.py'];
+const HANDLER_FILES = [
+  'inference.py', 'neuronx_admission.py', 'neuronx_answer.py', 'neuronx_chat.py', 'neuronx_loading.py', 'neuronx_openai.py',
+  'neuronx_request.py', 'neuronx_scheduler.py',
+];
 
 const tempDirs: string[] = [];
 afterAll(() => tempDirs.forEach(dir => fs.rmSync(dir, { recursive: true, force: true })));

@@ -11,7 +11,8 @@ default-ts.properties sets decode_input_request=false), and returns one response
 The model dir is the compile job's artifact prefix: <checkpointDir> (config, tokenizer,
 generation_config.json, weights), <compiledDir> (NEFFs) and the marker (manifest), beside code/.
 
-The request and its answer are written in neuronx_request.py (the contract), neuronx_chat.py (the prompt),
+The request and its answer are written in neuronx_request.py (the contract), neuronx_openai.py (the OpenAI Chat
+Completions format, for a body with "model"), neuronx_chat.py (the prompt),
 neuronx_answer.py (an answer as its tokens come) and neuronx_scheduler.py (which requests generate together);
 neuronx_loading.py loads the model. All are placed beside this file in code/, with neuronx_common.py (shared with
 the compile job) and contract.json.
@@ -43,11 +44,12 @@ from neuronx_admission import OVERLOADED, RETRY_AFTER, Admission, Refusal
 from neuronx_chat import Generator, ModelConfigurationError, PreparedRequest, prepare
 from neuronx_common import CONTRACT
 from neuronx_loading import generation_time_limit, load_generator
+from neuronx_openai import is_chat_completion, parse_chat_completion
 from neuronx_request import (
     BODY_KEY,
     HTTP_INTERNAL_ERROR,
     JSON_CONTENT_TYPE,
-    JSONLINES_CONTENT_TYPE,
+    GenerationRequest,
     RequestError,
     bad_request,
     bounded_ascii,
@@ -106,13 +108,14 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
     streaming: set[int] = set()
     """The requests whose first line is sent: their status and content type are the client's already."""
 
-    def send_line(index: int, line: Mapping[str, Any]) -> None:
-        if index not in streaming:
+    def send_text(index: int, request: GenerationRequest, delta: str) -> None:
+        first = index not in streaming
+        if first:
             # The frontend writes the status line and headers with a request's first chunk
             # (TorchServe 0.11.0 RestJob.responseInference), taking the content type from that message.
-            context.set_response_content_type(index, JSONLINES_CONTENT_TYPE)
+            context.set_response_content_type(index, request.answer_type)
             streaming.add(index)
-        send_intermediate(context, {index: json_line(line)})
+        send_intermediate(context, {index: request.api.text(delta, request_ids[index], first)})
 
     calls = plan_calls(prepared, generator)
     for number, call in enumerate(calls):
@@ -125,7 +128,9 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
                 [prepared[i] for i in call],
                 own_deadline,
                 clock,
-                on_text=lambda row, delta, call=call: send_line(positions[call[row]], {"text": delta}),
+                on_text=lambda row, delta, call=call: send_text(
+                    positions[call[row]], prepared[call[row]].request, delta
+                ),
             )
         except Exception as error:
             for i in call:
@@ -133,7 +138,9 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
                 answers[index] = _failure(error, request_ids[index])
                 if index in streaming:
                     # Too late for a status: the stream ends with the error's line.
-                    answers[index] = (200, None, JSONLINES_CONTENT_TYPE, json_line({"error": answers[index][1]}))
+                    request = prepared[i].request
+                    line = request.api.stream_error(answers[index][1], request_ids[index])
+                    answers[index] = (200, None, request.answer_type, line)
             continue
         for i, response in zip(call, responses, strict=True):
             log.info(
@@ -145,11 +152,12 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
                 clock() - started,
                 len(call),
             )
-            if prepared[i].request.stream:
-                answers[positions[i]] = (200, None, JSONLINES_CONTENT_TYPE, json_line(response))
+            request, index = prepared[i].request, positions[i]
+            if request.stream:
+                body = request.api.end(response, request_ids[index], first=index not in streaming)
             else:
-                body = json.dumps(response, ensure_ascii=False).encode("utf-8")
-                answers[positions[i]] = (200, None, JSON_CONTENT_TYPE, body)
+                body = request.api.answer(response, request_ids[index])
+            answers[index] = (200, None, request.answer_type, body)
     bodies = []
     for index, answer in enumerate(answers):
         assert answer is not None
@@ -159,11 +167,6 @@ def handle(data: list[Mapping[str, Any]] | None, context: Any) -> list[bytes] | 
         context.set_response_content_type(index, content_type)
         bodies.append(body)
     return bodies
-
-
-def json_line(value: Mapping[str, Any]) -> bytes:
-    """One line of JSON Lines: UTF-8 JSON, whose strings escape every line break, ended by "\n"."""
-    return json.dumps(value, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def send_intermediate(context: Any, chunks: Mapping[int, bytes]) -> None:
@@ -187,7 +190,9 @@ def _prepare(generator: Generator, request: Any, context: Any, index: int) -> Pr
     check_content_type(header(headers, "content-type"))
     if not isinstance(request, Mapping) or BODY_KEY not in request:
         raise bad_request("body is missing")
-    parsed = parse_request(parse_json_body(request[BODY_KEY]))
+    payload = parse_json_body(request[BODY_KEY])
+    # The body's own key says which format it is in (contract endpoint.chatCompletions).
+    parsed = parse_chat_completion(payload) if is_chat_completion(payload) else parse_request(payload)
     # After the body, which says whether the answer is streamed (and so its type).
     check_accept(header(headers, "accept"), parsed.answer_type)
     return prepare(generator, parsed)
@@ -358,10 +363,11 @@ class StepWorker:
         if sequence.refusal is not None:
             self.held[sequence.request_id] = _refused(sequence.refusal, request_id)
             return
+        request = sequence.prepared.request
         if sequence.error is not None:
             status, message, content_type, body = _failure(sequence.error, request_id)
             if held.started:
-                held.last_line = json_line({"error": message})  # too late for a status
+                held.last_line = request.api.stream_error(message, request_id)  # too late for a status
             else:
                 held.whole = (status, message, content_type, body)
             return
@@ -375,14 +381,14 @@ class StepWorker:
             response["finish_reason"],
         )
         if not held.streamed:
-            held.whole = (200, None, JSON_CONTENT_TYPE, json.dumps(response, ensure_ascii=False).encode("utf-8"))
+            held.whole = (200, None, request.answer_type, request.api.answer(response, request_id))
         elif held.started:
-            held.last_line = json_line(response)
+            held.last_line = request.api.end(response, request_id, first=False)
         else:
             # Ended before its first line: the lines of its text and its last line, as one response.
             text = sequence.take_text()
-            body = (json_line({"text": text}) if text else b"") + json_line(response)
-            held.whole = (200, None, JSONLINES_CONTENT_TYPE, body)
+            body = request.api.text(text, request_id, first=True) if text else b""
+            held.whole = (200, None, request.answer_type, body + request.api.end(response, request_id, first=not text))
 
     def _answer(self, ids: Mapping[int, str], context: Any) -> list[bytes]:
         answers = [b""] * len(ids)
@@ -408,9 +414,11 @@ class StepWorker:
                 answers[index] = body
                 held.answered = True
             elif kind == "stream" and index in streams:
-                context.set_response_content_type(index, JSONLINES_CONTENT_TYPE)
+                request = held.sequence.prepared.request
+                context.set_response_content_type(index, request.answer_type)
                 text = held.sequence.take_text()
-                answers[index] = (json_line({"text": text}) if text else b"") + (held.last_line or b"")
+                line = request.api.text(text, bounded_ascii(request_id), first=not held.started) if text else b""
+                answers[index] = line + (held.last_line or b"")
                 held.started = True
                 last[index] = held.last_line is not None
                 if last[index]:

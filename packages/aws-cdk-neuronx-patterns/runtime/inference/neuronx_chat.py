@@ -201,7 +201,10 @@ def build_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]], role: st
     return prompt[: -len(chatml_generation_prompt)] + f"{CHATML_TURN_START}{role}\n"
 
 
-def resolve_max_new_tokens(requested: int | None, prompt_tokens: int, n_positions: int) -> int:
+def resolve_max_new_tokens(
+    requested: int | None, prompt_tokens: int, n_positions: int, field: str = "max_new_tokens"
+) -> int:
+    """`requested` (`field` of the body), or the default, checked against the room the prompt leaves."""
     room = n_positions - prompt_tokens
     if requested is None:
         if room < 1:
@@ -211,7 +214,7 @@ def resolve_max_new_tokens(requested: int | None, prompt_tokens: int, n_position
         return min(DEFAULT_MAX_NEW_TOKENS, room)
     if requested > room:
         raise bad_request(
-            f"max_new_tokens {describe(requested)} + {prompt_tokens} prompt tokens exceed the model's"
+            f"{field} {describe(requested)} + {prompt_tokens} prompt tokens exceed the model's"
             f" {n_positions} positions; at most {max(room, 0)} new tokens fit"
         )
     return requested
@@ -243,5 +246,7 @@ def prepare(generator: Generator, request: GenerationRequest) -> PreparedRequest
     _reject_markers("role", request.role, generator)
     prompt = build_prompt(generator.tokenizer, request.messages, request.role)
     prompt_ids = generator.tokenizer.encode(prompt, add_special_tokens=False)
-    max_new_tokens = resolve_max_new_tokens(request.max_new_tokens, len(prompt_ids), generator.n_positions)
+    max_new_tokens = resolve_max_new_tokens(
+        request.max_new_tokens, len(prompt_ids), generator.n_positions, request.api.max_tokens_field
+    )
     return PreparedRequest(request, prompt_ids, max_new_tokens)

@@ -24,6 +24,10 @@ A failure after the first line was sent cannot change the status any more: the s
 {"error": message} instead. A request that fails before its first line is answered as any other.
 A bad request is answered 4xx with {"error": message naming the field} (RequestError); the message is also the
 HTTP reason phrase, so it is ASCII and bounded.
+
+A body with "model" is an OpenAI Chat Completions request instead (neuronx_openai.py, contract
+endpoint.chatCompletions): the same checks and limits, its own field names and answer. Each parsed request carries
+the AnswerFormat its answer is written in.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable, Mapping, Sequence
 
 from neuronx_common import CONTRACT
@@ -62,6 +66,8 @@ MAX_ECHO_CHARS = 40
 """At most this much of a client's value is quoted back in a message."""
 
 MESSAGE_ROLES = ("system", "user", "assistant")
+OWN_ROLES = {role: role for role in MESSAGE_ROLES}
+"""The roles of the endpoint's own format, each as the chat template names it."""
 MESSAGE_FIELDS = ("role", "content")
 DEFAULT_ROLE = "assistant"
 MAX_ROLE_CHARS = 64
@@ -159,14 +165,14 @@ QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 
 
 def check_accept(accept: str | None, answer_type: str = JSON_CONTENT_TYPE) -> None:
-    """406 unless the most specific range of `accept` that covers `answer_type` (application/...) has q > 0.
+    """406 unless the most specific range of `accept` that covers `answer_type` has q > 0.
 
     No Accept (or an empty one) accepts anything.
     """
     if accept is None or not accept.strip():
         return
     # The ranges that cover answer_type, the most specific first (RFC 9110 section 12.5.1).
-    ranks = {answer_type: 3, "application/*": 2, "*/*": 1}
+    ranks = {answer_type: 3, answer_type.split("/")[0] + "/*": 2, "*/*": 1}
     best: tuple[int, float] | None = None
     for item in accept.split(","):
         media_type, parameters = _parameters(item)
@@ -177,7 +183,7 @@ def check_accept(accept: str | None, answer_type: str = JSON_CONTENT_TYPE) -> No
         if rank and (best is None or rank > best[0]):
             best = (rank, float(quality))
     if best is None or best[1] == 0:
-        hint = " (the type of a streamed answer)" if answer_type == JSONLINES_CONTENT_TYPE else ""
+        hint = " (the type of a streamed answer)" if answer_type != JSON_CONTENT_TYPE else ""
         raise RequestError(HTTP_NOT_ACCEPTABLE, f"Accept must allow {answer_type}{hint}, got {describe(accept)}")
 
 
@@ -222,6 +228,62 @@ def parse_json_body(body: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# The answer's wire format
+
+
+def json_line(value: Mapping[str, Any]) -> bytes:
+    """One line of JSON Lines: UTF-8 JSON, whose strings escape every line break, ended by "\n"."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class AnswerFormat(Protocol):
+    """How a request's answer is written, in the format its body was written in. `response` is the answer as the
+    scheduler makes it (generated_text, usage, finish_reason; a streamed one starts with "text", what is left to
+    send); `request_id` is TorchServe's; `first` says whether nothing of the stream was sent yet."""
+
+    max_tokens_field: str
+    """The body's name for the most new tokens, as error messages name it."""
+
+    def content_type(self, stream: bool) -> str: ...
+
+    def answer(self, response: Mapping[str, Any], request_id: str) -> bytes:
+        """A whole (not streamed) answer."""
+
+    def text(self, delta: str, request_id: str, first: bool) -> bytes:
+        """A piece of a streamed answer's text."""
+
+    def end(self, response: Mapping[str, Any], request_id: str, first: bool) -> bytes:
+        """The last bytes of a streamed answer: what is left of its text and how it ended."""
+
+    def stream_error(self, message: str, request_id: str) -> bytes:
+        """The last bytes of a stream that failed after its first bytes were sent (the status is sent already)."""
+
+
+class JsonLinesFormat:
+    """This endpoint's own answer (the module's docstring): a JSON object, or JSON Lines when streamed."""
+
+    max_tokens_field = "max_new_tokens"
+
+    def content_type(self, stream: bool) -> str:
+        return JSONLINES_CONTENT_TYPE if stream else JSON_CONTENT_TYPE
+
+    def answer(self, response: Mapping[str, Any], request_id: str) -> bytes:
+        return json.dumps(response, ensure_ascii=False).encode("utf-8")
+
+    def text(self, delta: str, request_id: str, first: bool) -> bytes:
+        return json_line({"text": delta})
+
+    def end(self, response: Mapping[str, Any], request_id: str, first: bool) -> bytes:
+        return json_line(response)
+
+    def stream_error(self, message: str, request_id: str) -> bytes:
+        return json_line({"error": message})
+
+
+NATIVE = JsonLinesFormat()
+
+
+# ---------------------------------------------------------------------------------------------
 # Request fields
 
 
@@ -236,23 +298,25 @@ class GenerationRequest:
     top_k: int = DEFAULT_TOP_K
     stop: tuple[str, ...] = ()
     stream: bool = False
-    """Answer in JSON Lines, the text as it is generated."""
+    """Answer the text as it is generated (JSON Lines, or server-sent events for an OpenAI body)."""
+    api: AnswerFormat = NATIVE
+    """The format the body was written in, and so its answer's."""
 
     @property
     def answer_type(self) -> str:
-        return JSONLINES_CONTENT_TYPE if self.stream else JSON_CONTENT_TYPE
+        return self.api.content_type(self.stream)
 
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     # An int is finite however large; math.isfinite(10**400) would raise OverflowError.
     return is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
-def _is_text(value: Any) -> bool:
+def is_text(value: Any) -> bool:
     """A str that is valid Unicode: JSON's \\ud800 escapes give lone surrogates, which the tokenizer refuses
     with a TypeError and UTF-8 cannot encode."""
     if not isinstance(value, str):
@@ -264,7 +328,19 @@ def _is_text(value: Any) -> bool:
     return True
 
 
-def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
+def _text_content(value: Any, field: str) -> str:
+    if not is_text(value):
+        raise bad_request(f"{field} must be a string of valid Unicode, got {describe(value)}")
+    return value
+
+
+def parse_messages(
+    value: Any,
+    roles: Mapping[str, str] = OWN_ROLES,
+    content: Callable[[Any, str], str] = _text_content,
+) -> tuple[Mapping[str, str], ...]:
+    """The body's messages, each {role, content}: its role one of `roles` (mapped to the chat template's name), its
+    content read by `content(value, field)`."""
     if not isinstance(value, list) or not value:
         raise bad_request(f"messages must be a non-empty list of {{role, content}} objects, got {describe(value)}")
     messages = []
@@ -273,11 +349,10 @@ def _parse_messages(value: Any) -> tuple[Mapping[str, str], ...]:
         if not isinstance(message, dict):
             raise bad_request(f"{field} must be an object with role and content, got {describe(message)}")
         reject_unknown_fields(message, MESSAGE_FIELDS, owner=field)
-        if message.get("role") not in MESSAGE_ROLES:
-            raise bad_request(f"{field}.role must be one of {', '.join(MESSAGE_ROLES)}, got {describe(message.get('role'))}")
-        if not _is_text(message.get("content")):
-            raise bad_request(f"{field}.content must be a string of valid Unicode, got {describe(message.get('content'))}")
-        messages.append({"role": message["role"], "content": message["content"]})
+        role = message.get("role")
+        if not isinstance(role, str) or role not in roles:
+            raise bad_request(f"{field}.role must be one of {', '.join(roles)}, got {describe(role)}")
+        messages.append({"role": roles[role], "content": content(message.get("content"), f"{field}.content")})
     return tuple(messages)
 
 
@@ -285,22 +360,25 @@ def _parse_role(value: Any) -> str:
     if value == "":
         # The 0.0.x handler treated an empty role as "no override": clients written for it keep working.
         return DEFAULT_ROLE
-    if not _is_text(value) or not 0 < len(value) <= MAX_ROLE_CHARS or not value.isprintable():
+    if not is_text(value) or not 0 < len(value) <= MAX_ROLE_CHARS or not value.isprintable():
         raise bad_request(f"role must be a string of 1 to {MAX_ROLE_CHARS} printable characters, got {describe(value)}")
     return value
 
 
-def _parse_stop(value: Any) -> tuple[str, ...]:
+def parse_stop(value: Any, one_string: bool = False) -> tuple[str, ...]:
+    """The stop strings of a list (with `one_string`, also of a single string, as OpenAI's format allows)."""
+    strings = [value] if one_string and isinstance(value, str) else value
     if (
-        not isinstance(value, list)
-        or len(value) > MAX_STOP_STRINGS
-        or not all(_is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in value)
+        not isinstance(strings, list)
+        or len(strings) > MAX_STOP_STRINGS
+        or not all(is_text(item) and 0 < len(item) <= MAX_STOP_CHARS for item in strings)
     ):
+        shape = "a string or a list" if one_string else "a list"
         raise bad_request(
-            f"stop must be a list of at most {MAX_STOP_STRINGS} strings of 1 to {MAX_STOP_CHARS} characters,"
+            f"stop must be {shape} of at most {MAX_STOP_STRINGS} strings of 1 to {MAX_STOP_CHARS} characters,"
             f" got {describe(value)}"
         )
-    return tuple(value)
+    return tuple(strings)
 
 
 def _parse_bounded(payload: Mapping[str, Any], field: str, check: Callable[[Any], bool], expected: str) -> Any:
@@ -327,7 +405,7 @@ def parse_request(payload: Any) -> GenerationRequest:
     if "messages" not in payload:
         raise bad_request("messages is required")
 
-    fields: dict[str, Any] = {"messages": _parse_messages(payload["messages"])}
+    fields: dict[str, Any] = {"messages": parse_messages(payload["messages"])}
     if "role" in payload:
         fields["role"] = _parse_role(payload["role"])
     if "max_new_tokens" in payload:
@@ -339,20 +417,20 @@ def parse_request(payload: Any) -> GenerationRequest:
             _parse_bounded(
                 payload,
                 "temperature",
-                lambda value: _is_number(value) and GREEDY_TEMPERATURE <= value <= MAX_TEMPERATURE,
+                lambda value: is_number(value) and GREEDY_TEMPERATURE <= value <= MAX_TEMPERATURE,
                 f"a number from {GREEDY_TEMPERATURE} (greedy) to {MAX_TEMPERATURE}",
             )
         )
     if "top_p" in payload:
         fields["top_p"] = float(
-            _parse_bounded(payload, "top_p", lambda value: _is_number(value) and 0 < value <= 1, "a number in (0, 1]")
+            _parse_bounded(payload, "top_p", lambda value: is_number(value) and 0 < value <= 1, "a number in (0, 1]")
         )
     if "top_k" in payload:
         fields["top_k"] = _parse_bounded(
             payload, "top_k", lambda value: is_int(value) and value >= 1, "an integer >= 1"
         )
     if "stop" in payload:
-        fields["stop"] = _parse_stop(payload["stop"])
+        fields["stop"] = parse_stop(payload["stop"])
     if STREAM_FIELD in payload:
         fields["stream"] = _parse_bounded(payload, STREAM_FIELD, lambda value: isinstance(value, bool), "true or false")
     return GenerationRequest(**fields)
