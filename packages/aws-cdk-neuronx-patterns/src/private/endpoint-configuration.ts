@@ -116,11 +116,11 @@ export function endpointSettings(
 /**
  * TorchServe's dynamic batching for artifacts compiled for `batchSize` (contract `endpoint.batching`): none at batch 1,
  * where TorchServe runs as it always did. Above, the toolkit's SAGEMAKER_TS_* variables, all five: the toolkit
- * (sagemaker-pytorch-inference 2.0.21 torchserve.py `_generate_ts_config_properties`, ts_environment.py) writes them
- * into a per-model config as soon as one is set, with minWorkers and maxWorkers 1 and responseTimeout 60 s for those
- * not set (TorchServe 0.11.0 reads the model's workers from it: ModelServer.initModelStore), which would leave one
- * worker and kill the model load after 60 s. So the workers are the worker count and the response timeout the
- * startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT.
+ * (sagemaker-pytorch-inference 2.0.25, unchanged since 2.0.21: torchserve.py `_generate_ts_config_properties`,
+ * ts_environment.py) writes them into a per-model config as soon as one is set, with minWorkers and maxWorkers 1 and
+ * responseTimeout 60 s for those not set (TorchServe 0.11.0 reads the model's workers from it:
+ * ModelServer.initModelStore), which would leave one worker and kill the model load after 60 s. So the workers are the
+ * worker count and the response timeout the startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT.
  */
 export function batchingEnvironment(batchSize: number, workers: number, responseTimeout: Duration): Record<string, string> {
   if (batchSize === 1) return {};
