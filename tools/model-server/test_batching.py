@@ -1,6 +1,6 @@
 """Batched serving on the image's own TorchServe and toolkit: the highPerformance endpoint (three workers) as its template
 configures it, compiled for a batch of more than one (the toolkit's SAGEMAKER_TS_* variables). The toolkit turns them
-into a per-model config that would otherwise give the model one worker and a 60 s response timeout (toolkit 2.0.21
+into a per-model config that would otherwise give the model one worker and a 60 s response timeout (toolkit 2.0.25
 ts_environment.py defaults): the slow load and the worker count show that it does not (on the slow-loading server
 test_model_server.py's load test watches too). Then concurrent requests, one of them bad, are answered, some
 generated together in one model call (on the session's shared highPerformance server).
