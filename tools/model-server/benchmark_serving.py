@@ -1,4 +1,4 @@
-"""Serving benchmark: batch 1 against batched, on the image's real TorchServe 0.11.0 and toolkit 2.0.21 with the
+"""Serving benchmark: batch 1 against batched, on the image's real TorchServe 0.11.0 and toolkit 2.0.25 with the
 simulated Neuron device (fake_neuron/neuron_device.py: a decoding step costs a fixed part plus a part per sequence of
 the compiled batch, calibrated from published Inferentia2 figures; see its comments for the arithmetic).
 

@@ -1,7 +1,7 @@
 """A probe of TorchServe 0.11.0's continuous batching, written for test_torchserve_continuous_batching.py.
 
 Not the library's handler: a handler of a few lines that TorchServe calls once per decoding step (each call a
-"step"), to find out on the image's real stack (toolkit 2.0.21 starting TorchServe 0.11.0) what a step-level
+"step"), to find out on the image's real stack (toolkit 2.0.25 starting TorchServe 0.11.0) what a step-level
 scheduler can rely on before one is built on it. What the sources say (pytorch/serve v0.11.0), and this probes:
 
 - `continuousBatching: true` is read only from a model's config YAML (frontend ModelConfig.build), named by the

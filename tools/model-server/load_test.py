@@ -1,5 +1,5 @@
 """Load test (issue 21, "Done when"): each preset at exactly its capacity (workers x slots) and then at three times it,
-on the image's real TorchServe 0.11.0 and toolkit 2.0.21 with the simulated device, one server per preset.
+on the image's real TorchServe 0.11.0 and toolkit 2.0.25 with the simulated device, one server per preset.
 
 `npx projen test:load` (or: tools/model-server/.venv/bin/python tools/model-server/load_test.py); needs the example's
 synthesized templates (`npx projen synth:example`, which the task runs first); about 4 minutes a preset at the default

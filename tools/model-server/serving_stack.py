@@ -46,10 +46,10 @@ NEURON_CORES = {
     "ml.trn1.2xlarge": 2, "ml.trn1.32xlarge": 32,
 }  # fmt: skip
 
-# How the image starts the server (aws-neuron/deep-learning-containers tag 2.21.0):
-# docker/pytorch/inference/2.5.1/Dockerfile.neuronx has ENTRYPOINT ["python", "/usr/local/bin/dockerd-entrypoint.py"],
+# How the image starts the server (aws-neuron/deep-learning-containers tag 2.25.0, as tag 2.21.0 did):
+# docker/pytorch/inference/2.7.0/Dockerfile.neuronx has ENTRYPOINT ["python", "/usr/local/bin/dockerd-entrypoint.py"],
 # no WORKDIR (so /) and these ENV lines; SageMaker runs the image with the argument `serve`, for which
-# docker/pytorch/inference/common/neuron-entrypoint.py (copied to dockerd-entrypoint.py) starts neuron-monitor.sh
+# docker/common/neuron-entrypoint.py (copied to dockerd-entrypoint.py) starts neuron-monitor.sh
 # (Neuron device metrics: nothing to monitor here) and then calls the toolkit's serving.main().
 SERVE = "from sagemaker_pytorch_serving_container import serving; serving.main()"
 IMAGE_ENV = {
@@ -58,7 +58,7 @@ IMAGE_ENV = {
 }
 IMAGE_TEMP = "TEMP"  # ENV TEMP=/home/model-server/tmp; TorchServe keeps its pid file there (tempfile.gettempdir())
 TS_CONFIG_FILE = Path("/etc/sagemaker-ts.properties")
-"""Toolkit 2.0.21 writes TorchServe's configuration there (torchserve.py TS_CONFIG_FILE, a fixed path) and starts
+"""Toolkit 2.0.25 writes TorchServe's configuration there (torchserve.py TS_CONFIG_FILE, a fixed path) and starts
 TorchServe with it. Each server here runs in a mount namespace of its own with a file of its own bound over that
 path, so that servers can start side by side and the host's /etc is never written (see ModelServer.start)."""
 # Deviations, all on the host side of the container boundary:
@@ -71,7 +71,7 @@ path, so that servers can start side by side and the host's /etc is never writte
 #   (<cwd>/.sagemaker/ts/models) and TorchServe's logs/ are written under it;
 #   The frontend's sockets to its workers (<java.io.tmpdir>/.ts.sock.<9000 + n>, frontend util/Connector.java) are
 #   in IMAGE_TEMP too, which the torchserve launcher passes as java.io.tmpdir: each server's own.
-# - each server runs in a PID namespace of its own, as in its container: toolkit 2.0.21 finds its TorchServe by
+# - each server runs in a PID namespace of its own, as in its container: toolkit 2.0.25 finds its TorchServe by
 #   scanning every process for TorchServe's main class (torchserve.py _retrieve_ts_server_process), refuses to go on
 #   when it sees two, and forwards SIGTERM to what it found. The pids that TorchServe and the fake device report are
 #   the namespace's (ModelServer.host_pid translates).
@@ -329,7 +329,7 @@ def lay_out_model_dir(model_dir: Path, deployment: Deployment) -> dict[str, int]
         for directory in (checkpoint, compiled)
         for path in compile_job.local_files(directory)
     ]
-    packages = {"neuronx-cc": None, "transformers-neuronx": "0.13.322"}  # as this machine has them (fake_neuron)
+    packages = {"neuronx-cc": None, "transformers-neuronx": "0.13.1216"}  # as this machine has them (fake_neuron)
     manifest = compile_job.build_manifest(
         config, config.model_revision, packages, files, {"compile": 1.0}, datetime.now(timezone.utc)
     )
@@ -407,7 +407,7 @@ class ModelServer:
     def stop(self) -> None:
         """Ends the whole process group (serve, the torchserve launcher, Java, every worker): SIGTERM, and SIGKILL once
         only unshare(1) and the toolkit's serve are left (unshare ignores SIGTERM while it waits for its child, and
-        toolkit 2.0.21's serve stops TorchServe on SIGTERM but does not exit) or after 15 s."""
+        toolkit 2.0.25's serve stops TorchServe on SIGTERM but does not exit) or after 15 s."""
         if self.process is None:
             return
         pgid = self.process.pid

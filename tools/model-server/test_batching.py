@@ -1,7 +1,7 @@
 """Static batching on the image's own TorchServe and toolkit: a custom strategy of three workers on highPerformance's
 instance (static-batching-app.ts; both presets batch continuously on one worker), compiled for a batch of more than
 one, as its template configures it (the toolkit's SAGEMAKER_TS_* variables). The toolkit turns them into a per-model
-config that would otherwise give the model one worker and a 60 s response timeout (toolkit 2.0.21 ts_environment.py
+config that would otherwise give the model one worker and a 60 s response timeout (toolkit 2.0.25 ts_environment.py
 defaults): the slow load and the worker count show that it does not. Then concurrent requests, one of them bad, are
 answered, some generated together in one model call (on the session's shared server of that template).
 """

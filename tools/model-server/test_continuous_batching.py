@@ -1,4 +1,4 @@
-"""The library's handler under TorchServe 0.11.0's continuous batching, on the image's stack (toolkit 2.0.21 starting
+"""The library's handler under TorchServe 0.11.0's continuous batching, on the image's stack (toolkit 2.0.25 starting
 TorchServe 0.11.0) and the fake device's continuous-batching model (fake_neuron: a context encoded at batch 1 into its
 slot, every running sequence decoded in one step of the compiled slots, each at the calibrated cost).
 

@@ -1,4 +1,4 @@
-"""The example app's endpoint on the serving image's own stack (TorchServe 0.11.0, sagemaker-pytorch-inference 2.0.21,
+"""The example app's endpoint on the serving image's own stack (TorchServe 0.11.0, sagemaker-pytorch-inference 2.0.25,
 torch, transformers), configured by the synthesized template, with only the Neuron device simulated.
 
 The first test watches a server of its own per preset through the slow load (conftest `slow_loaded`); the others share

@@ -1,7 +1,7 @@
 """SIGTERM on the image's stack (lowCost, continuous batching, the device at a quarter of its calibrated time).
 
 SageMaker stops a container with SIGTERM to its first process and SIGKILLs it 30 s later (developer guide, "Use your
-own inference code with hosting services"). Here that process is toolkit 2.0.21's `serve`, which forwards SIGTERM to
+own inference code with hosting services"). Here that process is toolkit 2.0.25's `serve` (as 2.0.21's), which forwards SIGTERM to
 TorchServe's Java frontend (torchserve.py _add_sigterm_handler) and nothing else. TorchServe 0.11.0's shutdown hook
 (ModelServer.stop) closes its listening sockets and shuts its Netty event loop groups down (util/ServerGroups.java
 shutdown); a Netty NIO event loop closes every channel it serves as soon as it starts shutting down, so every client
@@ -109,7 +109,7 @@ def test_sigterm_to_the_container_during_a_generation_the_answer_arrives_before_
     try:
         thread, result = in_thread(server.invoke, chat("hello", 300), JSON)  # about 9 s at this time scale
         time.sleep(1.0)
-        os.kill(server._namespace_init(), signal.SIGTERM)  # the container's first process: toolkit 2.0.21's serve
+        os.kill(server._namespace_init(), signal.SIGTERM)  # the container's first process: toolkit 2.0.25's serve
         thread.join(SAGEMAKER_KILL_SECONDS)
         ((answer, seconds),) = result
         assert not isinstance(answer, OSError), f"no answer: {answer!r} after {seconds:.2f} s"

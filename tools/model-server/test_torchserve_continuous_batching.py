@@ -1,6 +1,6 @@
 """What TorchServe 0.11.0's continuous batching does on the image's stack, probed before a scheduler is built on it.
 
-The server is the image's `serve` (toolkit 2.0.21 starting TorchServe 0.11.0) on the example app's lowCost model
+The server is the image's `serve` (toolkit 2.0.25 starting TorchServe 0.11.0) on the example app's lowCost model
 dir, with two additions a continuous-batching endpoint would need: MAR-INF/MANIFEST.json naming a model config
 YAML (the only place TorchServe 0.11.0 reads `continuousBatching` from) and, as its handler, the few lines of
 continuous_batching_probe.py (its docstring has what the sources say; each test here checks one of those lines).

@@ -35,16 +35,40 @@ export interface NeuronxImageUriOptions {
  */
 export class NeuronxRuntime {
   /**
-   * PyTorch 2.5.1, Neuron SDK 2.21.0, transformers-neuronx 0.13, Python 3.10, Ubuntu 22.04.
-   *
-   * transformers-neuronx left the DLC images in Neuron 2.26; 2.21.0 is the newest release listed in the
-   * aws-neuron/deep-learning-containers README with transformers-neuronx, torchserve and the SageMaker toolkit.
+   * PyTorch 2.5.1, Neuron SDK 2.21.0, transformers-neuronx 0.13.322, TorchServe 0.11.0, SageMaker PyTorch inference
+   * toolkit 2.0.21, Python 3.10, Ubuntu 22.04 (aws-neuron/deep-learning-containers tag 2.21.0,
+   * `docker/pytorch/inference/2.5.1/Dockerfile.neuronx`). The default before `PYTORCH_2_7_0_SDK_2_25_0`: name it as
+   * the `runtime` to keep serving artifacts compiled under it, which load only under it.
    */
   public static readonly PYTORCH_2_5_1_SDK_2_21_0 = new NeuronxRuntime(
     'pytorch-inference-neuronx', '2.5.1-neuronx-py310-sdk2.21.0-ubuntu22.04', '2.21.0');
 
-  /** The runtime this library is tested with. */
-  public static readonly DEFAULT = NeuronxRuntime.PYTORCH_2_5_1_SDK_2_21_0;
+  /**
+   * PyTorch 2.7.0, Neuron SDK 2.25.0, transformers-neuronx 0.13.1216, TorchServe 0.11.0, SageMaker PyTorch inference
+   * toolkit 2.0.25, Python 3.10, Ubuntu 22.04: the newest image with transformers-neuronx.
+   *
+   * What it carries: aws-neuron/deep-learning-containers tag 2.25.0 (commit b08f346, 2025-08-11),
+   * `docker/pytorch/inference/2.7.0/Dockerfile.neuronx` (ARG NEURONX_TRANSFORMERS_VERSION=0.13.1216,
+   * TORCHSERVE_VERSION=0.11.0, SM_TOOLKIT_VERSION=2.0.25). transformers-neuronx was removed from the image in Neuron
+   * 2.26 (tag 2.26.0: `2.8.0-neuronx-py311-sdk2.26.0` lists no transformers-neuronx), so no later tag qualifies.
+   *
+   * Where SageMaker pulls it: aws/deep-learning-containers lists this tag among the SageMaker images of the DLC
+   * registries (`available_images.md`, added in commit bc28879, 2025-07-31, "Update Neuron DLC images for 2.25.0
+   * release"; still listed at commit e0ecedea, 2026-08-21, as `docs/src/data/pytorch-inference-neuronx/
+   * 2.7-neuronx-sdk2.25.0.yml`, platform `sagemaker`), with the registry account per region in
+   * `docs/reference/region_availability.md`. The regions this library allows (`knownRegions()`) are those the
+   * SageMaker Python SDK serves the Neuron inference images in for Neuron SDK 2.24.1 and 2.26.0, either side of 2.25.0.
+   */
+  public static readonly PYTORCH_2_7_0_SDK_2_25_0 = new NeuronxRuntime(
+    'pytorch-inference-neuronx', '2.7.0-neuronx-py310-sdk2.25.0-ubuntu22.04', '2.25.0');
+
+  /**
+   * The runtime this library is tested with.
+   *
+   * Changing it changes the artifact prefix of every compile that does not name its runtime, so an upgrade that
+   * changes it compiles again (see the changelog).
+   */
+  public static readonly DEFAULT = NeuronxRuntime.PYTORCH_2_7_0_SDK_2_25_0;
 
   /**
    * Regions whose Deep Learning Containers registry serves the Neuron inference images (sagemaker-python-sdk

@@ -467,8 +467,8 @@ describe('Endpoint serving a batched compile', () => {
     expect(environment).toMatchObject({
       NEURONX_BATCH_SIZE: batch,
       SAGEMAKER_MODEL_SERVER_WORKERS: workers,
-      // The toolkit (2.0.21) writes a per-model config as soon as one SAGEMAKER_TS_* is set, whose workers default
-      // to 1 and response timeout to 60 s: all five are set.
+      // The toolkit (2.0.25, as 2.0.21) writes a per-model config as soon as one SAGEMAKER_TS_* is set, whose workers
+      // default to 1 and response timeout to 60 s: all five are set.
       SAGEMAKER_TS_BATCH_SIZE: batch,
       SAGEMAKER_TS_MAX_BATCH_DELAY: '20',
       SAGEMAKER_TS_MIN_WORKERS: workers,

@@ -13,7 +13,7 @@ import {
 } from './fixtures';
 
 const NEURON_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id';
-const IMAGE_PATH = '/pytorch-inference-neuronx:2.5.1-neuronx-py310-sdk2.21.0-ubuntu22.04';
+const IMAGE_PATH = '/pytorch-inference-neuronx:2.7.0-neuronx-py310-sdk2.25.0-ubuntu22.04';
 
 function synth(options: CompileFixtureOptions = {}): CompileFixture & { template: Template } {
   const fixture = compileFixture(options);

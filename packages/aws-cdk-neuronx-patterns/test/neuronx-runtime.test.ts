@@ -5,17 +5,23 @@ import { NeuronxImageUriOptions, NeuronxInstanceType, NeuronxRuntime } from '../
 import { flatten } from './fixtures';
 import { DLC_ACCOUNTS } from '../src/private/regions';
 
-const TAG = '2.5.1-neuronx-py310-sdk2.21.0-ubuntu22.04';
+const TAG = '2.7.0-neuronx-py310-sdk2.25.0-ubuntu22.04';
 
 function stackIn(region?: string): Stack {
   return new Stack(new App(), 'S', region ? { env: { account: '123456789012', region } } : {});
 }
 
 describe('NeuronxRuntime', () => {
-  test('the default is the pinned transformers-neuronx image of Neuron SDK 2.21.0', () => {
-    expect(NeuronxRuntime.DEFAULT).toBe(NeuronxRuntime.PYTORCH_2_5_1_SDK_2_21_0);
+  test('the default is the newest transformers-neuronx image, of Neuron SDK 2.25.0', () => {
+    expect(NeuronxRuntime.DEFAULT).toBe(NeuronxRuntime.PYTORCH_2_7_0_SDK_2_25_0);
     expect(NeuronxRuntime.DEFAULT.toString()).toBe(`pytorch-inference-neuronx:${TAG}`);
-    expect(NeuronxRuntime.DEFAULT.neuronSdkVersion).toBe('2.21.0');
+    expect(NeuronxRuntime.DEFAULT.neuronSdkVersion).toBe('2.25.0');
+  });
+
+  test('the previous default stays selectable, for artifacts compiled under it', () => {
+    expect(NeuronxRuntime.PYTORCH_2_5_1_SDK_2_21_0.toString())
+      .toBe('pytorch-inference-neuronx:2.5.1-neuronx-py310-sdk2.21.0-ubuntu22.04');
+    expect(NeuronxRuntime.PYTORCH_2_5_1_SDK_2_21_0.neuronSdkVersion).toBe('2.21.0');
   });
 
   test.each([

@@ -526,7 +526,7 @@ def test_a_model_is_required(job, contract, capsys):
 
 
 def pretend_the_neuron_sdk_is_installed(monkeypatch):
-    image = {"neuronx-cc": "2.16.372.0", "transformers-neuronx": "0.13.380"}
+    image = {"neuronx-cc": "2.20.9961.0", "transformers-neuronx": "0.13.1216"}  # DLC tag 2.25.0, 2.7.0 Dockerfile ARGs
     real_version = importlib.metadata.version
     monkeypatch.setattr(
         importlib.metadata, "version", lambda name: image[name] if name in image else real_version(name)

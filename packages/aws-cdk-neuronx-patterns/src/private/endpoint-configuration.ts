@@ -122,10 +122,10 @@ export function endpointSettings(
 /**
  * TorchServe's dynamic batching for artifacts compiled for `batchSize` (contract `endpoint.batching`): none at batch 1,
  * where TorchServe runs as it always did. Above, the toolkit's SAGEMAKER_TS_* variables, all five: the toolkit
- * (sagemaker-pytorch-inference 2.0.21 torchserve.py `_generate_ts_config_properties`, ts_environment.py) writes them
- * into a per-model config as soon as one is set, with minWorkers and maxWorkers 1 and responseTimeout 60 s for those
- * not set (TorchServe 0.11.0 reads the model's workers from it: ModelServer.initModelStore), which would leave one
- * worker and kill the model load after 60 s. So the workers are the worker count and the response timeout the
+ * (sagemaker-pytorch-inference 2.0.25, unchanged since 2.0.21: torchserve.py `_generate_ts_config_properties`,
+ * ts_environment.py) writes them into a per-model config as soon as one is set, with minWorkers and maxWorkers 1 and
+ * responseTimeout 60 s for those not set (TorchServe 0.11.0 reads the model's workers from it:
+ * ModelServer.initModelStore), which would leave one worker and kill the model load after 60 s. So the workers are the worker count and the response timeout the
  * startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT. Continuous batching sets none of them: the model
  * config YAML the code placement writes holds every setting, and TorchServe 0.11.0 lets it override these (contract
  * `endpoint.continuousBatching`).

@@ -59,8 +59,8 @@ export const DLC_ACCOUNTS: { readonly [region: string]: string } = {
 /**
  * Regions whose DLC registry serves the Neuron (neuronx) inference images.
  * Source: aws/sagemaker-python-sdk `sagemaker-core/src/sagemaker/core/image_uri_config/huggingface-neuronx.json`,
- * the `huggingface-pytorch-inference-neuronx` entries for Neuron SDK 2.20.0, 2.24.1 and 2.26.0 (the pinned image is
- * SDK 2.21.0), which list the same 24 regions. Narrowed, where the sources disagree: `djl-neuronx.json` 0.29.0
+ * the `huggingface-pytorch-inference-neuronx` entries for Neuron SDK 2.20.0, 2.24.1 and 2.26.0 (the default image is
+ * SDK 2.25.0, the older one 2.21.0), which list the same 24 regions. Narrowed, where the sources disagree: `djl-neuronx.json` 0.29.0
  * (Neuron SDK 2.19.1) lists more (eu-north-1, eu-west-2 and isolated regions), and the two GovCloud regions are not
  * in the DLC registry table above (region_availability.md), so neither is here.
  */
