@@ -43,8 +43,14 @@ LOCK = "pool.lock"
 #   highPerf. (inf2, tp 4, bf16: 2 bytes each) 22.5e9 x 2 / 4 = 11.25 GB per core -> ~79 ms as well
 # against the benchmark's 22.2e9 x 2 / 12 = 3.70 GB per core. At ~79 ms a request for 1000 new tokens needs
 # ~79 s: past SageMaker's 60 s invocation limit.
-REFERENCE_SECONDS_PER_TOKEN = 0.026
-REFERENCE_BYTES_PER_CORE = 22.2e9 * 2 / 12
+# The figures are the contract's `stepTime`, which the constructs' per-step limits read too (src/private/sizing.ts).
+STEP_TIME = json.loads(
+    (Path(__file__).resolve().parents[3] / "packages/aws-cdk-neuronx-patterns/runtime/contract.json").read_text()
+)["stepTime"]
+REFERENCE_SECONDS_PER_TOKEN = STEP_TIME["referenceSecondsBatch1"]
+REFERENCE_BYTES_PER_CORE = (
+    STEP_TIME["referenceParameters"] * STEP_TIME["referenceBytesPerParameter"] / STEP_TIME["referenceNeuronCores"]
+)
 CALM3_PARAMETERS = 22.5e9
 BYTES_PER_PARAMETER = {"bf16": 2, "f16": 2, "f32": 4, "s8": 1, "f8e4m3fn": 1}
 
@@ -66,7 +72,7 @@ def seconds_per_token(tp_degree: int, amp: str, quant_dtype: str | None) -> floa
 # the end-to-end time including the prompt's encoding, so they are not per-step figures; Llama-2-13B's
 # throughput figures on 8 cores, 60 / 89 / 129 / 142 tokens/s at batch 1 / 4 / 8 / 16, are of that kind too.)
 # The compiled batch runs every row, padding included: the cost is that of the compiled batch size.
-REFERENCE_SECONDS_PER_TOKEN_BATCH_4 = 0.0345
+REFERENCE_SECONDS_PER_TOKEN_BATCH_4 = STEP_TIME["referenceSecondsBatch4"]
 PER_SEQUENCE_SHARE = (REFERENCE_SECONDS_PER_TOKEN_BATCH_4 - REFERENCE_SECONDS_PER_TOKEN) / 3 / REFERENCE_SECONDS_PER_TOKEN
 
 

@@ -64,6 +64,14 @@ export interface RuntimeContract {
     readonly optionKeys: string[];
   };
   readonly quantDtypeNone: string;
+  /** The published figures one decoding step's time is estimated from (see its $comment). */
+  readonly stepTime: {
+    readonly referenceSecondsBatch1: number;
+    readonly referenceSecondsBatch4: number;
+    readonly referenceParameters: number;
+    readonly referenceBytesPerParameter: number;
+    readonly referenceNeuronCores: number;
+  };
   readonly defaults: { readonly batchSize: number; readonly amp: string; readonly generationTimeLimitSeconds: number };
 }
 

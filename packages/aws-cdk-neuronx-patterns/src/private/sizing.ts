@@ -117,19 +117,18 @@ export function deviceBytesAvailable(instance: NeuronxInstanceType, tpDegree: nu
 }
 
 /**
- * The time of one decoding step, per the calibration tools/model-server's simulated device uses
- * (fake_neuron/neuron_device.py): Mistral-Small-2409 (22.2 B parameters, bf16) on 12 NeuronCores takes about 26 ms
- * between tokens at batch 1 and 34.5 ms at batch 4 (optimum-neuron benchmarks, inferentia-mistral-small; FACTS.md).
- * A step reads every weight once, so its time follows the weight bytes each NeuronCore holds; each sequence of the
- * compiled batch adds 10.9 % of a batch-1 step. An estimate for limits, not a measurement of calm3 on hardware.
+ * The time of one decoding step, from the figures in the contract's `stepTime` (the same the model-server tests'
+ * simulated device uses): a step reads every weight once, so its time follows the weight bytes each NeuronCore holds,
+ * and each sequence of the compiled batch adds a fixed share of a batch-1 step (10.9 %). An estimate for limits, not
+ * a measurement of calm3 on hardware.
  */
-const REFERENCE_STEP_SECONDS = 0.026;
-const REFERENCE_BYTES_PER_CORE = 22.2e9 * 2 / 12;
-const PER_SEQUENCE_SHARE = (0.0345 - REFERENCE_STEP_SECONDS) / 3 / REFERENCE_STEP_SECONDS;
+const STEP = CONTRACT.stepTime;
+const REFERENCE_BYTES_PER_CORE = STEP.referenceParameters * STEP.referenceBytesPerParameter / STEP.referenceNeuronCores;
+const PER_SEQUENCE_SHARE = (STEP.referenceSecondsBatch4 - STEP.referenceSecondsBatch1) / 3 / STEP.referenceSecondsBatch1;
 
 /** Seconds one decoding step of the compiled batch takes (see the calibration above). */
 export function stepSeconds(model: ModelSizing, options: ResolvedCompileOptions): number {
-  const batchOne = REFERENCE_STEP_SECONDS * weightBytes(model, options.quantDtype) / options.tpDegree / REFERENCE_BYTES_PER_CORE;
+  const batchOne = STEP.referenceSecondsBatch1 * weightBytes(model, options.quantDtype) / options.tpDegree / REFERENCE_BYTES_PER_CORE;
   return batchOne * (1 - PER_SEQUENCE_SHARE + PER_SEQUENCE_SHARE * options.batchSize);
 }
 
