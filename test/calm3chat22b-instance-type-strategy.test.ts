@@ -123,7 +123,7 @@ describe('a custom InstanceTypeStrategy', () => {
       optLevel: OptLevel.BEST_EXECUTION, continuousBatching: true, ...options,
     });
     expect(strategy({ tpDegree: 4, batchSize: 2 })).toThrow(
-      /options\.continuousBatching is true but tpDegree 4 on ml\.inf2\.24xlarge makes 3 workers: TorchServe 0\.11\.0 stalls continuous batching with more than one worker per model; use tpDegree 8 or 12 \(one worker\) or set continuousBatching to false\./);
+      /options\.continuousBatching is true but tpDegree 4 on ml\.inf2\.24xlarge makes 3 workers: TorchServe 0\.11\.0 stalls continuous batching with more than one worker per model; use tpDegree 12 \(one worker on 12 of its 12 NeuronCores\) or set continuousBatching to false\./);
     expect(strategy({ tpDegree: 12, batchSize: 1 })).toThrow(/options\.batchSize is 1 with continuousBatching: .* use batchSize 2 or more, or set continuousBatching to false\./);
     expect(strategy({ tpDegree: 12, batchSize: 2 })).not.toThrow();
     expect(strategy({ tpDegree: 4, batchSize: 2, continuousBatching: false })).not.toThrow();

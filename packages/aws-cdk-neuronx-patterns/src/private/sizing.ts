@@ -278,17 +278,18 @@ export function servingProblems(
 /**
  * Continuous batching needs one worker per model (TorchServe 0.11.0 stalls a continuous-batching model with more:
  * tools/model-server/test_torchserve_continuous_batching.py) and at least two slots. `working` are the tpDegrees that
- * work otherwise; the suggestion is those of them that make one worker.
+ * work otherwise; the suggestion is the largest of them that makes one worker (a smaller one leaves NeuronCores idle).
  */
 function continuousBatchingProblems(
   prefix: string, instance: NeuronxInstanceType, options: ResolvedCompileOptions, workers: number, working: number[],
 ): string[] {
   const problems: string[] = [];
   if (workers > 1) {
-    const alone = working.filter(tp => workersPerInstance(instance, tp) === 1);
+    const alone = Math.max(0, ...working.filter(tp => workersPerInstance(instance, tp) === 1));
     problems.push(`${prefix}.continuousBatching is true but tpDegree ${options.tpDegree} on ${instance} makes ${workers} workers: TorchServe 0.11.0 `
       + 'stalls continuous batching with more than one worker per model; '
-      + (alone.length > 0 ? `use tpDegree ${alone.join(' or ')} (one worker) or` : 'no tpDegree gives one worker here:') + ' set continuousBatching to false.');
+      + (alone > 0 ? `use tpDegree ${alone} (one worker on ${alone} of its ${instance.neuronCores} NeuronCores) or` : 'no tpDegree gives one worker here:')
+      + ' set continuousBatching to false.');
   }
   if (options.batchSize < 2) {
     problems.push(`${prefix}.batchSize is ${options.batchSize} with continuousBatching: batchSize is the number of slots, and one slot `
