@@ -11,6 +11,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import {
   CompileOptions, Model, NeuronxCompile, NeuronxCompileProps, NeuronxInstanceType, QuantDtype,
+  TransformersNeuronxSageMakerInferenceModelData, TransformersNeuronxSageMakerRealtimeInferenceEndpoint,
 } from 'aws-cdk-neuronx-patterns';
 import { calm3chat22b } from '../src';
 
@@ -155,6 +156,15 @@ function calm3Construct(props: Partial<calm3chat22b.SageMakerRealtimeInferencePr
   });
 }
 
+/** An endpoint of the patterns package serving the compile above (tpDegree 4, batch 1, no continuous batching). */
+function staticEndpoint(generationTimeLimit: Duration) {
+  const c = compile({});
+  return new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
+    modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c),
+    generationTimeLimit,
+  });
+}
+
 describe('every other value the synth-checks table suggests is accepted', () => {
   test.each<[string, () => unknown, RegExp, (value: string) => () => unknown]>([
     ['model-id', () => Model.fromHuggingFace('calm3-22b-chat'), /e\.g\. '([^']+)'/, v => () => Model.fromHuggingFace(v)],
@@ -168,6 +178,8 @@ describe('every other value the synth-checks table suggests is accepted', () => 
       v => () => calm3Construct({ generationTimeLimit: Duration.seconds(Number(v)) })],
     ['endpoint-generation-time-limit (the upper end)', () => calm3Construct({ generationTimeLimit: Duration.millis(100) }), /use \d+ seconds? to (\d+) seconds/,
       v => () => calm3Construct({ generationTimeLimit: Duration.seconds(Number(v)) })],
+    ['endpoint-generation-time-limit-static', () => staticEndpoint(Duration.seconds(25)), /use \d+ seconds? to (\d+) seconds/,
+      v => () => staticEndpoint(Duration.seconds(Number(v)))],
   ])('%s', (_, refused, pattern, fixed) => {
     const message = thrown(refused);
     const m = pattern.exec(message);

@@ -42,6 +42,12 @@ const HIGH_PERFORMANCE: Partial<NeuronxCompileProps> = {
   compileOptions: { tpDegree: 4 },
 };
 
+/** The highPerformance preset as the calm3 construct compiles it: one worker over all 12 NeuronCores, 8 slots. */
+const HIGH_PERFORMANCE_CONTINUOUS: Partial<NeuronxCompileProps> = {
+  ...HIGH_PERFORMANCE,
+  compileOptions: { tpDegree: 12, batchSize: 8, continuousBatching: true },
+};
+
 function stack(region = 'us-east-1'): Stack {
   return new Stack(new App(), 'Test', { env: { region } });
 }
@@ -144,7 +150,8 @@ const BUILDERS: Record<string, () => unknown> = {
   'endpoint-instance-count': () => endpoint({ instanceCount: 0 }),
   'endpoint-download-timeout': () => endpoint({ modelDataDownloadTimeout: Duration.hours(2) }),
   'endpoint-startup-timeout': () => endpoint({ containerStartupHealthCheckTimeout: Duration.seconds(30) }),
-  'endpoint-generation-time-limit': () => endpoint({ generationTimeLimit: Duration.seconds(55) }),
+  'endpoint-generation-time-limit': () => endpoint({ generationTimeLimit: Duration.seconds(55) }, HIGH_PERFORMANCE_CONTINUOUS),
+  'endpoint-generation-time-limit-static': () => endpoint({ generationTimeLimit: Duration.seconds(25) }),
   'endpoint-volume-size-trn1': () => endpoint({ volumeSize: Size.gibibytes(100) }, LOW_COST),
   'endpoint-volume-key-trn1': () => {
     const c = compile(LOW_COST);

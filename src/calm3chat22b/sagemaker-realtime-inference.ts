@@ -110,9 +110,10 @@ export interface SageMakerRealtimeInferenceProps {
    * integration ends a request after 29 seconds by default, so 25 seconds fits behind one.
    *
    * At most 50 seconds (SageMaker ends an invocation after 60 seconds; the prompt's prefill, the last token and the
-   * answer need the rest) and at least 1 second, the time of one decoding step of either preset rounded up.
+   * answer need the rest), 20 seconds for a strategy without `continuousBatching` (a request may wait for a whole
+   * batch before its own generation), and at least 1 second, the time of one decoding step of either preset rounded up.
    *
-   * @default Duration.seconds(50)
+   * @default - 50 seconds with continuous batching (both presets), 20 seconds without
    */
   readonly generationTimeLimit?: Duration;
 }

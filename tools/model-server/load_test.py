@@ -20,7 +20,8 @@ the handler) is not scaled: a refusal is judged in wall-clock seconds (within RE
 than judging it on the simulated clock. Throughput is generated tokens per second of the device's (simulated) time,
 counted by when each token of an answer given in time came out of the device (its record), within the phase after its warm-up.
 
-What is checked, per preset: every attempt is answered 200 within 60 s (simulated) or refused 503 within 1 s; the
+What is checked, per preset: every attempt is answered 200 within 60 s (simulated) or refused 503 within 1 s (with
+Retry-After when served step by step; TorchServe's own 503 for a full queue, in static batches, has none); the
 device's record shows no sequence generating past its caller's deadline (request sent + 60 s, simulated): served step
 by step, a sequence runs from the prompt's encoding into its slot to the slot's last decode before the next encoding;
 served in static batches, a row runs until its model call ends; 0 worker restarts (the same worker pids, all READY);
@@ -224,9 +225,11 @@ def load_test(preset: str, simulated_seconds: float, scale: float, seed: int = S
     capacity_rate, overload_rate = phases["capacity"]["tokens_per_s"], phases["overload"]["tokens_per_s"]
     ratio = round(overload_rate / capacity_rate, 3) if capacity_rate else None
     overload = phases["overload"]
+    # Served in static batches, the refusals are TorchServe's own (its bounded queue full), which carry no
+    # Retry-After: the runtime README's "Admission and deadlines" says so, and the README's client backs off instead.
     passed = (
-        all(p["answered_late"] == p["refused_late"] == p["refused_without_retry_after"] == 0 and not p["other"]
-            for p in phases.values())
+        all(p["answered_late"] == p["refused_late"] == 0 and not p["other"]
+            and (p["refused_without_retry_after"] == 0 or not continuous) for p in phases.values())
         and not violations and not restarts and ratio is not None and ratio >= THROUGHPUT_SHARE
     )
     return {

@@ -78,10 +78,11 @@ export interface TransformersNeuronxSageMakerRealtimeInferenceEndpointProps {
    * integration ends a request after 29 seconds by default, so 25 seconds fits behind one.
    *
    * At most 50 seconds: SageMaker ends an invocation after 60 seconds, and the prompt's prefill, the last token and
-   * the answer need the rest. At least the time of one decoding step of the compiled batch, in whole seconds (1 second
-   * for calm3's presets), so that one token fits.
+   * the answer need the rest. At most 20 seconds for model data compiled without `continuousBatching`: a request may
+   * then wait in TorchServe's queue for a whole batch before its own generation, and both must fit. At least the time
+   * of one decoding step of the compiled batch, in whole seconds (1 second for calm3's presets), so that one token fits.
    *
-   * @default Duration.seconds(50)
+   * @default - 50 seconds with continuous batching, 20 seconds without
    */
   readonly generationTimeLimit?: Duration;
 }

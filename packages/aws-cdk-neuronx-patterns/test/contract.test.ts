@@ -100,7 +100,9 @@ describe('the lowCost compile of calm3 and its endpoint', () => {
     expect(names.filter(name => serving[name] === undefined)).toEqual([]);
     expect(serving[contract.endpoint.environment.serviceHandler])
       .toBe(`${path.parse(contract.endpoint.handlerScript).name}:${contract.endpoint.serviceHandlerFunction}`);
-    expect(Number(serving[contract.endpoint.environment.generationTimeLimit])).toBe(contract.defaults.generationTimeLimitSeconds);
+    // Served without continuous batching: the time limit that fits a wait for a whole batch, and the queue bounded.
+    expect(Number(serving[contract.endpoint.environment.generationTimeLimit])).toBe(contract.endpoint.batching.staticAdmission.generationTimeLimitSeconds);
+    expect(serving[contract.endpoint.environment.serverJobQueueSize]).toBe('1');
   });
 
   test('every variable the job gets from the contract is one the compile program reads', () => {

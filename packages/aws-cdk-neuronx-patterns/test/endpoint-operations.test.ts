@@ -324,14 +324,14 @@ describe('addAlarms', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Invocation5XXErrors', Dimensions: DIMENSIONS(fixture) });
   });
 
-  test('latency: p99 ModelLatency at the handler\'s 50 second generation limit, in microseconds', () => {
+  test('latency: p99 ModelLatency at the handler\'s generation limit (20 seconds served without continuous batching), in microseconds', () => {
     const { fixture, alarms, template } = alarmsTemplate();
     expect(alarmProps(fixture, template, alarms.modelLatency)).toMatchObject({
       Namespace: 'AWS/SageMaker',
       MetricName: 'ModelLatency',
       ExtendedStatistic: 'p99',
       Period: 300,
-      Threshold: 50_000_000,
+      Threshold: 20_000_000,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       TreatMissingData: 'notBreaching',
     });
@@ -339,13 +339,13 @@ describe('addAlarms', () => {
   });
 
   test('latency: with a generationTimeLimit, the alarm and the dashboard follow it', () => {
-    const fixture = endpointFixture({}, { generationTimeLimit: Duration.seconds(25) });
+    const fixture = endpointFixture({}, { generationTimeLimit: Duration.seconds(15) });
     fixture.endpoint.addAlarms();
     fixture.endpoint.addDashboard();
     const template = Template.fromStack(fixture.stack);
-    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ModelLatency', Threshold: 25_000_000 });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ModelLatency', Threshold: 15_000_000 });
     const dashboard = Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0] as any;
-    expect(JSON.stringify(dashboard.Properties.DashboardBody)).toContain('\\"value\\":25000000,\\"label\\":\\"Generation time limit\\"');
+    expect(JSON.stringify(dashboard.Properties.DashboardBody)).toContain('\\"value\\":15000000,\\"label\\":\\"Generation time limit\\"');
   });
 
   test('no instance: no utilization datum from any instance for 5 minutes, missing data breaches', () => {
@@ -404,7 +404,7 @@ describe('addDashboard', () => {
     for (const title of ['Requests and errors (per minute)', 'Model latency (microseconds)', 'Concurrent requests per instance', 'Instance utilization (%)']) {
       expect(body).toContain(title);
     }
-    expect(body).toContain('\\"value\\":50000000,\\"label\\":\\"Generation time limit\\"');
+    expect(body).toContain('\\"value\\":20000000,\\"label\\":\\"Generation time limit\\"');
     expect(body).toContain('\\"value\\":3,\\"label\\":\\"Generated at once (workers x batch size)\\"');
     expect(body).toContain('\\"ConcurrentRequestsPerModel\\",\\"EndpointName\\",\\"');
     expect(errorOf(() => fixture.endpoint.addDashboard())).toMatch(/addDashboard was called before/);

@@ -25,6 +25,10 @@ function synth(compile: CompileFixtureOptions = {}, endpoint: Partial<Transforme
 }
 
 const HIGH_PERFORMANCE_COMPILE: CompileFixtureOptions = { props: HIGH_PERFORMANCE_PROPS };
+/** The lowCost compile with continuous batching over 6 slots, as the calm3 preset has it. */
+const CONTINUOUS_COMPILE: CompileFixtureOptions = {
+  props: { compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 6, continuousBatching: true } },
+};
 
 function only(template: Template, type: string): any {
   const resources = Object.values(template.findResources(type));
@@ -109,13 +113,16 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
     expect(variant(s.template).ContainerStartupHealthCheckTimeoutInSeconds).toBe(1229);
   });
 
-  test('TorchServe calls the library handler\'s own entry, and the handler ends a generation within the invocation limit', () => {
+  test('TorchServe calls the library handler\'s own entry, and a request that waited for a busy worker still ends within the invocation limit', () => {
+    // Without continuous batching the handler cannot see a request's wait in TorchServe's queue: the queue holds at
+    // most what the workers run (one worker, batch 1: 1), and the limit (20 s) fits a wait for one whole generation,
+    // then its own, each with 10 s for the prefill, the last token and the answer, in SageMaker's 60 s.
     expect(containerEnv(s.template)).toMatchObject({
       TS_DEFAULT_SERVICE_HANDLER: 'inference:handle',
-      NEURONX_GENERATION_TIME_LIMIT_SECONDS: '50',
+      NEURONX_GENERATION_TIME_LIMIT_SECONDS: '20',
+      TS_JOB_QUEUE_SIZE: '1',
     });
-    // SageMaker ends an invocation after 60 s (InvokeEndpoint API reference): the handler must answer before.
-    expect(Number(containerEnv(s.template).NEURONX_GENERATION_TIME_LIMIT_SECONDS)).toBeLessThan(60);
+    expect(2 * (Number(containerEnv(s.template).NEURONX_GENERATION_TIME_LIMIT_SECONDS) + 10)).toBeLessThanOrEqual(60);
   });
 
   test('/ping answers only once the model has loaded: the JVM loads the library\'s plugin from the placed code/', () => {
@@ -343,14 +350,23 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     expect(endpointError({ environment })).toMatch(/environment is \d+ bytes with the library's own variables: SageMaker accepts at most 32768 bytes/);
   });
 
-  test('generationTimeLimit reaches the handler\'s variable in seconds; without it, 50 as before', () => {
-    expect(containerEnv(synth().template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('50');
-    const { template, endpoint } = synth({}, { generationTimeLimit: Duration.seconds(25) });
+  test('generationTimeLimit reaches the handler\'s variable in seconds; without it, 50 with continuous batching and 20 without', () => {
+    expect(containerEnv(synth(CONTINUOUS_COMPILE).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('50');
+    expect(containerEnv(synth().template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('20');
+    const { template, endpoint } = synth(CONTINUOUS_COMPILE, { generationTimeLimit: Duration.seconds(25) });
     expect(containerEnv(template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('25');
     expect(endpoint.generationTimeLimit.toSeconds()).toBe(25);
-    expect(containerEnv(synth({}, { generationTimeLimit: Duration.millis(1500) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('1.5');
-    expect(containerEnv(synth({}, { generationTimeLimit: Duration.seconds(50) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('50');
-    expect(containerEnv(synth({}, { generationTimeLimit: Duration.seconds(1) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('1');
+    expect(containerEnv(synth(CONTINUOUS_COMPILE, { generationTimeLimit: Duration.millis(1500) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('1.5');
+    expect(containerEnv(synth(CONTINUOUS_COMPILE, { generationTimeLimit: Duration.seconds(50) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('50');
+    expect(containerEnv(synth(CONTINUOUS_COMPILE, { generationTimeLimit: Duration.seconds(1) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('1');
+    expect(containerEnv(synth({}, { generationTimeLimit: Duration.seconds(20) }).template).NEURONX_GENERATION_TIME_LIMIT_SECONDS).toBe('20');
+  });
+
+  test('without continuous batching, a limit that would not fit a wait for a whole batch is refused, naming the way to 50 s', () => {
+    expect(endpointError({ generationTimeLimit: Duration.seconds(25) })).toContain(
+      'generationTimeLimit is 25 seconds: use 1 second to 20 seconds. Without continuous batching a request may wait in TorchServe\'s queue for a whole '
+      + 'batch before its own generation, and both must fit SageMaker\'s 1 minute with 10 seconds each for the prefill, the last token and the answer '
+      + '(model data compiled with continuousBatching allows up to 50 seconds); below 1 second not even one token of this model data (tpDegree 2, batchSize 1) fits.');
   });
 
   test('valid names and values, also tokens, reach the container as given', () => {
@@ -390,9 +406,9 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
     [Duration.seconds(0), '0 seconds'],
     [Duration.millis(500), '500 millis'],
   ])('generationTimeLimit %s', (limit, shown) => {
-    expect(endpointError({ generationTimeLimit: limit })).toContain(
+    expect(endpointError({ generationTimeLimit: limit }, CONTINUOUS_COMPILE)).toContain(
       `generationTimeLimit is ${shown}: use 1 second to 50 seconds. SageMaker ends an invocation after 1 minute, and the prompt's prefill, `
-      + 'the last token and the answer need the last 10 seconds; below 1 second not even one token of this model data (tpDegree 2, batchSize 1) fits.');
+      + 'the last token and the answer need the last 10 seconds; below 1 second not even one token of this model data (tpDegree 2, batchSize 6) fits.');
   });
 
   test('serving on an instance where the compiled tpDegree does not fit', () => {
@@ -459,9 +475,9 @@ test('the README example composes Model, NeuronxCompile, the model data and the 
 
 describe('Endpoint serving a batched compile', () => {
   test.each([
-    ['lowCost, batch 5, one worker', { compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 5 } }, '5', '1', '1229'],
-    ['highPerformance, batch 2, three workers', { ...HIGH_PERFORMANCE_PROPS, compileOptions: { ...HIGH_PERFORMANCE_PROPS.compileOptions, batchSize: 2 } }, '2', '3', '1857'],
-  ])('%s: TorchServe batches through the toolkit, keeping every worker and the long load timeout', (_what, props, batch, workers, timeout) => {
+    ['lowCost, batch 5, one worker', { compileOptions: { tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, batchSize: 5 } }, '5', '1', '1229', '5'],
+    ['highPerformance, batch 2, three workers', { ...HIGH_PERFORMANCE_PROPS, compileOptions: { ...HIGH_PERFORMANCE_PROPS.compileOptions, batchSize: 2 } }, '2', '3', '1857', '6'],
+  ])('%s: TorchServe batches through the toolkit, keeping every worker and the long load timeout, and lets one batch per worker wait', (_what, props, batch, workers, timeout, queue) => {
     const { template } = synth({ props });
     const environment = containerEnv(template);
     expect(environment).toMatchObject({
@@ -475,6 +491,9 @@ describe('Endpoint serving a batched compile', () => {
       SAGEMAKER_TS_MAX_WORKERS: workers,
       SAGEMAKER_TS_RESPONSE_TIMEOUT: timeout,
       TS_DEFAULT_RESPONSE_TIMEOUT: timeout,
+      // Past workers x batch size waiting, TorchServe refuses at once (503): a request waits for one batch at most.
+      TS_JOB_QUEUE_SIZE: queue,
+      NEURONX_GENERATION_TIME_LIMIT_SECONDS: '20',
     });
     expect(variant(template).ContainerStartupHealthCheckTimeoutInSeconds).toBe(Number(timeout));
   });
@@ -490,6 +509,8 @@ describe('Endpoint serving a batched compile', () => {
     const environment = containerEnv(template);
     expect(environment).toMatchObject({ NEURONX_BATCH_SIZE: '6', SAGEMAKER_MODEL_SERVER_WORKERS: '1' });
     expect(Object.keys(environment).filter(name => name.startsWith('SAGEMAKER_TS_'))).toEqual([]);
+    // The handler sees every waiting request and refuses what cannot start in time: TorchServe's queue is left alone.
+    expect(environment.TS_JOB_QUEUE_SIZE).toBeUndefined();
     const code = only(template, 'Custom::NeuronxInferenceCode').Properties;
     expect(code.Objects.map((o: { Key: string }) => o.Key)).toEqual([
       `${compile.compiledArtifactS3Prefix}code/model-config.yaml`, `${compile.compiledArtifactS3Prefix}MAR-INF/MANIFEST.json`,

@@ -37,7 +37,11 @@ export interface RuntimeContract {
     readonly handlerScript: string;
     readonly serviceHandlerFunction: string;
     /** TorchServe's dynamic batching, set above batch size 1. */
-    readonly batching: { readonly maxBatchDelayMilliseconds: number };
+    readonly batching: {
+      readonly maxBatchDelayMilliseconds: number;
+      /** Served without continuous batching: TorchServe's queue bounded and the time limit that fits (see its $comment). */
+      readonly staticAdmission: { readonly generationTimeLimitSeconds: number };
+    };
     /** TorchServe's continuous batching, for artifacts compiled with continuousBatching (see its $comment). */
     readonly continuousBatching: {
       readonly manifestKey: string;

@@ -43,6 +43,19 @@ export const INVOCATION_LIMIT = Duration.seconds(60);
 const INVOCATION_ALLOWANCE = Duration.seconds(INVOCATION_LIMIT.toSeconds() - CONTRACT.defaults.generationTimeLimitSeconds);
 /** The longest generation time limit: SageMaker's invocation limit less that allowance. */
 export const MAX_GENERATION_TIME_LIMIT = Duration.seconds(INVOCATION_LIMIT.toSeconds() - INVOCATION_ALLOWANCE.toSeconds());
+/**
+ * The longest generation time limit without continuous batching (contract `endpoint.batching.staticAdmission`): a
+ * request may wait in TorchServe's bounded queue for one whole batch, then generate its own, and both, each with its
+ * allowance, must fit the invocation limit.
+ */
+export const MAX_STATIC_GENERATION_TIME_LIMIT = Duration.seconds(CONTRACT.endpoint.batching.staticAdmission.generationTimeLimitSeconds);
+/** The generation and the allowance, twice: at most the invocation limit (test/endpoint.test.ts checks the contract's value). */
+export const STATIC_INVOCATION_NEED = Duration.seconds(2 * (MAX_STATIC_GENERATION_TIME_LIMIT.toSeconds() + INVOCATION_ALLOWANCE.toSeconds()));
+
+/** The longest generation time limit for model data served with or without continuous batching. */
+export function maxGenerationTimeLimit(continuousBatching: boolean): Duration {
+  return continuousBatching ? MAX_GENERATION_TIME_LIMIT : MAX_STATIC_GENERATION_TIME_LIMIT;
+}
 
 /**
  * What each variable the library sets in the container is, and the prop it comes from, for the message that
@@ -64,6 +77,10 @@ export const RESERVED_ENVIRONMENT: Record<string, { readonly what: string; reado
   serverMinWorkers: { what: 'TorchServe\'s least workers', from: 'instanceType and the model data\'s tpDegree' },
   serverMaxWorkers: { what: 'TorchServe\'s most workers', from: 'instanceType and the model data\'s tpDegree' },
   serverResponseTimeout: { what: 'TorchServe\'s response timeout for a batching model, which also bounds the model load', from: 'the startup health-check timeout', prop: 'containerStartupHealthCheckTimeout' },
+  serverJobQueueSize: {
+    what: 'how many requests TorchServe lets wait without continuous batching (past it, 503 at once)',
+    from: 'instanceType and the model data\'s tpDegree and batchSize (workers x batchSize)',
+  },
   javaOptions: { what: 'the model server\'s JVM options, which load the readiness check of /ping' },
 };
 
@@ -115,31 +132,36 @@ export function endpointSettings(
       ?? (instanceType.volumeSizeSupported
         ? Size.gibibytes(Math.ceil(checkpointBytes(sizing) / GIB * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB)
         : undefined),
-    generationTimeLimit: props.generationTimeLimit ?? Duration.seconds(CONTRACT.defaults.generationTimeLimitSeconds),
+    generationTimeLimit: props.generationTimeLimit ?? maxGenerationTimeLimit(data.continuousBatching ?? false),
   };
 }
 
 /**
- * TorchServe's dynamic batching for artifacts compiled for `batchSize` (contract `endpoint.batching`): none at batch 1,
- * where TorchServe runs as it always did. Above, the toolkit's SAGEMAKER_TS_* variables, all five: the toolkit
+ * TorchServe's settings for artifacts compiled for `batchSize` (contract `endpoint.batching`). Continuous batching sets
+ * none: the model config YAML the code placement writes holds every setting, and TorchServe 0.11.0 lets it override
+ * these (contract `endpoint.continuousBatching`). Otherwise TorchServe's queue is bounded to the jobs the workers run
+ * at once (`staticAdmission`), and above batch size 1 the toolkit's SAGEMAKER_TS_* variables, all five: the toolkit
  * (sagemaker-pytorch-inference 2.0.25, unchanged since 2.0.21: torchserve.py `_generate_ts_config_properties`,
  * ts_environment.py) writes them into a per-model config as soon as one is set, with minWorkers and maxWorkers 1 and
  * responseTimeout 60 s for those not set (TorchServe 0.11.0 reads the model's workers from it:
- * ModelServer.initModelStore), which would leave one worker and kill the model load after 60 s. So the workers are the worker count and the response timeout the
- * startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT. Continuous batching sets none of them: the model
- * config YAML the code placement writes holds every setting, and TorchServe 0.11.0 lets it override these (contract
- * `endpoint.continuousBatching`).
+ * ModelServer.initModelStore), which would leave one worker and kill the model load after 60 s. So the workers are the
+ * worker count and the response timeout the startup health-check timeout, as TS_DEFAULT_RESPONSE_TIMEOUT.
  */
 export function batchingEnvironment(
   batchSize: number, workers: number, responseTimeout: Duration, continuousBatching: boolean,
 ): Record<string, string> {
-  if (batchSize === 1 || continuousBatching) return {};
+  if (continuousBatching) return {};
+  // TS_JOB_QUEUE_SIZE is TorchServe's own job_queue_size, read from the environment because the toolkit's
+  // config.properties sets enable_envvars_config=true (etc/default-ts.properties).
+  const queue = { [endpointEnv('serverJobQueueSize')]: String(workers * batchSize) };
+  if (batchSize === 1) return queue;
   return {
     [endpointEnv('serverBatchSize')]: String(batchSize),
     [endpointEnv('serverMaxBatchDelay')]: String(CONTRACT.endpoint.batching.maxBatchDelayMilliseconds),
     [endpointEnv('serverMinWorkers')]: String(workers),
     [endpointEnv('serverMaxWorkers')]: String(workers),
     [endpointEnv('serverResponseTimeout')]: String(responseTimeout.toSeconds()),
+    ...queue,
   };
 }
 
@@ -176,17 +198,23 @@ function reservedVariableProblem(name: string): string {
 }
 
 /**
- * The generation time limit against SageMaker's invocation limit (less the allowance, MAX_GENERATION_TIME_LIMIT) and
- * a floor of one decoding step of the compiled batch, rounded up to whole seconds, so that at least one token fits.
+ * The generation time limit against SageMaker's invocation limit (less the allowance: MAX_GENERATION_TIME_LIMIT, or
+ * MAX_STATIC_GENERATION_TIME_LIMIT without continuous batching) and a floor of one decoding step of the compiled batch,
+ * rounded up to whole seconds, so that at least one token fits.
  */
 function generationTimeLimitProblems(settings: EndpointSettings): string[] {
   const limit = settings.generationTimeLimit;
   if (limit.isUnresolved()) return ['generationTimeLimit is a token: the handler\'s limit must be known at synth to be checked against SageMaker\'s invocation limit; give a Duration.'];
   const floor = minGenerationTimeLimit(settings);
+  const continuous = settings.options.continuousBatching ?? false;
+  const max = maxGenerationTimeLimit(continuous);
   const ms = limit.toMilliseconds();
-  if (ms >= floor.toMilliseconds() && ms <= MAX_GENERATION_TIME_LIMIT.toMilliseconds()) return [];
-  return [`generationTimeLimit is ${limit.toHumanString()}: use ${floor.toHumanString()} to ${MAX_GENERATION_TIME_LIMIT.toHumanString()}. `
-    + `SageMaker ends an invocation after ${INVOCATION_LIMIT.toHumanString()}, and the prompt's prefill, the last token and the answer need the last ${INVOCATION_ALLOWANCE.toHumanString()}; `
+  if (ms >= floor.toMilliseconds() && ms <= max.toMilliseconds()) return [];
+  const reason = continuous
+    ? `SageMaker ends an invocation after ${INVOCATION_LIMIT.toHumanString()}, and the prompt's prefill, the last token and the answer need the last ${INVOCATION_ALLOWANCE.toHumanString()}`
+    : `Without continuous batching a request may wait in TorchServe's queue for a whole batch before its own generation, and both must fit SageMaker's ${INVOCATION_LIMIT.toHumanString()} `
+      + `with ${INVOCATION_ALLOWANCE.toHumanString()} each for the prefill, the last token and the answer (model data compiled with continuousBatching allows up to ${MAX_GENERATION_TIME_LIMIT.toHumanString()})`;
+  return [`generationTimeLimit is ${limit.toHumanString()}: use ${floor.toHumanString()} to ${max.toHumanString()}. ${reason}; `
     + `below ${floor.toHumanString()} not even one token of this model data (tpDegree ${settings.options.tpDegree}, batchSize ${settings.options.batchSize}) fits.`];
 }
 
