@@ -1,7 +1,8 @@
 /**
- * Every code snippet of README.md works as written: each TypeScript snippet type-checks with the compiler options of
- * a `cdk init app --language typescript` project (a CommonJS package: no top-level `await`), against this
- * repository's sources; each Python snippet compiles (`compile()`, as `python -m py_compile` does).
+ * Every code snippet of README.md and of the pages under docs/ works as written: each TypeScript snippet type-checks
+ * with the compiler options of a `cdk init app --language typescript` project (a CommonJS package: no top-level
+ * `await`), against this repository's sources; each Python snippet compiles (`compile()`, as `python -m py_compile`
+ * does).
  *
  * A snippet may be preceded by one marker line (blank lines between are allowed):
  * - `<!-- snippet: in-stack -->`: the snippet is code inside a Stack's constructor, where `this`/`stack` is the
@@ -15,13 +16,16 @@ import * as path from 'path';
 import * as ts from 'typescript';
 
 const ROOT = path.join(__dirname, '..');
-const README = path.join(ROOT, 'README.md');
+/** The Markdown files whose snippets are checked: README.md and every page under docs/, as paths from the root. */
+export const DOCUMENTS = ['README.md', ...fs.readdirSync(path.join(ROOT, 'docs')).filter(f => f.endsWith('.md')).sort().map(f => `docs/${f}`)];
 
 type Mode = 'module' | 'in-stack' | 'skip';
 
 export interface Snippet {
   readonly language: 'typescript' | 'python';
-  /** The README line of the first line of code (1-based). */
+  /** The Markdown file it is in, from the repository root. */
+  readonly file: string;
+  /** The line of that file where the code starts (1-based). */
   readonly line: number;
   readonly code: string;
   readonly mode: Mode;
@@ -31,23 +35,23 @@ const LANGUAGES: Record<string, Snippet['language']> = { ts: 'typescript', types
 const MARKER = /^<!-- snippet: (in-stack|skip)(?: [^>]*)? -->$/;
 
 /** The TypeScript and Python snippets of a Markdown text, with the mode their marker gives. */
-export function extractSnippets(markdown: string): Snippet[] {
+export function extractSnippets(markdown: string, file: string = 'README.md'): Snippet[] {
   const lines = markdown.split('\n');
   const snippets: Snippet[] = [];
   for (let i = 0; i < lines.length; i++) {
     const fence = /^```(\w*)\s*$/.exec(lines[i]);
     if (!fence) continue;
     const end = lines.findIndex((l, j) => j > i && /^```\s*$/.test(l));
-    if (end < 0) throw new Error(`README.md:${i + 1}: a code fence that is never closed`);
+    if (end < 0) throw new Error(`${file}:${i + 1}: a code fence that is never closed`);
     const language = LANGUAGES[fence[1]];
     if (language) {
       let before = i - 1;
       while (before >= 0 && lines[before].trim() === '') before--;
       const marker = before >= 0 ? MARKER.exec(lines[before].trim()) : null;
       if (lines[before]?.startsWith('<!-- snippet:') && !marker) {
-        throw new Error(`README.md:${before + 1}: unknown snippet marker '${lines[before]}'`);
+        throw new Error(`${file}:${before + 1}: unknown snippet marker '${lines[before]}'`);
       }
-      snippets.push({ language, line: i + 2, code: lines.slice(i + 1, end).join('\n'), mode: (marker?.[1] as Mode) ?? 'module' });
+      snippets.push({ language, file, line: i + 2, code: lines.slice(i + 1, end).join('\n'), mode: (marker?.[1] as Mode) ?? 'module' });
     }
     i = end;
   }
@@ -92,20 +96,20 @@ const IN_STACK_CLOSE = `
 }
 new SnippetStack(new App(), 'SnippetStack');`;
 
-/** The source file that checks a TypeScript snippet, and the README line of its first line. */
-export function typescriptSource(snippet: Snippet): { text: string; firstLine: number } {
+/** The source file that checks a TypeScript snippet, and the Markdown file and line of its first line. */
+export function typescriptSource(snippet: Snippet): { text: string; file: string; firstLine: number } {
   if (snippet.mode !== 'in-stack') {
     // As a file of its own: a module, as every file of a cdk init app is (`export {}` adds nothing else).
-    return { text: `${snippet.code}\nexport {};\n`, firstLine: snippet.line };
+    return { text: `${snippet.code}\nexport {};\n`, file: snippet.file, firstLine: snippet.line };
   }
   const lines = snippet.code.split('\n');
   const imports = lines.filter(l => IMPORT_LINE.test(l));
   const own = new Set(imports.flatMap(importedNames));
   const prelude = [...IN_STACK_IMPORTS.filter(([name]) => !own.has(name)).map(([, line]) => line), ...imports, IN_STACK_OPEN];
-  // Import lines are blanked in place, so that line numbers still match the README.
+  // Import lines are blanked in place, so that line numbers still match the Markdown file.
   const body = lines.map(l => (IMPORT_LINE.test(l) ? '' : l));
   const preludeText = prelude.join('\n');
-  return { text: `${preludeText}\n${body.join('\n')}${IN_STACK_CLOSE}\n`, firstLine: snippet.line - preludeText.split('\n').length };
+  return { text: `${preludeText}\n${body.join('\n')}${IN_STACK_CLOSE}\n`, file: snippet.file, firstLine: snippet.line - preludeText.split('\n').length };
 }
 
 /** The compiler options of `cdk init app --language typescript` (aws-cdk CLI 2.1148), checking only. */
@@ -130,8 +134,8 @@ const CDK_INIT_OPTIONS: ts.CompilerOptions = {
   paths: { 'aws-cdk-neuronx-models': [path.join(ROOT, 'src', 'index.ts')] },
 };
 
-/** Type errors of each source, as `README.md:<line>: <message>`. Sources live in memory beside package.json (CommonJS). */
-export function typeErrors(sources: Array<{ text: string; firstLine: number }>): string[][] {
+/** Type errors of each source, as `<file>:<line>: <message>`. Sources live in memory beside package.json (CommonJS). */
+export function typeErrors(sources: Array<{ text: string; file: string; firstLine: number }>): string[][] {
   const files = sources.map((_, i) => path.join(ROOT, 'readme-snippets', `snippet${i}.ts`));
   const virtual = new Map(files.map((f, i) => [f, sources[i].text]));
   const host = ts.createCompilerHost(CDK_INIT_OPTIONS);
@@ -149,7 +153,7 @@ export function typeErrors(sources: Array<{ text: string; firstLine: number }>):
     const sourceFile = program.getSourceFile(f)!;
     return [...program.getSyntacticDiagnostics(sourceFile), ...program.getSemanticDiagnostics(sourceFile)].map(d => {
       const line = d.start !== undefined ? sourceFile.getLineAndCharacterOfPosition(d.start).line : 0;
-      return `README.md:${sources[i].firstLine + line}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+      return `${sources[i].file}:${sources[i].firstLine + line}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
     });
   });
 }
@@ -161,10 +165,10 @@ export function pythonErrors(snippets: Snippet[]): string[][] {
     'errors = []',
     'for s in json.load(sys.stdin):',
     '    try:',
-    '        compile(s["code"], "README.md", "exec")',
+    '        compile(s["code"], s["file"], "exec")',
     '        errors.append([])',
     '    except SyntaxError as e:',
-    '        errors.append(["README.md:%d: %s" % (s["line"] + (e.lineno or 1) - 1, e.msg)])',
+    '        errors.append(["%s:%d: %s" % (s["file"], s["line"] + (e.lineno or 1) - 1, e.msg)])',
     'print(json.dumps(errors))',
   ].join('\n');
   const result = spawnSync('python3', ['-c', program], { input: JSON.stringify(snippets), encoding: 'utf-8' });
@@ -172,12 +176,12 @@ export function pythonErrors(snippets: Snippet[]): string[][] {
   return JSON.parse(result.stdout);
 }
 
-const snippets = extractSnippets(fs.readFileSync(README, 'utf-8'));
+const snippets = DOCUMENTS.flatMap(file => extractSnippets(fs.readFileSync(path.join(ROOT, file), 'utf-8'), file));
 const checked = snippets.filter(s => s.mode === 'module' || s.mode === 'in-stack');
-const name = (s: Snippet) => `${s.language} at README.md:${s.line}${s.mode === 'in-stack' ? ' (in a stack)' : ''}`;
+const name = (s: Snippet) => `${s.language} at ${s.file}:${s.line}${s.mode === 'in-stack' ? ' (in a stack)' : ''}`;
 
-// The checker's own cases, type-checked in the same program as the README's (one program: aws-cdk-lib's types load once).
-const sample = (code: string, mode: Mode = 'module'): Snippet => ({ language: 'typescript', line: 10, code, mode });
+// The checker's own cases, type-checked in the same program as the documents' (one program: aws-cdk-lib's types load once).
+const sample = (code: string, mode: Mode = 'module'): Snippet => ({ language: 'typescript', file: 'README.md', line: 10, code, mode });
 const CHECKER_CASES = {
   topLevelAwait: sample("import { setTimeout } from 'timers/promises';\nawait setTimeout(1);"),
   wrongProp: sample("new calm3chat22b.SageMakerRealtimeInference(this, 'X', { bucket, compileVpc: vpc, instanceTypeStrategy: 1 });", 'in-stack'),
@@ -197,15 +201,18 @@ beforeAll(() => {
   caseErrors = Object.fromEntries(cases.map(([key], i) => [key, errors[typescript.length + i]])) as typeof caseErrors;
 }, 120_000);
 
-describe('README snippets', () => {
+describe('README and docs/ snippets', () => {
   let pyErrors: string[][] = [];
   beforeAll(() => {
     pyErrors = pythonErrors(python);
   });
 
-  test('the README has TypeScript and Python snippets, and few are left unchecked', () => {
-    expect(typescript.length).toBeGreaterThanOrEqual(5);
-    expect(python.length).toBeGreaterThanOrEqual(2);
+  test('README.md and docs/ have TypeScript and Python snippets, and few are left unchecked', () => {
+    expect(DOCUMENTS).toEqual(expect.arrayContaining(['README.md', 'docs/calling-the-endpoint.md']));
+    expect(typescript.filter(s => s.file === 'README.md').length).toBeGreaterThanOrEqual(2);
+    expect(python.filter(s => s.file === 'README.md').length).toBeGreaterThanOrEqual(1);
+    expect(typescript.length).toBeGreaterThanOrEqual(10);
+    expect(python.length).toBeGreaterThanOrEqual(5);
     expect(snippets.filter(s => s.mode === 'skip').length).toBeLessThanOrEqual(2);
   });
 
@@ -219,7 +226,7 @@ describe('README snippets', () => {
 });
 
 describe('the snippet checker', () => {
-  test('rejects top-level await in a CommonJS app and reports the README line', () => {
+  test('rejects top-level await in a CommonJS app and reports the file and line', () => {
     expect(caseErrors.topLevelAwait).toEqual([expect.stringMatching(/^README\.md:11: .*await/)]);
   });
 
@@ -228,14 +235,14 @@ describe('the snippet checker', () => {
     expect(caseErrors.inStack).toEqual([]);
   });
 
-  test('reads the marker before a fence, and rejects an unknown one', () => {
+  test('reads the marker before a fence, rejects an unknown one, and names the file', () => {
     const modes = extractSnippets('<!-- snippet: in-stack -->\n\n```ts\nx\n```\n```python\ny\n```\n<!-- snippet: skip partial -->\n```ts\nz\n```\n')
       .map(s => [s.line, s.mode]);
     expect(modes).toEqual([[4, 'in-stack'], [7, 'module'], [11, 'skip']]);
-    expect(() => extractSnippets('<!-- snippet: partial -->\n```ts\nx\n```\n')).toThrow(/unknown snippet marker/);
+    expect(() => extractSnippets('<!-- snippet: partial -->\n```ts\nx\n```\n', 'docs/x.md')).toThrow(/^docs\/x\.md:1: unknown snippet marker/);
   });
 
-  test('finds a Python syntax error on its README line', () => {
-    expect(pythonErrors([{ language: 'python', line: 20, code: 'x = 1\nif x\n', mode: 'module' }])[0]).toEqual([expect.stringMatching(/^README\.md:21: /)]);
+  test('finds a Python syntax error on its file and line', () => {
+    expect(pythonErrors([{ language: 'python', file: 'docs/x.md', line: 20, code: 'x = 1\nif x\n', mode: 'module' }])[0]).toEqual([expect.stringMatching(/^docs\/x\.md:21: /)]);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * Every row of the README table "What the library checks at synth" (synth-checks.json) is a configuration the
- * library really rejects, with the message it really gives; and the README shows exactly that table.
+ * Every row of the table "What the library checks at synth" (synth-checks.json) is a configuration the library
+ * really rejects, with the message it really gives; and docs/synth-checks.md shows exactly that table, as does any
+ * other page (README.md, docs/*.md) that has the table's markers.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -20,9 +21,11 @@ import {
   TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
 } from 'aws-cdk-neuronx-patterns';
 import { calm3chat22b } from '../src';
-import { END_MARKER, loadChecks, renderTable, replaceSection, START_MARKER } from '../tools/template-checks/synth-checks-table';
+import { END_MARKER, loadChecks, renderTable, replaceSection, START_MARKER, TABLE_DOCUMENT } from '../tools/template-checks/synth-checks-table';
 
-const README = path.join(__dirname, '..', 'README.md');
+const ROOT = path.join(__dirname, '..');
+/** README.md and every page under docs/, as paths from the root. */
+const DOCUMENTS = ['README.md', ...fs.readdirSync(path.join(ROOT, 'docs')).filter(f => f.endsWith('.md')).map(f => `docs/${f}`)];
 const checks = loadChecks();
 
 // calm3-22b-chat's facts (src/calm3chat22b/model-facts.ts): 22.5 B parameters, 48 layers, 48 heads.
@@ -238,7 +241,11 @@ test.each(checks.map(c => [c.id, c] as const))('%s is rejected with the message 
   expect(squash(message)).toContain(squash(check.prop.replace(/^.*\./, '')));
 });
 
-test(`README.md shows the table between ${START_MARKER} and ${END_MARKER}`, () => {
-  const readme = fs.readFileSync(README, 'utf-8');
-  expect(replaceSection(readme, renderTable(checks))).toEqual(readme);
+test(`${TABLE_DOCUMENT} shows the table between ${START_MARKER} and ${END_MARKER}, and no page shows an older one`, () => {
+  const withTable = DOCUMENTS.filter(file => fs.readFileSync(path.join(ROOT, file), 'utf-8').includes(START_MARKER));
+  expect(withTable).toContain(TABLE_DOCUMENT);
+  for (const file of withTable) {
+    const text = fs.readFileSync(path.join(ROOT, file), 'utf-8');
+    expect({ file, text: replaceSection(text, renderTable(checks)) }).toEqual({ file, text });
+  }
 });

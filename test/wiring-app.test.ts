@@ -10,9 +10,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as cdk from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as cdkNag from 'cdk-nag';
 import { IConstruct } from 'constructs';
-import { Calm3ApiStack } from '../examples/wiring/typescript/app';
+import { addAwsSolutionsChecks, Calm3ApiStack } from '../examples/wiring/typescript/app';
 
 const EXAMPLE = path.join(__dirname, '..', 'examples', 'wiring', 'typescript');
 const ENV = { account: '123456789012', region: 'us-east-1' };
@@ -181,8 +182,9 @@ function unsuppressedAwsSolutionsFindings(): { cdkNagVersion: string; findings: 
   const cdkNagVersion: string = (cdkNag.AwsSolutionsChecks as unknown as Record<symbol, { version: string }>)[Symbol.for('jsii.rtti')].version;
   const stack = exampleStack();
   const app = stack.node.root as cdk.App;
+  // The pack is attached as the example app attaches it, so that its own code is proven under both majors.
+  addAwsSolutionsChecks(app);
   if (Number(cdkNagVersion.split('.')[0]) < 3) {
-    cdk.Aspects.of(app).add(new cdkNag.AwsSolutionsChecks());
     const annotations = Annotations.fromStack(stack);
     const findings = [
       ...annotations.findError('*', Match.stringLikeRegexp('AwsSolutions-')),
@@ -191,11 +193,7 @@ function unsuppressedAwsSolutionsFindings(): { cdkNagVersion: string; findings: 
     return { cdkNagVersion, findings };
   }
   // cdk-nag 3.x is a validation plugin of aws-cdk-lib 2.257 and later (cdk-nag 3.0.2 README, "Migrating from v2"):
-  // synth fails when it finds anything, and the report it writes lists every finding. aws-cdk-lib 2.245, whose
-  // typings this file compiles against, has no Validations: it is looked up by name.
-  const validations = (cdk as unknown as { Validations: { of(scope: cdk.App): { addPlugins(...plugins: unknown[]): void } } }).Validations;
-  const AwsSolutionsChecks = cdkNag.AwsSolutionsChecks as unknown as new (scope: cdk.App) => unknown;
-  validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  // synth fails when it finds anything, and the report it writes lists every finding.
   try {
     app.synth();
   } catch (e) {
@@ -208,6 +206,19 @@ function unsuppressedAwsSolutionsFindings(): { cdkNagVersion: string; findings: 
     .flatMap(v => v.violatingConstructs.map(c => ({ rule: v.ruleName, path: c.constructPath })));
   return { cdkNagVersion, findings };
 }
+
+test('the example\'s addAwsSolutionsChecks attaches the pack in the form the loaded cdk-nag major takes', () => {
+  const cdkNagVersion: string = (cdkNag.AwsSolutionsChecks as unknown as Record<symbol, { version: string }>)[Symbol.for('jsii.rtti')].version;
+  const app = new cdk.App();
+  const stack = new cdk.Stack(app, 'Plain');
+  new s3.Bucket(stack, 'Bucket'); // no TLS-only bucket policy: AwsSolutions-S10
+  addAwsSolutionsChecks(app);
+  if (Number(cdkNagVersion.split('.')[0]) < 3) {
+    expect(Annotations.fromStack(stack).findError('*', Match.stringLikeRegexp('AwsSolutions-S10')).length).toBeGreaterThan(0);
+    return;
+  }
+  expect(() => app.synth()).toThrow(/AwsSolutions-S10|ValidationFailed|[Vv]alidation/);
+});
 
 test('the whole app passes cdk-nag AwsSolutions (errors and warnings), with no suppression on the user\'s resources', () => {
   const { cdkNagVersion, findings } = unsuppressedAwsSolutionsFindings();

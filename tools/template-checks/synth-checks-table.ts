@@ -1,9 +1,10 @@
 /**
- * Renders the README table "What the library checks at synth" from synth-checks.json, whose every row
+ * Renders the table "What the library checks at synth" (docs/synth-checks.md) from synth-checks.json, whose every row
  * synth-checks.test.ts proves against the error the library really throws.
  *
- *   npx ts-node tools/template-checks/synth-checks-table.ts README.md          rewrite the table in README.md
- *   npx ts-node tools/template-checks/synth-checks-table.ts --check README.md  exit 1 when README.md is out of date
+ *   npx ts-node tools/template-checks/synth-checks-table.ts                  rewrite the table in docs/synth-checks.md
+ *   npx ts-node tools/template-checks/synth-checks-table.ts --check          exit 1 when it is out of date
+ *   npx ts-node tools/template-checks/synth-checks-table.ts [--check] FILE   the same for another Markdown file
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -27,6 +28,8 @@ export interface SynthCheck {
 export const START_MARKER = '<!-- synth-checks:start -->';
 export const END_MARKER = '<!-- synth-checks:end -->';
 export const CHECKS_FILE = path.join(__dirname, 'synth-checks.json');
+/** The page that shows the table, from the repository root. */
+export const TABLE_DOCUMENT = 'docs/synth-checks.md';
 
 export function loadChecks(file: string = CHECKS_FILE): SynthCheck[] {
   return JSON.parse(fs.readFileSync(file, 'utf-8')).checks;
@@ -61,9 +64,10 @@ export function replaceSection(document: string, table: string): string {
 
 function main(args: string[]): number {
   const check = args.includes('--check');
-  const files = args.filter(a => a !== '--check');
+  const given = args.filter(a => a !== '--check');
+  const files = given.length > 0 ? given : [path.join(__dirname, '..', '..', TABLE_DOCUMENT)];
   if (files.length !== 1) {
-    process.stderr.write('usage: synth-checks-table.ts [--check] README.md\n');
+    process.stderr.write(`usage: synth-checks-table.ts [--check] [${TABLE_DOCUMENT}]\n`);
     return 2;
   }
   const [file] = files;

@@ -252,6 +252,23 @@ class Calm3ApiStack(Stack):
         CfnOutput(self, "UserPoolClientId", value=client.user_pool_client_id)
 
 
+def add_aws_solutions_checks(app: App) -> None:
+    """Adds cdk-nag's AwsSolutions pack to the whole app in the form the installed cdk-nag takes.
+
+    cdk-nag 3.x (what `pip install cdk-nag` gives today; it needs aws-cdk-lib 2.257 or later) is a validation plugin:
+    `Validations.of(app).add_plugins(AwsSolutionsChecks())`. cdk-nag 2.x, which this repository's build pins next to
+    aws-cdk-lib 2.245, is an aspect: `Aspects.of(app).add(AwsSolutionsChecks())`. In your own app, the one line of
+    your version is enough.
+    """
+    checks = AwsSolutionsChecks()
+    if hasattr(checks, "visit"):
+        Aspects.of(app).add(checks)
+        return
+    import aws_cdk  # aws-cdk-lib 2.245, which this repository pins, has no Validations: looked up when needed
+
+    aws_cdk.Validations.of(app).add_plugins(checks)
+
+
 if __name__ == "__main__":
     app = App()
     Calm3ApiStack(
@@ -264,6 +281,5 @@ if __name__ == "__main__":
         ),
         description="cyberagent/calm3-22b-chat behind a REST API, with alarms and autoscaling",
     )
-    # cdk-nag 2.x; with cdk-nag 3.x: Validations.of(app).add_plugins(AwsSolutionsChecks(app)).
-    Aspects.of(app).add(AwsSolutionsChecks())
+    add_aws_solutions_checks(app)
     app.synth()

@@ -7,7 +7,8 @@
 //
 // In your own app, import from the published package instead:
 //   import { calm3chat22b } from 'aws-cdk-neuronx-models';
-import { App, ArnFormat, Aspects, CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import * as cdk from 'aws-cdk-lib';
+import { App, ArnFormat, Aspects, CfnOutput, Duration, IAspect, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
@@ -201,6 +202,24 @@ export class Calm3ApiStack extends Stack {
   }
 }
 
+/**
+ * Adds cdk-nag's AwsSolutions pack to the whole app in the form the installed cdk-nag takes. cdk-nag 3.x (what
+ * `npm install cdk-nag` gives today; it needs aws-cdk-lib 2.257 or later) is a validation plugin:
+ * `Validations.of(app).addPlugins(new AwsSolutionsChecks())`. cdk-nag 2.x, which this repository's build pins next to
+ * aws-cdk-lib 2.245, is an aspect: `Aspects.of(app).add(new AwsSolutionsChecks())`. This function compiles and runs
+ * under either; in your own app, the one line of your version is enough.
+ */
+export function addAwsSolutionsChecks(app: App): void {
+  const checks = new AwsSolutionsChecks();
+  if ('visit' in checks) {
+    Aspects.of(app).add(checks as unknown as IAspect);
+    return;
+  }
+  // Looked up by name: aws-cdk-lib 2.245, whose typings this repository compiles against, has no Validations.
+  const validations = (cdk as unknown as { Validations: { of(scope: App): { addPlugins(...plugins: object[]): void } } }).Validations;
+  validations.of(app).addPlugins(checks);
+}
+
 if (require.main === module) {
   const app = new App();
   new Calm3ApiStack(app, 'Calm3ApiStack', {
@@ -208,6 +227,5 @@ if (require.main === module) {
     env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: app.node.tryGetContext('region') ?? 'us-east-1' },
     description: 'cyberagent/calm3-22b-chat behind a REST API, with alarms and autoscaling',
   });
-  // cdk-nag 2.x; with cdk-nag 3.x: Validations.of(app).addPlugins(new AwsSolutionsChecks(app)).
-  Aspects.of(app).add(new AwsSolutionsChecks());
+  addAwsSolutionsChecks(app);
 }
