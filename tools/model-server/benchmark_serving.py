@@ -11,7 +11,7 @@ has it (both presets: continuous batching over their slots, scheduled at the dec
 static, with TorchServe's dynamic batching at the template's batch size or --batch-size (static batches, as the
 constructs configure a strategy without continuousBatching). Closed-loop clients are added 1, 4, 8, 16
 at a time (no level waits for the queue of the one before to drain); each level runs LEVEL_SECONDS and is measured
-after WARMUP_SECONDS. Each client sends chat requests one after another: its prompt length is drawn once from the
+after WARMUP_SECONDS (both stretched at a slower time scale). Each client sends chat requests one after another: its prompt length is drawn once from the
 workload's input distribution and each request's max_new_tokens from its output distribution; the fake model answers
 until max_new_tokens. The default run has two workloads: llmperf's (the example run of ray-project/llmperf's README:
 --mean-input-tokens 550 --stddev-input-tokens 150 --mean-output-tokens 150 --stddev-output-tokens 10) and a chat
@@ -55,7 +55,10 @@ TARGET_RATIO = 2.5
 TTFT_LIMIT_AT_1 = 1.2
 LEVEL_SECONDS = 16.0
 WARMUP_SECONDS = 5.0
-TIME_SCALE = 0.25
+"""Each level's run and warm-up on the host's clock at DEFAULT_TIME_SCALE; at another scale both are stretched by
+TIME_SCALE / DEFAULT_TIME_SCALE (level_seconds), so that a level spans the same device time and holds as many answers."""
+DEFAULT_TIME_SCALE = 0.25
+TIME_SCALE = DEFAULT_TIME_SCALE
 LOAD_SECONDS = 1.0
 MIN_PROMPT_TOKENS = 32
 SEED = 13
@@ -165,8 +168,15 @@ def run_clients(server: serving_stack.ModelServer, levels, prompt_words, stop: t
         for index in range(running, level):
             threading.Thread(target=client, args=(index,), daemon=True).start()
         running = level
-        time.sleep(LEVEL_SECONDS)
+        time.sleep(level_seconds(LEVEL_SECONDS))
     return started
+
+
+def level_seconds(seconds: float) -> float:
+    """`seconds` of a level at DEFAULT_TIME_SCALE, on the host's clock at TIME_SCALE: at scale 1 a fixed window held
+    too few answers (an exponential answer of mean 150 tokens takes 12 s on lowCost), and no request of a window had
+    its first token in it."""
+    return seconds * TIME_SCALE / DEFAULT_TIME_SCALE
 
 
 def token_times(results: list[Sent], generations: list[dict]) -> list[tuple[Sent, list[float]]]:
@@ -208,7 +218,7 @@ def percentile(values: list[float], share: float) -> float | None:
 def measure(matched, started: list[float], levels) -> list[dict]:
     rows = []
     for level, begin in zip(levels, started):
-        window = (begin + WARMUP_SECONDS, begin + LEVEL_SECONDS)
+        window = (begin + level_seconds(WARMUP_SECONDS), begin + level_seconds(LEVEL_SECONDS))
         tokens = sum(1 for _, times in matched for at in times if window[0] <= at < window[1])
         in_window = [(sent, times) for sent, times in matched if window[0] <= sent.sent < window[1] and times]
         ttft = [times[0] - sent.sent for sent, times in in_window]
