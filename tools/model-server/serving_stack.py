@@ -225,7 +225,9 @@ def with_static_batching(deployment: Deployment, batch_size: int) -> Deployment:
     """`deployment` as the constructs configure it for compile option batchSize `batch_size` without continuous
     batching (contract endpoint.batching): the compile job's and the endpoint's NEURONX_BATCH_SIZE and, above 1,
     TorchServe's batching through the toolkit's SAGEMAKER_TS_* variables; no continuous-batching option or objects.
-    For the tests and the benchmark, which compare batch sizes and batching modes on one template."""
+    For the tests and the benchmark, which compare batch sizes and batching modes on one template at its time limit:
+    the constructs' admission without continuous batching (a bounded TorchServe queue, a 20 s limit: contract
+    endpoint.batching.staticAdmission) is left out, and the static-batching template carries it."""
     environment = {
         name: value for name, value in deployment.environment.items()
         if name not in {ENDPOINT_ENV[key] for key in SERVER_BATCHING}
