@@ -2,7 +2,7 @@ import { Duration, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
 import { INVOCATION_LIMIT } from './private/endpoint-configuration';
-import { throwIfProblems } from './private/sizing';
+import { throwIfProblems } from './private/problems';
 import type { TransformersNeuronxSageMakerRealtimeInferenceEndpointBase } from './transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
 
 /**

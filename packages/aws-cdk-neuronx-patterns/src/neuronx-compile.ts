@@ -12,8 +12,8 @@ import { addBatchEnvironment } from './private/compile-batch-environment';
 import { compileSettings, resolveConfiguration, subnetProblems } from './private/compile-configuration';
 import { addDeployWait } from './private/compile-wait';
 import { HandlerFunction } from './private/handler-function';
+import { throwIfProblems } from './private/problems';
 import { regionProblems } from './private/regions';
-import { throwIfProblems } from './private/sizing';
 
 /**
  * What is compiled, for what, and how: the part of a NeuronxCompile that can be checked before anything is built

@@ -8,8 +8,8 @@ import { aws_sagemaker as sagemakerRefs } from 'aws-cdk-lib/interfaces';
 import { Construct } from 'constructs';
 import { EndpointAlarms, EndpointAlarmsOptions } from './endpoint-alarms';
 import { endpointDashboard } from './private/endpoint-dashboard';
-import { throwIfProblems } from './private/sizing';
-import { AUTOSCALED_INITIAL_INSTANCE_COUNT, capacityProblems, scalingRoleArn, VARIANT_NAME } from './private/variant';
+import { capacityProblems, throwIfProblems } from './private/problems';
+import { AUTOSCALED_INITIAL_INSTANCE_COUNT, scalingRoleArn, VARIANT_NAME } from './private/variant';
 import { ScalableInstanceCount } from './scalable-instance-count';
 
 // Metric namespaces (SageMaker developer guide, "Amazon SageMaker AI metrics in Amazon CloudWatch",

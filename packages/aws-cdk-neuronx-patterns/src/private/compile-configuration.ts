@@ -8,9 +8,9 @@ import { NeuronxCompileConfiguration, NeuronxCompileConfigurationNames, NeuronxC
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
 import { CONTRACT, compileEnv, compilerTargetValue, optLevelValue, quantDtypeValue } from './contract';
+import { checkPositiveInteger } from './problems';
 import {
-  checkPositiveInteger, compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing,
-  ResolvedCompileOptions, servingProblems,
+  compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing, ResolvedCompileOptions, servingProblems,
 } from './sizing';
 
 /**

@@ -6,8 +6,9 @@ import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointProps } from '../transformers-neuronx-sagemaker-realtime-inference-endpoint';
 import { CONTRACT, endpointEnv } from './contract';
+import { checkPositiveInteger } from './problems';
 import { regionProblems } from './regions';
-import { checkPositiveInteger, checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, stepSeconds, weightBytes } from './sizing';
+import { checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, stepSeconds, weightBytes } from './sizing';
 
 /**
  * What an endpoint is built from: its props with their defaults (derived from the model's size), and every reason

@@ -12,8 +12,8 @@ import { CONTRACT, RUNTIME_DIR } from './contract';
 import { handlerFunction } from './handler-function';
 import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './handler-protocol';
 import { suppressWildcardFindings, wildcardFindings } from './nag-finding';
+import { throwIfProblems } from './problems';
 import { READINESS_JAR, SERVICE_HANDLER } from './service-handler';
-import { throwIfProblems } from './sizing';
 import { grantAssetRead, stageAsset } from './staged-asset';
 
 const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
