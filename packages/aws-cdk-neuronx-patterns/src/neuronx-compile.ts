@@ -255,7 +255,7 @@ export class NeuronxCompile extends Construct {
     const batchEnvironment = addBatchEnvironment(this, props, settings);
     this.jobQueue = batchEnvironment.jobQueue;
     this.logGroup = batchEnvironment.logGroup;
-    const deployWait = addDeployWait(this, settings, batchEnvironment);
+    const deployWait = addDeployWait(this, props.bucket, settings, batchEnvironment);
     this._lifecycleFunction = deployWait.lifecycleFunction;
     this._deployWait = deployWait.wait;
   }

@@ -156,6 +156,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
     const endpoint = new sagemaker.CfnEndpoint(this, 'Endpoint', { endpointConfigName: this.endpointConfig.attrEndpointConfigName });
     this.endpointName = endpoint.attrEndpointName;
     this.endpointArn = endpoint.ref;
+    this._cfnResources = { endpoint, config: this.endpointConfig };
     this.suppressRoleFindings(role, ownStatements, props.volumeEncryptionKey?.grantEncryptDecrypt(role));
   }
 
