@@ -125,7 +125,8 @@ function addComputeEnvironment(compile: Construct, props: BatchEnvironmentProps,
 function addJobDefinition(compile: Construct, props: BatchEnvironmentProps, settings: CompileSettings) {
   const { compileInstance, runtime } = settings;
   const logGroup = new logs.LogGroup(compile, 'JobLogs', { retention: LOG_RETENTION });
-  // compile/ and the handler, whose model-building function the compile job imports (see neuronx_compile.py).
+  // runtime/compile/, the contract, and the module the job shares with the inference handler (common/neuronx_common.py,
+  // whose model-building arguments the job imports): one zip, built by build-tools/compile-code-zip.js.
   const code = stageAsset(compile, 'CompileCode', { path: COMPILE_CODE_ZIP });
   const jobRole = new iam.Role(compile, 'JobRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
