@@ -9,7 +9,8 @@ import { NeuronxRuntime } from '../neuronx-runtime';
 import { CONTRACT, compileEnv, compilerTargetValue, optLevelValue, quantDtypeValue } from './contract';
 import { checkPositiveInteger } from './problems';
 import {
-  compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing, ResolvedCompileOptions, servingProblems,
+  compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing, ResolvedCompileOptions,
+  servingProblems,
 } from './sizing';
 
 /**

@@ -30,7 +30,9 @@ import { grantAbortPrefixUploads, grantPrefix } from './s3-prefix';
  * this stack only). Whatever places the inference code checks the completion marker after the wait (see
  * inference-code.ts), so a forged SUCCESS still makes no model over incomplete artifacts.
  */
-export function addDeployWait(compile: Construct, bucket: s3.IBucket, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment): DeployWait {
+export function addDeployWait(
+  compile: Construct, bucket: s3.IBucket, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment,
+): DeployWait {
   const { jobQueue, jobDefinition } = batchEnvironment;
   const waitId = waitIdentity(Stack.of(compile).resolve(bucket.bucketName), settings.artifactPrefix, settings.waitTimeout);
   const handle = new CfnWaitConditionHandle(compile, `WaitHandle${waitId}`);
