@@ -68,6 +68,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-cdk/integ-runner@2.197.10',
     // The CLI that synthesizes the example apps: aws-cdk-lib 2.245's cloud assembly schema needs 2.1125 or later.
     'aws-cdk@2.1148.1',
+    // check:imports: the circular-import check over both packages' sources.
+    'dpdm@4.3.0',
   ],
   gitignore: [
     '/examples/**/cdk.out', '/cdk.out', '.venv', '.venv.lock', '__pycache__', '.pytest_cache', 'target/',
@@ -326,6 +328,14 @@ const testBindings = project.addTask('test:bindings', {
   exec: 'bash tools/bindings/check.sh --skip-package',
 });
 project.packageTask.spawn(testBindings);
+
+// Imports run one way (a construct imports its private helpers; a helper never imports the construct that calls it):
+// no circle among the sources of either package, type-only imports included (no -T). After the compile, in every build.
+const checkImports = project.addTask('check:imports', {
+  description: 'Fail on any circular import in src/ of either package (type-only imports count)',
+  exec: `dpdm --no-warning --no-tree --no-progress --exit-code circular:1 'src/**/*.ts' '${PATTERNS_DIR}/src/**/*.ts'`,
+});
+project.postCompileTask.spawn(checkImports);
 
 // Build the patterns package (compile, test, docs, package) before the models package compiles against it,
 // with the Python environment its tests need.

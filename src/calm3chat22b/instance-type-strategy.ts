@@ -86,6 +86,9 @@ export class InstanceTypeStrategy {
    */
   public readonly continuousBatching?: boolean;
 
+  /** The options as given, carried whole to the compile: an option added to CompileOptions needs no change here. */
+  private readonly options: CompileOptions;
+
   /**
    * @param instanceType the SageMaker instance type to serve on
    * @param instanceTypeForCompile the EC2 instance type to compile on: it needs host memory for the bf16 checkpoint
@@ -115,17 +118,11 @@ export class InstanceTypeStrategy {
     this.optLevel = options.optLevel;
     this.batchSize = options.batchSize;
     this.continuousBatching = options.continuousBatching;
+    this.options = { ...options };
   }
 
   /** @internal the compile options this strategy stands for. */
   public _compileOptions(): CompileOptions {
-    return {
-      tpDegree: this.tpDegree,
-      nPositions: this.nPositions,
-      quantDtype: this.quantDtype,
-      optLevel: this.optLevel,
-      batchSize: this.batchSize,
-      continuousBatching: this.continuousBatching,
-    };
+    return { ...this.options };
   }
 }

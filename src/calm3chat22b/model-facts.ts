@@ -36,6 +36,3 @@ export const ARCHITECTURE: ModelArchitecture = {
   numKeyValueHeads: 48, // num_key_value_heads: no grouped-query attention
   maxPositionEmbeddings: 16384, // max_position_embeddings
 };
-
-/** The licence of the weights (model card). */
-export const LICENSE = 'Apache-2.0';

@@ -12,6 +12,7 @@ import {
 import { Construct } from 'constructs';
 import { InstanceTypeStrategy } from './instance-type-strategy';
 import { ARCHITECTURE, MODEL_ID, PARAMETER_COUNT, PINNED_REVISION } from './model-facts';
+import { CompileOwners } from './private/compile-owners';
 import { compileSubnetProblems } from './private/compile-subnets';
 
 /**
@@ -180,7 +181,9 @@ export class SageMakerRealtimeInference extends Construct {
       'compileSpot': props.compileSpot ?? false,
       'instanceTypeStrategy.instanceTypeForCompile': strategy.instanceTypeForCompile.instanceTypeName,
     };
-    this.compile = this.sharedCompile(compileProps) ?? new NeuronxCompile(this, 'NeuronxCompile', compileProps);
+    const shared = this.sharedCompile(compileProps);
+    this.compile = shared ?? new NeuronxCompile(this, 'NeuronxCompile', compileProps);
+    if (!shared) compileOwners(this).register(this.compile, this);
     this.endpoint = new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(this, 'RealtimeInference', {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(this.compile),
       instanceType: strategy.instanceType,
@@ -201,8 +204,7 @@ export class SageMakerRealtimeInference extends Construct {
    */
   private sharedCompile(compileProps: NeuronxCompileProps): NeuronxCompile | undefined {
     const existing = NeuronxCompile.findInStack(this, compileProps);
-    const owner = existing && Stack.of(this).node.findAll()
-      .find((c): c is SageMakerRealtimeInference => c instanceof SageMakerRealtimeInference && c !== this && c.compile === existing);
+    const owner = existing && compileOwners(this).ownerOf(existing);
     if (!existing || !owner) {
       return undefined;
     }
@@ -218,4 +220,9 @@ export class SageMakerRealtimeInference extends Construct {
     }
     return existing;
   }
+}
+
+/** The SageMakerRealtimeInference constructs of `scope`'s stack that made a compile, by the compile. */
+function compileOwners(scope: Construct): CompileOwners<SageMakerRealtimeInference> {
+  return CompileOwners.of<SageMakerRealtimeInference>(scope, 'Calm3ChatCompileOwners');
 }

@@ -6,7 +6,6 @@ export * from './neuronx-runtime';
 export * from './neuronx-compile';
 export * from './inference-model-data';
 export * from './transformers-neuronx-sagemaker-realtime-inference-endpoint';
-// What the endpoint offers besides its resources: IEndpoint, metrics, alarms, autoscaling.
+// What the endpoint offers besides its resources: IEndpoint, metrics, alarms (EndpointAlarms), autoscaling.
 export * from './transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
-export * from './endpoint-alarms';
 export * from './scalable-instance-count';

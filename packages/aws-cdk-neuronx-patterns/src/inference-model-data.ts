@@ -197,7 +197,7 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
       compile: this.props.compile,
       continuousBatchingSlots: continuousBatching ? batchSize : undefined,
     });
-    checkOneCodePerPrefix(this.props.compile ?? bucket, prefix, code.hash, scope, this.props.code);
+    checkOneCodePerPrefix(bucket, prefix, code.hash, scope, this.props.code);
     return {
       s3Uri: bucket.s3UrlForObject(prefix),
       runtime: this.props.runtime ?? NeuronxRuntime.DEFAULT,

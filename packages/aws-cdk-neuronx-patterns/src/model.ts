@@ -4,8 +4,8 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { compileEnv } from './private/contract';
+import { throwIfProblems } from './private/problems';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
-import { throwIfProblems } from './private/sizing';
 
 /**
  * The shape of a decoder model, as in its Hugging Face `config.json`. With it the library checks tensor

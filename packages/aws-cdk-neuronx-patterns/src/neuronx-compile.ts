@@ -1,4 +1,4 @@
-import { CfnWaitCondition, Duration, Size, Stack } from 'aws-cdk-lib';
+import { CfnWaitCondition, Duration, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -12,8 +12,9 @@ import { addBatchEnvironment } from './private/compile-batch-environment';
 import { compileSettings, resolveConfiguration, subnetProblems } from './private/compile-configuration';
 import { addDeployWait } from './private/compile-wait';
 import { HandlerFunction } from './private/handler-function';
+import { throwIfProblems } from './private/problems';
 import { regionProblems } from './private/regions';
-import { throwIfProblems } from './private/sizing';
+import { resolvedKey, StackRegistry } from './private/stack-registry';
 
 /**
  * What is compiled, for what, and how: the part of a NeuronxCompile that can be checked before anything is built
@@ -153,7 +154,7 @@ export class NeuronxCompile extends Construct {
    * @param props the props the compile would be made with
    */
   public static findInStack(scope: Construct, props: NeuronxCompileProps): NeuronxCompile | undefined {
-    return compilesWriting(Stack.of(scope), props.bucket, compileSettings(props).artifactPrefix)[0];
+    return compiles(scope).get(artifactsKey(scope, props.bucket, compileSettings(props).artifactPrefix));
   }
 
   /**
@@ -225,7 +226,8 @@ export class NeuronxCompile extends Construct {
   constructor(scope: Construct, id: string, props: NeuronxCompileProps) {
     super(scope, id);
     const settings = compileSettings(props);
-    const twin = compilesWriting(Stack.of(this), props.bucket, settings.artifactPrefix).find(c => c !== this);
+    const key = artifactsKey(this, props.bucket, settings.artifactPrefix);
+    const twin = compiles(this).get(key);
     throwIfProblems(`NeuronxCompile '${this.node.path}'`, [
       ...settings.problems,
       ...(twin ? [`writes the same artifacts as NeuronxCompile '${twin.node.path}' (the same bucket and prefix ${settings.artifactPrefix}): `
@@ -255,16 +257,19 @@ export class NeuronxCompile extends Construct {
     const batchEnvironment = addBatchEnvironment(this, props, settings);
     this.jobQueue = batchEnvironment.jobQueue;
     this.logGroup = batchEnvironment.logGroup;
-    const deployWait = addDeployWait(this, settings, batchEnvironment);
+    const deployWait = addDeployWait(this, props.bucket, settings, batchEnvironment);
     this._lifecycleFunction = deployWait.lifecycleFunction;
     this._deployWait = deployWait.wait;
+    compiles(this).register(key, this);
   }
 }
 
-/** The compiles of `stack` (not of its nested stacks) that write `prefix` of `bucket`, in the order they were made. */
-function compilesWriting(stack: Stack, bucket: s3.IBucket, prefix: string): NeuronxCompile[] {
-  // By the bucket's name as the template has it: two handles on one bucket are one bucket.
-  const name = (b: s3.IBucket) => JSON.stringify(stack.resolve(b.bucketName));
-  return stack.node.findAll().filter((c): c is NeuronxCompile => c instanceof NeuronxCompile && Stack.of(c) === stack
-    && c.compiledArtifactS3Prefix === prefix && name(c.bucket) === name(bucket));
+/** The compiles of `scope`'s stack (not of its nested stacks, which have their own), by the artifacts they write. */
+function compiles(scope: Construct): StackRegistry<NeuronxCompile> {
+  return StackRegistry.of<NeuronxCompile>(scope, 'NeuronxCompiles');
+}
+
+/** The artifacts' location: the bucket by its name as the template has it (two handles on one bucket are one bucket), and the prefix. */
+function artifactsKey(scope: Construct, bucket: s3.IBucket, prefix: string): string {
+  return resolvedKey(scope, bucket.bucketName, prefix);
 }

@@ -2,9 +2,9 @@ import { Aws, CfnMapping, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { NeuronxInstanceType } from './neuronx-instance-type';
+import { throwIfProblems } from './private/problems';
 import { DLC_ACCOUNTS, NEURONX_IMAGE_REGIONS, RegionNeeds, regionProblems } from './private/regions';
 import { shellQuote } from './private/shell';
-import { throwIfProblems } from './private/sizing';
 
 const MAPPING_ID = 'NeuronxDlcRegistryAccounts';
 

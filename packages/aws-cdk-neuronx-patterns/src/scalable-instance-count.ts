@@ -1,7 +1,7 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import { Construct } from 'constructs';
-import { throwIfProblems } from './private/sizing';
+import { throwIfProblems } from './private/problems';
 
 /**
  * Properties of a ScalableInstanceCount. `TransformersNeuronxSageMakerRealtimeInferenceEndpoint.autoScaleInstanceCount`

@@ -1,15 +1,15 @@
 import * as crypto from 'crypto';
-import { Annotations, Duration, Resource, ResourceProps, Stack } from 'aws-cdk-lib';
+import { Annotations, Duration, Resource, ResourceProps, Stack, Token } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import { aws_sagemaker as sagemakerRefs } from 'aws-cdk-lib/interfaces';
 import { Construct } from 'constructs';
-import { EndpointAlarms, EndpointAlarmsOptions } from './endpoint-alarms';
+import { INVOCATION_LIMIT } from './private/endpoint-configuration';
 import { endpointDashboard } from './private/endpoint-dashboard';
-import { throwIfProblems } from './private/sizing';
-import { AUTOSCALED_INITIAL_INSTANCE_COUNT, capacityProblems, scalingRoleArn, VARIANT_NAME } from './private/variant';
+import { capacityProblems, throwIfProblems } from './private/problems';
+import { AUTOSCALED_INITIAL_INSTANCE_COUNT, scalingRoleArn, VARIANT_NAME } from './private/variant';
 import { ScalableInstanceCount } from './scalable-instance-count';
 
 // Metric namespaces (SageMaker developer guide, "Amazon SageMaker AI metrics in Amazon CloudWatch",
@@ -18,9 +18,6 @@ import { ScalableInstanceCount } from './scalable-instance-count';
 // EndpointName and VariantName.
 const INVOCATION_NAMESPACE = 'AWS/SageMaker';
 const INSTANCE_NAMESPACE = '/aws/sagemaker/Endpoints';
-/** The ids of the endpoint's CfnEndpoint and CfnEndpointConfig (TransformersNeuronxSageMakerRealtimeInferenceEndpoint). */
-const CFN_ENDPOINT_ID = 'Endpoint';
-const CFN_ENDPOINT_CONFIG_ID = 'EndpointConfig';
 
 /**
  * Options of an endpoint's dashboard.
@@ -67,6 +64,14 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
    */
   protected _givenInstanceCount?: number;
 
+  /**
+   * The endpoint and its config, which `autoScaleInstanceCount` changes (see handOverInstanceCount). An endpoint
+   * that leaves them undefined keeps its instance count in its config.
+   *
+   * @internal
+   */
+  protected _cfnResources?: { readonly endpoint: sagemaker.CfnEndpoint; readonly config: sagemaker.CfnEndpointConfig };
+
   private scalableInstanceCount?: ScalableInstanceCount;
 
   /**
@@ -92,7 +97,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
 
   /**
    * Grants invoking this endpoint: `sagemaker:InvokeEndpoint` on its ARN. The same action allows
-   * InvokeEndpointWithResponseStream (its API reference); the inference handler answers in one response.
+   * InvokeEndpointWithResponseStream (its API reference), which the inference handler answers as it generates.
    *
    * @param grantee the principal that calls the endpoint
    */
@@ -286,7 +291,7 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
   public addDashboard(options: EndpointDashboardOptions = {}): cloudwatch.Dashboard {
     const id = 'Dashboard';
     this.checkUsage(this.node.tryFindChild(id) ? ['addDashboard was called before: use the dashboard it returned.'] : []);
-    return endpointDashboard(this, id, this, options);
+    return endpointDashboard(this, id, this, options.dashboardName);
   }
 
   /**
@@ -312,9 +317,8 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
    *    Changes that SageMaker allows in place keep the logical id and the endpoint's name.
    */
   private handOverInstanceCount(minCapacity: number): void {
-    const endpoint = this.node.tryFindChild(CFN_ENDPOINT_ID);
-    const config = this.node.tryFindChild(CFN_ENDPOINT_CONFIG_ID);
-    if (!(endpoint instanceof sagemaker.CfnEndpoint) || !(config instanceof sagemaker.CfnEndpointConfig)) return;
+    if (!this._cfnResources) return;
+    const { endpoint, config } = this._cfnResources;
     endpoint.retainAllVariantProperties = true;
     const variants = Stack.of(this).resolve(config.productionVariants) as sagemaker.CfnEndpointConfig.ProductionVariantProperty[];
     variants.forEach((_, i) => config.addPropertyOverride(`ProductionVariants.${i}.InitialInstanceCount`, AUTOSCALED_INITIAL_INSTANCE_COUNT));
@@ -341,5 +345,132 @@ export abstract class TransformersNeuronxSageMakerRealtimeInferenceEndpointBase 
 
   private checkUsage(problems: string[]): void {
     throwIfProblems(`TransformersNeuronxSageMakerRealtimeInferenceEndpoint '${this.node.path}'`, problems);
+  }
+}
+
+/**
+ * Options of an endpoint's alarms.
+ */
+export interface EndpointAlarmsOptions {
+  /**
+   * An action every alarm takes when it goes into ALARM and when it returns to OK (e.g. a
+   * `cloudwatch_actions.SnsAction`).
+   *
+   * @default - no action: the alarms only show in the CloudWatch console
+   */
+  readonly action?: cloudwatch.IAlarmAction;
+
+  /**
+   * The share of requests answered with a 5XX error, over 5 minutes, at which the server errors alarm goes off
+   * (more than 0, at most 1).
+   *
+   * @default 0.05
+   */
+  readonly serverErrorRateThreshold?: number;
+
+  /**
+   * The 99th percentile of the model latency, over 5 minutes, at which the latency alarm goes off (at most
+   * SageMaker's 60 second invocation limit).
+   *
+   * @default - the endpoint's generation time limit (`generationTimeLimit`, 50 seconds by default): an answer that takes this long was cut short
+   */
+  readonly modelLatencyThreshold?: Duration;
+}
+
+/**
+ * Properties of EndpointAlarms.
+ */
+export interface EndpointAlarmsProps extends EndpointAlarmsOptions {
+  /** The endpoint to watch. */
+  readonly endpoint: TransformersNeuronxSageMakerRealtimeInferenceEndpointBase;
+}
+
+const DEFAULT_SERVER_ERROR_RATE = 0.05;
+const PERIOD = Duration.minutes(5);
+// Instances publish their utilization metrics every minute (SageMaker developer guide, "Amazon SageMaker AI metrics in
+// Amazon CloudWatch"); five minutes without one from any instance means none is running.
+const INSTANCE_PERIOD = Duration.minutes(1);
+const INSTANCE_EVALUATION_PERIODS = 5;
+
+/**
+ * The alarms an operator of a transformers-neuronx endpoint wants: server errors, answers running into the time limit,
+ * and no instance running. Create them with `endpoint.addAlarms(...)`.
+ */
+export class EndpointAlarms extends Construct {
+  /**
+   * Goes off when at least `serverErrorRateThreshold` of the requests in 5 minutes were answered with a 5XX error
+   * (Invocation5XXErrors, Average: SageMaker sends 1 for each 5XX and 0 for any other answer). No requests: OK.
+   */
+  public readonly serverErrors: cloudwatch.Alarm;
+
+  /**
+   * Goes off when the 99th percentile of ModelLatency over 5 minutes reaches `modelLatencyThreshold`: answers are
+   * being cut short by the generation time limit, or come close to SageMaker's 60 second limit. No requests: OK.
+   */
+  public readonly modelLatency: cloudwatch.Alarm;
+
+  /**
+   * Goes off when no instance of the endpoint has published its utilization metrics for 5 minutes: none is running
+   * (SageMaker is replacing failed instances, or cannot start one). Missing data counts as breaching.
+   */
+  public readonly noInstance: cloudwatch.Alarm;
+
+  /** Every alarm above. */
+  public readonly alarms: cloudwatch.Alarm[];
+
+  /**
+   * Creates the alarms and adds the action to each.
+   *
+   * @param scope the scope of the alarms
+   * @param id the id of the alarms in their scope
+   * @param props the endpoint, the action and the thresholds
+   */
+  constructor(scope: Construct, id: string, props: EndpointAlarmsProps) {
+    // Checked before the construct exists, so that a failed call leaves nothing behind.
+    const { endpoint } = props;
+    const errorRate = props.serverErrorRateThreshold ?? DEFAULT_SERVER_ERROR_RATE;
+    const latency = props.modelLatencyThreshold ?? endpoint.generationTimeLimit;
+    throwIfProblems(`The alarms of '${endpoint.node.path}'`, [
+      ...(!Token.isUnresolved(errorRate) && !(errorRate > 0 && errorRate <= 1)
+        ? [`serverErrorRateThreshold is ${errorRate}: it is a share of the requests, more than 0 and at most 1 (e.g. ${DEFAULT_SERVER_ERROR_RATE} for 5%).`]
+        : []),
+      ...(latency.isUnresolved() || (latency.toMilliseconds() > 0 && latency.toMilliseconds() <= INVOCATION_LIMIT.toMilliseconds())
+        ? []
+        : [`modelLatencyThreshold is ${latency.toHumanString()}: it must be more than 0 and at most ${INVOCATION_LIMIT.toHumanString()}, SageMaker's invocation limit (e.g. ${endpoint.generationTimeLimit.toHumanString()}, the handler's generation time limit).`]),
+    ]);
+    super(scope, id);
+
+    this.serverErrors = new cloudwatch.Alarm(this, 'ServerErrors', {
+      alarmDescription: `${endpoint.node.path}: at least ${+(errorRate * 100).toFixed(2)}% of the requests in 5 minutes were answered with a 5XX error. See the endpoint's log group /aws/sagemaker/Endpoints/<endpoint name>.`,
+      metric: endpoint.metricInvocation5XXErrors({ statistic: cloudwatch.Stats.AVERAGE, period: PERIOD }),
+      threshold: errorRate,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.modelLatency = new cloudwatch.Alarm(this, 'ModelLatency', {
+      alarmDescription: `${endpoint.node.path}: 1% of the answers in 5 minutes took ${latency.toHumanString()} or more; SageMaker ends a request after ${INVOCATION_LIMIT.toHumanString()}. Ask for fewer new tokens or shorter prompts, or add instances.`,
+      metric: endpoint.metricModelLatency({ statistic: cloudwatch.Stats.p(99), period: PERIOD }),
+      // ModelLatency is in microseconds (SageMaker developer guide, "Amazon SageMaker AI metrics in Amazon CloudWatch").
+      threshold: latency.toMilliseconds() * 1000,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.noInstance = new cloudwatch.Alarm(this, 'NoInstance', {
+      alarmDescription: `${endpoint.node.path}: no instance has published metrics for ${INSTANCE_EVALUATION_PERIODS} minutes; requests cannot be answered. See the endpoint's events and log group.`,
+      metric: endpoint.metricMemoryUtilization({ statistic: cloudwatch.Stats.SAMPLE_COUNT, period: INSTANCE_PERIOD }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: INSTANCE_EVALUATION_PERIODS,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    this.alarms = [this.serverErrors, this.modelLatency, this.noInstance];
+    if (props.action) {
+      for (const alarm of this.alarms) {
+        alarm.addAlarmAction(props.action);
+        alarm.addOkAction(props.action);
+      }
+    }
   }
 }

@@ -8,8 +8,9 @@ import { NeuronxInstanceType } from './neuronx-instance-type';
 import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { batchingEnvironment, EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
+import { throwIfProblems } from './private/problems';
 import { READINESS_JAVA_OPTIONS, SERVICE_HANDLER } from './private/service-handler';
-import { throwIfProblems, workersPerInstance } from './private/sizing';
+import { workersPerInstance } from './private/sizing';
 import { VARIANT_NAME } from './private/variant';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointBase } from './transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
 
@@ -156,6 +157,7 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
     const endpoint = new sagemaker.CfnEndpoint(this, 'Endpoint', { endpointConfigName: this.endpointConfig.attrEndpointConfigName });
     this.endpointName = endpoint.attrEndpointName;
     this.endpointArn = endpoint.ref;
+    this._cfnResources = { endpoint, config: this.endpointConfig };
     this.suppressRoleFindings(role, ownStatements, props.volumeEncryptionKey?.grantEncryptDecrypt(role));
   }
 

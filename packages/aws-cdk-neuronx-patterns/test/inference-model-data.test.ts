@@ -329,3 +329,27 @@ describe('one prefix, one code: endpoints that serve one prefix share its code/'
       .toThrow(/'S\/C' places the inference code '.*' under compiled\/code\/, where 'S\/A' places the library's handler/);
   });
 });
+
+describe('one prefix, one code, by the bucket\'s name: two handles on one bucket are one bucket', () => {
+  test('fromBucketName twice on one bucket, different code under one prefix: the second fails', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    const options = { model: calm3(), tpDegree: 4 };
+    const first = s3.Bucket.fromBucketName(stack, 'One', 'artifacts');
+    const second = s3.Bucket.fromBucketName(stack, 'Two', 'artifacts');
+    TransformersNeuronxSageMakerInferenceModelData.fromBucket(first, 'compiled/', options).bind(new Construct(stack, 'A'), role(stack, 'RA'));
+    const other = { ...options, code: codeDir({ 'inference.py': handler('mine') }) };
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(second, 'compiled/', other).bind(new Construct(stack, 'B'), role(stack, 'RB')))
+      .toThrow(/'S\/B' places the inference code '.*' under compiled\/code\/, where 'S\/A' places the library's handler/);
+  });
+
+  test('another bucket name is another place', () => {
+    const app = new App();
+    const stack = new Stack(app, 'S', { env: ENV });
+    const options = { model: calm3(), tpDegree: 4 };
+    const other = { ...options, code: codeDir({ 'inference.py': handler('mine') }) };
+    TransformersNeuronxSageMakerInferenceModelData.fromBucket(s3.Bucket.fromBucketName(stack, 'One', 'artifacts'), 'compiled/', options)
+      .bind(new Construct(stack, 'A'), role(stack, 'RA'));
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(s3.Bucket.fromBucketName(stack, 'Two', 'elsewhere'), 'compiled/', other)
+      .bind(new Construct(stack, 'B'), role(stack, 'RB'))).not.toThrow();
+  });
+});

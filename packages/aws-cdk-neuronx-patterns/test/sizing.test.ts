@@ -3,11 +3,12 @@ import * as path from 'path';
 import { CfnParameter, Stack } from 'aws-cdk-lib';
 import { NeuronxInstanceFamily, NeuronxInstanceType, QuantDtype } from '../src';
 import { CALM3_ARCHITECTURE, CALM3_PARAMETERS } from './fixtures';
+import { checkPositiveInteger, throwIfProblems } from '../src/private/problems';
 import {
-  checkpointBytes, checkPositiveInteger, compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, compileWorkDirBytes,
+  checkpointBytes, compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, compileWorkDirBytes,
   cachedSequences, deviceBytesAvailable, deviceBytesNeeded, isSupportedTpDegree, kvCacheBytes, largestFittingBatchSize, ModelSizing,
   ROOT_VOLUME_ALLOWANCE_GIB, servingProblems,
-  throwIfProblems, weightBytes, workersPerInstance, workingTpDegrees,
+  weightBytes, workersPerInstance, workingTpDegrees,
 } from '../src/private/sizing';
 
 const GIB = 1024 ** 3;

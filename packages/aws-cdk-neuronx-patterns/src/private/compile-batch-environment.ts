@@ -3,7 +3,9 @@ import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { NeuronxCompile, NeuronxCompileProps } from '../neuronx-compile';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { Model } from '../model';
 import { CompileSettings, spotAttemptsWarning } from './compile-configuration';
 import { COMPILE_CODE_ZIP, CONTRACT, compileEnv } from './contract';
 import { LOG_RETENTION } from './handler-function';
@@ -28,6 +30,18 @@ const WORK_DIR = '/var/tmp/neuronx';
 /** Why a grant on the artifact prefix has wildcards (the job's and the lifecycle function's). */
 export const ARTIFACT_PREFIX_REASON = 'Object actions are limited to this compile\'s artifact prefix (prefix/*); s3:ListBucket is limited to it by condition.';
 
+/** What the Batch environment is made for, besides the settings (NeuronxCompileProps are one). */
+export interface BatchEnvironmentProps {
+  /** The VPC the compile instance runs in. */
+  readonly vpc: ec2.IVpc;
+  /** The bucket the artifacts are written to (under the settings' artifact prefix). */
+  readonly bucket: s3.IBucket;
+  /** The model the job downloads. */
+  readonly model: Model;
+  /** Spot capacity. */
+  readonly spot?: boolean;
+}
+
 /** What the deploy wait needs of the Batch environment. */
 export interface CompileBatchEnvironment {
   readonly computeEnvironment: batch.ManagedEc2EcsComputeEnvironment;
@@ -36,15 +50,15 @@ export interface CompileBatchEnvironment {
   readonly logGroup: logs.LogGroup;
 }
 
-/** Adds the compute environment, queue, roles, log group and job definition of `compile`, with their nag suppressions. */
-export function addBatchEnvironment(compile: NeuronxCompile, props: NeuronxCompileProps, settings: CompileSettings): CompileBatchEnvironment {
+/** Adds the compute environment, queue, roles, log group and job definition of a compile to `compile`, with their nag suppressions. */
+export function addBatchEnvironment(compile: Construct, props: BatchEnvironmentProps, settings: CompileSettings): CompileBatchEnvironment {
   const { computeEnvironment, jobQueue } = addComputeEnvironment(compile, props, settings);
   const { jobDefinition, logGroup } = addJobDefinition(compile, props, settings);
-  spotAttemptsWarning(compile, props, settings);
+  spotAttemptsWarning(compile, props.spot, settings);
   return { computeEnvironment, jobQueue, jobDefinition, logGroup };
 }
 
-function addComputeEnvironment(compile: NeuronxCompile, props: NeuronxCompileProps, settings: CompileSettings) {
+function addComputeEnvironment(compile: Construct, props: BatchEnvironmentProps, settings: CompileSettings) {
   const { compileInstance, startTimeout } = settings;
   const securityGroup = new ec2.SecurityGroup(compile, 'SecurityGroup', {
     vpc: props.vpc,
@@ -108,10 +122,11 @@ function addComputeEnvironment(compile: NeuronxCompile, props: NeuronxCompilePro
 }
 
 /** The job: the pinned image as it is, the compile program from a small file asset. */
-function addJobDefinition(compile: NeuronxCompile, props: NeuronxCompileProps, settings: CompileSettings) {
+function addJobDefinition(compile: Construct, props: BatchEnvironmentProps, settings: CompileSettings) {
   const { compileInstance, runtime } = settings;
   const logGroup = new logs.LogGroup(compile, 'JobLogs', { retention: LOG_RETENTION });
-  // compile/ and the handler, whose model-building function the compile job imports (see neuronx_compile.py).
+  // runtime/compile/, the contract, and the module the job shares with the inference handler (common/neuronx_common.py,
+  // whose model-building arguments the job imports): one zip, built by build-tools/compile-code-zip.js.
   const code = stageAsset(compile, 'CompileCode', { path: COMPILE_CODE_ZIP });
   const jobRole = new iam.Role(compile, 'JobRole', {
     assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
@@ -139,7 +154,7 @@ function addJobDefinition(compile: NeuronxCompile, props: NeuronxCompileProps, s
   const environment: Record<string, string> = {
     ...modelConfig.environment,
     ...settings.jobEnvironment,
-    [compileEnv('artifactS3Uri')]: compile.compiledArtifactS3Url,
+    [compileEnv('artifactS3Uri')]: props.bucket.s3UrlForObject(settings.artifactPrefix),
     [compileEnv('codeS3Uri')]: code.s3ObjectUrl,
     [compileEnv('workDir')]: WORK_DIR,
     [compileEnv('releaseEntrypoint')]: CONTRACT.compileJob.enabledValue,
@@ -193,7 +208,7 @@ function addJobDefinition(compile: NeuronxCompile, props: NeuronxCompileProps, s
  * wildcard added later is reported, not hidden. `jobFindings`: those of the job role's grants, its artifact prefix
  * and what the model's bind granted.
  */
-function suppressRoleFindings(compile: NeuronxCompile, jobRole: iam.Role, executionRole: iam.Role, jobFindings: string[]) {
+function suppressRoleFindings(compile: Construct, jobRole: iam.Role, executionRole: iam.Role, jobFindings: string[]) {
   // On a KMS-encrypted bucket the prefix grant adds the key's data-key and re-encrypt actions, on that key only.
   const kmsReason = jobFindings.some(f => f.startsWith('Action::kms:')) ? ' kms:ReEncrypt* and kms:GenerateDataKey* are on the bucket\'s key only.' : '';
   suppressWildcardFindings(jobRole, jobFindings,
@@ -204,7 +219,7 @@ function suppressRoleFindings(compile: NeuronxCompile, jobRole: iam.Role, execut
 }
 
 /** Runs `grant` and returns its result with the wildcard findings of the statements it added to the role's default policy. */
-function withWildcardFindings<T>(compile: NeuronxCompile, role: iam.Role, grant: () => T): { result: T; findings: string[] } {
+function withWildcardFindings<T>(compile: Construct, role: iam.Role, grant: () => T): { result: T; findings: string[] } {
   const before = defaultPolicyStatements(role).length;
   const result = grant();
   const added = Stack.of(compile).resolve(defaultPolicyStatements(role).slice(before)) as Array<Record<string, unknown>>;

@@ -2,15 +2,15 @@ import * as crypto from 'crypto';
 import { Annotations, Duration, Size } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { IConstruct } from 'constructs';
-import { OptLevel } from '../compile-options';
+import { CompileOptions, OptLevel } from '../compile-options';
 import { Model } from '../model';
-import { NeuronxCompileConfiguration, NeuronxCompileConfigurationNames, NeuronxCompileProps } from '../neuronx-compile';
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
 import { CONTRACT, compileEnv, compilerTargetValue, optLevelValue, quantDtypeValue } from './contract';
+import { checkPositiveInteger } from './problems';
 import {
-  checkPositiveInteger, compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing,
-  ResolvedCompileOptions, servingProblems,
+  compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing, ResolvedCompileOptions,
+  servingProblems,
 } from './sizing';
 
 /**
@@ -37,6 +37,33 @@ const MAX_VOLUME_GIB = 16384;
 const COMPILE_CANDIDATES = [
   NeuronxInstanceType.INF2_8XLARGE, NeuronxInstanceType.INF2_24XLARGE, NeuronxInstanceType.INF2_48XLARGE, NeuronxInstanceType.TRN1_32XLARGE,
 ];
+
+/** What is compiled, for what, and how: what `resolveConfiguration` reads (a NeuronxCompileConfiguration is one). */
+export interface CompileConfigurationInput {
+  readonly model: Model;
+  readonly servingInstanceType?: NeuronxInstanceType;
+  readonly compileInstanceType?: NeuronxInstanceType;
+  readonly compileOptions?: CompileOptions;
+}
+
+/** The names the messages give the fields (a NeuronxCompileConfigurationNames is one). */
+export interface ConfigurationNames {
+  /** @default 'compileOptions' */
+  readonly compileOptions?: string;
+  /** @default 'compileInstanceType' */
+  readonly compileInstanceType?: string;
+}
+
+/** What `compileSettings` reads (NeuronxCompileProps are one). */
+export interface CompileSettingsInput extends CompileConfigurationInput {
+  readonly runtime?: NeuronxRuntime;
+  readonly spot?: boolean;
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  readonly volumeSize?: Size;
+  readonly timeout?: Duration;
+  readonly startTimeout?: Duration;
+  readonly artifactRootPrefix?: string;
+}
 
 /** A NeuronxCompile's props resolved: what its resources are made from. */
 export interface CompileSettings {
@@ -71,7 +98,7 @@ export interface CompileSettings {
 }
 
 /** The settings of a NeuronxCompile made with `props`. */
-export function compileSettings(props: NeuronxCompileProps): CompileSettings {
+export function compileSettings(props: CompileSettingsInput): CompileSettings {
   const runtime = props.runtime ?? NeuronxRuntime.DEFAULT;
   const { compileInstance, serving, resolved, problems } = resolveConfiguration(props, {});
   const startTimeout = props.startTimeout ?? DEFAULT_START_TIMEOUT;
@@ -114,7 +141,7 @@ export function compileSettings(props: NeuronxCompileProps): CompileSettings {
 }
 
 /** The configuration with its defaults applied, and every reason it cannot work. */
-export function resolveConfiguration(config: NeuronxCompileConfiguration, names: NeuronxCompileConfigurationNames) {
+export function resolveConfiguration(config: CompileConfigurationInput, names: ConfigurationNames) {
   const optionsName = names.compileOptions ?? 'compileOptions';
   const instanceTypeName = names.compileInstanceType ?? 'compileInstanceType';
   const sizing = modelSizing(config.model);
@@ -184,8 +211,8 @@ function spotTimeoutFor(attempts: number, startTimeout: Duration): Duration {
  * Warns when a Spot compile gets fewer attempts than it could: a reclaimed instance then fails the deploy (or, with
  * two, the second reclaim does), and says which `timeout` gives more.
  */
-export function spotAttemptsWarning(scope: IConstruct, props: NeuronxCompileProps, settings: CompileSettings): void {
-  if (!props.spot || settings.attempts >= MAX_SPOT_ATTEMPTS) return;
+export function spotAttemptsWarning(scope: IConstruct, spot: boolean | undefined, settings: CompileSettings): void {
+  if (!spot || settings.attempts >= MAX_SPOT_ATTEMPTS) return;
   const options = [2, 3].filter(n => n > settings.attempts)
     .map(n => `at most ${spotTimeoutFor(n, settings.startTimeout).toHumanString()} for ${n} attempts`);
   Annotations.of(scope).addWarningV2('aws-cdk-neuronx-patterns:spotAttempts',

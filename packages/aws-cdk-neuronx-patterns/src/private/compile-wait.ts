@@ -4,7 +4,8 @@ import * as batch from 'aws-cdk-lib/aws-batch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NeuronxCompile } from '../neuronx-compile';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
 import { ARTIFACT_PREFIX_REASON, CompileBatchEnvironment } from './compile-batch-environment';
 import { CompileSettings } from './compile-configuration';
 import { CONTRACT, compileEnv } from './contract';
@@ -29,9 +30,11 @@ import { grantAbortPrefixUploads, grantPrefix } from './s3-prefix';
  * this stack only). Whatever places the inference code checks the completion marker after the wait (see
  * inference-code.ts), so a forged SUCCESS still makes no model over incomplete artifacts.
  */
-export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment): DeployWait {
+export function addDeployWait(
+  compile: Construct, bucket: s3.IBucket, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment,
+): DeployWait {
   const { jobQueue, jobDefinition } = batchEnvironment;
-  const waitId = waitIdentity(Stack.of(compile).resolve(compile.bucket.bucketName), compile.compiledArtifactS3Prefix, compile.waitTimeout);
+  const waitId = waitIdentity(Stack.of(compile).resolve(bucket.bucketName), settings.artifactPrefix, settings.waitTimeout);
   const handle = new CfnWaitConditionHandle(compile, `WaitHandle${waitId}`);
   const lifecycleFunction = addLifecycleFunction(compile, settings, batchEnvironment);
   const jobTagValue = compileTagValue(compile);
@@ -40,14 +43,14 @@ export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings
     JobDefinitionArn: jobDefinition.ref,
     JobName: `neuronx-compile-${waitId}`,
     JobTagValue: jobTagValue,
-    ArtifactBucket: compile.bucket.bucketName,
-    ArtifactPrefix: compile.compiledArtifactS3Prefix,
+    ArtifactBucket: bucket.bucketName,
+    ArtifactPrefix: settings.artifactPrefix,
     MarkerKey: settings.markerKey,
     WaitHandleUrl: handle.ref,
     WaitHandleLogicalId: handle.logicalId,
   };
   const { rule, rulePermission } = addJobStateRule(compile, jobQueue, lifecycleFunction);
-  grantLifecycle(compile, lifecycleFunction, jobQueue, jobDefinition, jobTagValue);
+  grantLifecycle(compile, bucket, settings.artifactPrefix, lifecycleFunction, { jobQueue, jobDefinition, jobTagValue });
   const start = new CustomResource(compile, 'CompileJob', {
     serviceToken: lifecycleFunction.functionArn,
     resourceType: COMPILE_JOB_RESOURCE_TYPE,
@@ -62,7 +65,7 @@ export function addDeployWait(compile: NeuronxCompile, settings: CompileSettings
   const wait = new CfnWaitCondition(compile, `Wait${waitId}`, {
     handle: handle.ref,
     count: 1,
-    timeout: String(compile.waitTimeout.toSeconds()),
+    timeout: String(settings.waitTimeout.toSeconds()),
   });
   wait.node.addDependency(start);
   return { lifecycleFunction, wait };
@@ -82,7 +85,7 @@ export interface DeployWait {
  * events signal the deploy when it ends; model data made from this compile has it place the inference code.
  * What the events need (describe jobs, read the artifact prefix) the requests need too: one role serves all.
  */
-function addLifecycleFunction(compile: NeuronxCompile, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment): HandlerFunction {
+function addLifecycleFunction(compile: Construct, settings: CompileSettings, batchEnvironment: CompileBatchEnvironment): HandlerFunction {
   return handlerFunction(compile, 'LifecycleFunction', {
     handler: 'compileLifecycle',
     description: 'Starts and stops the Neuron compile job, signals the deploy when it ends, and places the inference code',
@@ -103,7 +106,7 @@ function addLifecycleFunction(compile: NeuronxCompile, settings: CompileSettings
  * them would signal nothing, and the deploy would wait out the whole WaitCondition timeout.
  * An L1 rule and permission: aws-events-targets would load most of aws-cdk-lib for one Lambda target.
  */
-function addJobStateRule(compile: NeuronxCompile, jobQueue: batch.IJobQueue, lifecycleFunction: HandlerFunction) {
+function addJobStateRule(compile: Construct, jobQueue: batch.IJobQueue, lifecycleFunction: HandlerFunction) {
   const rule = new events.CfnRule(compile, 'JobStateRule', {
     description: 'Neuron compile job ended',
     eventPattern: {
@@ -134,8 +137,10 @@ function addJobStateRule(compile: NeuronxCompile, jobQueue: batch.IJobQueue, lif
  * Each suppression lists exactly the wildcard findings it is for, so a wildcard added later is reported.
  */
 function grantLifecycle(
-  compile: NeuronxCompile, lifecycleFunction: HandlerFunction, jobQueue: batch.IJobQueue, jobDefinition: batch.CfnJobDefinition, jobTagValue: string,
+  compile: Construct, bucket: s3.IBucket, prefix: string, lifecycleFunction: HandlerFunction,
+  job: { jobQueue: batch.IJobQueue; jobDefinition: batch.CfnJobDefinition; jobTagValue: string },
 ): void {
+  const { jobQueue, jobDefinition, jobTagValue } = job;
   const lifecycleRole = lifecycleFunction.role;
   const jobArns = Stack.of(compile).formatArn({ service: 'batch', resource: 'job', resourceName: '*' });
   const jobDefinitionArns = jobDefinitionArnAnyRevision(compile, jobDefinition);
@@ -165,9 +170,9 @@ function grantLifecycle(
   }));
   // The completion marker: whether to start a job at all, and whether a job that succeeded wrote everything.
   const prefixFindings = wildcardFindings(compile, [
-    ...grantPrefix(compile.bucket, compile.compiledArtifactS3Prefix, lifecycleRole, 'read'),
+    ...grantPrefix(bucket, prefix, lifecycleRole, 'read'),
     // The incomplete uploads a killed attempt left (handlers/incomplete-uploads.ts), aborted when the job ends.
-    ...grantAbortPrefixUploads(compile.bucket, compile.compiledArtifactS3Prefix, lifecycleRole),
+    ...grantAbortPrefixUploads(bucket, prefix, lifecycleRole),
   ]);
   suppressWildcardFindings(lifecycleRole, [
     ...prefixFindings, nagFinding(compile, 'Resource', '*'), nagFinding(compile, 'Resource', jobArns), nagFinding(compile, 'Resource', jobDefinitionArns),
@@ -181,11 +186,11 @@ function grantLifecycle(
  * Identifies one NeuronxCompile in its stack (stack name and construct path, hashed), the same for every compile
  * it runs: the value of the tag its jobs carry.
  */
-function compileTagValue(compile: NeuronxCompile): string {
+function compileTagValue(compile: Construct): string {
   return crypto.createHash('sha256').update(`${Stack.of(compile).stackName}\n${compile.node.path}`).digest('hex').slice(0, 16);
 }
 
-function jobDefinitionArnAnyRevision(compile: NeuronxCompile, jobDefinition: batch.CfnJobDefinition): string {
+function jobDefinitionArnAnyRevision(compile: Construct, jobDefinition: batch.CfnJobDefinition): string {
   // The Ref is the ARN with its revision (name:N); SubmitJob is authorized on the job definition with or
   // without it, and a new revision must not need a new policy.
   const name = Fn.select(0, Fn.split(':', Fn.select(1, Fn.split('job-definition/', jobDefinition.ref))));

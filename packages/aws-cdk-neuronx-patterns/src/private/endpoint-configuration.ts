@@ -4,10 +4,10 @@ import { IConstruct } from 'constructs';
 import { TransformersNeuronxSageMakerInferenceModelDataConfig } from '../inference-model-data';
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
-import { TransformersNeuronxSageMakerRealtimeInferenceEndpointProps } from '../transformers-neuronx-sagemaker-realtime-inference-endpoint';
 import { CONTRACT, endpointEnv } from './contract';
+import { checkPositiveInteger } from './problems';
 import { regionProblems } from './regions';
-import { checkPositiveInteger, checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, stepSeconds, weightBytes } from './sizing';
+import { checkpointBytes, GIB, modelSizing, ModelSizing, ResolvedCompileOptions, servingProblems, stepSeconds, weightBytes } from './sizing';
 
 /**
  * What an endpoint is built from: its props with their defaults (derived from the model's size), and every reason
@@ -90,6 +90,17 @@ const ENVIRONMENT_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const MAX_ENVIRONMENT_ENTRY_BYTES = 1024;
 const MAX_ENVIRONMENT_BYTES = 32 * 1024;
 
+/** What the endpoint's settings and checks read of its props (TransformersNeuronxSageMakerRealtimeInferenceEndpointProps are one). */
+export interface EndpointConfigurationInput {
+  readonly environment?: { [name: string]: string };
+  readonly instanceCount?: number;
+  readonly modelDataDownloadTimeout?: Duration;
+  readonly containerStartupHealthCheckTimeout?: Duration;
+  readonly volumeSize?: Size;
+  readonly volumeEncryptionKey?: kms.IKey;
+  readonly generationTimeLimit?: Duration;
+}
+
 /** An endpoint's props resolved against its model data. */
 export interface EndpointSettings {
   readonly instanceType: NeuronxInstanceType;
@@ -108,7 +119,7 @@ export interface EndpointSettings {
 
 /** The settings of an endpoint with `props`, serving `data` on `instanceType`. */
 export function endpointSettings(
-  props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
+  props: EndpointConfigurationInput,
   data: TransformersNeuronxSageMakerInferenceModelDataConfig,
   instanceType: NeuronxInstanceType,
 ): EndpointSettings {
@@ -168,7 +179,7 @@ export function batchingEnvironment(
 /** Every reason the endpoint `scope` cannot serve, before its environment is rendered (see environmentSizeProblems). */
 export function endpointProblems(
   scope: IConstruct,
-  props: TransformersNeuronxSageMakerRealtimeInferenceEndpointProps,
+  props: EndpointConfigurationInput,
   data: TransformersNeuronxSageMakerInferenceModelDataConfig,
   settings: EndpointSettings,
 ): string[] {

@@ -12,8 +12,9 @@ import { CONTRACT, RUNTIME_DIR } from './contract';
 import { handlerFunction } from './handler-function';
 import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './handler-protocol';
 import { suppressWildcardFindings, wildcardFindings } from './nag-finding';
+import { throwIfProblems } from './problems';
 import { READINESS_JAR, SERVICE_HANDLER } from './service-handler';
-import { throwIfProblems } from './sizing';
+import { resolvedKey, StackRegistry } from './stack-registry';
 import { grantAssetRead, stageAsset } from './staged-asset';
 
 const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
@@ -65,22 +66,21 @@ export function continuousBatchingObjects(slots: number): { key: string; body: s
   ];
 }
 
-// The code placed under each prefix in this app, by the compile (or bucket) and the literal prefix.
+// The code placed under each prefix of a stack, by the bucket's name as the template has it and the literal prefix.
 interface PlacedCode { readonly hash: string; readonly scope: string; readonly code?: string }
-// A WeakMap, not a member: the owner may be the user's bucket (an IBucket, often imported), which this library cannot extend.
-const PLACED_CODE = new WeakMap<object, Map<string, PlacedCode>>();
+const PLACED_CODE_ID = 'NeuronxPlacedInferenceCode';
 
 /**
  * Endpoints that serve one prefix share its `code/`: a second, different code directory would overwrite the first at
  * deploy, and one of the endpoints would serve code it was not given. (A token prefix is not compared.)
  */
-export function checkOneCodePerPrefix(owner: object, prefix: string, hash: string, scope: Construct, code?: string): void {
+export function checkOneCodePerPrefix(bucket: s3.IBucket, prefix: string, hash: string, scope: Construct, code?: string): void {
   if (Token.isUnresolved(prefix)) return;
-  const placed = PLACED_CODE.get(owner) ?? new Map<string, PlacedCode>();
-  PLACED_CODE.set(owner, placed);
-  const earlier = placed.get(prefix);
+  const placed = StackRegistry.of<PlacedCode>(scope, PLACED_CODE_ID);
+  const key = resolvedKey(scope, bucket.bucketName, prefix);
+  const earlier = placed.get(key);
   if (!earlier) {
-    placed.set(prefix, { hash, scope: scope.node.path, code });
+    placed.register(key, { hash, scope: scope.node.path, code });
     return;
   }
   if (earlier.hash !== hash) {

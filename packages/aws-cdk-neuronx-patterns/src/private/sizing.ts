@@ -1,8 +1,7 @@
-import { Token } from 'aws-cdk-lib';
 import { QuantDtype } from '../compile-options';
-import { Model } from '../model';
 import { NeuronxInstanceFamily, NeuronxInstanceType } from '../neuronx-instance-type';
 import { CONTRACT } from './contract';
+import { checkPositiveInteger } from './problems';
 
 /**
  * Memory and parallelism arithmetic, shared by every check so that one number means one thing everywhere.
@@ -190,18 +189,6 @@ export function workingTpDegrees(model: ModelSizing, instance: NeuronxInstanceTy
   return result;
 }
 
-/** Checks a value is a positive integer; returns a problem sentence or nothing. */
-export function checkPositiveInteger(prop: string, value: number | undefined): string[] {
-  if (value === undefined) return [];
-  if (Token.isUnresolved(value)) {
-    return [`${prop} is a token (e.g. a CfnParameter): it decides what is compiled and must be a number known at synth.`];
-  }
-  if (!Number.isInteger(value) || value < 1) {
-    return [`${prop} is ${value}: it must be a positive whole number.`];
-  }
-  return [];
-}
-
 /**
  * Every reason a compile configuration cannot work on its serving instance, as sentences naming the prop, the
  * value and what would work. Empty when it can work.
@@ -315,14 +302,13 @@ export function compileInstanceProblems(prop: string, model: ModelSizing, instan
   return problems;
 }
 
-/** Throws one error listing every problem, or does nothing. */
-export function throwIfProblems(what: string, problems: string[]): void {
-  if (problems.length > 0) {
-    throw new Error(`${what} cannot work:\n- ${problems.join('\n- ')}`);
-  }
+/** What sizing reads of a model (a `Model` is one): its size and, when known, its shape. */
+export interface SizedModel {
+  readonly parameterCount: number;
+  readonly architecture?: Omit<ModelSizing, 'parameterCount'>;
 }
 
 /** What the sizing checks know of a model. */
-export function modelSizing(model: Model): ModelSizing {
+export function modelSizing(model: SizedModel): ModelSizing {
   return { parameterCount: model.parameterCount, ...model.architecture };
 }

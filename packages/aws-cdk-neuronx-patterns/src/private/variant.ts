@@ -1,4 +1,4 @@
-import { Stack, Token } from 'aws-cdk-lib';
+import { Stack } from 'aws-cdk-lib';
 
 /**
  * The endpoint's one production variant: it takes all traffic. Its name is in the variant's CloudWatch dimensions
@@ -25,20 +25,3 @@ export function scalingRoleArn(stack: Stack): string {
  * `instanceCount` touches the (create-only) endpoint config.
  */
 export const AUTOSCALED_INITIAL_INSTANCE_COUNT = 1;
-
-/** Why the capacity bounds cannot work. */
-export function capacityProblems(minCapacity: number, maxCapacity: number): string[] {
-  if (Token.isUnresolved(minCapacity) || Token.isUnresolved(maxCapacity)) return [];
-  const problems: string[] = [];
-  for (const [prop, value] of [['minCapacity', minCapacity], ['maxCapacity', maxCapacity]] as const) {
-    if (!Number.isInteger(value) || value < 1) {
-      // A variant keeps at least one instance (SageMaker developer guide, "Register a model": min and max at least 1).
-      problems.push(`${prop} is ${value}: it must be a whole number of instances, at least 1.`);
-    }
-  }
-  if (problems.length > 0) return problems;
-  if (maxCapacity < minCapacity) {
-    problems.push(`maxCapacity (${maxCapacity}) is less than minCapacity (${minCapacity}): raise maxCapacity to at least ${minCapacity}.`);
-  }
-  return problems;
-}
