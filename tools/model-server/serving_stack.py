@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -360,9 +361,11 @@ class ModelServer:
         self.ports = free_ports()
         self.ts_config = root / "sagemaker-ts.properties"
         """What the toolkit writes as /etc/sagemaker-ts.properties, inside this server's mount namespace."""
-        temp = root / "home-model-server-tmp"
-        for directory in (self.work_dir, temp):
-            directory.mkdir(parents=True)
+        # TEMP holds the frontend's AF_UNIX sockets to its workers, whose path may not exceed 107 bytes: a short
+        # directory of its own, not under `root` (pytest's /tmp/pytest-of-<user>/pytest-<n>/popen-gw<k>/<test name>
+        # passed that limit once n had three digits, and no worker ever came up). Removed by stop().
+        temp = self.temp = Path(tempfile.mkdtemp(prefix="ts-"))
+        self.work_dir.mkdir(parents=True)
         self.environ = {
             **{name: os.environ[name] for name in PASSED_THROUGH if name in os.environ},
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -424,6 +427,7 @@ class ModelServer:
                 self.process.poll()
                 time.sleep(0.2)
         self.process.wait(timeout=5)
+        shutil.rmtree(self.temp, ignore_errors=True)
 
     def logs(self) -> str:
         """The serve process's output and TorchServe's log files (log4j2.xml of the toolkit: <cwd>/logs)."""
