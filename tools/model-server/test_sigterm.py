@@ -144,7 +144,8 @@ def test_sigterm_to_the_container_answers_what_runs_refuses_what_waits_and_stops
         assert {k.lower(): v for k, v in later.headers.items()}["retry-after"] == "5"
         ((waited, _),) = waiting[1]
         assert not isinstance(waited, OSError), f"no answer: {waited!r}"
-        assert waited.status == 503 and {k.lower(): v for k, v in waited.headers.items()}["retry-after"] == "5"
+        assert waited.status == 503 and "shutting down" in waited.json()["error"], waited.body[:300]
+        assert {k.lower(): v for k, v in waited.headers.items()}["retry-after"] == "5"
         for _, result in running:
             ((answer, seconds),) = result
             assert not isinstance(answer, OSError), f"no answer: {answer!r} after {seconds:.2f} s"
