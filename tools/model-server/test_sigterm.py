@@ -16,6 +16,8 @@ contract endpoint.draining frontendWaitSeconds (runtime README, "Draining on SIG
   running ones whole with 200, the waiting one and one sent after the signal with 503 and Retry-After), then
   TorchServe and its worker stop on their own once those answers are out, before the agent's bound and SageMaker's
   kill, and a new connection is refused (the listener is closed: what SageMaker sees of an instance that is gone).
+- test_sigterm_to_the_container_with_static_batching_...: the agent does not signal a statically batched worker
+  (TorchServe's Python worker would die of it) and still waits for its batch.
 """
 
 from __future__ import annotations
@@ -40,11 +42,11 @@ DRAINING = serving_stack.CONTRACT["endpoint"]["draining"]
 SAGEMAKER_KILL_SECONDS = DRAINING["sagemakerKillSeconds"]
 
 
-def start_server(root, time_limit: float | None = None) -> serving_stack.ModelServer:
+def start_server(root, time_limit: float | None = None, preset: str = PRESET) -> serving_stack.ModelServer:
     overrides = {"FAKE_NEURON_TIME_SCALE": str(TIME_SCALE)}
     if time_limit is not None:
         overrides[serving_stack.ENDPOINT_ENV["generationTimeLimit"]] = str(time_limit)
-    server = serving_stack.ModelServer(root, serving_stack.read_deployment(PRESET), load_seconds=3, overrides=overrides)
+    server = serving_stack.ModelServer(root, serving_stack.read_deployment(preset), load_seconds=3, overrides=overrides)
     server.start()
     if not wait_until(lambda: all_ready(server), 120):
         server.stop()
@@ -155,5 +157,28 @@ def test_sigterm_to_the_container_answers_what_runs_refuses_what_waits_and_stops
         assert stopped and stopped_at < DRAINING["frontendWaitSeconds"], (stopped_at, answered)
         with pytest.raises(ConnectionRefusedError):
             server.invoke(chat("once more", 5), JSON)
+    finally:
+        server.stop()
+
+
+@pytest.mark.xdist_group("sigterm-static")
+def test_sigterm_to_the_container_with_static_batching_waits_for_the_batch_without_signalling_its_worker(tmp_path):
+    # TorchServe's Python worker has no TERM handler under static batching (it would die with its batch): the agent
+    # leaves it alone and waits for the batch all the same.
+    server = start_server(tmp_path, preset="staticBatching")
+    try:
+        thread, result = in_thread(server.invoke, chat("hello", 300), JSON)  # about 6 s
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        os.kill(server._namespace_init(), signal.SIGTERM)
+        thread.join(SAGEMAKER_KILL_SECONDS)
+        stopped = wait_until(lambda: not model_server_processes(server), SAGEMAKER_KILL_SECONDS, 0.2)
+        stopped_at = time.monotonic() - signalled
+
+        ((answer, seconds),) = result
+        assert not isinstance(answer, OSError), f"no answer: {answer!r} after {seconds:.2f} s"
+        assert answer.status == 200 and answer.json()["finish_reason"] in ("stop", "length"), answer.body[:300]
+        assert "SIGTERM: sent to 0 worker(s)" in server.logs()
+        assert stopped and stopped_at < DRAINING["frontendWaitSeconds"], stopped_at
     finally:
         server.stop()
