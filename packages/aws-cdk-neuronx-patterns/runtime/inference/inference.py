@@ -264,17 +264,17 @@ def _load_worker(context: Any) -> Worker:
     return Worker(generator, time_limit, steps)
 
 
-DRAIN_GRACE_SECONDS = 20.0
-"""After SIGTERM, what runs ends within this long with what it has: SageMaker kills the container 30 s after its
-SIGTERM (developer guide, "Use your own inference code with hosting services"); the rest is left for the answers
-to go out and the model server to stop."""
+DRAIN_GRACE_SECONDS = float(CONTRACT["endpoint"]["draining"]["workerGraceSeconds"])
+"""After SIGTERM, what runs ends within this long with what it has (contract endpoint.draining): the frontend waits
+for its workers a little longer, and SageMaker kills the container 30 s after its SIGTERM; the rest is left for the
+answers to go out and the model server to stop."""
 _sigterm_at: float | None = None
 
 
 def _drain_on_sigterm() -> None:
-    """SIGTERM to this worker drains it (StepWorker.handle, at the next step) instead of ending it. TorchServe
-    0.11.0 stops its workers with SIGKILL (wlm/WorkerLifeCycle.java exit: destroyForcibly), so this changes nothing
-    for TorchServe; what must send the worker SIGTERM is the runtime README's "Draining on SIGTERM"."""
+    """SIGTERM to this worker drains it (StepWorker.handle, at the next step) instead of ending it. The library's
+    agent in TorchServe's JVM sends it when the container gets SIGTERM (readiness/.../DrainOnTerm.java, the runtime
+    README's "Draining on SIGTERM"); TorchServe itself only ever stops a worker with SIGKILL."""
 
     def on_sigterm(signum: int, frame: Any) -> None:
         global _sigterm_at

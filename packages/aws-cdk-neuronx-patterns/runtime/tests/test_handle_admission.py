@@ -3,7 +3,9 @@ test_handle_continuous.py plays (TorchServe 0.11.0's continuous batching), with 
 endpoint sets it (contract endpoint.continuousBatching.jobsBeyondSlots) so the handler sees the requests that wait."""
 
 import json
+import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +114,16 @@ def test_sigterm_drains_the_worker_what_runs_ends_early_with_what_it_has_what_wa
         assert status == 503 and "shutting down" in body["error"]
         assert headers(job)["Retry-After"] == str(DRAIN_RETRY_AFTER)
     assert not front.jobs and not inference._worker.steps.held
+
+
+def test_each_step_of_the_drain_leaves_the_next_its_time_and_the_jvm_agent_waits_as_the_contract_says():
+    draining = inference.CONTRACT["endpoint"]["draining"]
+    names = ("workerGraceSeconds", "frontendWaitSeconds", "sagemakerKillSeconds")
+    worker, frontend_wait, kill = (draining[name] for name in names)
+    assert inference.DRAIN_GRACE_SECONDS == worker < frontend_wait < kill
+    agent = Path(inference.__file__).parent / "readiness" / "src" / "io" / "github" / "awscdkneuronx" / "patterns"
+    source = (agent / "readiness" / "DrainOnTerm.java").read_text()
+    assert re.findall(r"static final long WAIT_SECONDS = (\d+);", source) == [str(frontend_wait)]
 
 
 def test_a_refused_streamed_request_is_a_whole_503_not_a_stream(frontend):

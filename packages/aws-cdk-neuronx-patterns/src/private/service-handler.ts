@@ -14,6 +14,8 @@ export const SERVICE_HANDLER = `${path.parse(CONTRACT.endpoint.handlerScript).na
  * send requests, at deploy and on every update, to an instance that cannot answer for many minutes; the plugin answers
  * 503 until every model has a loaded worker. The toolkit writes TorchServe's configuration itself, with no
  * plugins_path, so the jar joins the class path as a Java agent that instruments nothing (contract endpoint.readiness).
+ * The agent's premain replaces the JVM's SIGTERM handler with one that drains the workers first (contract
+ * endpoint.draining).
  */
 export const READINESS_JAVA_OPTIONS = `-javaagent:${CONTRACT.endpoint.modelDir}${CONTRACT.layout.codeDir}${CONTRACT.endpoint.readiness.jar}`;
 

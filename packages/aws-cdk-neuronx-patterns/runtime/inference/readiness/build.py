@@ -1,6 +1,7 @@
-"""Builds readiness-ping.jar, the TorchServe plugin that answers /ping only once the model has loaded (see
-src/.../ModelLoadedPing.java), from its source, byte for byte the same each time: entries in a fixed order with a
-fixed date, so that the jar's asset hash, and with it the templates, change only when the source does.
+"""Builds readiness-ping.jar, loaded into TorchServe's JVM as a Java agent: the plugin that answers /ping only once the
+model has loaded (src/.../ModelLoadedPing.java) and the TERM handler that drains the model server before it stops
+(src/.../DrainOnTerm.java, the agent's premain). Built from its source, byte for byte the same each time: entries in
+a fixed order with a fixed date, so that the jar's asset hash, and with it the templates, change only when the source does.
 
 Compiled against the frontend jar of the TorchServe the image runs (0.11.0: the plugin SDK's classes are inside it),
 for Java 11 (the image's OpenJDK). Run it with a Python that has that TorchServe installed, e.g. the model-server
@@ -27,14 +28,14 @@ SOURCE = HERE / "src"
 JAR = HERE.parent / json.loads((HERE.parent.parent / "contract.json").read_text())["endpoint"]["readiness"]["jar"]
 TORCHSERVE_VERSION = "0.11.0"  # the image's (Dockerfile.neuronx ARG TORCHSERVE_VERSION)
 JAVA_RELEASE = "11"  # the image installs openjdk-11-jdk
-# The plugin class is also the agent (its premain does nothing): the one class the service file names.
-AGENT_CLASS = (SOURCE / "META-INF" / "services" / "org.pytorch.serve.servingsdk.ModelServerEndpoint").read_text().strip()
+# The agent: its premain installs the TERM handler (the /ping plugin is found through the service file).
+AGENT_CLASS = "io.github.awscdkneuronx.patterns.readiness.DrainOnTerm"
 # The earliest date a zip entry can carry; any fixed date would do.
 ENTRY_DATE = (1980, 1, 1, 0, 0, 0)
 MANIFEST = (
     "Manifest-Version: 1.0\r\n"
     f"Premain-Class: {AGENT_CLASS}\r\n"
-    f"Implementation-Title: TorchServe {TORCHSERVE_VERSION} /ping once the model has loaded\r\n"
+    f"Implementation-Title: TorchServe {TORCHSERVE_VERSION} /ping once the model has loaded, drain on SIGTERM\r\n"
     "\r\n"
 )
 

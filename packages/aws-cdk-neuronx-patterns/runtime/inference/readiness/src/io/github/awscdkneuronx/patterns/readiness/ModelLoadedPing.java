@@ -24,6 +24,10 @@ import org.pytorch.serve.servingsdk.http.Response;
  * state WORKER_MODEL_LOADED (servingsdk.impl.ModelWorker).
  *
  * <p>No registered model is not ready either: the built-in answer there is 200.
+ *
+ * <p>The jar joins the system class path, where TorchServe's ServiceLoader finds this class, as a Java agent
+ * ({@code -javaagent} in JDK_JAVA_OPTIONS; the toolkit writes TorchServe's config without a plugins path); the
+ * agent's entry is DrainOnTerm.premain.
  */
 @Endpoint(
     urlPattern = "ping",
@@ -49,15 +53,5 @@ public final class ModelLoadedPing extends ModelServerEndpoint {
 
   private static boolean hasLoadedWorker(Model model) {
     return model.getModelWorkers().stream().anyMatch(Worker::isRunning);
-  }
-
-  /**
-   * The JVM's entry for {@code -javaagent}: the endpoint names this jar as an agent (JDK_JAVA_OPTIONS) only because
-   * the JVM then adds it to the system class path, where TorchServe's ServiceLoader finds the plugin. The toolkit
-   * builds TorchServe's class path from a configuration file it writes itself, without a plugins path. Nothing is
-   * instrumented.
-   */
-  public static void premain(String arguments) {
-    // Being on the class path is all this jar needs.
   }
 }
