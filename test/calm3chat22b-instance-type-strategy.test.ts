@@ -141,13 +141,15 @@ describe('a custom InstanceTypeStrategy', () => {
         { Name: 'NEURONX_BATCH_SIZE', Value: String(slots) }, { Name: 'NEURONX_CONTINUOUS_BATCHING', Value: '1' },
       ]));
       const [code] = Object.values(template.findResources('Custom::NeuronxInferenceCode'));
-      const objects = Object.fromEntries(code.Properties.Objects.map((o: { Key: string; Body: string }) => [o.Key.replace(/^.*\/[0-9a-f]{16}\//, ''), o.Body]));
+      const objects = Object.fromEntries(code.Properties.Objects.map((o: { Key: string; Body: string }) => [o.Key.replace(/^.*?\/[0-9a-f]{16}\//, ''), o.Body]));
+      // The model config is in the served code's own folder (code/<hash>/), which the manifest names.
+      const configKey = `code/${environment.NEURONX_CODE_HASH}/model-config.yaml`;
       // TorchServe's batch holds 32 jobs beyond the slots: the handler sees the requests that wait, and refuses at
       // once those that cannot start in time.
-      expect(objects['code/model-config.yaml']).toEqual(
+      expect(objects[configKey]).toEqual(
         `minWorkers: 1\nmaxWorkers: 1\nbatchSize: ${slots + 32}\nmaxBatchDelay: 20\nresponseTimeout: 3600\ncontinuousBatching: true\n`);
       expect(JSON.parse(objects['MAR-INF/MANIFEST.json'])).toEqual({
-        runtime: 'python', model: { modelName: 'model', modelVersion: '1.0', configFile: 'code/model-config.yaml' }, archiverVersion: '0.11.0',
+        runtime: 'python', model: { modelName: 'model', modelVersion: '1.0', configFile: configKey }, archiverVersion: '0.11.0',
       });
     }
     const static5 = new InstanceTypeStrategy(NeuronxInstanceType.TRN1_2XLARGE, NeuronxInstanceType.INF2_8XLARGE, {

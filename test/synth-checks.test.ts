@@ -186,18 +186,7 @@ const BUILDERS: Record<string, () => unknown> = {
       modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c, dir),
     });
   },
-  'inference-code-one-per-prefix': () => {
-    const c = compile(HIGH_PERFORMANCE);
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'code-'));
-    // A valid code directory (it defines TorchServe's entry), so that only the second placement is wrong.
-    fs.writeFileSync(path.join(dir, 'inference.py'), 'def handle(data, context):\n    return []\n');
-    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Endpoint', {
-      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c),
-    });
-    new TransformersNeuronxSageMakerRealtimeInferenceEndpoint(Stack.of(c), 'Other', {
-      modelData: TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(c, dir),
-    });
-  },
+
   'calm3-strategy': () => {
     const s = stack();
     new calm3chat22b.SageMakerRealtimeInference(s, 'Calm3', {

@@ -76,7 +76,7 @@ path, so that servers can start side by side and the host's /etc is never writte
 #   scanning every process for TorchServe's main class (torchserve.py _retrieve_ts_server_process), refuses to go on
 #   when it sees two, and forwards SIGTERM to what it found. The pids that TorchServe and the fake device report are
 #   the namespace's (ModelServer.host_pid translates).
-# - the library's /ping plugin is named by its container path (JDK_JAVA_OPTIONS=-javaagent:/opt/ml/model/code/...):
+# - the library's /ping plugin is named by its container path (JDK_JAVA_OPTIONS=-javaagent:/opt/ml/model/code/<hash>/...):
 #   the same path under the temporary directory (host_paths).
 
 
@@ -183,7 +183,8 @@ class Deployment:
     compile_environment: dict[str, str]
     """The compile job definition's environment (what the compile job ran with)."""
     code_files: dict[str, Path]
-    """The code placer's files: name in code/ -> the staged asset in cdk.out."""
+    """The code placer's files: key under code/ (`<hash>/<name>` for the code's folder, `neuronx_code_<hash>.py` for its
+    entry) -> the staged asset in cdk.out."""
     objects: dict[str, str] = field(default_factory=dict)
     """What the code placer writes as text besides them: key under the artifact prefix -> the text (the model
     server's continuous-batching configuration, when the artifacts are compiled for it)."""
@@ -268,8 +269,11 @@ def read_deployment(preset: str, cdk_out: Path = EXAMPLE_OUT) -> Deployment:
     (variant,) = _one(resources, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
     job_definition = _one(resources, "AWS::Batch::JobDefinition")
     code = _one(resources, "Custom::NeuronxInferenceCode")
-    # DestinationPrefix is <artifact prefix>code/; the objects' keys are under the artifact prefix.
-    artifact_prefix = resolve(code["DestinationPrefix"])[: -len(LAYOUT["codeDir"])]
+    # MarkerKey is <artifact prefix><marker>; DestinationPrefix is <artifact prefix>code/; the objects' keys are under
+    # the artifact prefix.
+    artifact_prefix = resolve(code["MarkerKey"])[: -len(LAYOUT["marker"])]
+    if resolve(code["DestinationPrefix"]) != artifact_prefix + LAYOUT["codeDir"]:
+        raise AssertionError(f"the code placer writes to {code['DestinationPrefix']!r}, not the artifact prefix's {LAYOUT['codeDir']}")
     objects = {resolve(entry["Key"])[len(artifact_prefix) :]: entry["Body"] for entry in code.get("Objects", [])}
     return Deployment(
         preset=preset,
@@ -321,6 +325,7 @@ def lay_out_model_dir(model_dir: Path, deployment: Deployment) -> dict[str, int]
     (checkpoint / "model.safetensors").write_bytes(b"\0" * 1024)
     (compiled / "0123456789abcdef.neff").write_bytes(b"\0" * 4096)
     for name, source in deployment.code_files.items():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, code / name)
     for key, body in deployment.objects.items():
         (model_dir / key).parent.mkdir(parents=True, exist_ok=True)

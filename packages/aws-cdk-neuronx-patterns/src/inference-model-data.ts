@@ -7,7 +7,7 @@ import { NeuronxCompile } from './neuronx-compile';
 import { NeuronxInstanceType } from './neuronx-instance-type';
 import { NeuronxRuntime } from './neuronx-runtime';
 import { CONTRACT } from './private/contract';
-import { checkOneCodePerPrefix, placeInferenceCode } from './private/inference-code';
+import { placeInferenceCode } from './private/inference-code';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
 import { DEFAULT_N_POSITIONS } from './private/sizing';
@@ -39,7 +39,7 @@ export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
   /**
    * Whether the artifacts were compiled for continuous batching (`CompileOptions.continuousBatching`): then
    * `batchSize` is the number of slots, and the code placement also writes the model server's continuous-batching
-   * configuration under the prefix (`MAR-INF/MANIFEST.json`, `code/model-config.yaml`). Must match the artifacts:
+   * configuration under the prefix (`MAR-INF/MANIFEST.json`, naming `code/<hash>/model-config.yaml`). Must match the artifacts:
    * the handler refuses to load otherwise.
    *
    * @default false
@@ -58,9 +58,10 @@ export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
    */
   readonly compiledFor?: NeuronxInstanceType;
   /**
-   * A local directory whose files are placed under `<prefix>code/` as the inference code (files only, no
-   * subdirectories). Its `inference.py` must define the TorchServe entry `def handle(data, context)` at the top
-   * level: the endpoint has TorchServe call `inference:handle` directly, not the toolkit's
+   * A local directory whose files are placed under `<prefix>code/<hash>/` as the inference code (files only, no
+   * subdirectories; `hash` is the content hash of everything placed, so another code never overwrites them). Its
+   * `inference.py` must define the TorchServe entry `def handle(data, context)` at the top level: the endpoint has
+   * TorchServe call it directly (through the library's entry `code/neuronx_code_<hash>.py`), not the toolkit's
    * model_fn/input_fn/predict_fn/output_fn. Synth checks the file's text for a line starting with `def handle(`.
    * Start from the library's `runtime/inference/inference.py`.
    *
@@ -107,6 +108,15 @@ export interface TransformersNeuronxSageMakerInferenceModelDataConfig {
    * @default - not known: the endpoint must be given an instance type
    */
   readonly compiledFor?: NeuronxInstanceType;
+  /**
+   * The content hash of the inference code placed under the prefix: its files are in `code/<codeHash>/` and its entry
+   * is `code/neuronx_code_<codeHash>.py` (TorchServe calls `neuronx_code_<codeHash>:handle`). Other codes served from
+   * the same prefix (other deploys, other library versions) are in folders of their own, so the model serves exactly
+   * this code on every instance it starts.
+   *
+   * @default - the code is directly in `code/`: TorchServe calls `inference:handle`, the /ping plugin is `code/readiness-ping.jar`
+   */
+  readonly codeHash?: string;
   /** What must exist before the SageMaker model is created (the compile, the placed code). */
   readonly dependencies: IDependable[];
   /** Environment the model container gets from the model data. */
@@ -122,7 +132,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
    * The artifacts of a NeuronxCompile in this app; the endpoint waits for the compile.
    *
    * @param compile the compile
-   * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/`, beside the
+   * @param code a local directory whose files (no subdirectories) are placed under `<prefix>code/<hash>/`, beside the
    * library's `neuronx_common.py`, handler modules and `contract.json` (it must not have files of those names); its `inference.py`
    * must define `def handle(data, context)` at the top level (see `TransformersNeuronxSageMakerInferenceModelDataBucketOptions.code`);
    * default: the library's handler
@@ -197,7 +207,6 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
       compile: this.props.compile,
       continuousBatchingSlots: continuousBatching ? batchSize : undefined,
     });
-    checkOneCodePerPrefix(bucket, prefix, code.hash, scope, this.props.code);
     return {
       s3Uri: bucket.s3UrlForObject(prefix),
       runtime: this.props.runtime ?? NeuronxRuntime.DEFAULT,
@@ -209,6 +218,7 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
       quantDtype: this.props.quantDtype,
       compiledFor: this.props.compiledFor,
       dependencies: [code.resource, ...(this.props.compile ? [this.props.compile] : [])],
+      codeHash: code.hash,
       // A code change must replace the SageMaker model, or the endpoint would keep serving the old code.
       environment: { NEURONX_CODE_HASH: code.hash },
     };

@@ -9,7 +9,7 @@ import { CONTRACT, endpointEnv, quantDtypeValue } from './private/contract';
 import { batchingEnvironment, EndpointSettings, endpointProblems, endpointSettings, environmentSizeProblems } from './private/endpoint-configuration';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { throwIfProblems } from './private/problems';
-import { READINESS_JAVA_OPTIONS, SERVICE_HANDLER } from './private/service-handler';
+import { readinessJavaOptions, serviceHandler } from './private/service-handler';
 import { workersPerInstance } from './private/sizing';
 import { VARIANT_NAME } from './private/variant';
 import { TransformersNeuronxSageMakerRealtimeInferenceEndpointBase } from './transformers-neuronx-sagemaker-realtime-inference-endpoint-base';
@@ -241,9 +241,10 @@ function renderEnvironment(
     // So give it the whole startup health-check time; the handler itself ends a generation within SageMaker's
     // 60 s invocation limit (generationTimeLimit below), so no answer waits for this timeout.
     [endpointEnv('responseTimeout')]: String(startupTimeout.toSeconds()),
-    [endpointEnv('serviceHandler')]: SERVICE_HANDLER,
-    // /ping answers 200 only once the model has loaded (see READINESS_JAVA_OPTIONS).
-    [endpointEnv('javaOptions')]: READINESS_JAVA_OPTIONS,
+    // The entry of exactly the code the model data placed (code/<hash>/): no other deploy's code is ever served.
+    [endpointEnv('serviceHandler')]: serviceHandler(data.codeHash),
+    // /ping answers 200 only once the model has loaded (see readinessJavaOptions), with that code's plugin.
+    [endpointEnv('javaOptions')]: readinessJavaOptions(data.codeHash),
     // Seconds, as a decimal number (the handler reads a float): '50' by default.
     [endpointEnv('generationTimeLimit')]: String(settings.generationTimeLimit.toMilliseconds() / 1000),
     ...batchingEnvironment(data.batchSize, workers, startupTimeout, data.continuousBatching ?? false),

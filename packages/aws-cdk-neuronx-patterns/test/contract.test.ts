@@ -98,10 +98,14 @@ describe('the lowCost compile of calm3 and its endpoint', () => {
     const names = Object.entries(contract.endpoint.environment as Record<string, string>)
       .filter(([key]) => !key.startsWith('server')).map(([, name]) => name);
     expect(names.filter(name => serving[name] === undefined)).toEqual([]);
+    // The served code's entry, named by the code's hash (contract endpoint.servedCode).
     expect(serving[contract.endpoint.environment.serviceHandler])
-      .toBe(`${path.parse(contract.endpoint.handlerScript).name}:${contract.endpoint.serviceHandlerFunction}`);
+      .toBe(`${contract.endpoint.servedCode.entryModulePrefix}${serving.NEURONX_CODE_HASH}:${contract.endpoint.serviceHandlerFunction}`);
+    expect(serving[contract.endpoint.environment.javaOptions])
+      .toBe(`-javaagent:${contract.endpoint.modelDir}${contract.layout.codeDir}${serving.NEURONX_CODE_HASH}/${contract.endpoint.readiness.jar}`);
     // Served without continuous batching: the time limit that fits a wait for a whole batch, and the queue bounded.
-    expect(Number(serving[contract.endpoint.environment.generationTimeLimit])).toBe(contract.endpoint.batching.staticAdmission.generationTimeLimitSeconds);
+    expect(Number(serving[contract.endpoint.environment.generationTimeLimit]))
+      .toBe(contract.endpoint.batching.staticAdmission.generationTimeLimitSeconds);
     expect(serving[contract.endpoint.environment.serverJobQueueSize]).toBe('1');
   });
 

@@ -113,24 +113,30 @@ describe('Endpoint serving the lowCost compile (trn1.2xlarge, tp 2, int8)', () =
     expect(variant(s.template).ContainerStartupHealthCheckTimeoutInSeconds).toBe(1229);
   });
 
-  test('TorchServe calls the library handler\'s own entry, and a request that waited for a busy worker still ends within the invocation limit', () => {
+  test('TorchServe calls the entry of exactly the code the model data placed, and a request that waited for a busy worker still ends within the invocation limit', () => {
+    const hash = containerEnv(s.template).NEURONX_CODE_HASH;
+    expect(hash).toMatch(/^[0-9a-f]{16}$/);
     // Without continuous batching the handler cannot see a request's wait in TorchServe's queue: the queue holds at
     // most what the workers run (one worker, batch 1: 1), and the limit (20 s) fits a wait for one whole generation,
     // then its own, each with 10 s for the prefill, the last token and the answer, in SageMaker's 60 s.
     expect(containerEnv(s.template)).toMatchObject({
-      TS_DEFAULT_SERVICE_HANDLER: 'inference:handle',
+      TS_DEFAULT_SERVICE_HANDLER: `neuronx_code_${hash}:handle`,
       NEURONX_GENERATION_TIME_LIMIT_SECONDS: '20',
       TS_JOB_QUEUE_SIZE: '1',
     });
+    // The entry is placed as code/neuronx_code_<hash>.py, beside the code's folder code/<hash>/ that holds inference.py.
+    const [code] = Object.values(s.template.findResources('Custom::NeuronxInferenceCode'));
+    expect(code.Properties.Files.map((f: { Name: string }) => f.Name)).toEqual(expect.arrayContaining([`neuronx_code_${hash}.py`, `${hash}/inference.py`]));
     expect(2 * (Number(containerEnv(s.template).NEURONX_GENERATION_TIME_LIMIT_SECONDS) + 10)).toBeLessThanOrEqual(60);
   });
 
-  test('/ping answers only once the model has loaded: the JVM loads the library\'s plugin from the placed code/', () => {
+  test('/ping answers only once the model has loaded: the JVM loads the library\'s plugin from the placed code/<hash>/', () => {
     // TorchServe 0.11.0's own /ping answers 200 while a worker still loads (tools/model-server test_readiness_ping.py):
-    // the plugin, placed in code/ beside the handler, replaces it. SageMaker copies the prefix to /opt/ml/model.
-    expect(containerEnv(s.template).JDK_JAVA_OPTIONS).toBe('-javaagent:/opt/ml/model/code/readiness-ping.jar');
+    // the plugin, placed in code/<hash>/ beside the handler, replaces it. SageMaker copies the prefix to /opt/ml/model.
+    const hash = containerEnv(s.template).NEURONX_CODE_HASH;
+    expect(containerEnv(s.template).JDK_JAVA_OPTIONS).toBe(`-javaagent:/opt/ml/model/code/${hash}/readiness-ping.jar`);
     const [code] = Object.values(s.template.findResources('Custom::NeuronxInferenceCode'));
-    expect(code.Properties.Files.map((f: { Name: string }) => f.Name)).toContain('readiness-ping.jar');
+    expect(code.Properties.Files.map((f: { Name: string }) => f.Name)).toContain(`${hash}/readiness-ping.jar`);
   });
 
   test('no SAGEMAKER_PROGRAM: only the toolkit\'s own handler service reads it, and TorchServe does not call that service', () => {
@@ -512,10 +518,13 @@ describe('Endpoint serving a batched compile', () => {
     // The handler sees every waiting request and refuses what cannot start in time: TorchServe's queue is left alone.
     expect(environment.TS_JOB_QUEUE_SIZE).toBeUndefined();
     const code = only(template, 'Custom::NeuronxInferenceCode').Properties;
+    // The model config is in the code's own folder; the manifest, at the one path TorchServe reads, names it.
+    const hash = environment.NEURONX_CODE_HASH;
     expect(code.Objects.map((o: { Key: string }) => o.Key)).toEqual([
-      `${compile.compiledArtifactS3Prefix}code/model-config.yaml`, `${compile.compiledArtifactS3Prefix}MAR-INF/MANIFEST.json`,
+      `${compile.compiledArtifactS3Prefix}code/${hash}/model-config.yaml`, `${compile.compiledArtifactS3Prefix}MAR-INF/MANIFEST.json`,
     ]);
     expect(code.Objects[0].Body).toContain('batchSize: 38\n');
+    expect(JSON.parse(code.Objects[1].Body).model.configFile).toBe(`code/${hash}/model-config.yaml`);
     const statements = statementsOfRole(template, logicalId(stack, compile.node.findChild('LifecycleFunctionRole')));
     expect(statementsAllowing(statements, 's3:PutObject').flatMap(resourcesOf)).toEqual([
       `\${${logicalId(stack, compile.bucket)}.Arn}/${compile.compiledArtifactS3Prefix}code/*`,

@@ -33,6 +33,14 @@ function handler(body: string): string {
   return `${body}\n\ndef handle(data, context):\n    return []\n`;
 }
 
+/** The Names of a placement's Files: each file in code/<hash>/, and the entry code/neuronx_code_<hash>.py, last. */
+function placedNames(files: { Name: string }[], hash: string): { inFolder: string[]; entry: string } {
+  const names = files.map(f => f.Name);
+  const inFolder = names.slice(0, -1);
+  expect(inFolder.every(name => name.startsWith(`${hash}/`))).toBe(true);
+  return { inFolder: inFolder.map(name => name.slice(hash.length + 1)).sort(), entry: names[names.length - 1] };
+}
+
 function codeDir(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'neuronx-code-'));
   tempDirs.push(dir);
@@ -64,16 +72,20 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile', ()
     expect(lists.map(s => s.Condition)).toEqual([{ StringLike: { 's3:prefix': [`${compile.compiledArtifactS3Prefix}*`] } }]);
   });
 
-  test('places inference.py and its modules, neuronx_common.py, contract.json and the /ping plugin under <prefix>code/ through the compile\'s own function, which may write only there', () => {
+  test('places inference.py and its modules, neuronx_common.py, contract.json and the /ping plugin under <prefix>code/<hash>/ and the entry as code/neuronx_code_<hash>.py, through the compile\'s own function, which may write only under code/', () => {
     const { stack, compile, bucket } = compileFixture();
-    TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
+    const config = TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
     const template = Template.fromStack(stack);
     const resources = Object.values(template.findResources('Custom::NeuronxInferenceCode'));
     expect(resources).toHaveLength(1);
     const props = resources[0].Properties;
     expect(props.DestinationPrefix).toBe(`${compile.compiledArtifactS3Prefix}code/`);
     expect(props.DestinationBucket).toEqual({ Ref: logicalId(stack, bucket) });
-    expect(props.Files.map((f: { Name: string }) => f.Name).sort()).toEqual(['contract.json', ...HANDLER_FILES, 'neuronx_common.py', 'readiness-ping.jar'].sort());
+    // Content-addressed: every file in the folder the hash names; the model names the same hash.
+    expect(config.codeHash).toBe(config.environment.NEURONX_CODE_HASH);
+    const placed = placedNames(props.Files, config.codeHash!);
+    expect(placed.inFolder).toEqual(['contract.json', ...HANDLER_FILES, 'neuronx_common.py', 'readiness-ping.jar'].sort());
+    expect(placed.entry).toBe(`neuronx_code_${config.codeHash}.py`);
     // The compile's function serves it: no function of its own.
     expect(props.ServiceToken).toEqual({ 'Fn::GetAtt': [logicalId(stack, compile.node.findChild('LifecycleFunction')), 'Arn'] });
     expect(stack.node.tryFindChild('InferenceCode')?.node.tryFindChild('Function')).toBeUndefined();
@@ -153,14 +165,18 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
       const config = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir })
         .bind(stack, role(stack));
       const files = Object.values(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))[0].Properties.Files;
-      return { hash: config.environment.NEURONX_CODE_HASH, names: files.map((f: { Name: string }) => f.Name).sort() };
+      return { hash: config.codeHash!, ...placedNames(files, config.codeHash!), entrySource: files[files.length - 1].SourceKey };
     };
     const a = hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' }));
     const b = hashOf(codeDir({ 'inference.py': handler('v2'), 'requirements.txt': 'x' }));
     // The library's shared module, its handler's modules, the contract and the /ping plugin (TorchServe's, whatever the
     // handler) are placed beside it, always.
-    expect(a.names).toEqual(['contract.json', ...HANDLER_FILES, 'neuronx_common.py', 'readiness-ping.jar', 'requirements.txt'].sort());
+    expect(a.inFolder).toEqual(['contract.json', ...HANDLER_FILES, 'neuronx_common.py', 'readiness-ping.jar', 'requirements.txt'].sort());
+    // Two contents, two folders and two entries: neither deploy overwrites the other's code.
     expect(a.hash).not.toEqual(b.hash);
+    expect([a.entry, b.entry]).toEqual([`neuronx_code_${a.hash}.py`, `neuronx_code_${b.hash}.py`]);
+    // The entry is the library's one file, the same text whatever the hash.
+    expect(a.entrySource).toEqual(b.entrySource);
     expect(hashOf(codeDir({ 'inference.py': handler('v1'), 'requirements.txt': 'x' })).hash).toEqual(a.hash);
   });
 
@@ -171,7 +187,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     fs.mkdirSync(path.join(dir, 'helpers'));
     fs.writeFileSync(path.join(dir, 'helpers', 'x.py'), '');
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/; move them up beside inference\.py/);
+      .toThrow(/code is '.*', which has the subdirectory 'helpers': only the files directly in it are placed under code\/<hash>\/; move them up beside inference\.py/);
   });
 
   test.each(['neuronx_common.py', 'neuronx_scheduler.py', 'contract.json', 'readiness-ping.jar', 'model-config.yaml'])('a code directory with its own %s fails at synth (the library places its own)', (name) => {
@@ -179,7 +195,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'inference.py': handler('v1'), [name]: 'x' });
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(new RegExp(`code is '.*', which has a file '${name.replace('.', '\\.')}': the library places its own ${name.replace('.', '\\.')} under code/ beside the handler; remove or rename yours`));
+      .toThrow(new RegExp(`code is '.*', which has a file '${name.replace('.', '\\.')}': the library places its own ${name.replace('.', '\\.')} under code/<hash>/ beside the handler; remove or rename yours`));
   });
 
   test('every module of the library\'s runtime the library\'s handler imports is placed beside it', () => {
@@ -202,7 +218,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     const stack = new Stack(new App(), 'S', { env: ENV });
     TransformersNeuronxSageMakerInferenceModelData.fromBucket(new s3.Bucket(stack, 'B'), 'p/', { model: calm3(), tpDegree: 4 }).bind(stack, role(stack));
     const files = Object.values(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))[0].Properties.Files;
-    expect(files.map((f: { Name: string }) => f.Name)).toEqual(expect.arrayContaining([...ours]));
+    expect(files.map((f: { Name: string }) => f.Name.replace(/^[0-9a-f]{16}\//, ''))).toEqual(expect.arrayContaining([...ours]));
   });
 
   test('a code directory without inference.py fails at synth', () => {
@@ -213,7 +229,7 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
       .toThrow(/code is '.*', which has no inference\.py: the SageMaker toolkit would not find a handler; add it or leave code unset/);
   });
 
-  // TorchServe calls inference:handle itself (TS_DEFAULT_SERVICE_HANDLER): code written for the toolkit's
+  // TorchServe calls inference.py's handle itself (TS_DEFAULT_SERVICE_HANDLER): code written for the toolkit's
   // model_fn/predict_fn path would deploy and fail on the first request.
   test.each([
     ['only the toolkit functions', 'def model_fn(model_dir):\n    pass\n\ndef predict_fn(data, model):\n    pass\n'],
@@ -224,8 +240,8 @@ describe('TransformersNeuronxSageMakerInferenceModelData.fromBucket', () => {
     const bucket = new s3.Bucket(stack, 'B');
     const dir = codeDir({ 'inference.py': content });
     expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'p/', { model: calm3(), tpDegree: 4, code: dir }).bind(stack, role(stack)))
-      .toThrow(new RegExp(`^The inference code of 'S' cannot work:\n- code is '${dir}', whose inference\\.py defines no top-level 'def handle\\(data, context\\)': TorchServe calls inference:handle `
-        + '.*add it, e\\.g\\. starting from the library\'s runtime/inference/inference\\.py'));
+      .toThrow(new RegExp(`^The inference code of 'S' cannot work:\n- code is '${dir}', whose inference\\.py defines no top-level 'def handle\\(data, context\\)': TorchServe calls its handle `
+        + 'for every batch of requests \\(TS_DEFAULT_SERVICE_HANDLER=neuronx_code_<hash>:handle\\).*add it, e\\.g\\. starting from the library\'s runtime/inference/inference\\.py'));
   });
 
   test('a subdirectory and a missing entry are reported together', () => {
@@ -300,56 +316,26 @@ test('every optional prop of the public API says its @default (the API reference
   expect(missing).toEqual([]);
 });
 
-describe('one prefix, one code: endpoints that serve one prefix share its code/', () => {
-  test('two model data of one compile with different code directories fail at synth, naming both', () => {
+describe('one prefix, many codes: each code has a folder of its own under the shared code/', () => {
+  test('two model data of one compile with different code directories place them in two folders, and their models name each its own', () => {
     const { stack, compile } = compileFixture();
     const dir = codeDir({ 'inference.py': handler('mine') });
-    TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(new Construct(stack, 'First'), role(stack, 'R1'));
-    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile, dir).bind(new Construct(stack, 'Second'), role(stack, 'R2')))
-      .toThrow(new RegExp(`'TestStack/Second' places the inference code '${dir}' under .*code/, where 'TestStack/First' places the library's handler: `
-        + 'endpoints that serve one prefix share its code; give them the same code'));
+    const first = TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(new Construct(stack, 'First'), role(stack, 'R1'));
+    const second = TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile, dir).bind(new Construct(stack, 'Second'), role(stack, 'R2'));
+    expect(first.codeHash).not.toEqual(second.codeHash);
+    const placements = Object.values(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode')).map(r => r.Properties);
+    expect(placements).toHaveLength(2);
+    const keys = placements.map(p => new Set(p.Files.map((f: { Name: string }) => f.Name)));
+    // No key is placed by both: neither overwrites the other.
+    expect([...keys[0]].filter(k => keys[1].has(k))).toEqual([]);
+    expect(placements.map(p => p.Files[0].Name.split('/')[0])).toEqual([first.codeHash, second.codeHash]);
   });
 
-  test('the same code for both is fine, and each gets its placement', () => {
+  test('the same code for both is placed at the same keys, and each gets its placement', () => {
     const { stack, compile } = compileFixture();
-    for (const id of ['First', 'Second']) {
-      TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(new Construct(stack, id), role(stack, `${id}Role`));
-    }
+    const hashes = ['First', 'Second'].map(id =>
+      TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(new Construct(stack, id), role(stack, `${id}Role`)).codeHash);
+    expect(hashes[0]).toEqual(hashes[1]);
     expect(Object.keys(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))).toHaveLength(2);
-  });
-
-  test('model data from one bucket prefix with different code fails too; another prefix does not', () => {
-    const stack = new Stack(new App(), 'S', { env: ENV });
-    const bucket = new s3.Bucket(stack, 'B');
-    const options = { model: calm3(), tpDegree: 4 };
-    TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled/', options).bind(new Construct(stack, 'A'), role(stack, 'RA'));
-    const other = { ...options, code: codeDir({ 'inference.py': handler('mine') }) };
-    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'other/', other).bind(new Construct(stack, 'B2'), role(stack, 'RB'))).not.toThrow();
-    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'compiled', other).bind(new Construct(stack, 'C'), role(stack, 'RC')))
-      .toThrow(/'S\/C' places the inference code '.*' under compiled\/code\/, where 'S\/A' places the library's handler/);
-  });
-});
-
-describe('one prefix, one code, by the bucket\'s name: two handles on one bucket are one bucket', () => {
-  test('fromBucketName twice on one bucket, different code under one prefix: the second fails', () => {
-    const stack = new Stack(new App(), 'S', { env: ENV });
-    const options = { model: calm3(), tpDegree: 4 };
-    const first = s3.Bucket.fromBucketName(stack, 'One', 'artifacts');
-    const second = s3.Bucket.fromBucketName(stack, 'Two', 'artifacts');
-    TransformersNeuronxSageMakerInferenceModelData.fromBucket(first, 'compiled/', options).bind(new Construct(stack, 'A'), role(stack, 'RA'));
-    const other = { ...options, code: codeDir({ 'inference.py': handler('mine') }) };
-    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(second, 'compiled/', other).bind(new Construct(stack, 'B'), role(stack, 'RB')))
-      .toThrow(/'S\/B' places the inference code '.*' under compiled\/code\/, where 'S\/A' places the library's handler/);
-  });
-
-  test('another bucket name is another place', () => {
-    const app = new App();
-    const stack = new Stack(app, 'S', { env: ENV });
-    const options = { model: calm3(), tpDegree: 4 };
-    const other = { ...options, code: codeDir({ 'inference.py': handler('mine') }) };
-    TransformersNeuronxSageMakerInferenceModelData.fromBucket(s3.Bucket.fromBucketName(stack, 'One', 'artifacts'), 'compiled/', options)
-      .bind(new Construct(stack, 'A'), role(stack, 'RA'));
-    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(s3.Bucket.fromBucketName(stack, 'Two', 'elsewhere'), 'compiled/', other)
-      .bind(new Construct(stack, 'B'), role(stack, 'RB'))).not.toThrow();
   });
 });

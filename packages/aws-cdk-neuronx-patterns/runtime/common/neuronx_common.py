@@ -1,7 +1,7 @@
 """What the compile job and the inference handler share: the contract and how the model is built.
 
 It ships beside each program: in the compile code zip as compile/neuronx_common.py (beside compile_job.py), and
-in the endpoint's code/ beside inference.py. contract.json is beside it (code/) or one folder up (the zip and
+in the endpoint's code/<hash>/ beside inference.py. contract.json is beside it (code/<hash>/) or one folder up (the zip and
 this repository). Only the standard library at import time: both programs import it before anything else.
 """
 
@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_contract() -> dict[str, Any]:
-    """contract.json beside this file (the endpoint's code/) or one level up (the code zip, the repository)."""
+    """contract.json beside this file (the endpoint's code/<hash>/) or one level up (the code zip, the repository)."""
     for candidate in (HERE / "contract.json", HERE.parent / "contract.json"):
         if candidate.is_file():
             return json.loads(candidate.read_text())

@@ -1,7 +1,8 @@
 """TorchServe handler for a Llama chat model compiled by the compile job (transformers-neuronx).
 
-TorchServe calls `handle(data, context)` in <model dir>/code/inference.py directly
-(TS_DEFAULT_SERVICE_HANDLER=inference:handle, contract `endpoint.serviceHandlerFunction`); the SageMaker
+TorchServe calls `handle(data, context)` in <model dir>/code/<hash>/inference.py directly, through the served code's
+entry code/neuronx_code_<hash>.py (TS_DEFAULT_SERVICE_HANDLER=neuronx_code_<hash>:handle, contract
+`endpoint.servedCode`, `endpoint.serviceHandlerFunction`); the SageMaker
 PyTorch inference toolkit only starts TorchServe and serves /ping and /invocations. TorchServe 0.11.0
 calls `handle(None, context)` once when the worker starts (ts/model_loader.py, _get_function_entry_point):
 that call loads the model, and a load that fails raises, so the worker does not come up. Every later call
@@ -14,8 +15,8 @@ generation_config.json, weights), <compiledDir> (NEFFs) and the marker (manifest
 The request and its answer are written in neuronx_request.py (the contract), neuronx_openai.py (the OpenAI Chat
 Completions format, for a body with "model"), neuronx_chat.py (the prompt),
 neuronx_answer.py (an answer as its tokens come) and neuronx_scheduler.py (which requests generate together);
-neuronx_loading.py loads the model. All are placed beside this file in code/, with neuronx_common.py (shared with
-the compile job) and contract.json.
+neuronx_loading.py loads the model. All are placed beside this file in code/<hash>/, with neuronx_common.py (shared
+with the compile job) and contract.json.
 
 A streamed request (Accept must allow application/jsonlines) is answered 200 with application/jsonlines, one
 JSON object per line ("\n"-terminated), sent as the text settles (TorchServe's send_intermediate_predict_response,

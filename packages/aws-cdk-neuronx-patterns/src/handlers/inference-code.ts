@@ -5,8 +5,11 @@ import { markerExists } from './marker';
 import { InferenceCodeProperties } from '../private/handler-protocol';
 
 /**
- * Custom resource that places the inference code (`inference.py` and the contract it reads) under
- * `<model data prefix>code/`, where the SageMaker inference toolkit looks for it.
+ * Custom resource that places the inference code (`inference.py`, its modules and the contract it reads) under
+ * `<model data prefix>code/<hash>/` and its entry as `code/neuronx_code_<hash>.py` (each file's Name is its key under
+ * `code/`), where the endpoint's TorchServe imports it. The hash is the code's content hash, so a key is only ever
+ * rewritten with the same content: an endpoint of another code (another deploy, another library version) keeps
+ * downloading its own on every instance it starts.
  *
  * Create and Update first check the model data's completion marker, and fail without it: the SageMaker model
  * depends on this resource, and this resource on the compile's WaitCondition, so no model (hence no endpoint) is

@@ -45,13 +45,16 @@ export interface RuntimeContract {
     /** TorchServe's continuous batching, for artifacts compiled with continuousBatching (see its $comment). */
     readonly continuousBatching: {
       readonly manifestKey: string;
-      readonly modelConfigKey: string;
+      /** The model config's name in the served code's folder (code/<hash>/). */
+      readonly modelConfigName: string;
       readonly workers: number;
       readonly jobsBeyondSlots: number;
       readonly responseTimeoutSeconds: number;
       readonly manifest: { readonly runtime: string; readonly model: Record<string, string>; readonly archiverVersion: string };
     };
-    /** The /ping plugin's file name, in runtime/inference/ and in code/. */
+    /** The served code's layout (content-addressed, see its $comment). */
+    readonly servedCode: { readonly entryScript: string; readonly entryModulePrefix: string };
+    /** The /ping plugin's file name, in runtime/inference/ and in the served code's folder. */
     readonly readiness: { readonly jar: string };
     /** Where SageMaker copies the artifact prefix in the container (ends with '/'). */
     readonly modelDir: string;

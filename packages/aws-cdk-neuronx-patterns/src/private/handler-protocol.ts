@@ -63,6 +63,7 @@ export const STATE_HANDLER_ENV = {
 export interface CodeFile {
   readonly SourceBucket: string;
   readonly SourceKey: string;
+  /** The key under DestinationPrefix: `<hash>/<file name>`, or the entry `neuronx_code_<hash>.py`. */
   readonly Name: string;
 }
 

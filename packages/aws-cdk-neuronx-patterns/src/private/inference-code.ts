@@ -1,9 +1,9 @@
 // Placing the inference code (the handler, or a custom code directory, plus the library's files it imports) under
-// the model data's code/ prefix, and the synth checks on it.
+// the model data's code/<hash>/ prefix (content-addressed: see contract endpoint.servedCode), and the synth checks on it.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
@@ -13,8 +13,7 @@ import { handlerFunction } from './handler-function';
 import { INFERENCE_CODE_RESOURCE_TYPE, InferenceCodeProperties } from './handler-protocol';
 import { suppressWildcardFindings, wildcardFindings } from './nag-finding';
 import { throwIfProblems } from './problems';
-import { READINESS_JAR, SERVICE_HANDLER } from './service-handler';
-import { resolvedKey, StackRegistry } from './stack-registry';
+import { READINESS_JAR, SERVED_CODE_ENTRY, servedCodeDir, servedCodeEntryName, serviceHandler } from './service-handler';
 import { grantAssetRead, stageAsset } from './staged-asset';
 
 const HANDLER_SCRIPT = CONTRACT.endpoint.handlerScript;
@@ -28,7 +27,7 @@ const HANDLER_DIR = path.join(RUNTIME_DIR, 'inference');
  */
 const HANDLER_MODULES = fs.readdirSync(HANDLER_DIR).filter(f => f.endsWith('.py') && f !== HANDLER_SCRIPT).sort()
   .map(f => path.join(HANDLER_DIR, f));
-// The library's files every code/ gets: the contract, the module the handler imports (shared with the compile job),
+// The library's files every served code's folder (code/<hash>/) gets: the contract, the module the handler imports (shared with the compile job),
 // the handler's modules (so that a handler started from the library's imports them as it does), and the /ping plugin
 // TorchServe loads (whatever the handler).
 const LIBRARY_CODE_FILES = [
@@ -39,15 +38,14 @@ const LIBRARY_CODE_FILES = [
 ];
 const DEFAULT_HANDLER = path.join(HANDLER_DIR, HANDLER_SCRIPT);
 const CONTINUOUS_BATCHING = CONTRACT.endpoint.continuousBatching;
-/** Names under code/ the library may write besides the files above. */
-const LIBRARY_WRITTEN_NAMES = [path.posix.basename(CONTINUOUS_BATCHING.modelConfigKey)];
+/** Names in the served code's folder the library may write besides the files above. */
+const LIBRARY_WRITTEN_NAMES = [CONTINUOUS_BATCHING.modelConfigName];
 
 /**
- * What TorchServe 0.11.0 needs in the model dir to batch continuously (contract `endpoint.continuousBatching`): the
- * model config YAML and MAR-INF/MANIFEST.json naming it, as keys under the prefix and their text. Only what the
- * artifacts decide goes in them (the prefix is shared by every endpoint that serves it).
+ * The model config YAML TorchServe 0.11.0 needs to batch continuously (contract `endpoint.continuousBatching`). Only
+ * what the artifacts decide goes in it (the prefix is shared by every endpoint that serves it).
  */
-export function continuousBatchingObjects(slots: number): { key: string; body: string }[] {
+function continuousBatchingModelConfig(slots: number): string {
   const settings: Record<string, string | number | boolean> = {
     minWorkers: CONTINUOUS_BATCHING.workers,
     maxWorkers: CONTINUOUS_BATCHING.workers,
@@ -56,38 +54,25 @@ export function continuousBatchingObjects(slots: number): { key: string; body: s
     responseTimeout: CONTINUOUS_BATCHING.responseTimeoutSeconds,
     continuousBatching: true,
   };
-  const manifest = {
-    ...CONTINUOUS_BATCHING.manifest,
-    model: { ...CONTINUOUS_BATCHING.manifest.model, configFile: CONTINUOUS_BATCHING.modelConfigKey },
-  };
-  return [
-    { key: CONTINUOUS_BATCHING.modelConfigKey, body: Object.entries(settings).map(([k, v]) => `${k}: ${v}\n`).join('') },
-    { key: CONTINUOUS_BATCHING.manifestKey, body: `${JSON.stringify(manifest, undefined, 2)}\n` },
-  ];
+  return Object.entries(settings).map(([k, v]) => `${k}: ${v}\n`).join('');
 }
 
-// The code placed under each prefix of a stack, by the bucket's name as the template has it and the literal prefix.
-interface PlacedCode { readonly hash: string; readonly scope: string; readonly code?: string }
-const PLACED_CODE_ID = 'NeuronxPlacedInferenceCode';
-
 /**
- * Endpoints that serve one prefix share its `code/`: a second, different code directory would overwrite the first at
- * deploy, and one of the endpoints would serve code it was not given. (A token prefix is not compared.)
+ * What TorchServe 0.11.0 needs in the model dir to batch continuously, for the code with `codeHash`: the model config
+ * in the code's folder and MAR-INF/MANIFEST.json naming it, as keys under the prefix and their text, config first (the
+ * manifest never names a config not yet written). The manifest is the one file at a path every code shares (TorchServe
+ * reads it there); its text follows from the code hash alone, and the config it names is never overwritten.
  */
-export function checkOneCodePerPrefix(bucket: s3.IBucket, prefix: string, hash: string, scope: Construct, code?: string): void {
-  if (Token.isUnresolved(prefix)) return;
-  const placed = StackRegistry.of<PlacedCode>(scope, PLACED_CODE_ID);
-  const key = resolvedKey(scope, bucket.bucketName, prefix);
-  const earlier = placed.get(key);
-  if (!earlier) {
-    placed.register(key, { hash, scope: scope.node.path, code });
-    return;
-  }
-  if (earlier.hash !== hash) {
-    const describe = (dir?: string) => (dir ? `'${dir}'` : 'the library\'s handler');
-    throw new Error(`'${scope.node.path}' places the inference code ${describe(code)} under ${prefix}${CONTRACT.layout.codeDir}, where `
-      + `'${earlier.scope}' places ${describe(earlier.code)}: endpoints that serve one prefix share its code; give them the same code.`);
-  }
+export function continuousBatchingObjects(slots: number, codeHash: string): { key: string; body: string }[] {
+  const configKey = `${servedCodeDir(codeHash)}${CONTINUOUS_BATCHING.modelConfigName}`;
+  const manifest = {
+    ...CONTINUOUS_BATCHING.manifest,
+    model: { ...CONTINUOUS_BATCHING.manifest.model, configFile: configKey },
+  };
+  return [
+    { key: configKey, body: continuousBatchingModelConfig(slots) },
+    { key: CONTINUOUS_BATCHING.manifestKey, body: `${JSON.stringify(manifest, undefined, 2)}\n` },
+  ];
 }
 
 /**
@@ -99,17 +84,19 @@ export function checkOneCodePerPrefix(bucket: s3.IBucket, prefix: string, hash: 
 function codeDirProblems(codeDir: string, files: string[]): string[] {
   const code = `code is '${codeDir}'`;
   const problems = fs.readdirSync(codeDir).filter(f => fs.statSync(path.join(codeDir, f)).isDirectory())
-    .map(d => `${code}, which has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}; move them up beside ${HANDLER_SCRIPT}.`);
+    .map(d => `${code}, which has the subdirectory '${d}': only the files directly in it are placed under ${CONTRACT.layout.codeDir}<hash>/; `
+      + `move them up beside ${HANDLER_SCRIPT}.`);
   const libraryNames = [...LIBRARY_CODE_FILES.map(f => path.basename(f)), ...LIBRARY_WRITTEN_NAMES];
   problems.push(...files.map(f => path.basename(f)).filter(name => libraryNames.includes(name))
-    .map(name => `${code}, which has a file '${name}': the library places its own ${name} under ${CONTRACT.layout.codeDir} beside the handler; `
+    .map(name => `${code}, which has a file '${name}': the library places its own ${name} under ${CONTRACT.layout.codeDir}<hash>/ beside the handler; `
       + 'remove or rename yours (the library\'s handler and one started from it import the library\'s).'));
   const script = files.find(f => path.basename(f) === HANDLER_SCRIPT);
   if (!script) {
     problems.push(`${code}, which has no ${HANDLER_SCRIPT}: the SageMaker toolkit would not find a handler; add it or leave code unset for the library's handler.`);
   } else if (!HANDLE_DEFINITION.test(fs.readFileSync(script, 'utf-8'))) {
     problems.push(`${code}, whose ${HANDLER_SCRIPT} defines no top-level 'def ${HANDLE}(data, context)': TorchServe calls `
-      + `${SERVICE_HANDLER} for every batch of requests (TS_DEFAULT_SERVICE_HANDLER), not the toolkit's model_fn/input_fn/predict_fn/output_fn; `
+      + `its ${HANDLE} for every batch of requests (TS_DEFAULT_SERVICE_HANDLER=${serviceHandler('<hash>')}), not the toolkit's `
+      + 'model_fn/input_fn/predict_fn/output_fn; '
       + `add it, e.g. starting from the library's runtime/inference/${HANDLER_SCRIPT}.`);
   }
   return problems;
@@ -126,8 +113,11 @@ export interface PlacementOptions {
 }
 
 /**
- * Places the inference code under `<prefix>code/` with a custom resource. Model data made from a compile in the same
- * stack has the compile's function do it (it already reads that prefix); other model data gets a function of its own.
+ * Places the inference code under `<prefix>code/<hash>/`, and its entry as `<prefix>code/neuronx_code_<hash>.py`,
+ * with a custom resource; `hash` is the code's content hash (its files, the entry, and for continuous batching the
+ * model server's configuration), so two different codes never share a key and a key is never rewritten with other
+ * content (contract `endpoint.servedCode`). Model data made from a compile in the same stack has the compile's
+ * function do it (it already reads that prefix); other model data gets a function of its own.
  *
  * The resource is the check that the artifacts are complete: it fails without the completion marker under
  * `prefix`, and the SageMaker model depends on it. Model data from a compile runs it after the compile's
@@ -146,6 +136,7 @@ export function placeInferenceCode(
   // import from it would fail there, after the deploy, instead of here.
   if (codeDir) throwIfProblems(`The inference code of '${scope.node.path}'`, codeDirProblems(codeDir, handlerFiles));
   const files = [...handlerFiles, ...LIBRARY_CODE_FILES];
+  const continuousBatchingConfig = options.continuousBatchingSlots ? continuousBatchingModelConfig(options.continuousBatchingSlots) : undefined;
   const container = new Construct(scope, 'InferenceCode');
   // The compile's function, in the compile's stack only: in another stack, the custom resource would reference a
   // function across stacks, so that stack gets its own.
@@ -166,7 +157,18 @@ export function placeInferenceCode(
     }),
     ...(bucket.encryptionKey ? [bucket.encryptionKey.grantDecrypt(fn.role)] : []),
   ];
-  const objects = options.continuousBatchingSlots ? continuousBatchingObjects(options.continuousBatchingSlots) : [];
+  const assets = files.map((file, i) => ({ asset: stageAsset(container, `File${i}`, { path: file }), name: path.basename(file) }));
+  const entry = stageAsset(container, 'Entry', { path: SERVED_CODE_ENTRY });
+  // Everything the served code is: each file's name and content, the entry's content, and the text of what is written
+  // besides them (the manifest's fixed part too, so that one hash always gives one manifest).
+  const hash = crypto.createHash('sha256')
+    .update([
+      ...assets.map(a => `${a.name}:${a.asset.assetHash}`),
+      `entry:${entry.assetHash}`,
+      ...(continuousBatchingConfig ? [`config:${continuousBatchingConfig}`, `manifest:${JSON.stringify(CONTINUOUS_BATCHING.manifest)}`] : []),
+    ].join('\n'))
+    .digest('hex').slice(0, 16);
+  const objects = options.continuousBatchingSlots ? continuousBatchingObjects(options.continuousBatchingSlots, hash) : [];
   const writes = [
     iam.Grant.addToPrincipal({
       grantee: fn.role,
@@ -177,17 +179,15 @@ export function placeInferenceCode(
     }),
     ...(bucket.encryptionKey ? [bucket.encryptionKey.grantEncrypt(fn.role)] : []),
   ];
-  const assets = files.map((file, i) => {
-    const asset = stageAsset(container, `File${i}`, { path: file });
-    // CopyObject reads the source object and, with the default tagging directive COPY, its tags.
-    grantAssetRead(asset, fn.role, ['s3:GetObject', 's3:GetObjectTagging']);
-    return { asset, name: path.basename(file) };
-  });
+  // CopyObject reads the source object and, with the default tagging directive COPY, its tags.
+  [...assets.map(a => a.asset), entry].forEach(asset => grantAssetRead(asset, fn.role, ['s3:GetObject', 's3:GetObjectTagging']));
+  // Names under code/: the files in the code's folder, then its entry (copied last, once all it imports is there).
+  const codeFiles = [...assets.map(({ asset, name }) => ({ asset, name: `${hash}/${name}` })), { asset: entry, name: servedCodeEntryName(hash) }];
   const wait = compile?._deployWait;
   const properties: InferenceCodeProperties = {
     DestinationBucket: bucket.bucketName,
     DestinationPrefix: codePrefix,
-    Files: assets.map(({ asset, name }) => ({ SourceBucket: asset.bucketName, SourceKey: asset.objectKey, Name: name })),
+    Files: codeFiles.map(({ asset, name }) => ({ SourceBucket: asset.bucketName, SourceKey: asset.objectKey, Name: name })),
     MarkerKey: markerKey,
     ...(objects.length > 0 ? { Objects: objects.map(o => ({ Key: `${prefix}${o.key}`, Body: o.body })) } : {}),
     ...(wait ? { CompileWait: wait.logicalId } : {}),
@@ -205,8 +205,5 @@ export function placeInferenceCode(
     'Placing the inference code writes only under the model data\'s code/ prefix (code/*)'
     + (objects.length > 0 ? ` and ${CONTINUOUS_BATCHING.manifestKey}` : '')
     + (bucket.encryptionKey ? ', encrypting with the bucket\'s own key (kms:GenerateDataKey* and kms:ReEncrypt* on that key only).' : '.'));
-  const hash = crypto.createHash('sha256')
-    .update([...assets.map(a => `${a.name}:${a.asset.assetHash}`), ...objects.map(o => `${o.key}:${o.body}`)].join('\n'))
-    .digest('hex').slice(0, 16);
   return { resource, hash };
 }

@@ -14,8 +14,9 @@ const PROPS: InferenceCodeProperties = {
   DestinationBucket: 'artifact-bucket',
   DestinationPrefix: DESTINATION_PREFIX,
   Files: [
-    { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: '0123abcd.py', Name: 'inference.py' },
-    { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: 'assets/contract file+v1.json', Name: 'contract.json' },
+    { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: '0123abcd.py', Name: '0123456789abcdef/inference.py' },
+    { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: 'assets/contract file+v1.json', Name: '0123456789abcdef/contract.json' },
+    { SourceBucket: 'cdk-assets-111122223333-us-east-1', SourceKey: '4567cdef.py', Name: 'neuronx_code_0123456789abcdef.py' },
   ],
   MarkerKey: MARKER_KEY,
   CompileWait: 'CompileWait0123abcd',
@@ -58,7 +59,7 @@ afterAll(() => {
   process.env = ORIGINAL_ENV;
 });
 
-test.each(['Create', 'Update'] as const)('%s copies every file under the destination prefix', async requestType => {
+test.each(['Create', 'Update'] as const)('%s copies every file to its key under the destination prefix, in order (the entry after the folder it names)', async requestType => {
   s3Mock.on(CopyObjectCommand).resolves({});
 
   await handler(event({ RequestType: requestType, PhysicalResourceId: requestType === 'Update' ? 'old' : undefined }));
@@ -67,18 +68,23 @@ test.each(['Create', 'Update'] as const)('%s copies every file under the destina
   expect(s3Mock.commandCalls(CopyObjectCommand).map(c => c.args[0].input)).toEqual([
     {
       Bucket: 'artifact-bucket',
-      Key: 'neuronx/calm3/abcd1234/code/inference.py',
+      Key: 'neuronx/calm3/abcd1234/code/0123456789abcdef/inference.py',
       CopySource: 'cdk-assets-111122223333-us-east-1/0123abcd.py',
     },
     {
       Bucket: 'artifact-bucket',
-      Key: 'neuronx/calm3/abcd1234/code/contract.json',
+      Key: 'neuronx/calm3/abcd1234/code/0123456789abcdef/contract.json',
       CopySource: 'cdk-assets-111122223333-us-east-1/assets%2Fcontract%20file%2Bv1.json',
+    },
+    {
+      Bucket: 'artifact-bucket',
+      Key: 'neuronx/calm3/abcd1234/code/neuronx_code_0123456789abcdef.py',
+      CopySource: 'cdk-assets-111122223333-us-east-1/4567cdef.py',
     },
   ]);
   expect(cfnResponse()).toEqual({
     Status: 'SUCCESS',
-    Reason: `2 code file(s) at s3://artifact-bucket/${DESTINATION_PREFIX}`,
+    Reason: `3 code file(s) at s3://artifact-bucket/${DESTINATION_PREFIX}`,
     PhysicalResourceId: `s3://artifact-bucket/${DESTINATION_PREFIX}`,
     StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/s/1',
     RequestId: 'request-1',
@@ -89,7 +95,7 @@ test.each(['Create', 'Update'] as const)('%s copies every file under the destina
 
 test('the continuous-batching objects are written with their text after the files, and a failed write answers FAILED', async () => {
   const objects = [
-    { Key: 'neuronx/calm3/abcd1234/code/model-config.yaml', Body: 'batchSize: 7\ncontinuousBatching: true\n' },
+    { Key: 'neuronx/calm3/abcd1234/code/0123456789abcdef/model-config.yaml', Body: 'batchSize: 7\ncontinuousBatching: true\n' },
     { Key: 'neuronx/calm3/abcd1234/MAR-INF/MANIFEST.json', Body: '{"runtime": "python"}\n' },
   ];
   s3Mock.on(CopyObjectCommand).resolves({});
@@ -97,8 +103,8 @@ test('the continuous-batching objects are written with their text after the file
   await handler(event({ ResourceProperties: { ...PROPS, Objects: objects, ServiceToken: 'token' } }));
   expect(s3Mock.commandCalls(PutObjectCommand).map(c => c.args[0].input))
     .toEqual(objects.map(o => ({ Bucket: 'artifact-bucket', Key: o.Key, Body: o.Body })));
-  expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(2);
-  expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', Reason: `2 code file(s) at s3://artifact-bucket/${DESTINATION_PREFIX} and 2 configuration object(s)` });
+  expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(3);
+  expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS', Reason: `3 code file(s) at s3://artifact-bucket/${DESTINATION_PREFIX} and 2 configuration object(s)` });
 
   fetchMock.mockClear();
   s3Mock.on(PutObjectCommand).rejects(new S3ServiceException({
@@ -140,7 +146,7 @@ test('a throttled CopyObject is retried', async () => {
     await jest.runAllTimersAsync();
     await done;
 
-    expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(3);
+    expect(s3Mock.commandCalls(CopyObjectCommand)).toHaveLength(4);
     expect(cfnResponse()).toMatchObject({ Status: 'SUCCESS' });
   } finally {
     jest.useRealTimers();
