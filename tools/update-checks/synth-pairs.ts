@@ -155,7 +155,7 @@ const PAIRS: Record<string, () => [Stack, Stack]> = {
     operate: autoscale(), endpoint: () => ({ containerStartupHealthCheckTimeout: Duration.minutes(50), modelDataDownloadTimeout: Duration.minutes(30) }),
   })],
   'autoscaled-generationTimeLimit': () => [patternsApp({ operate: autoscale() }), patternsApp({
-    operate: autoscale(), endpoint: () => ({ generationTimeLimit: Duration.seconds(25) }),
+    operate: autoscale(), endpoint: () => ({ generationTimeLimit: Duration.seconds(15) }),
   })],
   'autoscaled-limits': () => [patternsApp({ operate: autoscale(3, 1) }), patternsApp({ operate: autoscale(5, 2) })],
   'autoscaled-model': () => [patternsApp({ operate: autoscale() }), patternsApp({ operate: autoscale(), compile: () => ({ model: calm3(OTHER_REVISION) }) })],
