@@ -248,8 +248,8 @@ export class NeuronxCompile extends Construct {
     this.nPositions = settings.options.nPositions;
     this.quantDtype = settings.options.quantDtype;
     this.batchSize = settings.options.batchSize;
-    this.continuousBatching = settings.options.continuousBatching ?? false;
-    this.optLevel = settings.optLevel;
+    this.continuousBatching = settings.options.continuousBatching;
+    this.optLevel = settings.options.optLevel;
     this.waitTimeout = settings.waitTimeout;
     this.compiledArtifactS3Prefix = settings.artifactPrefix;
     this.compiledArtifactS3Url = props.bucket.s3UrlForObject(this.compiledArtifactS3Prefix);
