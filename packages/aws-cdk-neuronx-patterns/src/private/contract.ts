@@ -80,7 +80,12 @@ export interface RuntimeContract {
     readonly referenceNeuronCores: number;
   };
   /** Defaults both sides apply; a compile option's default here is applied by its name (see compile-configuration.ts). */
-  readonly defaults: { readonly batchSize: number; readonly amp: string; readonly generationTimeLimitSeconds: number; readonly [key: string]: unknown };
+  readonly defaults: {
+    readonly batchSize: number;
+    readonly amp: string;
+    readonly generationTimeLimitSeconds: number;
+    readonly [key: string]: unknown;
+  };
 }
 
 export const CONTRACT: RuntimeContract = JSON.parse(fs.readFileSync(path.join(RUNTIME_DIR, 'contract.json'), 'utf-8'));
