@@ -1062,7 +1062,9 @@ describe('the job environment comes from the contract by option name, and the pr
   test('a compile\'s compileOptions hold every option resolved', () => {
     const settings = compileSettings({ model, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE });
     // toMatchObject: an option added later with a contract default is in them too.
-    expect(settings.options).toMatchObject({ tpDegree: 12, nPositions: 4096, batchSize: 1, optLevel: OptLevel.BEST_BALANCE, continuousBatching: false });
+    expect(settings.options).toMatchObject({
+      tpDegree: 12, nPositions: 4096, batchSize: 1, optLevel: OptLevel.BEST_BALANCE, continuousBatching: false,
+    });
     expect(settings.options.quantDtype).toBeUndefined();
   });
 });
