@@ -1059,6 +1059,12 @@ describe('the job environment comes from the contract by option name, and the pr
     });
   });
 
+  test('a key of the options that names another job variable (model, locations) is not written', () => {
+    const options = { modelId: 'other/model', artifactS3Uri: 's3://other/' };
+    expect(Object.keys(compileSettings({ model, compileOptions: options }).jobEnvironment))
+      .toEqual(['tpDegree', 'nPositions', 'batchSize', 'amp', 'quantDtype', 'optLevel', 'compilerTarget', 'imageUri'].map(compileEnv));
+  });
+
   test('a compile\'s compileOptions hold every option resolved', () => {
     const settings = compileSettings({ model, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE });
     // toMatchObject: an option added later with a contract default is in them too.

@@ -39,6 +39,11 @@ const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
 const ALWAYS_SET = ['tpDegree', 'nPositions', 'batchSize', 'amp', 'quantDtype', 'optLevel', 'compilerTarget', 'imageUri'];
 /** The job's variables in ALWAYS_SET that the library sets itself: they are not `CompileOptions` fields. */
 const LIBRARY_SET = ['amp', 'compilerTarget', 'imageUri'];
+/**
+ * The job's other variables that are not `CompileOptions` fields (the model, the locations, the entry point): set from
+ * other props, never from a key of the options (an object with extra keys passes TypeScript's checks).
+ */
+const NOT_OPTIONS = ['modelId', 'modelRevision', 'modelS3Uri', 'hfTokenSecretArn', 'artifactS3Uri', 'codeS3Uri', 'workDir', 'releaseEntrypoint'];
 // On Spot, the most attempts when the instance is reclaimed (any other failure ends the job at once).
 const MAX_SPOT_ATTEMPTS = 3;
 // The largest gp3 volume.
@@ -183,7 +188,7 @@ function contractOptionDefaults(): Record<string, unknown> {
  */
 function optionEnvironment(options: ResolvedCompileOptions, librarySet: { compilerTarget: string; imageUri: string }): Record<string, string> {
   const values: Record<string, unknown> = { ...options, amp: CONTRACT.defaults.amp, ...librarySet };
-  const optional = Object.keys(CONTRACT.compileJob.environment).filter(key => !ALWAYS_SET.includes(key)
+  const optional = Object.keys(CONTRACT.compileJob.environment).filter(key => !ALWAYS_SET.includes(key) && !NOT_OPTIONS.includes(key)
     && values[key] !== undefined && values[key] !== false && values[key] !== CONTRACT.defaults[key]);
   return Object.fromEntries([...ALWAYS_SET, ...optional].map(key => [compileEnv(key), envValue(key, values[key])]));
 }
