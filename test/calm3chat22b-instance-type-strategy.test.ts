@@ -43,6 +43,15 @@ describe('InstanceTypeStrategy presets', () => {
     expect(InstanceTypeStrategy.highPerformance.nPositions).toBeUndefined();
     expect(InstanceTypeStrategy.highPerformance.quantDtype).toBeUndefined();
   });
+
+  test('each carries its options whole as compileOptions, as given (no defaults applied)', () => {
+    expect(InstanceTypeStrategy.lowCost.compileOptions).toEqual({
+      tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION, batchSize: 6, continuousBatching: true,
+    });
+    expect(InstanceTypeStrategy.highPerformance.compileOptions).toEqual({
+      tpDegree: 12, optLevel: OptLevel.BEST_EXECUTION, batchSize: 8, continuousBatching: true,
+    });
+  });
 });
 
 describe('a custom InstanceTypeStrategy', () => {

@@ -86,8 +86,11 @@ export class InstanceTypeStrategy {
    */
   public readonly continuousBatching?: boolean;
 
-  /** The options as given, carried whole to the compile: an option added to CompileOptions needs no change here. */
-  private readonly options: CompileOptions;
+  /**
+   * How the model is compiled: the options as given, carried whole to the compile (an option added to
+   * `CompileOptions` needs no change here). The fields above are read-only copies of some of them.
+   */
+  public readonly compileOptions: CompileOptions;
 
   /**
    * @param instanceType the SageMaker instance type to serve on
@@ -118,11 +121,11 @@ export class InstanceTypeStrategy {
     this.optLevel = options.optLevel;
     this.batchSize = options.batchSize;
     this.continuousBatching = options.continuousBatching;
-    this.options = { ...options };
+    this.compileOptions = { ...options };
   }
 
   /** @internal the compile options this strategy stands for. */
   public _compileOptions(): CompileOptions {
-    return { ...this.options };
+    return { ...this.compileOptions };
   }
 }

@@ -1,7 +1,7 @@
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IDependable } from 'constructs';
-import { QuantDtype } from './compile-options';
+import { CompileOptions, QuantDtype } from './compile-options';
 import { Model } from './model';
 import { NeuronxCompile } from './neuronx-compile';
 import { NeuronxInstanceType } from './neuronx-instance-type';
@@ -10,14 +10,25 @@ import { CONTRACT } from './private/contract';
 import { placeInferenceCode } from './private/inference-code';
 import { suppressWildcardFindings, wildcardFindings } from './private/nag-finding';
 import { folderPrefix, grantPrefix } from './private/s3-prefix';
-import { DEFAULT_N_POSITIONS } from './private/sizing';
+import { DEFAULT_N_POSITIONS, ResolvedCompileOptions } from './private/sizing';
 
 /** Options for compiled artifacts already in S3. */
 export interface TransformersNeuronxSageMakerInferenceModelDataBucketOptions {
   /** The model the artifacts were compiled from (its size and architecture size the endpoint). */
   readonly model: Model;
-  /** The tensor-parallel degree the artifacts were compiled with. */
-  readonly tpDegree: number;
+  /**
+   * What the artifacts were compiled with, whole: e.g. a NeuronxCompile's `compileOptions`, or the `CompileOptions` it
+   * was given with `tpDegree` set. A separate field given as well (`tpDegree`, `nPositions`, ...) takes precedence.
+   *
+   * @default - the separate fields
+   */
+  readonly compileOptions?: CompileOptions;
+  /**
+   * The tensor-parallel degree the artifacts were compiled with.
+   *
+   * @default - `compileOptions.tpDegree`: one of the two must be given
+   */
+  readonly tpDegree?: number;
   /**
    * The number of positions the artifacts were compiled with.
    *
@@ -84,6 +95,13 @@ export interface TransformersNeuronxSageMakerInferenceModelDataConfig {
   readonly runtime: NeuronxRuntime;
   /** The model. */
   readonly model: Model;
+  /**
+   * What the artifacts were compiled with, whole: every `CompileOptions` field the model data knows, with the defaults
+   * applied. The endpoint reads the options from here; the separate fields below hold the same values.
+   *
+   * @default - the separate fields (`tpDegree`, `nPositions`, `batchSize`, `quantDtype`, `continuousBatching`)
+   */
+  readonly compileOptions?: CompileOptions;
   /** Tensor-parallel degree compiled for. */
   readonly tpDegree: number;
   /** Positions compiled for. */
@@ -142,11 +160,7 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
       bucket: compile.bucket,
       prefix: compile.compiledArtifactS3Prefix,
       model: compile.model,
-      tpDegree: compile.tpDegree,
-      nPositions: compile.nPositions,
-      quantDtype: compile.quantDtype,
-      batchSize: compile.batchSize,
-      continuousBatching: compile.continuousBatching,
+      options: compiledWith(compile.compileOptions, {}),
       runtime: compile.runtime,
       compiledFor: compile.servingInstanceType,
       code,
@@ -168,10 +182,13 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
     options: TransformersNeuronxSageMakerInferenceModelDataBucketOptions,
   ): TransformersNeuronxSageMakerInferenceModelData {
     return new PrefixModelData({
-      ...options,
+      model: options.model,
+      runtime: options.runtime,
+      compiledFor: options.compiledFor,
+      code: options.code,
       bucket,
       prefix: folderPrefix('TransformersNeuronxSageMakerInferenceModelData.fromBucket', prefix),
-      nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
+      options: compiledWith(options.compileOptions ?? {}, options),
     });
   }
 
@@ -179,10 +196,41 @@ export abstract class TransformersNeuronxSageMakerInferenceModelData {
   public abstract bind(scope: Construct, grantable: iam.IGrantable): TransformersNeuronxSageMakerInferenceModelDataConfig;
 }
 
-interface PrefixModelDataProps extends Omit<TransformersNeuronxSageMakerInferenceModelDataBucketOptions, 'nPositions'> {
+/**
+ * The options whole, with the separate fields of `fields` that are given over them, and the defaults applied for
+ * those the endpoint needs.
+ */
+function compiledWith(options: CompileOptions, fields: CompileOptions): ResolvedCompileOptions {
+  const merged: CompileOptions = {
+    ...options,
+    ...Object.fromEntries(Object.entries(fields).filter(([key, value]) => value !== undefined && key in COMPILE_OPTION_FIELDS)),
+  };
+  if (merged.tpDegree === undefined) {
+    throw new Error('TransformersNeuronxSageMakerInferenceModelData.fromBucket: give tpDegree, or compileOptions with tpDegree: the tensor-parallel degree the artifacts were compiled with.');
+  }
+  return {
+    ...merged,
+    tpDegree: merged.tpDegree,
+    nPositions: merged.nPositions ?? DEFAULT_N_POSITIONS,
+    batchSize: merged.batchSize ?? CONTRACT.defaults.batchSize,
+    continuousBatching: merged.continuousBatching ?? false,
+  };
+}
+
+/** The separate fields of the bucket options that are compile options (the others are not taken from them). */
+const COMPILE_OPTION_FIELDS: Record<keyof Omit<TransformersNeuronxSageMakerInferenceModelDataBucketOptions, 'model' | 'runtime' | 'compiledFor' | 'code' | 'compileOptions'>, true> = {
+  tpDegree: true, nPositions: true, quantDtype: true, batchSize: true, continuousBatching: true,
+};
+
+interface PrefixModelDataProps {
   readonly bucket: s3.IBucket;
   readonly prefix: string;
-  readonly nPositions: number;
+  readonly model: Model;
+  /** What the artifacts were compiled with, whole. */
+  readonly options: ResolvedCompileOptions;
+  readonly runtime?: NeuronxRuntime;
+  readonly compiledFor?: NeuronxInstanceType;
+  readonly code?: string;
   /**
    * The compile that makes the artifacts, for the endpoint to wait for.
    *
@@ -200,8 +248,9 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
     const { bucket, prefix } = this.props;
     suppressWildcardFindings(grantable, wildcardFindings(scope, grantPrefix(bucket, prefix, grantable, 'read')),
       'Object reads are limited to the model data prefix (prefix/*); listing is limited to it by condition.');
-    const batchSize = this.props.batchSize ?? CONTRACT.defaults.batchSize;
-    const continuousBatching = this.props.continuousBatching ?? false;
+    const options = this.props.options;
+    const { batchSize } = options;
+    const continuousBatching = options.continuousBatching ?? false;
     const code = placeInferenceCode(scope, bucket, prefix, {
       codeDir: this.props.code,
       compile: this.props.compile,
@@ -211,11 +260,12 @@ class PrefixModelData extends TransformersNeuronxSageMakerInferenceModelData {
       s3Uri: bucket.s3UrlForObject(prefix),
       runtime: this.props.runtime ?? NeuronxRuntime.DEFAULT,
       model: this.props.model,
-      tpDegree: this.props.tpDegree,
-      nPositions: this.props.nPositions,
+      compileOptions: { ...options },
+      tpDegree: options.tpDegree,
+      nPositions: options.nPositions,
       batchSize,
       continuousBatching,
-      quantDtype: this.props.quantDtype,
+      quantDtype: options.quantDtype,
       compiledFor: this.props.compiledFor,
       dependencies: [code.resource, ...(this.props.compile ? [this.props.compile] : [])],
       codeHash: code.hash,

@@ -180,6 +180,12 @@ export class NeuronxCompile extends Construct {
   public readonly servingInstanceType: NeuronxInstanceType;
   /** The instance type the compile job runs on. */
   public readonly compileInstanceType: NeuronxInstanceType;
+  /**
+   * What the artifacts are compiled with, whole: every `CompileOptions` field with its default applied (`tpDegree`,
+   * `nPositions`, `batchSize`, `optLevel` and `continuousBatching` are always set; `quantDtype` only for quantized
+   * weights). `TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile` carries it to the endpoint.
+   */
+  public readonly compileOptions: CompileOptions;
   /** Effective tensor-parallel degree. */
   public readonly tpDegree: number;
   /** Effective number of positions. */
@@ -244,12 +250,13 @@ export class NeuronxCompile extends Construct {
     this.runtime = settings.runtime;
     this.servingInstanceType = settings.serving;
     this.compileInstanceType = settings.compileInstance;
+    this.compileOptions = { ...settings.options };
     this.tpDegree = settings.options.tpDegree;
     this.nPositions = settings.options.nPositions;
     this.quantDtype = settings.options.quantDtype;
     this.batchSize = settings.options.batchSize;
-    this.continuousBatching = settings.options.continuousBatching ?? false;
-    this.optLevel = settings.optLevel;
+    this.continuousBatching = settings.options.continuousBatching;
+    this.optLevel = settings.options.optLevel;
     this.waitTimeout = settings.waitTimeout;
     this.compiledArtifactS3Prefix = settings.artifactPrefix;
     this.compiledArtifactS3Url = props.bucket.s3UrlForObject(this.compiledArtifactS3Prefix);

@@ -140,8 +140,8 @@ export class TransformersNeuronxSageMakerRealtimeInferenceEndpoint extends Trans
     const settings = endpointSettings(props, data, instanceType);
     this.check(endpointProblems(this, props, data, settings));
 
-    this.workersPerInstance = workersPerInstance(instanceType, data.tpDegree);
-    this.batchSize = data.batchSize;
+    this.workersPerInstance = workersPerInstance(instanceType, settings.options.tpDegree);
+    this.batchSize = settings.options.batchSize;
     this.instanceCount = props.instanceCount ?? 1;
     this._givenInstanceCount = props.instanceCount;
     this.modelDataDownloadTimeout = settings.downloadTimeout;
@@ -223,18 +223,18 @@ function renderEnvironment(
   workers: number,
   settings: EndpointSettings,
 ): Record<string, string> {
-  const startupTimeout = settings.startupTimeout;
+  const { startupTimeout, options } = settings;
   return {
     ...props.environment,
     ...data.environment,
-    [endpointEnv('tpDegree')]: String(data.tpDegree),
-    [endpointEnv('nPositions')]: String(data.nPositions),
-    [endpointEnv('batchSize')]: String(data.batchSize),
+    [endpointEnv('tpDegree')]: String(options.tpDegree),
+    [endpointEnv('nPositions')]: String(options.nPositions),
+    [endpointEnv('batchSize')]: String(options.batchSize),
     [endpointEnv('amp')]: CONTRACT.defaults.amp,
-    [endpointEnv('quantDtype')]: quantDtypeValue(data.quantDtype),
+    [endpointEnv('quantDtype')]: quantDtypeValue(options.quantDtype),
     [endpointEnv('workers')]: String(workers),
     // Each worker process takes the next tpDegree free NeuronCores: workers never share cores.
-    [endpointEnv('coresPerWorker')]: String(data.tpDegree),
+    [endpointEnv('coresPerWorker')]: String(options.tpDegree),
     // TorchServe 0.11.0 waits for a worker's model LOAD as long as for a response (WorkerThread.run polls every
     // command, LOAD included, with the model's responseTimeout; pytorch/serve issue 2061, a separate startup
     // timeout only after 0.11: PR 3315). A shorter timeout kills a loading worker, and every restart loads again.
@@ -247,7 +247,7 @@ function renderEnvironment(
     [endpointEnv('javaOptions')]: readinessJavaOptions(data.codeHash),
     // Seconds, as a decimal number (the handler reads a float): '50' by default.
     [endpointEnv('generationTimeLimit')]: String(settings.generationTimeLimit.toMilliseconds() / 1000),
-    ...batchingEnvironment(data.batchSize, workers, startupTimeout, data.continuousBatching ?? false),
+    ...batchingEnvironment(options.batchSize, workers, startupTimeout, options.continuousBatching ?? false),
   };
 }
 

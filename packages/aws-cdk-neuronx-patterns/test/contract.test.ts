@@ -68,10 +68,11 @@ describe('the lowCost compile of calm3 and its endpoint', () => {
   const model = Object.values(template.findResources('AWS::SageMaker::Model'))[0];
   const serving: Record<string, string> = model.Properties.PrimaryContainer.Environment;
 
-  test('the job gets every manifest option under its contract name, with the value the manifest records', () => {
+  test('the job gets every manifest option under its contract name, with the value the manifest records (unset: the contract default)', () => {
     for (const key of contract.manifest.optionKeys) {
       const name = contract.compileJob.environment[key];
-      expect({ key, value: parsed(key, job[name]) }).toEqual({ key, value: example.options[key] });
+      const value = job[name] === undefined ? contract.defaults[key] : parsed(key, job[name]);
+      expect({ key, value }).toEqual({ key, value: example.options[key] });
     }
   });
 

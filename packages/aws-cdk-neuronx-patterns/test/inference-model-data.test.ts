@@ -339,3 +339,56 @@ describe('one prefix, many codes: each code has a folder of its own under the sh
     expect(Object.keys(Template.fromStack(stack).findResources('Custom::NeuronxInferenceCode'))).toHaveLength(2);
   });
 });
+
+describe('the compile options carried whole (issue 22)', () => {
+  test('a compile exposes its options resolved, and its model data hands them to the endpoint whole', () => {
+    const { stack, compile } = compileFixture();
+    // toMatchObject: an option added later with a contract default is in them too.
+    expect(compile.compileOptions).toMatchObject({
+      tpDegree: compile.tpDegree,
+      nPositions: compile.nPositions,
+      quantDtype: compile.quantDtype,
+      batchSize: compile.batchSize,
+      optLevel: compile.optLevel,
+      continuousBatching: compile.continuousBatching,
+    });
+    const config = TransformersNeuronxSageMakerInferenceModelData.fromNeuronxCompile(compile).bind(stack, role(stack));
+    expect(config.compileOptions).toEqual(compile.compileOptions);
+    expect([config.tpDegree, config.nPositions, config.batchSize, config.quantDtype, config.continuousBatching])
+      .toEqual([compile.tpDegree, compile.nPositions, compile.batchSize, compile.quantDtype, compile.continuousBatching]);
+  });
+
+  test('fromBucket takes a compile\'s options whole, and gives the same config as the separate fields', () => {
+    const { stack, compile, bucket } = compileFixture();
+    const whole = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'a/', { model: calm3(), compileOptions: compile.compileOptions })
+      .bind(new Construct(stack, 'Whole'), role(stack, 'R1'));
+    const fields = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'a/', {
+      model: calm3(),
+      tpDegree: compile.tpDegree,
+      nPositions: compile.nPositions,
+      quantDtype: compile.quantDtype,
+      batchSize: compile.batchSize,
+      continuousBatching: compile.continuousBatching,
+    }).bind(new Construct(stack, 'Fields'), role(stack, 'R2'));
+    const { dependencies: _w, ...wholeRest } = whole;
+    const { dependencies: _f, compileOptions, ...fieldsRest } = fields;
+    expect(wholeRest).toEqual({ ...fieldsRest, compileOptions: compile.compileOptions });
+    // What fromBucket knows from the fields: the options the endpoint serves with.
+    expect(compileOptions).toEqual({
+      tpDegree: compile.tpDegree,
+      nPositions: compile.nPositions,
+      quantDtype: compile.quantDtype,
+      batchSize: compile.batchSize,
+      continuousBatching: compile.continuousBatching,
+    });
+  });
+
+  test('a separate field given with the options takes precedence; without any tpDegree fromBucket refuses', () => {
+    const { stack, bucket } = compileFixture();
+    const config = TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'a/', { model: calm3(), tpDegree: 4, compileOptions: { tpDegree: 2, nPositions: 2048 } })
+      .bind(stack, role(stack));
+    expect([config.tpDegree, config.nPositions, config.compileOptions?.tpDegree]).toEqual([4, 2048, 4]);
+    expect(() => TransformersNeuronxSageMakerInferenceModelData.fromBucket(bucket, 'a/', { model: calm3(), compileOptions: { nPositions: 2048 } }))
+      .toThrow(/give tpDegree, or compileOptions with tpDegree/);
+  });
+});

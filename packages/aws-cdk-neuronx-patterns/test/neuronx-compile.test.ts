@@ -11,6 +11,8 @@ import {
   actionsOf, calm3, CALM3_ARCHITECTURE, CALM3_PARAMETERS, CompileFixture, compileFixture, CompileFixtureOptions, ENV, flatten, HIGH_PERFORMANCE,
   HIGH_PERFORMANCE_PROPS, jobEnvironment, logicalId, LOW_COST, network, PINNED_REVISION, resourcesOf, Statement, statementsAllowing, statementsOfRole,
 } from './fixtures';
+import { compileSettings } from '../src/private/compile-configuration';
+import { CONTRACT, compileEnv } from '../src/private/contract';
 
 const NEURON_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id';
 const IMAGE_PATH = '/pytorch-inference-neuronx:2.7.0-neuronx-py310-sdk2.25.0-ubuntu22.04';
@@ -1009,5 +1011,66 @@ describe('NeuronxCompile: each cdk-nag suppression names the wildcards it is for
       vpc, bucket, model: weights, compileInstanceType: LOW_COST.compile, servingInstanceType: LOW_COST.serving, compileOptions: LOW_COST.options,
     });
     expect(unsuppressedNagFindings(stack)).toEqual([]);
+  });
+});
+
+describe('the job environment comes from the contract by option name, and the prefixes compiled before stay (issue 22)', () => {
+  const model = Model.fromHuggingFace('cyberagent/calm3-22b-chat', {
+    revision: 'abc',
+    parameterCount: 22.5e9,
+    architecture: { numLayers: 48, hiddenSize: 6144, numAttentionHeads: 48, numKeyValueHeads: 48, maxPositionEmbeddings: 16384 },
+  });
+  // Prefixes and variables as main computed them (c0787d9) before the environment was derived from the contract.
+  test.each([
+    [{}, 'neuronx-compile/cyberagent--calm3-22b-chat/bcdf5224904c5370/'],
+    [{ compileOptions: { continuousBatching: false } }, 'neuronx-compile/cyberagent--calm3-22b-chat/bcdf5224904c5370/'],
+    [{
+      compileOptions: {
+        tpDegree: 2, nPositions: 1024, quantDtype: QuantDtype.S8, optLevel: OptLevel.BEST_EXECUTION, batchSize: 6, continuousBatching: true,
+      },
+    }, 'neuronx-compile/cyberagent--calm3-22b-chat/f7c947f54592e103/'],
+    [{
+      compileOptions: { tpDegree: 12, optLevel: OptLevel.MINIMIZE_COMPILE_TIME, batchSize: 4 },
+      servingInstanceType: NeuronxInstanceType.INF2_24XLARGE,
+    }, 'neuronx-compile/cyberagent--calm3-22b-chat/d26f1f5177007146/'],
+    [{
+      compileOptions: { batchSize: 1, optLevel: OptLevel.BEST_BALANCE }, servingInstanceType: NeuronxInstanceType.TRN1_32XLARGE, artifactRootPrefix: 'x',
+    }, 'x/cyberagent--calm3-22b-chat/5f987deb0f7db101/'],
+  ])('%j keeps its prefix', (props, prefix) => {
+    expect(compileSettings({ model, ...props }).artifactPrefix).toBe(prefix);
+  });
+
+  test('the variables keep their names, values and order; continuousBatching only when on', () => {
+    const env = (options: object) =>
+      compileSettings({ model, compileOptions: options, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE }).jobEnvironment;
+    const always = ['tpDegree', 'nPositions', 'batchSize', 'amp', 'quantDtype', 'optLevel', 'compilerTarget', 'imageUri'].map(compileEnv);
+    expect(Object.keys(env({}))).toEqual(always);
+    expect(Object.keys(env({ continuousBatching: false, batchSize: 2 }))).toEqual(always);
+    expect(env({ continuousBatching: true, batchSize: 2, quantDtype: QuantDtype.S8 })).toEqual({
+      [compileEnv('tpDegree')]: '12',
+      [compileEnv('nPositions')]: '4096',
+      [compileEnv('batchSize')]: '2',
+      [compileEnv('amp')]: 'bf16',
+      [compileEnv('quantDtype')]: 's8',
+      [compileEnv('optLevel')]: '2',
+      [compileEnv('compilerTarget')]: 'inf2',
+      [compileEnv('imageUri')]: NeuronxRuntime.DEFAULT.toString(),
+      [compileEnv('continuousBatching')]: CONTRACT.compileJob.enabledValue,
+    });
+  });
+
+  test('a key of the options that names another job variable (model, locations) is not written', () => {
+    const options = { modelId: 'other/model', artifactS3Uri: 's3://other/' };
+    expect(Object.keys(compileSettings({ model, compileOptions: options }).jobEnvironment))
+      .toEqual(['tpDegree', 'nPositions', 'batchSize', 'amp', 'quantDtype', 'optLevel', 'compilerTarget', 'imageUri'].map(compileEnv));
+  });
+
+  test('a compile\'s compileOptions hold every option resolved', () => {
+    const settings = compileSettings({ model, servingInstanceType: NeuronxInstanceType.INF2_24XLARGE });
+    // toMatchObject: an option added later with a contract default is in them too.
+    expect(settings.options).toMatchObject({
+      tpDegree: 12, nPositions: 4096, batchSize: 1, optLevel: OptLevel.BEST_BALANCE, continuousBatching: false,
+    });
+    expect(settings.options.quantDtype).toBeUndefined();
   });
 });

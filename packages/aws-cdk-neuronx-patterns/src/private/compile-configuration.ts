@@ -6,7 +6,7 @@ import { CompileOptions, OptLevel } from '../compile-options';
 import { Model } from '../model';
 import { NeuronxInstanceType } from '../neuronx-instance-type';
 import { NeuronxRuntime } from '../neuronx-runtime';
-import { CONTRACT, compileEnv, compilerTargetValue, optLevelValue, quantDtypeValue } from './contract';
+import { CONTRACT, CONTRACT_OPTION_VALUES, compileEnv, compilerTargetValue } from './contract';
 import { checkPositiveInteger } from './problems';
 import {
   compileHostBytesNeeded, compileInstanceProblems, compileVolumeBytes, DEFAULT_N_POSITIONS, GIB, hostBytes, modelSizing, ResolvedCompileOptions,
@@ -29,6 +29,21 @@ const DEFAULT_START_TIMEOUT = Duration.minutes(30);
 const DEFAULT_TIMEOUT = Duration.hours(10);
 const DEFAULT_OPT_LEVEL = OptLevel.BEST_BALANCE;
 const DEFAULT_ARTIFACT_ROOT = 'neuronx-compile/';
+/**
+ * The job's variables that every artifact prefix has held since the first contract, in the order the job definition
+ * lists them: always set, from the resolved options or (amp, compilerTarget, imageUri) by the library. Never add to
+ * this list: every other `CompileOptions` field is set by its name in the contract's `compileJob.environment` only
+ * when it has a value other than off and its contract default (see jobEnvironment), so that the prefixes compiled
+ * before an option existed keep their value.
+ */
+const ALWAYS_SET = ['tpDegree', 'nPositions', 'batchSize', 'amp', 'quantDtype', 'optLevel', 'compilerTarget', 'imageUri'];
+/** The job's variables in ALWAYS_SET that the library sets itself: they are not `CompileOptions` fields. */
+const LIBRARY_SET = ['amp', 'compilerTarget', 'imageUri'];
+/**
+ * The job's other variables that are not `CompileOptions` fields (the model, the locations, the entry point): set from
+ * other props, never from a key of the options (an object with extra keys passes TypeScript's checks).
+ */
+const NOT_OPTIONS = ['modelId', 'modelRevision', 'modelS3Uri', 'hfTokenSecretArn', 'artifactS3Uri', 'codeS3Uri', 'workDir', 'releaseEntrypoint'];
 // On Spot, the most attempts when the instance is reclaimed (any other failure ends the job at once).
 const MAX_SPOT_ATTEMPTS = 3;
 // The largest gp3 volume.
@@ -72,8 +87,8 @@ export interface CompileSettings {
   readonly compileInstance: NeuronxInstanceType;
   /** The instance type the artifacts are compiled for. */
   readonly serving: NeuronxInstanceType;
-  readonly options: ResolvedCompileOptions;
-  readonly optLevel: OptLevel;
+  /** Every compile option, with its default applied where there is one. */
+  readonly options: ResolvedCompileOptions & { readonly optLevel: OptLevel; readonly continuousBatching: boolean };
   /** The longest one attempt may run. */
   readonly timeout: Duration;
   /** The longest the job may wait for an instance. */
@@ -103,21 +118,9 @@ export function compileSettings(props: CompileSettingsInput): CompileSettings {
   const { compileInstance, serving, resolved, problems } = resolveConfiguration(props, {});
   const startTimeout = props.startTimeout ?? DEFAULT_START_TIMEOUT;
   const timeout = props.timeout ?? DEFAULT_TIMEOUT;
-  const optLevel = props.compileOptions?.optLevel ?? DEFAULT_OPT_LEVEL;
   const attemptSeconds = startTimeout.toSeconds() + timeout.toSeconds();
   const attempts = props.spot ? spotAttempts(attemptSeconds) : 1;
-  const jobEnvironment: Record<string, string> = {
-    [compileEnv('tpDegree')]: String(resolved.tpDegree),
-    [compileEnv('nPositions')]: String(resolved.nPositions),
-    [compileEnv('batchSize')]: String(resolved.batchSize),
-    [compileEnv('amp')]: CONTRACT.defaults.amp,
-    [compileEnv('quantDtype')]: quantDtypeValue(resolved.quantDtype),
-    [compileEnv('optLevel')]: String(optLevelValue(optLevel)),
-    [compileEnv('compilerTarget')]: compilerTargetValue(serving.family),
-    [compileEnv('imageUri')]: runtime.toString(),
-    // Only when on: the fingerprint of every configuration compiled before the option existed stays as it was.
-    ...(resolved.continuousBatching ? { [compileEnv('continuousBatching')]: CONTRACT.compileJob.enabledValue } : {}),
-  };
+  const jobEnvironment = optionEnvironment(resolved, { compilerTarget: compilerTargetValue(serving.family), imageUri: runtime.toString() });
   const fingerprint = artifactFingerprint(props.model, runtime, jobEnvironment);
   const artifactPrefix = `${normalizePrefix(props.artifactRootPrefix ?? DEFAULT_ARTIFACT_ROOT)}${slug(props.model.modelId)}/${fingerprint}/`;
   return {
@@ -125,7 +128,6 @@ export function compileSettings(props: CompileSettingsInput): CompileSettings {
     compileInstance,
     serving,
     options: resolved,
-    optLevel,
     timeout,
     startTimeout,
     attempts,
@@ -151,11 +153,13 @@ export function resolveConfiguration(config: CompileConfigurationInput, names: C
       && t.neuronCores >= (options.tpDegree ?? config.servingInstanceType?.neuronCores ?? 1))
     ?? NeuronxInstanceType.INF2_48XLARGE;
   const serving = config.servingInstanceType ?? compileInstance;
-  const resolved: ResolvedCompileOptions = {
+  const resolved: CompileSettings['options'] = {
+    ...contractOptionDefaults(),
+    ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)),
     tpDegree: options.tpDegree ?? serving.neuronCores,
     nPositions: options.nPositions ?? DEFAULT_N_POSITIONS,
-    quantDtype: options.quantDtype,
     batchSize: options.batchSize ?? CONTRACT.defaults.batchSize,
+    optLevel: options.optLevel ?? DEFAULT_OPT_LEVEL,
     continuousBatching: options.continuousBatching ?? false,
   };
   const notIntegers = [
@@ -168,6 +172,31 @@ export function resolveConfiguration(config: CompileConfigurationInput, names: C
     ...compileInstanceProblems(instanceTypeName, sizing, compileInstance, resolved),
   ];
   return { compileInstance, serving, resolved, problems };
+}
+
+/** The contract's `defaults` of the compile job's options (its `compileJob.environment` keys that the library does not set itself). */
+function contractOptionDefaults(): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(CONTRACT.defaults)
+    .filter(([key]) => key in CONTRACT.compileJob.environment && !LIBRARY_SET.includes(key)));
+}
+
+/**
+ * The compile job's variables that determine the artifacts (and so their prefix): ALWAYS_SET, then every other
+ * option, by its name in the contract's `compileJob.environment`, in the contract's order, when it is on and not
+ * its contract default. A value from a contract list is written as the contract has it (CONTRACT_OPTION_VALUES),
+ * `true` as `compileJob.enabledValue`, any other value as text.
+ */
+function optionEnvironment(options: ResolvedCompileOptions, librarySet: { compilerTarget: string; imageUri: string }): Record<string, string> {
+  const values: Record<string, unknown> = { ...options, amp: CONTRACT.defaults.amp, ...librarySet };
+  const optional = Object.keys(CONTRACT.compileJob.environment).filter(key => !ALWAYS_SET.includes(key) && !NOT_OPTIONS.includes(key)
+    && values[key] !== undefined && values[key] !== false && values[key] !== CONTRACT.defaults[key]);
+  return Object.fromEntries([...ALWAYS_SET, ...optional].map(key => [compileEnv(key), envValue(key, values[key])]));
+}
+
+function envValue(key: string, value: unknown): string {
+  if (value === true) return CONTRACT.compileJob.enabledValue;
+  const contractValue = CONTRACT_OPTION_VALUES[key];
+  return String(contractValue ? contractValue(value) : value);
 }
 
 /**

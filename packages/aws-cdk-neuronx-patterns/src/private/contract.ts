@@ -79,7 +79,13 @@ export interface RuntimeContract {
     readonly referenceBytesPerParameter: number;
     readonly referenceNeuronCores: number;
   };
-  readonly defaults: { readonly batchSize: number; readonly amp: string; readonly generationTimeLimitSeconds: number };
+  /** Defaults both sides apply; a compile option's default here is applied by its name (see compile-configuration.ts). */
+  readonly defaults: {
+    readonly batchSize: number;
+    readonly amp: string;
+    readonly generationTimeLimitSeconds: number;
+    readonly [key: string]: unknown;
+  };
 }
 
 export const CONTRACT: RuntimeContract = JSON.parse(fs.readFileSync(path.join(RUNTIME_DIR, 'contract.json'), 'utf-8'));
@@ -113,6 +119,15 @@ export function quantDtypeValue(quantDtype: QuantDtype | undefined): string {
 export function compilerTargetValue(family: NeuronxInstanceFamily): string {
   return contractValue(CONTRACT.compileOptions.compilerTargets, COMPILER_TARGET_VALUES[family], 'compilerTargets');
 }
+
+/**
+ * How the compile job reads the options whose values are one of a contract list, by option name. Any other option is
+ * written as it is (a number or string as text, `true` as `compileJob.enabledValue`).
+ */
+export const CONTRACT_OPTION_VALUES: Record<string, (value: any) => string | number> = {
+  optLevel: optLevelValue,
+  quantDtype: quantDtypeValue,
+};
 
 function contractValue<T>(allowed: T[], value: T, list: string): T {
   if (!allowed.includes(value)) {

@@ -124,26 +124,36 @@ export function endpointSettings(
   instanceType: NeuronxInstanceType,
 ): EndpointSettings {
   const sizing = modelSizing(data.model);
+  const options = compiledOptions(data);
   return {
     instanceType,
     runtime: data.runtime,
     sizing,
-    options: {
-      tpDegree: data.tpDegree,
-      nPositions: data.nPositions,
-      quantDtype: data.quantDtype,
-      batchSize: data.batchSize,
-      continuousBatching: data.continuousBatching,
-    },
+    options,
     downloadTimeout: props.modelDataDownloadTimeout
       ?? Duration.seconds(clamp(DOWNLOAD_BASE_SECONDS + DOWNLOAD_SECONDS_PER_GIB * checkpointBytes(sizing) / GIB)),
     startupTimeout: props.containerStartupHealthCheckTimeout
-      ?? Duration.seconds(clamp(STARTUP_BASE_SECONDS + STARTUP_SECONDS_PER_GIB * weightBytes(sizing, data.quantDtype) / GIB)),
+      ?? Duration.seconds(clamp(STARTUP_BASE_SECONDS + STARTUP_SECONDS_PER_GIB * weightBytes(sizing, options.quantDtype) / GIB)),
     volumeSize: props.volumeSize
       ?? (instanceType.volumeSizeSupported
         ? Size.gibibytes(Math.ceil(checkpointBytes(sizing) / GIB * VOLUME_CHECKPOINT_FACTOR) + VOLUME_BASE_GIB)
         : undefined),
-    generationTimeLimit: props.generationTimeLimit ?? maxGenerationTimeLimit(data.continuousBatching ?? false),
+    generationTimeLimit: props.generationTimeLimit ?? maxGenerationTimeLimit(options.continuousBatching ?? false),
+  };
+}
+
+/**
+ * What the model data was compiled with: its `compileOptions` whole, over the separate fields (which model data that
+ * predates `compileOptions` gives alone).
+ */
+export function compiledOptions(data: TransformersNeuronxSageMakerInferenceModelDataConfig): ResolvedCompileOptions {
+  return {
+    tpDegree: data.tpDegree,
+    nPositions: data.nPositions,
+    quantDtype: data.quantDtype,
+    batchSize: data.batchSize,
+    continuousBatching: data.continuousBatching,
+    ...Object.fromEntries(Object.entries(data.compileOptions ?? {}).filter(([, value]) => value !== undefined)),
   };
 }
 

@@ -1,4 +1,4 @@
-import { QuantDtype } from '../compile-options';
+import { CompileOptions, QuantDtype } from '../compile-options';
 import { NeuronxInstanceFamily, NeuronxInstanceType } from '../neuronx-instance-type';
 import { CONTRACT } from './contract';
 import { checkPositiveInteger } from './problems';
@@ -47,14 +47,15 @@ export interface ModelSizing {
   readonly maxPositionEmbeddings?: number;
 }
 
-/** Resolved compile options: what the artifacts are compiled for. */
-export interface ResolvedCompileOptions {
+/**
+ * Resolved compile options: what the artifacts are compiled for. Every `CompileOptions` field is carried (an option
+ * added there reaches every check without a change here); these are the ones the arithmetic needs resolved.
+ * `continuousBatching`: batchSize slots sharing one KV cache, no batch-1 graph of its own.
+ */
+export interface ResolvedCompileOptions extends CompileOptions {
   readonly tpDegree: number;
   readonly nPositions: number;
-  readonly quantDtype?: QuantDtype;
   readonly batchSize: number;
-  /** Compiled for continuous batching: batchSize slots sharing one KV cache, no batch-1 graph of its own. */
-  readonly continuousBatching?: boolean;
 }
 
 export function bytesPerParameter(quantDtype?: QuantDtype): number {
