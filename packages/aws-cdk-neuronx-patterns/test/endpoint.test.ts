@@ -15,7 +15,9 @@ import {
   statementsAllowing, statementsOfRole,
 } from './fixtures';
 import { CONTRACT } from '../src/private/contract';
-import { RESERVED_ENVIRONMENT } from '../src/private/endpoint-configuration';
+import {
+  INVOCATION_LIMIT, MAX_GENERATION_TIME_LIMIT, MAX_STATIC_GENERATION_TIME_LIMIT, RESERVED_ENVIRONMENT,
+} from '../src/private/endpoint-configuration';
 
 type Synthesized = EndpointFixture & { template: Template };
 
@@ -400,6 +402,12 @@ describe('Endpoint configurations that cannot work fail at synth, naming the pro
   test('generationTimeLimit from a token cannot be checked: refused, naming the prop', () => {
     const fixture = () => endpointFixture({}, { generationTimeLimit: Duration.seconds(Lazy.number({ produce: () => 25 })) });
     expect(() => fixture()).toThrow(/generationTimeLimit is a token: the handler's limit must be known at synth/);
+  });
+
+  test('the static limit in the contract fits twice in the invocation limit, each time with the allowance', () => {
+    // A wait behind one whole batch, then the request's own generation (contract endpoint.batching.staticAdmission).
+    const allowance = INVOCATION_LIMIT.toSeconds() - MAX_GENERATION_TIME_LIMIT.toSeconds();
+    expect(2 * (MAX_STATIC_GENERATION_TIME_LIMIT.toSeconds() + allowance)).toBeLessThanOrEqual(INVOCATION_LIMIT.toSeconds());
   });
 
   test('every variable of the contract has a message of its own', () => {

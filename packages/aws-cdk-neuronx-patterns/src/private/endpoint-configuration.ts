@@ -49,8 +49,6 @@ export const MAX_GENERATION_TIME_LIMIT = Duration.seconds(INVOCATION_LIMIT.toSec
  * allowance, must fit the invocation limit.
  */
 export const MAX_STATIC_GENERATION_TIME_LIMIT = Duration.seconds(CONTRACT.endpoint.batching.staticAdmission.generationTimeLimitSeconds);
-/** The generation and the allowance, twice: at most the invocation limit (test/endpoint.test.ts checks the contract's value). */
-export const STATIC_INVOCATION_NEED = Duration.seconds(2 * (MAX_STATIC_GENERATION_TIME_LIMIT.toSeconds() + INVOCATION_ALLOWANCE.toSeconds()));
 
 /** The longest generation time limit for model data served with or without continuous batching. */
 export function maxGenerationTimeLimit(continuousBatching: boolean): Duration {
